@@ -1,0 +1,135 @@
+//! Deep Compression (Han, Mao, Dally, ICLR 2016) for one fully-connected layer: magnitude
+//! pruning to a target density, then weight sharing through a per-layer codebook whose entry 0
+//! is reserved for zero, then EIE encoding.
+
+mod codebook;
+mod prune;
+
+pub use codebook::{share_weights, SharedWeights};
+pub use prune::prune_by_magnitude;
+
+use crate::error::{check_finite, Error, Result};
+use crate::format::{Activation, EieLayer, SparseCodes};
+
+/// Settings for compressing a layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompressConfig {
+    /// Fraction of weights kept, in (0, 1]; 1.0 keeps every non-zero weight.
+    pub density: f64,
+    /// Codebook index width in bits, 2..=8 (codebook of 2^bits entries, index 0 = zero).
+    pub bits: u8,
+    /// Number of processing elements the rows are interleaved over (>= 1).
+    pub pes: usize,
+    /// Largest number of k-means iterations.
+    pub max_iterations: usize,
+}
+
+impl Default for CompressConfig {
+    fn default() -> Self {
+        CompressConfig {
+            density: 1.0,
+            bits: 4,
+            pes: 64,
+            max_iterations: 100,
+        }
+    }
+}
+
+impl CompressConfig {
+    /// Checks every field's range.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.density > 0.0 && self.density <= 1.0) {
+            return Err(Error::InvalidArgument(format!(
+                "density {} is outside (0, 1]",
+                self.density
+            )));
+        }
+        if !(2..=8).contains(&self.bits) {
+            return Err(Error::InvalidArgument(format!(
+                "bits {} is outside 2..=8",
+                self.bits
+            )));
+        }
+        if self.pes == 0 {
+            return Err(Error::InvalidArgument("PE count must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A dense layer as imported: row-major `[rows, cols]` weights (PyTorch's `[out, in]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DenseLayer {
+    /// Name of the source tensor.
+    pub name: String,
+    /// Outputs.
+    pub rows: usize,
+    /// Inputs.
+    pub cols: usize,
+    /// `rows * cols` weights, row-major.
+    pub weights: Vec<f32>,
+    /// Optional per-output bias.
+    pub bias: Option<Vec<f32>>,
+}
+
+impl DenseLayer {
+    /// Checks shapes and that every value is finite.
+    pub fn validate(&self) -> Result<()> {
+        if self.rows == 0 || self.cols == 0 {
+            return Err(Error::Shape(format!(
+                "`{}`: empty weight matrix {}x{}",
+                self.name, self.rows, self.cols
+            )));
+        }
+        if self.weights.len() != self.rows * self.cols {
+            return Err(Error::Shape(format!(
+                "`{}`: {} weights for shape {}x{}",
+                self.name,
+                self.weights.len(),
+                self.rows,
+                self.cols
+            )));
+        }
+        check_finite(&format!("weights `{}`", self.name), &self.weights)?;
+        if let Some(b) = &self.bias {
+            if b.len() != self.rows {
+                return Err(Error::Shape(format!(
+                    "`{}`: bias has {} values for {} outputs",
+                    self.name,
+                    b.len(),
+                    self.rows
+                )));
+            }
+            check_finite(&format!("bias of `{}`", self.name), b)?;
+        }
+        Ok(())
+    }
+}
+
+/// Prunes, weight-shares and EIE-encodes one dense layer.
+pub fn compress_layer(
+    layer: &DenseLayer,
+    config: &CompressConfig,
+    activation: Activation,
+) -> Result<EieLayer> {
+    config.validate()?;
+    layer.validate()?;
+    let kept = prune_by_magnitude(&layer.weights, config.density)?;
+    let values: Vec<f32> = kept.iter().map(|&i| layer.weights[i]).collect();
+    let shared = share_weights(&values, config.bits, config.max_iterations)?;
+    let mut codes = vec![0u8; layer.rows * layer.cols];
+    for (&i, &c) in kept.iter().zip(&shared.codes) {
+        codes[i] = c;
+    }
+    let sparse = SparseCodes::from_dense(layer.rows, layer.cols, &codes)?;
+    let mut out = EieLayer::encode(
+        &sparse,
+        shared.codebook,
+        config.bits,
+        config.pes,
+        layer.bias.clone(),
+        activation,
+    )?;
+    out.set_name(layer.name.clone());
+    Ok(out)
+}

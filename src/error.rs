@@ -1,0 +1,94 @@
+//! The crate's typed errors. Every fallible public function returns [`Result`].
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in `eie`, from a missing file to a lost GPU device.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// A parameter is outside its valid range (density, bits, PE count, ...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// Tensor or vector shapes do not fit together.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+    /// A NaN or infinite value where only finite values are allowed.
+    #[error("non-finite value ({value}) in {what} at flat index {index}")]
+    NonFinite {
+        /// Which tensor or vector.
+        what: String,
+        /// Flat index of the first offending element.
+        index: usize,
+        /// The value found.
+        value: f64,
+    },
+    /// A tensor has an element type this crate does not read.
+    #[error("{what}: unsupported dtype {dtype} (supported: f32, f16, bf16, f64)")]
+    UnsupportedDtype {
+        /// Which tensor or file.
+        what: String,
+        /// The dtype found.
+        dtype: String,
+    },
+    /// A named tensor is not in the file.
+    #[error("tensor `{name}` not found in {}; available: {available}", path.display())]
+    TensorNotFound {
+        /// Requested name.
+        name: String,
+        /// The file searched.
+        path: PathBuf,
+        /// Comma-separated names that are there.
+        available: String,
+    },
+    /// A `.npy` or `.safetensors` input could not be parsed.
+    #[error("{}: cannot parse: {reason}", path.display())]
+    Parse {
+        /// The file concerned.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A compressed model failed validation (on load or on construction).
+    #[error("corrupt model: {0}")]
+    CorruptModel(String),
+    /// A model file written by an incompatible version of the format.
+    #[error("unsupported model format version {found} (this build reads version {supported})")]
+    UnsupportedVersion {
+        /// Version recorded in the file.
+        found: String,
+        /// Version this build understands.
+        supported: u32,
+    },
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Shorthand for `std::result::Result<T, eie::Error>`.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Returns an error naming the first non-finite element of `values`.
+pub fn check_finite(what: &str, values: &[f32]) -> Result<()> {
+    match values.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(index) => Err(Error::NonFinite {
+            what: what.to_string(),
+            index,
+            value: values[index] as f64,
+        }),
+    }
+}

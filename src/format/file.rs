@@ -1,0 +1,314 @@
+//! The model file: a safetensors container holding each layer's arrays, with a versioned JSON
+//! description and CRC-32 checksums in the safetensors metadata. `docs/FORMAT.md` specifies it.
+
+use super::{entry, entry_code, entry_run, Activation, EieLayer, Model};
+use crate::error::{Error, Result};
+use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::Path;
+
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// Value of the `format` metadata key.
+pub const FORMAT_NAME: &str = "eie";
+
+/// The JSON description of one layer stored under the `model` metadata key.
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct LayerHeader {
+    name: String,
+    rows: usize,
+    cols: usize,
+    pes: usize,
+    bits: u8,
+    activation: Activation,
+    bias: bool,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct ModelHeader {
+    layers: Vec<LayerHeader>,
+}
+
+/// Packs entries for the file: one byte `code | run << 4` when `bits <= 4`, else two bytes
+/// `code, run`.
+pub fn pack_entries(entries: &[u16], bits: u8) -> Vec<u8> {
+    if bits <= 4 {
+        entries
+            .iter()
+            .map(|&e| entry_code(e) | entry_run(e) << 4)
+            .collect()
+    } else {
+        entries
+            .iter()
+            .flat_map(|&e| [entry_code(e), entry_run(e)])
+            .collect()
+    }
+}
+
+fn unpack_entries(bytes: &[u8], bits: u8) -> Result<Vec<u16>> {
+    if bits <= 4 {
+        Ok(bytes.iter().map(|&b| entry(b & 0xf, b >> 4)).collect())
+    } else if bytes.len() % 2 != 0 {
+        Err(Error::CorruptModel(
+            "odd entry byte count for a two-byte entry layout".into(),
+        ))
+    } else {
+        Ok(bytes.chunks_exact(2).map(|c| entry(c[0], c[1])).collect())
+    }
+}
+
+fn tensor_name(layer: usize, what: &str) -> String {
+    format!("layers.{layer}.{what}")
+}
+
+/// Serialises a model to the bytes of a model file.
+pub fn to_bytes(model: &Model) -> Result<Vec<u8>> {
+    let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut headers = Vec::new();
+    for (i, l) in model.layers().iter().enumerate() {
+        headers.push(LayerHeader {
+            name: l.name().to_string(),
+            rows: l.rows(),
+            cols: l.cols(),
+            pes: l.pes(),
+            bits: l.bits(),
+            activation: l.activation(),
+            bias: l.bias().is_some(),
+        });
+        let f32s = |v: &[f32]| bytemuck::cast_slice::<f32, u8>(v).to_vec();
+        let u32s = |v: &[u32]| bytemuck::cast_slice::<u32, u8>(v).to_vec();
+        owned.push((
+            tensor_name(i, "codebook"),
+            Dtype::F32,
+            vec![l.codebook().len()],
+            f32s(l.codebook()),
+        ));
+        if let Some(b) = l.bias() {
+            owned.push((tensor_name(i, "bias"), Dtype::F32, vec![b.len()], f32s(b)));
+        }
+        owned.push((
+            tensor_name(i, "pe_ptr"),
+            Dtype::U32,
+            vec![l.pes() + 1],
+            u32s(l.pe_ptr()),
+        ));
+        owned.push((
+            tensor_name(i, "col_ptr"),
+            Dtype::U32,
+            vec![l.pes(), l.cols() + 1],
+            u32s(l.col_ptr()),
+        ));
+        let packed = pack_entries(l.entries(), l.bits());
+        owned.push((
+            tensor_name(i, "entries"),
+            Dtype::U8,
+            vec![packed.len()],
+            packed,
+        ));
+    }
+    if cfg!(target_endian = "big") {
+        return Err(Error::InvalidArgument(
+            "model files are little-endian; big-endian hosts are not supported".into(),
+        ));
+    }
+    let checksums: BTreeMap<&str, u32> = owned
+        .iter()
+        .map(|(n, _, _, d)| (n.as_str(), crc32fast::hash(d)))
+        .collect();
+    let mut meta = HashMap::new();
+    meta.insert("format".to_string(), FORMAT_NAME.to_string());
+    meta.insert("format_version".to_string(), FORMAT_VERSION.to_string());
+    meta.insert(
+        "model".to_string(),
+        serde_json::to_string(&ModelHeader { layers: headers }).expect("plain structs serialise"),
+    );
+    meta.insert(
+        "crc32".to_string(),
+        serde_json::to_string(&checksums).expect("a map serialises"),
+    );
+    let views = owned
+        .iter()
+        .map(|(n, dt, shape, data)| {
+            TensorView::new(*dt, shape.clone(), data)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| Error::InvalidArgument(format!("tensor {n}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    safetensors::serialize(views, Some(meta))
+        .map_err(|e| Error::InvalidArgument(format!("cannot serialise model: {e}")))
+}
+
+/// Writes `model` to `path` atomically (temporary file in the same folder, then rename).
+pub fn save(model: &Model, path: &Path) -> Result<()> {
+    let bytes = to_bytes(model)?;
+    write_atomic(path, &bytes)
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a
+/// reader never sees a half-written file and a failure leaves any old file untouched.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+    tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
+/// Reads and validates a model file.
+pub fn load(path: &Path) -> Result<Model> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    from_bytes(&bytes)
+}
+
+fn corrupt(msg: impl Into<String>) -> Error {
+    Error::CorruptModel(msg.into())
+}
+
+/// Parses and validates the bytes of a model file.
+pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| corrupt(format!("not a valid safetensors container: {e}")))?;
+    let (_, metadata) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| corrupt(format!("not a valid safetensors container: {e}")))?;
+    let meta = metadata
+        .metadata()
+        .as_ref()
+        .ok_or_else(|| corrupt("no metadata: not an eie model file"))?;
+    let get = |k: &str| {
+        meta.get(k)
+            .ok_or_else(|| corrupt(format!("metadata key `{k}` missing")))
+    };
+    if get("format")? != FORMAT_NAME {
+        return Err(corrupt(format!(
+            "metadata `format` is `{}`, expected `{FORMAT_NAME}`",
+            get("format")?
+        )));
+    }
+    let version = get("format_version")?;
+    if version.parse::<u32>().ok() != Some(FORMAT_VERSION) {
+        return Err(Error::UnsupportedVersion {
+            found: version.clone(),
+            supported: FORMAT_VERSION,
+        });
+    }
+    let header: ModelHeader = serde_json::from_str(get("model")?)
+        .map_err(|e| corrupt(format!("metadata `model` is not valid: {e}")))?;
+    let checksums: BTreeMap<String, u32> = serde_json::from_str(get("crc32")?)
+        .map_err(|e| corrupt(format!("metadata `crc32` is not valid: {e}")))?;
+    let expected_names: Vec<String> = header
+        .layers
+        .iter()
+        .enumerate()
+        .flat_map(|(i, h)| {
+            let mut v = vec![
+                tensor_name(i, "codebook"),
+                tensor_name(i, "pe_ptr"),
+                tensor_name(i, "col_ptr"),
+                tensor_name(i, "entries"),
+            ];
+            if h.bias {
+                v.push(tensor_name(i, "bias"));
+            }
+            v
+        })
+        .collect();
+    if st.len() != expected_names.len() || checksums.len() != expected_names.len() {
+        return Err(corrupt(format!(
+            "{} tensors and {} checksums stored, the header describes {}",
+            st.len(),
+            checksums.len(),
+            expected_names.len()
+        )));
+    }
+    let tensor = |name: &str, dtype: Dtype, shape: &[usize]| -> Result<&[u8]> {
+        let t = st
+            .tensor(name)
+            .map_err(|_| corrupt(format!("tensor `{name}` missing")))?;
+        if t.dtype() != dtype || (!shape.is_empty() && t.shape() != shape) {
+            return Err(corrupt(format!(
+                "tensor `{name}` is {:?} {:?}, expected {dtype:?} {shape:?}",
+                t.dtype(),
+                t.shape()
+            )));
+        }
+        let data = t.data();
+        let want = checksums
+            .get(name)
+            .ok_or_else(|| corrupt(format!("no checksum for `{name}`")))?;
+        let got = crc32fast::hash(data);
+        if got != *want {
+            return Err(corrupt(format!(
+                "tensor `{name}` fails its checksum (stored {want:08x}, computed {got:08x})"
+            )));
+        }
+        Ok(data)
+    };
+    let f32s = |d: &[u8]| -> Vec<f32> {
+        d.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    let u32s = |d: &[u8]| -> Vec<u32> {
+        d.chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    let mut layers = Vec::with_capacity(header.layers.len());
+    for (i, h) in header.layers.into_iter().enumerate() {
+        if !(2..=8).contains(&h.bits) || h.pes == 0 || h.rows == 0 || h.cols == 0 {
+            return Err(corrupt(format!(
+                "layer {i}: invalid header (rows {}, cols {}, pes {}, bits {})",
+                h.rows, h.cols, h.pes, h.bits
+            )));
+        }
+        let n_ptr = h
+            .pes
+            .checked_mul(h.cols + 1)
+            .ok_or_else(|| corrupt(format!("layer {i}: pointer count overflows")))?;
+        let codebook = f32s(tensor(
+            &tensor_name(i, "codebook"),
+            Dtype::F32,
+            &[1 << h.bits],
+        )?);
+        let bias = if h.bias {
+            Some(f32s(tensor(
+                &tensor_name(i, "bias"),
+                Dtype::F32,
+                &[h.rows],
+            )?))
+        } else {
+            None
+        };
+        let pe_ptr = u32s(tensor(&tensor_name(i, "pe_ptr"), Dtype::U32, &[h.pes + 1])?);
+        let col_ptr = u32s(tensor(
+            &tensor_name(i, "col_ptr"),
+            Dtype::U32,
+            &[h.pes, h.cols + 1],
+        )?);
+        debug_assert_eq!(col_ptr.len(), n_ptr);
+        let packed = tensor(&tensor_name(i, "entries"), Dtype::U8, &[])?;
+        let entries = unpack_entries(packed, h.bits)?;
+        layers.push(EieLayer::from_parts(
+            h.name,
+            h.rows,
+            h.cols,
+            h.pes,
+            h.bits,
+            codebook,
+            bias,
+            h.activation,
+            pe_ptr,
+            col_ptr,
+            entries,
+        )?);
+    }
+    Model::new(layers)
+}

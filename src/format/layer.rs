@@ -1,0 +1,569 @@
+use crate::error::{check_finite, Error, Result};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// The largest zero run one entry can express (4 bits). Longer gaps need padding entries.
+pub const MAX_RUN: u8 = 15;
+
+/// Packs a codebook index and a zero run into one in-memory entry (`code | run << 8`).
+#[inline]
+pub fn entry(code: u8, run: u8) -> u16 {
+    code as u16 | (run as u16) << 8
+}
+
+/// The codebook index of an entry (0 = padding / zero).
+#[inline]
+pub fn entry_code(e: u16) -> u8 {
+    (e & 0xff) as u8
+}
+
+/// The zero run of an entry: how many of this PE's rows are skipped before it.
+#[inline]
+pub fn entry_run(e: u16) -> u8 {
+    (e >> 8) as u8
+}
+
+/// Activation function applied on write-back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// `f(x) = x`.
+    #[default]
+    Identity,
+    /// `f(x) = max(x, 0)`.
+    Relu,
+}
+
+impl Activation {
+    /// Applies the function to one value.
+    #[inline]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Activation::Identity => x,
+            Activation::Relu => x.max(0.0),
+        }
+    }
+
+    /// The name used in files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Identity => "identity",
+            Activation::Relu => "relu",
+        }
+    }
+}
+
+impl std::str::FromStr for Activation {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "identity" | "none" | "linear" => Ok(Activation::Identity),
+            "relu" => Ok(Activation::Relu),
+            other => Err(Error::InvalidArgument(format!(
+                "unknown activation `{other}` (expected relu or identity)"
+            ))),
+        }
+    }
+}
+
+/// A weight matrix after weight sharing: the non-zero codes of each column, sorted by row.
+///
+/// This is the intermediate form between compression and EIE encoding, and what
+/// [`EieLayer::sparse_codes`] decodes back to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SparseCodes {
+    /// Output count (rows of W).
+    pub rows: usize,
+    /// Input count (columns of W).
+    pub cols: usize,
+    /// `col_ptr[j]..col_ptr[j + 1]` indexes column j's entries; length `cols + 1`.
+    pub col_ptr: Vec<usize>,
+    /// Row of each entry, increasing within a column.
+    pub row_idx: Vec<u32>,
+    /// Codebook index of each entry, never 0.
+    pub code: Vec<u8>,
+}
+
+impl SparseCodes {
+    /// Builds the column lists of a dense row-major `rows x cols` matrix of codes (0 = zero).
+    pub fn from_dense(rows: usize, cols: usize, codes: &[u8]) -> Result<Self> {
+        if codes.len() != rows * cols {
+            return Err(Error::Shape(format!(
+                "{} codes for a {rows}x{cols} matrix",
+                codes.len()
+            )));
+        }
+        let mut count = vec![0usize; cols + 1];
+        for row in codes.chunks_exact(cols.max(1)).take(rows) {
+            for (j, &c) in row.iter().enumerate() {
+                count[j + 1] += (c != 0) as usize;
+            }
+        }
+        for j in 0..cols {
+            count[j + 1] += count[j];
+        }
+        let nnz = count[cols];
+        let mut fill = count.clone();
+        let mut row_idx = vec![0u32; nnz];
+        let mut code = vec![0u8; nnz];
+        for (i, row) in codes.chunks_exact(cols.max(1)).take(rows).enumerate() {
+            for (j, &c) in row.iter().enumerate() {
+                if c != 0 {
+                    row_idx[fill[j]] = i as u32;
+                    code[fill[j]] = c;
+                    fill[j] += 1;
+                }
+            }
+        }
+        Ok(SparseCodes {
+            rows,
+            cols,
+            col_ptr: count,
+            row_idx,
+            code,
+        })
+    }
+
+    /// Number of stored (non-zero) codes.
+    pub fn nnz(&self) -> usize {
+        self.code.len()
+    }
+
+    /// Expands to a dense row-major matrix of codes.
+    pub fn to_dense(&self) -> Vec<u8> {
+        let mut out = vec![0u8; self.rows * self.cols];
+        for j in 0..self.cols {
+            for k in self.col_ptr[j]..self.col_ptr[j + 1] {
+                out[self.row_idx[k] as usize * self.cols + j] = self.code[k];
+            }
+        }
+        out
+    }
+}
+
+/// Encodes one PE's slice of one column: `(local_row, code)` pairs with strictly increasing
+/// local rows and non-zero codes, appended to `out` as relative-indexed entries.
+///
+/// A gap of more than [`MAX_RUN`] zeros is bridged by padding entries `(code 0, run 15)`, as in
+/// the paper: column `[0,0,1,2, 18 zeros, 3]` becomes codes `[1,2,0,3]`, runs `[2,0,15,2]`.
+pub fn encode_column(items: impl IntoIterator<Item = (usize, u8)>, out: &mut Vec<u16>) {
+    let mut next = 0usize; // first local row not yet covered by an entry
+    for (row, code) in items {
+        debug_assert!(row >= next && code != 0);
+        let mut gap = row - next;
+        while gap > MAX_RUN as usize {
+            out.push(entry(0, MAX_RUN));
+            gap -= MAX_RUN as usize + 1;
+        }
+        out.push(entry(code, gap as u8));
+        next = row + 1;
+    }
+}
+
+/// One PE's part of a layer: its column pointers and its entries.
+#[derive(Clone, Copy, Debug)]
+pub struct PeSlice<'a> {
+    /// `col_ptr[j]..col_ptr[j + 1]` are column j's entries in `entries`; length `cols + 1`.
+    pub col_ptr: &'a [u32],
+    /// Relative-indexed entries of every column, padding included (see [`entry`]).
+    pub entries: &'a [u16],
+}
+
+impl<'a> PeSlice<'a> {
+    /// Entries of column `j`.
+    #[inline]
+    pub fn column(&self, j: usize) -> &'a [u16] {
+        &self.entries[self.col_ptr[j] as usize..self.col_ptr[j + 1] as usize]
+    }
+}
+
+/// One compressed fully-connected layer `b = f(W a + bias)` in EIE's storage format.
+///
+/// Row `i` of W belongs to PE `i % pes` as local row `i / pes`. Every field is validated on
+/// construction, so the kernels that walk a layer never index out of bounds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EieLayer {
+    name: String,
+    rows: usize,
+    cols: usize,
+    pes: usize,
+    bits: u8,
+    codebook: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    activation: Activation,
+    /// `pe_ptr[p]..pe_ptr[p + 1]` is PE p's range of `entries`; length `pes + 1`.
+    pe_ptr: Vec<u32>,
+    /// Per-PE column pointers, relative to the PE's first entry; `pes * (cols + 1)` values.
+    col_ptr: Vec<u32>,
+    /// All entries, PE after PE, column after column.
+    entries: Vec<u16>,
+}
+
+/// The number of rows PE `p` owns out of `rows` interleaved over `pes`.
+#[inline]
+pub fn rows_of_pe(rows: usize, pes: usize, p: usize) -> usize {
+    if p < rows % pes {
+        rows / pes + 1
+    } else {
+        rows / pes
+    }
+}
+
+impl EieLayer {
+    /// Encodes a weight-shared matrix into EIE's format over `pes` processing elements.
+    pub fn encode(
+        codes: &SparseCodes,
+        codebook: Vec<f32>,
+        bits: u8,
+        pes: usize,
+        bias: Option<Vec<f32>>,
+        activation: Activation,
+    ) -> Result<Self> {
+        if pes == 0 {
+            return Err(Error::InvalidArgument("PE count must be at least 1".into()));
+        }
+        if codes.col_ptr.len() != codes.cols + 1 {
+            return Err(Error::Shape("column pointer length is not cols + 1".into()));
+        }
+        // Distribute each column's non-zeros to their PEs, keeping (column, row) order.
+        let mut per_pe: Vec<Vec<(u32, u32, u8)>> = vec![Vec::new(); pes];
+        for j in 0..codes.cols {
+            for k in codes.col_ptr[j]..codes.col_ptr[j + 1] {
+                let row = codes.row_idx[k] as usize;
+                if row >= codes.rows || codes.code[k] == 0 {
+                    return Err(Error::Shape(format!(
+                        "entry {k} of column {j}: row {row} / code {} invalid",
+                        codes.code[k]
+                    )));
+                }
+                per_pe[row % pes].push((j as u32, (row / pes) as u32, codes.code[k]));
+            }
+        }
+        let cols = codes.cols;
+        let encoded: Vec<(Vec<u32>, Vec<u16>)> = per_pe
+            .into_par_iter()
+            .map(|items| {
+                let mut ptr = Vec::with_capacity(cols + 1);
+                let mut entries = Vec::with_capacity(items.len() + items.len() / 8);
+                let mut it = items.into_iter().peekable();
+                for j in 0..cols as u32 {
+                    ptr.push(entries.len() as u32);
+                    let column = std::iter::from_fn(|| it.next_if(|&(c, _, _)| c == j))
+                        .map(|(_, r, c)| (r as usize, c));
+                    encode_column(column, &mut entries);
+                }
+                ptr.push(entries.len() as u32);
+                (ptr, entries)
+            })
+            .collect();
+        let total: usize = encoded.iter().map(|(_, e)| e.len()).sum();
+        if total > u32::MAX as usize {
+            return Err(Error::InvalidArgument(format!(
+                "{total} entries exceed the format's 2^32 limit"
+            )));
+        }
+        let mut pe_ptr = Vec::with_capacity(pes + 1);
+        let mut col_ptr = Vec::with_capacity(pes * (cols + 1));
+        let mut entries = Vec::with_capacity(total);
+        for (ptr, e) in encoded {
+            pe_ptr.push(entries.len() as u32);
+            col_ptr.extend_from_slice(&ptr);
+            entries.extend_from_slice(&e);
+        }
+        pe_ptr.push(entries.len() as u32);
+        Self::from_parts(
+            String::new(),
+            codes.rows,
+            cols,
+            pes,
+            bits,
+            codebook,
+            bias,
+            activation,
+            pe_ptr,
+            col_ptr,
+            entries,
+        )
+    }
+
+    /// Assembles a layer from its stored arrays, validating every pointer, index and value.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_parts(
+        name: String,
+        rows: usize,
+        cols: usize,
+        pes: usize,
+        bits: u8,
+        codebook: Vec<f32>,
+        bias: Option<Vec<f32>>,
+        activation: Activation,
+        pe_ptr: Vec<u32>,
+        col_ptr: Vec<u32>,
+        entries: Vec<u16>,
+    ) -> Result<Self> {
+        let bad = |msg: String| Err(Error::CorruptModel(format!("layer `{name}`: {msg}")));
+        if !(2..=8).contains(&bits) {
+            return bad(format!("codebook bits {bits} outside 2..=8"));
+        }
+        if pes == 0 {
+            return bad("PE count is 0".into());
+        }
+        if rows == 0 || cols == 0 {
+            return bad(format!("empty shape {rows}x{cols}"));
+        }
+        if codebook.len() != 1 << bits {
+            return bad(format!(
+                "codebook has {} entries, expected 2^{bits} = {}",
+                codebook.len(),
+                1 << bits
+            ));
+        }
+        if let Err(e) = check_finite("codebook", &codebook) {
+            return bad(e.to_string());
+        }
+        if codebook[0] != 0.0 {
+            return bad(format!(
+                "codebook entry 0 is {}, must be 0.0 (padding)",
+                codebook[0]
+            ));
+        }
+        if let Some(b) = &bias {
+            if b.len() != rows {
+                return bad(format!("bias has {} values for {rows} rows", b.len()));
+            }
+            if let Err(e) = check_finite("bias", b) {
+                return bad(e.to_string());
+            }
+        }
+        if pe_ptr.len() != pes + 1 || col_ptr.len() != pes * (cols + 1) {
+            return bad(format!(
+                "pointer arrays have lengths {} and {}, expected {} and {}",
+                pe_ptr.len(),
+                col_ptr.len(),
+                pes + 1,
+                pes * (cols + 1)
+            ));
+        }
+        if pe_ptr[0] != 0 || pe_ptr[pes] as usize != entries.len() {
+            return bad(format!(
+                "PE pointers span {}..{}, expected 0..{}",
+                pe_ptr[0],
+                pe_ptr[pes],
+                entries.len()
+            ));
+        }
+        for p in 0..pes {
+            if pe_ptr[p] > pe_ptr[p + 1] {
+                return bad(format!("PE pointer {p} decreases"));
+            }
+            let len = pe_ptr[p + 1] - pe_ptr[p];
+            let ptr = &col_ptr[p * (cols + 1)..(p + 1) * (cols + 1)];
+            if ptr[0] != 0 || ptr[cols] != len {
+                return bad(format!(
+                    "PE {p}: column pointers span {}..{}, expected 0..{len}",
+                    ptr[0], ptr[cols]
+                ));
+            }
+            let pe_entries = &entries[pe_ptr[p] as usize..pe_ptr[p + 1] as usize];
+            let local_rows = rows_of_pe(rows, pes, p);
+            for j in 0..cols {
+                if ptr[j] > ptr[j + 1] {
+                    return bad(format!("PE {p}: column pointer {j} decreases"));
+                }
+                let column = &pe_entries[ptr[j] as usize..ptr[j + 1] as usize];
+                let mut next = 0usize;
+                for (k, &e) in column.iter().enumerate() {
+                    let (code, run) = (entry_code(e), entry_run(e));
+                    if run > MAX_RUN {
+                        return bad(format!("PE {p} column {j}: zero run {run} exceeds 15"));
+                    }
+                    if code as usize >= codebook.len() {
+                        return bad(format!(
+                            "PE {p} column {j}: codebook index {code} beyond the {}-entry codebook",
+                            codebook.len()
+                        ));
+                    }
+                    if code == 0 && (run != MAX_RUN || k + 1 == column.len()) {
+                        return bad(format!(
+                            "PE {p} column {j}: malformed padding entry (run {run})"
+                        ));
+                    }
+                    next += run as usize + 1;
+                    if next > local_rows {
+                        return bad(format!(
+                            "PE {p} column {j}: relative indices run past the end of the column \
+                             (row {} of {local_rows})",
+                            next - 1
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(EieLayer {
+            name,
+            rows,
+            cols,
+            pes,
+            bits,
+            codebook,
+            bias,
+            activation,
+            pe_ptr,
+            col_ptr,
+            entries,
+        })
+    }
+
+    /// The layer's name (the source tensor's name when imported).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Sets the layer's name.
+    pub fn set_name(&mut self, name: impl Into<String>) {
+        self.name = name.into();
+    }
+    /// Output count (rows of W).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// Input count (columns of W).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// Number of processing elements the rows are interleaved over.
+    pub fn pes(&self) -> usize {
+        self.pes
+    }
+    /// Codebook index width in bits (2..=8).
+    pub fn bits(&self) -> u8 {
+        self.bits
+    }
+    /// The shared weights; entry 0 is always 0.0.
+    pub fn codebook(&self) -> &[f32] {
+        &self.codebook
+    }
+    /// Per-row bias, if any.
+    pub fn bias(&self) -> Option<&[f32]> {
+        self.bias.as_deref()
+    }
+    /// Activation applied on write-back.
+    pub fn activation(&self) -> Activation {
+        self.activation
+    }
+    /// Sets the activation function.
+    pub fn set_activation(&mut self, activation: Activation) {
+        self.activation = activation;
+    }
+    /// Entry ranges of the PEs (`pes + 1` values).
+    pub fn pe_ptr(&self) -> &[u32] {
+        &self.pe_ptr
+    }
+    /// All per-PE column pointers, PE after PE (`pes * (cols + 1)` values).
+    pub fn col_ptr(&self) -> &[u32] {
+        &self.col_ptr
+    }
+    /// All entries, PE after PE.
+    pub fn entries(&self) -> &[u16] {
+        &self.entries
+    }
+    /// Number of rows PE `p` owns.
+    pub fn rows_of_pe(&self, p: usize) -> usize {
+        rows_of_pe(self.rows, self.pes, p)
+    }
+    /// PE `p`'s column pointers and entries.
+    pub fn pe(&self, p: usize) -> PeSlice<'_> {
+        PeSlice {
+            col_ptr: &self.col_ptr[p * (self.cols + 1)..(p + 1) * (self.cols + 1)],
+            entries: &self.entries[self.pe_ptr[p] as usize..self.pe_ptr[p + 1] as usize],
+        }
+    }
+    /// Stored entries, padding included.
+    pub fn entry_count(&self) -> usize {
+        self.entries.len()
+    }
+    /// Padding entries (code 0).
+    pub fn padding_count(&self) -> usize {
+        self.entries.iter().filter(|&&e| entry_code(e) == 0).count()
+    }
+    /// Non-zero weights (entries minus padding).
+    pub fn nnz(&self) -> usize {
+        self.entry_count() - self.padding_count()
+    }
+    /// Fraction of W's weights that are stored.
+    pub fn density(&self) -> f64 {
+        self.nnz() as f64 / (self.rows as f64 * self.cols as f64)
+    }
+    /// Bytes the layer takes in the model file's packed form (entries, pointers, codebook, bias).
+    pub fn compressed_bytes(&self) -> usize {
+        let entry_bytes = if self.bits <= 4 { 1 } else { 2 };
+        self.entries.len() * entry_bytes
+            + 4 * (self.pe_ptr.len() + self.col_ptr.len() + self.codebook.len())
+            + self.bias.as_ref().map_or(0, |b| 4 * b.len())
+    }
+    /// Bytes of the same layer as dense f32 (weights plus bias).
+    pub fn dense_bytes(&self) -> usize {
+        4 * (self.rows * self.cols + self.bias.as_ref().map_or(0, |b| b.len()))
+    }
+
+    /// Decodes the entries back to column lists of codes with global row numbers.
+    pub fn sparse_codes(&self) -> SparseCodes {
+        let mut cols: Vec<Vec<(u32, u8)>> = vec![Vec::new(); self.cols];
+        for p in 0..self.pes {
+            let pe = self.pe(p);
+            for (j, col) in cols.iter_mut().enumerate() {
+                let mut row = usize::MAX; // "-1": the first entry lands on row run
+                for &e in pe.column(j) {
+                    row = row.wrapping_add(entry_run(e) as usize + 1);
+                    if entry_code(e) != 0 {
+                        col.push(((row * self.pes + p) as u32, entry_code(e)));
+                    }
+                }
+            }
+        }
+        let mut col_ptr = Vec::with_capacity(self.cols + 1);
+        let mut row_idx = Vec::with_capacity(self.nnz());
+        let mut code = Vec::with_capacity(self.nnz());
+        col_ptr.push(0);
+        for mut col in cols {
+            col.sort_unstable_by_key(|&(r, _)| r);
+            for (r, c) in col {
+                row_idx.push(r);
+                code.push(c);
+            }
+            col_ptr.push(row_idx.len());
+        }
+        SparseCodes {
+            rows: self.rows,
+            cols: self.cols,
+            col_ptr,
+            row_idx,
+            code,
+        }
+    }
+
+    /// Dense row-major dequantised weights (`rows * cols`, zeros where pruned).
+    pub fn dense_weights(&self) -> Vec<f32> {
+        self.sparse_codes()
+            .to_dense()
+            .into_iter()
+            .map(|c| self.codebook[c as usize])
+            .collect()
+    }
+
+    /// The same layer re-interleaved over a different number of PEs.
+    pub fn with_pes(&self, pes: usize) -> Result<Self> {
+        if pes == self.pes {
+            return Ok(self.clone());
+        }
+        let mut out = Self::encode(
+            &self.sparse_codes(),
+            self.codebook.clone(),
+            self.bits,
+            pes,
+            self.bias.clone(),
+            self.activation,
+        )?;
+        out.name = self.name.clone();
+        Ok(out)
+    }
+}

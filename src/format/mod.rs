@@ -1,0 +1,16 @@
+//! EIE's storage format: rows interleaved across processing elements (PEs), each PE holding its
+//! slice of every column as relative-indexed CSC entries (codebook index + 4-bit zero run, with
+//! padding entries), plus per-PE column pointers (EIE paper, section III-B).
+//!
+//! [`EieLayer`] is one compressed fully-connected layer, [`Model`] a chain of them, and
+//! [`file`] reads and writes the model file described in `docs/FORMAT.md`.
+
+pub mod file;
+mod layer;
+mod model;
+
+pub use layer::{
+    encode_column, entry, entry_code, entry_run, rows_of_pe, Activation, EieLayer, PeSlice,
+    SparseCodes, MAX_RUN,
+};
+pub use model::{check_batch, Model};

@@ -1,0 +1,94 @@
+use super::EieLayer;
+use crate::error::{Error, Result};
+use std::path::Path;
+
+/// A chain of compressed layers: layer `k + 1` takes layer `k`'s outputs as its inputs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model {
+    layers: Vec<EieLayer>,
+}
+
+impl Model {
+    /// Builds a model, checking that there is at least one layer and that shapes chain.
+    pub fn new(layers: Vec<EieLayer>) -> Result<Self> {
+        if layers.is_empty() {
+            return Err(Error::InvalidArgument(
+                "a model needs at least one layer".into(),
+            ));
+        }
+        for (k, pair) in layers.windows(2).enumerate() {
+            if pair[1].cols() != pair[0].rows() {
+                return Err(Error::Shape(format!(
+                    "layer {} (`{}`) has {} outputs but layer {} (`{}`) takes {} inputs",
+                    k,
+                    pair[0].name(),
+                    pair[0].rows(),
+                    k + 1,
+                    pair[1].name(),
+                    pair[1].cols()
+                )));
+            }
+        }
+        Ok(Model { layers })
+    }
+
+    /// The layers in evaluation order.
+    pub fn layers(&self) -> &[EieLayer] {
+        &self.layers
+    }
+
+    /// Consumes the model, returning its layers.
+    pub fn into_layers(self) -> Vec<EieLayer> {
+        self.layers
+    }
+
+    /// Length of an input vector.
+    pub fn input_size(&self) -> usize {
+        self.layers[0].cols()
+    }
+
+    /// Length of an output vector.
+    pub fn output_size(&self) -> usize {
+        self.layers[self.layers.len() - 1].rows()
+    }
+
+    /// The same model with every layer re-interleaved over `pes` PEs.
+    pub fn with_pes(&self, pes: usize) -> Result<Self> {
+        Ok(Model {
+            layers: self
+                .layers
+                .iter()
+                .map(|l| l.with_pes(pes))
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    /// Checks that `input` holds a whole number of finite input vectors; returns the batch size.
+    pub fn check_input(&self, input: &[f32]) -> Result<usize> {
+        check_batch(self.input_size(), input)
+    }
+
+    /// Writes the model file (see `docs/FORMAT.md`) atomically: a temporary file in the same
+    /// folder, renamed over `path` once complete.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        super::file::save(self, path.as_ref())
+    }
+
+    /// Reads and validates a model file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        super::file::load(path.as_ref())
+    }
+}
+
+/// Checks that `input` holds a whole, non-zero number of finite vectors of length `n`;
+/// returns how many.
+pub fn check_batch(n: usize, input: &[f32]) -> Result<usize> {
+    if input.is_empty() || input.len() % n != 0 {
+        return Err(Error::Shape(format!(
+            "input has {} values; the model takes vectors of {n} (a batch must be a multiple)",
+            input.len()
+        )));
+    }
+    crate::error::check_finite("input", input)?;
+    Ok(input.len() / n)
+}

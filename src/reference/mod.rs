@@ -1,0 +1,48 @@
+//! The CPU model: a dense oracle and EIE's sparse matrix-vector product computed straight from
+//! the compressed format in hardware order, in f32 and in 16-bit fixed point.
+
+mod dense;
+mod eie;
+
+pub use dense::DenseOracle;
+pub use eie::{layer_f32, layer_fixed16, CpuEngine, Precision};
+
+/// How far one result is from another.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct ErrorStats {
+    /// Largest absolute difference.
+    pub max_abs: f64,
+    /// Largest absolute difference divided by the largest magnitude of the reference
+    /// (normwise relative error; 0 when both are all zero).
+    pub max_rel: f64,
+}
+
+impl ErrorStats {
+    /// Compares `got` against `reference` (equal lengths).
+    pub fn compare(got: &[f32], reference: &[f32]) -> Self {
+        assert_eq!(
+            got.len(),
+            reference.len(),
+            "compared vectors differ in length"
+        );
+        let mut max_abs = 0f64;
+        let mut scale = 0f64;
+        for (&g, &r) in got.iter().zip(reference) {
+            let d = (g as f64 - r as f64).abs();
+            max_abs = if d.is_nan() {
+                f64::INFINITY
+            } else {
+                max_abs.max(d)
+            };
+            scale = scale.max((r as f64).abs());
+        }
+        let max_rel = if max_abs == 0.0 {
+            0.0
+        } else if scale == 0.0 {
+            f64::INFINITY
+        } else {
+            max_abs / scale
+        };
+        ErrorStats { max_abs, max_rel }
+    }
+}
