@@ -5,6 +5,7 @@
 //! ([`format`]), a CPU model ([`reference`]) in f32 and 16-bit fixed point ([`fixed16`]), a
 //! cycle-level simulator of the ASIC ([`sim`]) and WGSL kernels through wgpu (`gpu`).
 
+pub mod backend;
 pub mod compress;
 pub mod error;
 pub mod fixed16;

@@ -1,0 +1,52 @@
+//! One interface over every way of running a [`Model`], so a single verifier (`eie verify`) and a
+//! single generic test suite can compare them all against the dense oracle.
+
+use crate::error::Result;
+use crate::format::Model;
+use crate::reference::{CpuEngine, Precision};
+
+/// Something that runs a whole model on a batch of inputs.
+pub trait Backend: Send + Sync {
+    /// A short name for reports, e.g. `cpu-eie/f32` or `gpu-eie/fixed16`.
+    fn name(&self) -> String;
+    /// The arithmetic it uses (decides the tolerance it is held to).
+    fn precision(&self) -> Precision;
+    /// Runs `input` (`batch * input_size` values); returns `batch * output_size` values.
+    fn run(&self, input: &[f32]) -> Result<Vec<f32>>;
+}
+
+/// The EIE CPU engine in one precision, as a [`Backend`].
+pub struct CpuBackend {
+    engine: CpuEngine,
+    precision: Precision,
+}
+
+impl CpuBackend {
+    /// Wraps a model for the CPU engine.
+    pub fn new(model: Model, precision: Precision) -> Self {
+        CpuBackend {
+            engine: CpuEngine::new(model),
+            precision,
+        }
+    }
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> String {
+        format!("cpu-eie/{}", self.precision.name())
+    }
+    fn precision(&self) -> Precision {
+        self.precision
+    }
+    fn run(&self, input: &[f32]) -> Result<Vec<f32>> {
+        self.engine.run(input, self.precision)
+    }
+}
+
+/// The CPU backends: the EIE engine in f32 and in fixed16.
+pub fn cpu_backends(model: &Model) -> Vec<Box<dyn Backend>> {
+    [Precision::F32, Precision::Fixed16]
+        .into_iter()
+        .map(|p| Box::new(CpuBackend::new(model.clone(), p)) as Box<dyn Backend>)
+        .collect()
+}
