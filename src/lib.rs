@@ -12,6 +12,8 @@ pub mod fixed16;
 pub mod format;
 pub mod import;
 pub mod reference;
+pub mod synth;
+pub mod verify;
 
 pub use error::{Error, Result};
 pub use format::{Activation, EieLayer, Model};

@@ -1,1 +1,7 @@
-fn main() {}
+//! The `eie` command-line tool. Run `eie --help`.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -1,0 +1,99 @@
+use eie::{Model, Result};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct InfoArgs {
+    /// The model file.
+    model: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct LayerInfo {
+    name: String,
+    outputs: usize,
+    inputs: usize,
+    density: f64,
+    bits: u8,
+    pes: usize,
+    activation: &'static str,
+    bias: bool,
+    nonzeros: usize,
+    entries: usize,
+    padding_entries: usize,
+    dense_f32_bytes: usize,
+    compressed_bytes: usize,
+    compression_ratio: f64,
+}
+
+pub fn run(a: &InfoArgs) -> Result<ExitCode> {
+    let model = Model::load(&a.model)?;
+    let infos: Vec<LayerInfo> = model
+        .layers()
+        .iter()
+        .map(|l| LayerInfo {
+            name: l.name().to_string(),
+            outputs: l.rows(),
+            inputs: l.cols(),
+            density: l.density(),
+            bits: l.bits(),
+            pes: l.pes(),
+            activation: l.activation().name(),
+            bias: l.bias().is_some(),
+            nonzeros: l.nnz(),
+            entries: l.entry_count(),
+            padding_entries: l.padding_count(),
+            dense_f32_bytes: l.dense_bytes(),
+            compressed_bytes: l.compressed_bytes(),
+            compression_ratio: l.dense_bytes() as f64 / l.compressed_bytes() as f64,
+        })
+        .collect();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "layers": infos }))
+                .expect("plain data serialises")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<16} {:>12} {:>8} {:>4} {:>5} {:>9} {:>10} {:>10} {:>11} {:>7}",
+        "layer",
+        "out x in",
+        "density",
+        "bits",
+        "PEs",
+        "act",
+        "padding",
+        "dense f32",
+        "compressed",
+        "ratio"
+    );
+    for i in &infos {
+        println!(
+            "{:<16} {:>12} {:>7.2}% {:>4} {:>5} {:>9} {:>10} {:>10} {:>11} {:>6.1}x",
+            i.name,
+            format!("{}x{}", i.outputs, i.inputs),
+            100.0 * i.density,
+            i.bits,
+            i.pes,
+            i.activation,
+            i.padding_entries,
+            super::human_bytes(i.dense_f32_bytes),
+            super::human_bytes(i.compressed_bytes),
+            i.compression_ratio
+        );
+    }
+    let dense: usize = infos.iter().map(|i| i.dense_f32_bytes).sum();
+    let comp: usize = infos.iter().map(|i| i.compressed_bytes).sum();
+    println!(
+        "total: {} -> {} ({:.1}x)",
+        super::human_bytes(dense),
+        super::human_bytes(comp),
+        dense as f64 / comp as f64
+    );
+    Ok(ExitCode::SUCCESS)
+}

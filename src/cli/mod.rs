@@ -1,0 +1,92 @@
+//! Command-line front end: one module per subcommand, each with its clap `Args` and a `run`.
+
+mod compress;
+mod demo;
+mod info;
+mod run;
+mod verify;
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// EIE: compress fully-connected layers (pruning + weight sharing) into EIE's interleaved CSC
+/// format and run them on the CPU model or the GPU.
+#[derive(Parser)]
+#[command(name = "eie", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Prune, weight-share and encode dense weights (.npy / .safetensors) into a model file.
+    Compress(compress::CompressArgs),
+    /// Describe a model file: shapes, densities, storage and compression ratio.
+    Info(info::InfoArgs),
+    /// Run a model on an input batch (.npy) and write the output (.npy, float32).
+    Run(run::RunArgs),
+    /// Run every available backend on one input and compare each with the dense oracle.
+    Verify(verify::VerifyArgs),
+    /// Built-in demo: an Alex-7-shaped layer (4096x4096, 9 % weights, 4-bit codebook) is
+    /// generated, compressed, saved, reloaded, run and verified.
+    Demo(demo::DemoArgs),
+}
+
+/// Entry point: parses arguments, runs the command, maps errors to a message and exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Compress(a) => compress::run(a),
+        Command::Info(a) => info::run(a),
+        Command::Run(a) => run::run(a),
+        Command::Verify(a) => verify::run(a),
+        Command::Demo(a) => demo::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A spinner with a message, for steps that can take over a second (hidden when stderr is not
+/// a terminal).
+pub fn spinner(msg: impl Into<String>) -> ProgressBar {
+    let pb = ProgressBar::new_spinner().with_message(msg.into());
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("valid template"),
+    );
+    pb.enable_steady_tick(Duration::from_millis(100));
+    pb
+}
+
+/// A progress bar over `len` steps.
+pub fn bar(len: u64, msg: impl Into<String>) -> ProgressBar {
+    let pb = ProgressBar::new(len).with_message(msg.into());
+    pb.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} [{elapsed}]")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.enable_steady_tick(Duration::from_millis(100));
+    pb
+}
+
+/// Formats a byte count for people.
+pub fn human_bytes(n: usize) -> String {
+    let n = n as f64;
+    if n >= 1e9 {
+        format!("{:.2} GB", n / 1e9)
+    } else if n >= 1e6 {
+        format!("{:.2} MB", n / 1e6)
+    } else if n >= 1e3 {
+        format!("{:.1} kB", n / 1e3)
+    } else {
+        format!("{n} B")
+    }
+}

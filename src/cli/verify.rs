@@ -1,0 +1,102 @@
+use eie::backend::Backend;
+use eie::verify::BackendReport;
+use eie::{Model, Result};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    /// The model file.
+    model: PathBuf,
+    /// Input activations (.npy, [in] or [batch, in]); default: a seeded random ReLU-like batch.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Batch size of the random input.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Fraction of non-zero values in the random input.
+    #[arg(long, default_value_t = 0.5)]
+    input_density: f64,
+    /// Seed of the random input.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Every backend this build can run `model` on.
+pub fn available_backends(model: &Model) -> Vec<Box<dyn Backend>> {
+    eie::backend::cpu_backends(model)
+}
+
+pub fn run(a: &VerifyArgs) -> Result<ExitCode> {
+    let model = Model::load(&a.model)?;
+    let input = match &a.input {
+        Some(p) => eie::import::read_input(p, model.input_size())?.1,
+        None => {
+            if a.batch == 0 {
+                return Err(eie::Error::InvalidArgument(
+                    "--batch must be at least 1".into(),
+                ));
+            }
+            eie::synth::activations(model.input_size() * a.batch, a.input_density, a.seed)
+        }
+    };
+    let backends = available_backends(&model);
+    let reports = check(&model, &input, &backends)?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&reports).expect("plain data serialises")
+        );
+    } else {
+        print_reports(&reports);
+    }
+    Ok(if reports.iter().all(|r| r.passed) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Runs the verification with a progress bar.
+pub fn check(
+    model: &Model,
+    input: &[f32],
+    backends: &[Box<dyn Backend>],
+) -> Result<Vec<BackendReport>> {
+    let pb = super::bar(backends.len() as u64, "verifying (dense oracle first)");
+    let reports = eie::verify::verify(model, input, backends, |r| {
+        pb.set_message(format!("verified {}", r.backend));
+        pb.inc(1);
+    })?;
+    pb.finish_and_clear();
+    Ok(reports)
+}
+
+/// Prints one line per backend.
+pub fn print_reports(reports: &[BackendReport]) {
+    println!(
+        "{:<22} {:>12} {:>12} {:>10} {:>10}  result",
+        "backend", "max abs err", "max rel err", "tolerance", "time ms"
+    );
+    for r in reports {
+        let (abs, rel) = r.error.map_or(("-".into(), "-".into()), |e| {
+            (format!("{:.3e}", e.max_abs), format!("{:.3e}", e.max_rel))
+        });
+        let verdict = match (&r.failure, r.passed) {
+            (Some(f), _) => format!("FAILED: {f}"),
+            (None, true) => "ok".into(),
+            (None, false) => "FAILED: error above tolerance".into(),
+        };
+        println!(
+            "{:<22} {:>12} {:>12} {:>10.0e} {:>10.3}  {verdict}",
+            r.backend,
+            abs,
+            rel,
+            r.tolerance,
+            r.seconds * 1e3
+        );
+    }
+}

@@ -1,0 +1,95 @@
+//! Cross-checking backends: run every backend on the same input and compare each against the
+//! dense oracle of the quantised weights.
+
+use crate::backend::Backend;
+use crate::error::Result;
+use crate::format::Model;
+use crate::reference::{DenseOracle, ErrorStats, Precision};
+use std::time::Instant;
+
+/// Largest normwise relative error (see [`ErrorStats::max_rel`]) a backend may show against the
+/// dense oracle: f32 differs only by summation order and f32 vs f64 accumulation; fixed16 adds
+/// the Q5.10 quantisation of inputs and of every layer's outputs.
+pub fn tolerance(precision: Precision) -> f64 {
+    match precision {
+        Precision::F32 => 1e-4,
+        Precision::Fixed16 => 2e-2,
+    }
+}
+
+/// One backend's verdict.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BackendReport {
+    /// The backend's name.
+    pub backend: String,
+    /// Its arithmetic.
+    pub precision: Precision,
+    /// Error against the dense oracle (absent if the backend failed).
+    pub error: Option<ErrorStats>,
+    /// The relative tolerance it is held to.
+    pub tolerance: f64,
+    /// Whether it ran and stayed within tolerance.
+    pub passed: bool,
+    /// Wall time of the run in seconds.
+    pub seconds: f64,
+    /// The error message if the backend failed to run.
+    pub failure: Option<String>,
+}
+
+/// Runs the oracle and every backend on `input`; returns one report per backend, in order.
+/// `on_done` is called after each backend (for progress display).
+pub fn verify(
+    model: &Model,
+    input: &[f32],
+    backends: &[Box<dyn Backend>],
+    mut on_done: impl FnMut(&BackendReport),
+) -> Result<Vec<BackendReport>> {
+    model.check_input(input)?;
+    let oracle = DenseOracle::new(model).run(input)?;
+    let mut reports = Vec::with_capacity(backends.len());
+    for b in backends {
+        let start = Instant::now();
+        let result = b.run(input);
+        let seconds = start.elapsed().as_secs_f64();
+        let tolerance = tolerance(b.precision());
+        let report = match result {
+            Ok(out) if out.len() == oracle.len() => {
+                let error = ErrorStats::compare(&out, &oracle);
+                BackendReport {
+                    backend: b.name(),
+                    precision: b.precision(),
+                    passed: error.max_rel <= tolerance,
+                    error: Some(error),
+                    tolerance,
+                    seconds,
+                    failure: None,
+                }
+            }
+            Ok(out) => BackendReport {
+                backend: b.name(),
+                precision: b.precision(),
+                error: None,
+                tolerance,
+                passed: false,
+                seconds,
+                failure: Some(format!(
+                    "returned {} values, expected {}",
+                    out.len(),
+                    oracle.len()
+                )),
+            },
+            Err(e) => BackendReport {
+                backend: b.name(),
+                precision: b.precision(),
+                error: None,
+                tolerance,
+                passed: false,
+                seconds,
+                failure: Some(e.to_string()),
+            },
+        };
+        on_done(&report);
+        reports.push(report);
+    }
+    Ok(reports)
+}
