@@ -352,10 +352,10 @@ impl EieLayer {
                 entries.len()
             ));
         }
+        if let Some(p) = (0..pes).find(|&p| pe_ptr[p] > pe_ptr[p + 1]) {
+            return bad(format!("PE pointer {p} decreases"));
+        }
         for p in 0..pes {
-            if pe_ptr[p] > pe_ptr[p + 1] {
-                return bad(format!("PE pointer {p} decreases"));
-            }
             let len = pe_ptr[p + 1] - pe_ptr[p];
             let ptr = &col_ptr[p * (cols + 1)..(p + 1) * (cols + 1)];
             if ptr[0] != 0 || ptr[cols] != len {
@@ -364,12 +364,12 @@ impl EieLayer {
                     ptr[0], ptr[cols]
                 ));
             }
+            if let Some(j) = (0..cols).find(|&j| ptr[j] > ptr[j + 1]) {
+                return bad(format!("PE {p}: column pointer {j} decreases"));
+            }
             let pe_entries = &entries[pe_ptr[p] as usize..pe_ptr[p + 1] as usize];
             let local_rows = rows_of_pe(rows, pes, p);
             for j in 0..cols {
-                if ptr[j] > ptr[j + 1] {
-                    return bad(format!("PE {p}: column pointer {j} decreases"));
-                }
                 let column = &pe_entries[ptr[j] as usize..ptr[j + 1] as usize];
                 let mut next = 0usize;
                 for (k, &e) in column.iter().enumerate() {
