@@ -1,0 +1,122 @@
+//! The CPU model: EIE SpMV in hardware order against the dense oracle, f32 and fixed16.
+
+use eie::compress::{compress_layer, CompressConfig};
+use eie::reference::{layer_f32, ErrorStats};
+use eie::{Activation, CpuEngine, DenseOracle, Error, Model, Precision};
+use proptest::prelude::*;
+
+fn model(shapes: &[(usize, usize)], density: f64, pes: usize, seed: u64) -> Model {
+    let config = CompressConfig {
+        density,
+        bits: 4,
+        pes,
+        ..CompressConfig::default()
+    };
+    let n = shapes.len();
+    Model::new(
+        shapes
+            .iter()
+            .enumerate()
+            .map(|(i, &(rows, cols))| {
+                let d = eie::synth::dense_layer(&format!("l{i}"), rows, cols, true, seed + i as u64);
+                let act = if i + 1 < n {
+                    Activation::Relu
+                } else {
+                    Activation::Identity
+                };
+                compress_layer(&d, &config, act).unwrap()
+            })
+            .collect(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn f32_engine_matches_the_oracle_on_a_three_layer_batch() {
+    let m = model(&[(96, 80), (50, 96), (10, 50)], 0.2, 8, 11);
+    let x = eie::synth::activations(80 * 5, 0.4, 3);
+    let oracle = DenseOracle::new(&m).run(&x).unwrap();
+    let got = CpuEngine::new(m.clone()).run(&x, Precision::F32).unwrap();
+    let e = ErrorStats::compare(&got, &oracle);
+    assert!(e.max_rel < 1e-5, "{e:?}");
+    let fixed = CpuEngine::new(m).run(&x, Precision::Fixed16).unwrap();
+    let e = ErrorStats::compare(&fixed, &oracle);
+    assert!(e.max_rel < 2e-2 && e.max_abs > 0.0, "{e:?}");
+}
+
+#[test]
+fn hardware_order_is_column_order_per_row() {
+    // Summing each row's products in increasing column order, then bias, is exactly what
+    // layer_f32 does: compare bit for bit with a straightforward loop in that order.
+    let m = model(&[(33, 47)], 0.3, 5, 4);
+    let l = &m.layers()[0];
+    let w = l.dense_weights();
+    let x = eie::synth::activations(47, 0.5, 9);
+    let mut got = vec![0f32; 33];
+    layer_f32(l, &x, &mut got);
+    for i in 0..33 {
+        let mut s = 0f32;
+        for j in 0..47 {
+            if x[j] != 0.0 && w[i * 47 + j] != 0.0 {
+                s += w[i * 47 + j] * x[j];
+            }
+        }
+        assert_eq!(got[i], l.activation().apply(s + l.bias().unwrap()[i]), "row {i}");
+    }
+}
+
+#[test]
+fn all_zero_input_gives_activation_of_bias() {
+    let m = model(&[(20, 30)], 0.5, 3, 1);
+    let out = CpuEngine::new(m.clone()).run(&[0.0; 30], Precision::F32).unwrap();
+    let bias = m.layers()[0].bias().unwrap();
+    for (o, b) in out.iter().zip(bias) {
+        assert_eq!(*o, *b); // identity activation
+    }
+}
+
+#[test]
+fn bad_inputs_are_typed_errors() {
+    let m = model(&[(4, 6)], 0.5, 2, 1);
+    let e = CpuEngine::new(m.clone());
+    assert!(matches!(e.run(&[1.0; 5], Precision::F32), Err(Error::Shape(_))));
+    assert!(matches!(e.run(&[], Precision::F32), Err(Error::Shape(_))));
+    let mut x = vec![1.0; 12];
+    x[7] = f32::NAN;
+    assert!(matches!(
+        e.run(&x, Precision::Fixed16),
+        Err(Error::NonFinite { index: 7, .. })
+    ));
+    assert!(DenseOracle::new(&m).run(&x).is_err());
+}
+
+#[test]
+fn fixed16_is_independent_of_pe_count() {
+    // Integer accumulation is order-independent, so re-interleaving cannot change one bit.
+    let m = model(&[(70, 40), (30, 70)], 0.25, 4, 5);
+    let x = eie::synth::activations(40 * 3, 0.5, 8);
+    let a = CpuEngine::new(m.clone()).run(&x, Precision::Fixed16).unwrap();
+    for pes in [1, 3, 64] {
+        let b = CpuEngine::new(m.with_pes(pes).unwrap())
+            .run(&x, Precision::Fixed16)
+            .unwrap();
+        assert_eq!(a, b, "pes = {pes}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    #[test]
+    fn engine_tracks_oracle_on_random_layers(
+        rows in 1usize..60, cols in 1usize..60, density in 0.05f64..=1.0,
+        pes in 1usize..17, batch in 1usize..4, seed in 0u64..1000,
+    ) {
+        let m = model(&[(rows, cols)], density, pes, seed);
+        let x = eie::synth::activations(cols * batch, 0.6, seed + 1);
+        let oracle = DenseOracle::new(&m).run(&x).unwrap();
+        let f = CpuEngine::new(m.clone()).run(&x, Precision::F32).unwrap();
+        prop_assert!(ErrorStats::compare(&f, &oracle).max_rel < 1e-5);
+        let q = CpuEngine::new(m).run(&x, Precision::Fixed16).unwrap();
+        prop_assert!(ErrorStats::compare(&q, &oracle).max_abs < 2e-2);
+    }
+}
