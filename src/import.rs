@@ -159,10 +159,20 @@ impl SafetensorsFile {
         SafeTensors::deserialize(&self.bytes).expect("validated in open")
     }
 
-    /// Tensor names in the order their data is stored.
+    /// Tensor names in natural order (`layers.2` before `layers.10`).
+    ///
+    /// Writers (PyTorch's included) sort tensors by dtype and name, so the storage order says
+    /// nothing about layer order; natural name order matches the usual `fc1`, `fc2`, ... and
+    /// `0.weight`, `2.weight`, ... naming of sequential models.
     pub fn names(&self) -> Vec<String> {
-        let (_, meta) = SafeTensors::read_metadata(&self.bytes).expect("validated in open");
-        meta.offset_keys()
+        let mut names: Vec<String> = self
+            .parsed()
+            .names()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        names.sort_by_cached_key(|n| natural_key(n));
+        names
     }
 
     /// Whether a tensor of this name exists.
@@ -180,6 +190,29 @@ impl SafetensorsFile {
         })?;
         safetensor_to_f32(&self.path, name, &view)
     }
+}
+
+/// A sort key that orders digit runs by value: `l2` < `l10`.
+fn natural_key(name: &str) -> Vec<(String, u64)> {
+    let mut key = Vec::new();
+    let mut text = String::new();
+    let mut digits = String::new();
+    for ch in name.chars() {
+        if ch.is_ascii_digit() {
+            digits.push(ch);
+        } else {
+            if !digits.is_empty() {
+                key.push((
+                    std::mem::take(&mut text),
+                    digits.parse().unwrap_or(u64::MAX),
+                ));
+                digits.clear();
+            }
+            text.push(ch);
+        }
+    }
+    key.push((text, digits.parse().unwrap_or(0)));
+    key
 }
 
 /// Reads a tensor from a `.npy` file, or a named tensor from a `.safetensors` file.
@@ -243,7 +276,7 @@ fn weight_layer(name: &str, t: Tensor, bias: Option<Tensor>) -> Result<DenseLaye
 ///
 /// * `.npy`: one layer; `bias` may name another `.npy` file.
 /// * `.safetensors`: the tensors named in `tensors`, in that order, or when none are named
-///   every 2-D tensor in storage order. Each layer's bias is the tensor `<prefix>.bias` for a
+///   every 2-D tensor in natural name order (see [`SafetensorsFile::names`]). Each layer's bias is the tensor `<prefix>.bias` for a
 ///   weight `<prefix>.weight` when present; `bias` overrides it (a tensor name, or a `.npy`
 ///   path) and is only allowed for a single layer.
 pub fn load_dense_layers(

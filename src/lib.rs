@@ -1,9 +1,4 @@
-//! # eie
-//!
-//! EIE, the Efficient Inference Engine for compressed neural networks (Han et al., ISCA 2016):
-//! Deep Compression ([`compress`]), EIE's interleaved relative-indexed CSC storage
-//! ([`format`]), a CPU model ([`reference`]) in f32 and 16-bit fixed point ([`fixed16`]), a
-//! cycle-level simulator of the ASIC ([`sim`]) and WGSL kernels through wgpu (`gpu`).
+#![doc = include_str!("../README.md")]
 
 pub mod backend;
 pub mod compress;

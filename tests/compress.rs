@@ -1,6 +1,8 @@
 //! Deep Compression: pruning, weight sharing and the whole pipeline.
 
-use eie::compress::{compress_layer, prune_by_magnitude, share_weights, CompressConfig, DenseLayer};
+use eie::compress::{
+    compress_layer, prune_by_magnitude, share_weights, CompressConfig, DenseLayer,
+};
 use eie::{Activation, Error};
 use proptest::prelude::*;
 
@@ -18,7 +20,13 @@ fn quantised_layer_re_encodes_losslessly() {
     // A layer quantised elsewhere to 15 distinct values survives a 4-bit compression exactly.
     let levels: Vec<f32> = (1..=15).map(|i| (i as f32 - 8.5) * 0.037).collect();
     let weights: Vec<f32> = (0..30 * 20)
-        .map(|i| if i % 3 == 0 { 0.0 } else { levels[(i * 7) % 15] })
+        .map(|i| {
+            if i % 3 == 0 {
+                0.0
+            } else {
+                levels[(i * 7) % 15]
+            }
+        })
         .collect();
     let layer = DenseLayer {
         name: "q".into(),

@@ -101,8 +101,13 @@ fn matrix() -> impl Strategy<Value = (usize, usize, Vec<u8>, usize, u8)> {
                 Just(rows),
                 Just(cols),
                 proptest::collection::vec(
-                    (proptest::bool::weighted(density), 1..=max_code)
-                        .prop_map(|(keep, c)| if keep { c } else { 0 }),
+                    (proptest::bool::weighted(density), 1..=max_code).prop_map(|(keep, c)| {
+                        if keep {
+                            c
+                        } else {
+                            0
+                        }
+                    }),
                     rows * cols,
                 ),
                 Just(pes),

@@ -34,7 +34,10 @@ fn rewrite(bytes: &[u8], name: &str, edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8>
         .into_iter()
         .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
         .collect();
-    let t = owned.iter_mut().find(|t| t.0 == name).expect("tensor exists");
+    let t = owned
+        .iter_mut()
+        .find(|t| t.0 == name)
+        .expect("tensor exists");
     edit(&mut t.3);
     if t.1 == safetensors::Dtype::U8 {
         t.2 = vec![t.3.len()];
@@ -53,7 +56,11 @@ fn set_u32(data: &mut [u8], index: usize, value: u32) {
 }
 
 fn replace_bytes(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
-    assert_eq!(from.len(), to.len(), "same-length patch keeps the header size");
+    assert_eq!(
+        from.len(),
+        to.len(),
+        "same-length patch keeps the header size"
+    );
     let at = bytes
         .windows(from.len())
         .position(|w| w == from.as_bytes())
@@ -122,7 +129,11 @@ fn flipped_bytes_never_panic_and_data_flips_are_always_caught() {
 #[test]
 fn wrong_version_is_reported_as_such() {
     let bytes = to_bytes(&small_model(4)).unwrap();
-    let patched = replace_bytes(&bytes, "\"format_version\":\"1\"", "\"format_version\":\"9\"");
+    let patched = replace_bytes(
+        &bytes,
+        "\"format_version\":\"1\"",
+        "\"format_version\":\"9\"",
+    );
     match from_bytes(&patched) {
         Err(Error::UnsupportedVersion { found, supported }) => {
             assert_eq!(found, "9");

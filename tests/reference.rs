@@ -18,7 +18,8 @@ fn model(shapes: &[(usize, usize)], density: f64, pes: usize, seed: u64) -> Mode
             .iter()
             .enumerate()
             .map(|(i, &(rows, cols))| {
-                let d = eie::synth::dense_layer(&format!("l{i}"), rows, cols, true, seed + i as u64);
+                let d =
+                    eie::synth::dense_layer(&format!("l{i}"), rows, cols, true, seed + i as u64);
                 let act = if i + 1 < n {
                     Activation::Relu
                 } else {
@@ -61,14 +62,20 @@ fn hardware_order_is_column_order_per_row() {
                 s += w[i * 47 + j] * x[j];
             }
         }
-        assert_eq!(got[i], l.activation().apply(s + l.bias().unwrap()[i]), "row {i}");
+        assert_eq!(
+            got[i],
+            l.activation().apply(s + l.bias().unwrap()[i]),
+            "row {i}"
+        );
     }
 }
 
 #[test]
 fn all_zero_input_gives_activation_of_bias() {
     let m = model(&[(20, 30)], 0.5, 3, 1);
-    let out = CpuEngine::new(m.clone()).run(&[0.0; 30], Precision::F32).unwrap();
+    let out = CpuEngine::new(m.clone())
+        .run(&[0.0; 30], Precision::F32)
+        .unwrap();
     let bias = m.layers()[0].bias().unwrap();
     for (o, b) in out.iter().zip(bias) {
         assert_eq!(*o, *b); // identity activation
@@ -79,7 +86,10 @@ fn all_zero_input_gives_activation_of_bias() {
 fn bad_inputs_are_typed_errors() {
     let m = model(&[(4, 6)], 0.5, 2, 1);
     let e = CpuEngine::new(m.clone());
-    assert!(matches!(e.run(&[1.0; 5], Precision::F32), Err(Error::Shape(_))));
+    assert!(matches!(
+        e.run(&[1.0; 5], Precision::F32),
+        Err(Error::Shape(_))
+    ));
     assert!(matches!(e.run(&[], Precision::F32), Err(Error::Shape(_))));
     let mut x = vec![1.0; 12];
     x[7] = f32::NAN;
@@ -95,7 +105,9 @@ fn fixed16_is_independent_of_pe_count() {
     // Integer accumulation is order-independent, so re-interleaving cannot change one bit.
     let m = model(&[(70, 40), (30, 70)], 0.25, 4, 5);
     let x = eie::synth::activations(40 * 3, 0.5, 8);
-    let a = CpuEngine::new(m.clone()).run(&x, Precision::Fixed16).unwrap();
+    let a = CpuEngine::new(m.clone())
+        .run(&x, Precision::Fixed16)
+        .unwrap();
     for pes in [1, 3, 64] {
         let b = CpuEngine::new(m.with_pes(pes).unwrap())
             .run(&x, Precision::Fixed16)

@@ -127,7 +127,7 @@ mod tests {
         for (d, x) in decoded.iter().zip(&v) {
             assert!((d - x).abs() < 0.01, "{x} decoded to {d}");
         }
-        assert!(s.codes.iter().all(|&c| c >= 1 && c <= 3));
+        assert!(s.codes.iter().all(|&c| (1..=3).contains(&c)));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! padding entries), plus per-PE column pointers (EIE paper, section III-B).
 //!
 //! [`EieLayer`] is one compressed fully-connected layer, [`Model`] a chain of them, and
-//! [`file`] reads and writes the model file described in `docs/FORMAT.md`.
+//! [`mod@file`] reads and writes the model file described in `docs/FORMAT.md`.
 
 pub mod file;
 mod layer;

@@ -1,0 +1,241 @@
+//! The `eie` command line: happy paths and every kind of bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn eie(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_eie"))
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = eie(args);
+    assert!(
+        o.status.success(),
+        "eie {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Runs a command expected to fail; returns its stderr.
+fn fails(args: &[&str]) -> String {
+    let o = eie(args);
+    assert!(!o.status.success(), "eie {args:?} unexpectedly succeeded");
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    weights: PathBuf,
+    model: PathBuf,
+    input: PathBuf,
+    root: PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let layer = eie::synth::dense_layer("w", 48, 40, false, 5);
+    let weights = root.join("w.npy");
+    eie::import::write_npy(&weights, &[48, 40], &layer.weights).unwrap();
+    let model = root.join("m.safetensors");
+    ok(&[
+        "compress",
+        s(&weights),
+        "-o",
+        s(&model),
+        "--density",
+        "0.2",
+        "--pes",
+        "6",
+        "--relu",
+    ]);
+    let input = root.join("x.npy");
+    let x = eie::synth::activations(3 * 40, 0.5, 2);
+    eie::import::write_npy(&input, &[3, 40], &x).unwrap();
+    Fixture {
+        _dir: dir,
+        weights,
+        model,
+        input,
+        root,
+    }
+}
+
+#[test]
+fn compress_info_run_verify() {
+    let f = fixture();
+    let info = ok(&["info", s(&f.model)]);
+    assert!(info.contains("48x40"), "{info}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["info", s(&f.model), "--json"])).unwrap();
+    let l = &json["layers"][0];
+    assert_eq!(l["outputs"], 48);
+    assert_eq!(l["pes"], 6);
+    assert_eq!(l["nonzeros"], 384); // round(0.2 * 48 * 40)
+    let out = f.root.join("y.npy");
+    ok(&[
+        "run",
+        s(&f.model),
+        "--input",
+        s(&f.input),
+        "--output",
+        s(&out),
+    ]);
+    let y = eie::import::read_npy(&out).unwrap();
+    assert_eq!(y.shape, [3, 48]);
+    let model = eie::Model::load(&f.model).unwrap();
+    let x = eie::import::read_npy(&f.input).unwrap().data;
+    let expect = eie::CpuEngine::new(model)
+        .run(&x, eie::Precision::F32)
+        .unwrap();
+    assert_eq!(y.data, expect);
+    ok(&[
+        "run",
+        s(&f.model),
+        "--input",
+        s(&f.input),
+        "--output",
+        s(&out),
+        "--fixed16",
+    ]);
+    let verify = ok(&["verify", s(&f.model), "--batch", "2"]);
+    assert!(verify.contains("cpu-eie/f32") && verify.contains("cpu-eie/fixed16"));
+    let verify: serde_json::Value = serde_json::from_str(&ok(&[
+        "verify",
+        s(&f.model),
+        "--input",
+        s(&f.input),
+        "--json",
+    ]))
+    .unwrap();
+    assert!(verify
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["passed"] == true));
+}
+
+#[test]
+fn multi_layer_safetensors_in_natural_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("net.safetensors");
+    let a = eie::synth::dense_layer("a", 16, 12, true, 1);
+    let b = eie::synth::dense_layer("b", 8, 16, true, 2);
+    let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let data = [
+        ("layers.2.weight", vec![16, 12], bytes(&a.weights)),
+        ("layers.2.bias", vec![16], bytes(a.bias.as_ref().unwrap())),
+        ("layers.10.weight", vec![8, 16], bytes(&b.weights)),
+        ("layers.10.bias", vec![8], bytes(b.bias.as_ref().unwrap())),
+    ];
+    let views: Vec<_> = data
+        .iter()
+        .map(|(n, shape, d)| {
+            (
+                *n,
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), d)
+                    .unwrap(),
+            )
+        })
+        .collect();
+    std::fs::write(&p, safetensors::serialize(views, None).unwrap()).unwrap();
+    let m = dir.path().join("net.eie");
+    ok(&[
+        "compress",
+        s(&p),
+        "-o",
+        s(&m),
+        "--density",
+        "0.5",
+        "--activations",
+        "relu,identity",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&ok(&["info", s(&m), "--json"])).unwrap();
+    assert_eq!(json["layers"][0]["name"], "layers.2.weight");
+    assert_eq!(json["layers"][0]["activation"], "relu");
+    assert_eq!(json["layers"][1]["name"], "layers.10.weight");
+    assert_eq!(json["layers"][1]["bias"], true);
+    ok(&["verify", s(&m)]);
+    let err = fails(&[
+        "compress",
+        s(&p),
+        "-o",
+        s(&m),
+        "--tensor",
+        "layers.3.weight",
+    ]);
+    assert!(
+        err.contains("layers.3.weight") && err.contains("not found"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_settings_are_refused_with_messages() {
+    let f = fixture();
+    let out = f.root.join("o.safetensors");
+    for (flag, value, needle) in [
+        ("--density", "0", "density"),
+        ("--density", "1.5", "density"),
+        ("--bits", "9", "bits"),
+        ("--bits", "1", "bits"),
+        ("--pes", "0", "PE"),
+    ] {
+        let err = fails(&["compress", s(&f.weights), "-o", s(&out), flag, value]);
+        assert!(err.contains(needle), "{flag} {value}: {err}");
+    }
+    assert!(!out.exists());
+    let err = fails(&["compress", "/no/such/file.npy", "-o", s(&out)]);
+    assert!(err.contains("/no/such/file.npy"), "{err}");
+}
+
+#[test]
+fn compress_never_overwrites_its_input() {
+    let f = fixture();
+    let before = std::fs::read(&f.weights).unwrap();
+    let err = fails(&["compress", s(&f.weights), "-o", s(&f.weights)]);
+    assert!(err.contains("refusing"), "{err}");
+    assert_eq!(std::fs::read(&f.weights).unwrap(), before);
+}
+
+#[test]
+fn bad_inputs_and_models() {
+    let f = fixture();
+    let out = f.root.join("y.npy");
+    let wrong = f.root.join("wrong.npy");
+    eie::import::write_npy(&wrong, &[41], &[0.5; 41]).unwrap();
+    let err = fails(&[
+        "run",
+        s(&f.model),
+        "--input",
+        s(&wrong),
+        "--output",
+        s(&out),
+    ]);
+    assert!(err.contains("shape"), "{err}");
+    let nan = f.root.join("nan.npy");
+    let mut x = vec![0.5; 40];
+    x[3] = f32::NAN;
+    eie::import::write_npy(&nan, &[40], &x).unwrap();
+    let err = fails(&["run", s(&f.model), "--input", s(&nan), "--output", s(&out)]);
+    assert!(err.contains("non-finite"), "{err}");
+    assert!(!out.exists());
+    let mut bytes = std::fs::read(&f.model).unwrap();
+    let n = bytes.len();
+    bytes[n - 3] ^= 0xff;
+    let bad = f.root.join("bad.safetensors");
+    std::fs::write(&bad, &bytes).unwrap();
+    let err = fails(&["info", s(&bad)]);
+    assert!(err.contains("corrupt model"), "{err}");
+    std::fs::write(&bad, &bytes[..n / 2]).unwrap();
+    let err = fails(&["verify", s(&bad)]);
+    assert!(err.contains("corrupt model"), "{err}");
+}
