@@ -43,10 +43,13 @@ impl Backend for CpuBackend {
     }
 }
 
-/// The CPU backends: the EIE engine in f32 and in fixed16.
+/// The CPU backends: the EIE engine in f32 and in fixed16, and the dense and CSR baselines.
 pub fn cpu_backends(model: &Model) -> Vec<Box<dyn Backend>> {
-    [Precision::F32, Precision::Fixed16]
+    let mut v: Vec<Box<dyn Backend>> = [Precision::F32, Precision::Fixed16]
         .into_iter()
         .map(|p| Box::new(CpuBackend::new(model.clone(), p)) as Box<dyn Backend>)
-        .collect()
+        .collect();
+    v.push(Box::new(crate::baseline::DenseBackend::new(model)));
+    v.push(Box::new(crate::baseline::CsrBackend::new(model)));
+    v
 }

@@ -1,11 +1,13 @@
 #![doc = include_str!("../README.md")]
 
 pub mod backend;
+pub mod baseline;
 pub mod compress;
 pub mod error;
 pub mod fixed16;
 pub mod format;
 pub mod import;
+pub mod paper;
 pub mod reference;
 pub mod synth;
 pub mod verify;
