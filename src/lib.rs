@@ -2,6 +2,7 @@
 
 pub mod backend;
 pub mod baseline;
+pub mod bench;
 pub mod compress;
 pub mod error;
 pub mod fixed16;

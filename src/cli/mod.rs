@@ -1,5 +1,6 @@
 //! Command-line front end: one module per subcommand, each with its clap `Args` and a `run`.
 
+mod bench;
 mod compress;
 mod demo;
 mod info;
@@ -30,6 +31,9 @@ enum Command {
     Run(run::RunArgs),
     /// Run every available backend on one input and compare each with the dense oracle.
     Verify(verify::VerifyArgs),
+    /// Benchmark EIE against dense and CSR kernels on the paper's nine layers (or a model file)
+    /// on this machine's CPU and GPU.
+    Bench(bench::BenchArgs),
     /// Built-in demo: an Alex-7-shaped layer (4096x4096, 9 % weights, 4-bit codebook) is
     /// generated, compressed, saved, reloaded, run and verified.
     Demo(demo::DemoArgs),
@@ -44,6 +48,7 @@ pub fn main() -> ExitCode {
         Command::Run(a) => run::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Bench(a) => bench::run(a),
     };
     match result {
         Ok(code) => code,
