@@ -101,13 +101,29 @@ pub fn layer_fixed16(layer: &EieLayer, x: &[i16], out: &mut [i16]) {
                     .map_or(0, |b| fixed16::bias_to_acc(b[p + k * pes]))
             })
             .collect();
+        // Products of a_j with every codebook entry, computed once per slice when the slice
+        // is at least as long as the codebook (the same values `term` gives per entry; the
+        // table's entry 0 stays 0 for padding).
+        let n = codebook.values.len();
+        let mut terms = [0i32; 256];
         for &(j, a) in &nonzero {
+            let column = pe.column(j);
             let mut row = usize::MAX;
-            for &e in pe.column(j) {
-                row = row.wrapping_add(entry_run(e) as usize + 1);
-                let code = entry_code(e);
-                if code != 0 {
-                    acc[row] = acc[row].wrapping_add(codebook.term(a, code));
+            if column.len() >= n {
+                for (code, t) in terms.iter_mut().enumerate().take(n).skip(1) {
+                    *t = codebook.term(a, code as u8);
+                }
+                for &e in column {
+                    row = row.wrapping_add(entry_run(e) as usize + 1);
+                    acc[row] = acc[row].wrapping_add(terms[entry_code(e) as usize]);
+                }
+            } else {
+                for &e in column {
+                    row = row.wrapping_add(entry_run(e) as usize + 1);
+                    let code = entry_code(e);
+                    if code != 0 {
+                        acc[row] = acc[row].wrapping_add(codebook.term(a, code));
+                    }
                 }
             }
         }
