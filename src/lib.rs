@@ -10,6 +10,7 @@ pub mod format;
 pub mod import;
 pub mod paper;
 pub mod reference;
+pub mod sim;
 pub mod synth;
 pub mod verify;
 

@@ -5,6 +5,7 @@ mod compress;
 mod demo;
 mod info;
 mod run;
+mod sim;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +38,9 @@ enum Command {
     /// Built-in demo: an Alex-7-shaped layer (4096x4096, 9 % weights, 4-bit codebook) is
     /// generated, compressed, saved, reloaded, run and verified.
     Demo(demo::DemoArgs),
+    /// Cycle-level simulation of the EIE ASIC: a model on an input, or the paper's nine layers
+    /// (`--paper`) beside the published latencies, or the paper's FIFO / PE sweeps.
+    Sim(sim::SimArgs),
 }
 
 /// Entry point: parses arguments, runs the command, maps errors to a message and exit code 1.
@@ -49,6 +53,7 @@ pub fn main() -> ExitCode {
         Command::Verify(a) => verify::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Sim(a) => sim::run(a),
     };
     match result {
         Ok(code) => code,
