@@ -2,6 +2,8 @@
 
 mod compress;
 mod demo;
+#[cfg(feature = "gpu")]
+mod devices;
 mod info;
 mod run;
 mod verify;
@@ -30,6 +32,9 @@ enum Command {
     Run(run::RunArgs),
     /// Run every available backend on one input and compare each with the dense oracle.
     Verify(verify::VerifyArgs),
+    /// List the GPU adapters wgpu finds, with backend, features and limits.
+    #[cfg(feature = "gpu")]
+    Devices(devices::DevicesArgs),
     /// Built-in demo: an Alex-7-shaped layer (4096x4096, 9 % weights, 4-bit codebook) is
     /// generated, compressed, saved, reloaded, run and verified.
     Demo(demo::DemoArgs),
@@ -44,6 +49,8 @@ pub fn main() -> ExitCode {
         Command::Run(a) => run::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Demo(a) => demo::run(a),
+        #[cfg(feature = "gpu")]
+        Command::Devices(a) => devices::run(a),
     };
     match result {
         Ok(code) => code,
