@@ -7,9 +7,12 @@ pub mod compress;
 pub mod error;
 pub mod fixed16;
 pub mod format;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 pub mod import;
 pub mod paper;
 pub mod reference;
+pub mod schedule;
 pub mod sim;
 pub mod synth;
 pub mod verify;

@@ -9,7 +9,9 @@
 
 mod chart;
 mod cpu;
-mod report;
+#[cfg(feature = "gpu")]
+pub mod gpu;
+pub mod report;
 
 pub use chart::speedup_chart;
 pub use cpu::{cpu_contenders, cpu_name};
@@ -39,6 +41,8 @@ pub struct BenchConfig {
     pub min_sample_s: f64,
     /// Seed of generated layers and inputs.
     pub seed: u64,
+    /// Also simulate the EIE ASIC (64 PEs, FIFO 8, 800 MHz) at batch 1.
+    pub simulate: bool,
 }
 
 impl Default for BenchConfig {
@@ -51,6 +55,7 @@ impl Default for BenchConfig {
             gpu_reps: 20,
             min_sample_s: 0.01,
             seed: crate::paper::DEFAULT_SEED,
+            simulate: true,
         }
     }
 }
@@ -60,10 +65,10 @@ impl BenchConfig {
     pub fn quick() -> Self {
         BenchConfig {
             batches: vec![1],
-            samples: 3,
-            warmup: 1,
+            samples: 2,
+            warmup: 0,
             rotate: 2,
-            gpu_reps: 2,
+            gpu_reps: 1,
             min_sample_s: 0.0,
             ..Self::default()
         }
@@ -453,6 +458,16 @@ pub fn run(
                 paper: if batch == 1 { w.paper.clone() } else { None },
                 cuda: None,
             };
+            if batch == 1 && cfg.simulate {
+                // The ASIC as the paper configures it: 64 PEs, FIFO depth 8, 800 MHz.
+                let sim = crate::sim::simulate_model(
+                    &w.model,
+                    &inputs[0],
+                    &crate::sim::SimConfig::default(),
+                    Precision::Fixed16,
+                )?;
+                r.sim_us = Some(sim.time_us);
+            }
             for c in contenders.iter_mut() {
                 progress(&format!("{} batch {batch}: {}", w.name, c.name()));
                 r.kernels

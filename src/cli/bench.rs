@@ -29,6 +29,12 @@ pub struct BenchArgs {
     /// Measure the CPU only.
     #[arg(long)]
     cpu_only: bool,
+    /// Measure the GPU only (the CPU model still checks every output).
+    #[arg(long)]
+    gpu_only: bool,
+    /// Skip AlexNet FC6 → FC8 chained on the GPU (run by default with the full paper set).
+    #[arg(long)]
+    no_chain: bool,
     /// Folder for bench.md, bench.csv, bench.json and the speed-up charts.
     #[arg(long, default_value = "eie-bench")]
     out: PathBuf,
@@ -114,39 +120,161 @@ fn write(path: &Path, text: &str) -> Result<()> {
     eie::format::file::write_atomic(path, text.as_bytes())
 }
 
-pub fn run(a: &BenchArgs) -> Result<ExitCode> {
-    let cfg = config(a);
-    cfg.validate()?;
-    let workloads = workloads(a)?;
-    let per_workload = 4 + if a.cpu_only { 0 } else { 5 };
+/// The devices a benchmark runs on.
+pub struct Devices {
+    /// Measure the CPU kernels.
+    pub cpu: bool,
+    /// The GPU, when measured.
+    #[cfg(feature = "gpu")]
+    pub gpu: Option<std::sync::Arc<eie::gpu::GpuContext>>,
+}
+
+impl Devices {
+    /// Opens the default GPU when `gpu` is set (an error if there is none).
+    pub fn open(cpu: bool, gpu: bool) -> Result<Devices> {
+        #[cfg(feature = "gpu")]
+        {
+            let gpu = if gpu {
+                let sp = super::spinner("opening the GPU");
+                let ctx = eie::gpu::GpuContext::new(&eie::gpu::DeviceOptions::default());
+                sp.finish_and_clear();
+                Some(ctx.map_err(|e| {
+                    eie::Error::InvalidArgument(format!(
+                        "{e} (pass --cpu-only to measure the CPU alone)"
+                    ))
+                })?)
+            } else {
+                None
+            };
+            Ok(Devices { cpu, gpu })
+        }
+        #[cfg(not(feature = "gpu"))]
+        {
+            if gpu {
+                eprintln!("note: this build has no GPU backend (cargo feature `gpu`); CPU only");
+            }
+            Ok(Devices { cpu })
+        }
+    }
+
+    fn kernels_per_workload(&self) -> usize {
+        #[cfg(feature = "gpu")]
+        let gpu = self
+            .gpu
+            .as_ref()
+            .map_or(0, |g| 4 + usize::from(g.has_f16()));
+        #[cfg(not(feature = "gpu"))]
+        let gpu = 0;
+        4 * usize::from(self.cpu) + gpu
+    }
+
+    fn contenders(&self, m: &Model, max_batch: usize) -> Result<Vec<Box<dyn Contender>>> {
+        let mut c = if self.cpu {
+            bench::cpu_contenders(m)
+        } else {
+            Vec::new()
+        };
+        #[cfg(feature = "gpu")]
+        if let Some(g) = &self.gpu {
+            c.extend(bench::gpu::gpu_contenders(g, m, max_batch)?);
+        }
+        let _ = max_batch;
+        Ok(c)
+    }
+}
+
+/// Measures every kernel on `devices` over `workloads`, with a progress bar.
+pub fn measure(
+    workloads: &[Workload],
+    cfg: &BenchConfig,
+    devices: &Devices,
+) -> Result<Vec<WorkloadResult>> {
     let pb = super::bar(
-        (workloads.len() * cfg.batches.len() * per_workload) as u64,
+        (workloads.len() * cfg.batches.len() * devices.kernels_per_workload()) as u64,
         "benchmarking",
     );
-    let mut make = |m: &Model| -> Result<Vec<Box<dyn Contender>>> {
-        let mut c = bench::cpu_contenders(m);
-        if !a.cpu_only {
-            c.extend(gpu_contenders(m)?);
-        }
-        Ok(c)
-    };
+    let max_batch = cfg.batches.iter().copied().max().unwrap_or(1);
+    let mut make = |m: &Model| devices.contenders(m, max_batch);
     let mut progress = |msg: &str| {
         if !msg.ends_with("preparing kernels") {
             pb.inc(1);
         }
         pb.set_message(msg.to_string());
     };
-    let mut results = bench::run(&workloads, &cfg, &mut make, &mut progress)?;
+    let results = bench::run(workloads, cfg, &mut make, &mut progress);
     pb.finish_and_clear();
+    results
+}
+
+/// AlexNet FC6 → FC8 chained on the GPU, as JSON and a markdown paragraph (None without a GPU).
+#[allow(unused_variables)]
+pub fn chain(
+    devices: &Devices,
+    cfg: &BenchConfig,
+    frames: usize,
+) -> Result<Option<(serde_json::Value, String)>> {
+    #[cfg(feature = "gpu")]
+    if let Some(g) = &devices.gpu {
+        let sp = super::spinner(format!("AlexNet FC6-FC8 chained, {frames} frames"));
+        let r = bench::gpu::alexnet_chain(g, cfg, frames, 4);
+        sp.finish_and_clear();
+        let r = r?;
+        let gpu = r.gpu_us.map_or(String::from("no timestamps"), |s| {
+            format!(
+                "GPU time per frame {} µs ({}–{})",
+                bench::report::fmt_us(s.median),
+                bench::report::fmt_us(s.min),
+                bench::report::fmt_us(s.max)
+            )
+        });
+        let md = format!(
+            "\n### AlexNet FC6 → FC7 → FC8 chained on the device, batch 1\n\n{}: **{:.0} frames/s** with {} submissions in flight over {} frames; latency per frame (submit to result on the host) median {} µs ({}–{}); {gpu}; relative error vs the CPU model {:.1e}.\n",
+            r.device,
+            r.frames_per_s,
+            r.in_flight,
+            r.frames,
+            bench::report::fmt_us(r.latency_us.median),
+            bench::report::fmt_us(r.latency_us.min),
+            bench::report::fmt_us(r.latency_us.max),
+            r.error.max_rel
+        );
+        return Ok(Some((serde_json::to_value(&r).expect("plain data"), md)));
+    }
+    Ok(None)
+}
+
+pub fn run(a: &BenchArgs) -> Result<ExitCode> {
+    let cfg = config(a);
+    cfg.validate()?;
+    if a.cpu_only && a.gpu_only {
+        return Err(eie::Error::InvalidArgument(
+            "--cpu-only and --gpu-only exclude each other".into(),
+        ));
+    }
+    let devices = Devices::open(!a.gpu_only, !a.cpu_only)?;
+    let workloads = workloads(a)?;
+    let mut results = measure(&workloads, &cfg, &devices)?;
+    let chain = if a.model.is_none() && a.layers.is_empty() && !a.no_chain {
+        chain(&devices, &cfg, if a.quick { 16 } else { 5000 })?
+    } else {
+        None
+    };
     if let Some(c) = &a.cuda {
         attach_cuda(c, &mut results)?;
     }
-    let md = bench::markdown(&results);
+    let mut md = bench::markdown(&results);
+    if let Some((_, text)) = &chain {
+        md.push_str(text);
+    }
     println!("{md}");
     std::fs::create_dir_all(&a.out).map_err(|e| eie::Error::io(&a.out, e))?;
     write(&a.out.join("bench.md"), &md)?;
     write(&a.out.join("bench.csv"), &bench::csv(&results))?;
-    let json = serde_json::json!({ "config": cfg, "results": results });
+    let json = serde_json::json!({
+        "config": cfg,
+        "results": results,
+        "alexnet_chain": chain.map(|(j, _)| j),
+    });
     write(
         &a.out.join("bench.json"),
         &serde_json::to_string_pretty(&json).expect("plain data serialises"),
@@ -178,9 +306,4 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
         );
         Ok(ExitCode::FAILURE)
     }
-}
-
-/// GPU contenders (none in a build without the `gpu` feature).
-fn gpu_contenders(_model: &Model) -> Result<Vec<Box<dyn Contender>>> {
-    Ok(Vec::new())
 }

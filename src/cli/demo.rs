@@ -92,7 +92,7 @@ pub fn run(a: &DemoArgs) -> Result<ExitCode> {
     );
 
     let input = eie::synth::activations(model.input_size(), a.input_density, a.seed + 1);
-    let backends = super::verify::available_backends(&model);
+    let backends = super::verify::available_backends(&model, false)?;
     let reports = super::verify::check(&model, &input, &backends)?;
     println!();
     super::verify::print_reports(&reports);

@@ -3,6 +3,8 @@
 mod bench;
 mod compress;
 mod demo;
+#[cfg(feature = "gpu")]
+mod devices;
 mod info;
 mod run;
 mod sim;
@@ -35,6 +37,9 @@ enum Command {
     /// Benchmark EIE against dense and CSR kernels on the paper's nine layers (or a model file)
     /// on this machine's CPU and GPU.
     Bench(bench::BenchArgs),
+    /// List the GPU adapters wgpu finds, with backend, features and limits.
+    #[cfg(feature = "gpu")]
+    Devices(devices::DevicesArgs),
     /// Built-in demo: an Alex-7-shaped layer (4096x4096, 9 % weights, 4-bit codebook) is
     /// generated, compressed, saved, reloaded, run and verified.
     Demo(demo::DemoArgs),
@@ -54,6 +59,8 @@ pub fn main() -> ExitCode {
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Sim(a) => sim::run(a),
+        #[cfg(feature = "gpu")]
+        Command::Devices(a) => devices::run(a),
     };
     match result {
         Ok(code) => code,

@@ -12,6 +12,10 @@ pub enum Precision {
     F32,
     /// EIE's 16-bit fixed point as defined in [`crate::fixed16`]; bit-exact across backends.
     Fixed16,
+    /// Half precision (GPU kernels on devices with `SHADER_F16`): f16 weights, activations and
+    /// products with f32 sums. The CPU engine has no f16 arithmetic and runs such a request
+    /// in f32, the precision the f16 results are checked against.
+    F16,
 }
 
 impl Precision {
@@ -20,6 +24,7 @@ impl Precision {
         match self {
             Precision::F32 => "f32",
             Precision::Fixed16 => "fixed16",
+            Precision::F16 => "f16",
         }
     }
 }
@@ -195,7 +200,7 @@ impl CpuEngine {
         out.par_chunks_mut(n_out)
             .zip(input.par_chunks(n_in))
             .for_each(|(y, x)| match precision {
-                Precision::F32 => self.forward_f32(x, y),
+                Precision::F32 | Precision::F16 => self.forward_f32(x, y),
                 Precision::Fixed16 => self.forward_fixed16(x, y),
             });
         Ok(out)
