@@ -157,6 +157,31 @@ impl Devices {
         }
     }
 
+    /// The CPU, plus the default GPU when there is a hardware one (a software adapter such as
+    /// lavapipe is skipped with a note: it would take minutes). Never fails.
+    pub fn open_hardware() -> Devices {
+        #[cfg(feature = "gpu")]
+        {
+            let gpu = match eie::gpu::GpuContext::new(&eie::gpu::DeviceOptions::default()) {
+                Ok(ctx) if ctx.adapter_info().device_type == eie::gpu::wgpu::DeviceType::Cpu => {
+                    eprintln!(
+                        "note: {} is a software adapter; its GPU timings are left to `eie bench`",
+                        ctx.adapter_info().name
+                    );
+                    None
+                }
+                Ok(ctx) => Some(ctx),
+                Err(e) => {
+                    eprintln!("note: no GPU timings: {e}");
+                    None
+                }
+            };
+            Devices { cpu: true, gpu }
+        }
+        #[cfg(not(feature = "gpu"))]
+        Devices { cpu: true }
+    }
+
     fn kernels_per_workload(&self) -> usize {
         #[cfg(feature = "gpu")]
         let gpu = self
@@ -228,9 +253,9 @@ pub fn chain(
             )
         });
         let md = format!(
-            "\n### AlexNet FC6 → FC7 → FC8 chained on the device, batch 1\n\n{}: **{:.0} frames/s** with {} submissions in flight over {} frames; latency per frame (submit to result on the host) median {} µs ({}–{}); {gpu}; relative error vs the CPU model {:.1e}.\n",
+            "\n### AlexNet FC6 → FC7 → FC8 chained on the device, batch 1\n\n{}: **{} frames/s** with {} submissions in flight over {} frames; latency per frame (submit to result on the host) median {} µs ({}–{}); {gpu}; relative error vs the CPU model {:.1e}.\n",
             r.device,
-            r.frames_per_s,
+            bench::report::fmt_us(r.frames_per_s),
             r.in_flight,
             r.frames,
             bench::report::fmt_us(r.latency_us.median),
@@ -255,7 +280,7 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
     let workloads = workloads(a)?;
     let mut results = measure(&workloads, &cfg, &devices)?;
     let chain = if a.model.is_none() && a.layers.is_empty() && !a.no_chain {
-        chain(&devices, &cfg, if a.quick { 16 } else { 5000 })?
+        chain(&devices, &cfg, if a.quick { 4 } else { 5000 })?
     } else {
         None
     };
