@@ -34,7 +34,7 @@ fn quick_cpu_bench_on_a_paper_layer_writes_every_report() {
     ] {
         assert!(md.contains(k), "{k} missing from {md}");
     }
-    assert!(md.contains("paper EIE"));
+    assert!(md.contains("paper: i7 MKL dense"));
     for f in ["bench.md", "bench.csv", "bench.json", "speedup_batch1.svg"] {
         assert!(out.join(f).is_file(), "{f} not written");
     }
