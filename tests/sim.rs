@@ -375,3 +375,52 @@ proptest! {
         );
     }
 }
+
+#[test]
+fn cli_simulates_a_model_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, x) = paper_example();
+    let model_path = dir.path().join("m.eie");
+    model.save(&model_path).unwrap();
+    let x_path = dir.path().join("x.npy");
+    eie::import::write_npy(&x_path, &[8], &x).unwrap();
+    let y_path = dir.path().join("y.npy");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let eie = |args: &[String]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_eie"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let args: Vec<String> = ["sim", &s(&model_path), "--input", &s(&x_path), "--pes", "4"]
+        .iter()
+        .map(|a| a.to_string())
+        .chain(["--json".into(), "--output".into(), s(&y_path)])
+        .collect();
+    let out = eie(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["cycles"], 10);
+    assert_eq!(json["time_us"], 10.0 / 800.0);
+    assert_eq!(json["load_balance_efficiency"], 0.75);
+    assert_eq!(json["pes"].as_array().unwrap().len(), 4);
+    let y = eie::import::read_npy(&y_path).unwrap();
+    assert_eq!(y.shape, [16]);
+    assert_eq!(
+        y.data,
+        CpuEngine::new(model).run(&x, Precision::F32).unwrap()
+    );
+    // Text output, and bad settings fail with a message.
+    let text = eie(&args[..6]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("load-balance efficiency 0.750"));
+    let mut bad = args[..6].to_vec();
+    bad[5] = "0".into();
+    let out = eie(&bad);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PE count"));
+    assert!(!eie(&["sim".into()]).status.success());
+}
