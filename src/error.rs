@@ -66,6 +66,29 @@ pub enum Error {
         /// Version this build understands.
         supported: u32,
     },
+    /// No GPU adapter matches the request (backend, adapter name).
+    #[error("no GPU adapter: {0}")]
+    NoAdapter(String),
+    /// The adapter lacks a feature the requested kernel needs.
+    #[error("GPU adapter `{adapter}` lacks the feature {feature}")]
+    MissingFeature {
+        /// The feature, e.g. `SHADER_F16`.
+        feature: String,
+        /// The adapter's name.
+        adapter: String,
+    },
+    /// The GPU device was lost (driver reset, removal) or could not be created.
+    #[error("GPU device lost: {0}")]
+    DeviceLost(String),
+    /// The GPU ran out of memory.
+    #[error("GPU out of memory: {0}")]
+    OutOfMemory(String),
+    /// The GPU did not finish in time.
+    #[error("GPU did not finish within {0:?}")]
+    PollTimeout(std::time::Duration),
+    /// The GPU API rejected an operation (validation or internal error).
+    #[error("GPU error: {0}")]
+    Gpu(String),
 }
 
 impl Error {

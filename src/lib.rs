@@ -2,13 +2,17 @@
 
 pub mod backend;
 pub mod baseline;
+pub mod bench;
 pub mod compress;
 pub mod error;
 pub mod fixed16;
 pub mod format;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 pub mod import;
 pub mod paper;
 pub mod reference;
+pub mod schedule;
 pub mod sim;
 pub mod synth;
 pub mod verify;

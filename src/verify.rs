@@ -9,11 +9,13 @@ use std::time::Instant;
 
 /// Largest normwise relative error (see [`ErrorStats::max_rel`]) a backend may show against the
 /// dense oracle: f32 differs only by summation order and f32 vs f64 accumulation; fixed16 adds
-/// the Q5.10 quantisation of inputs and of every layer's outputs.
+/// the Q5.10 quantisation of inputs and of every layer's outputs; f16 rounds the codebook, the
+/// inputs, the products and every layer's outputs to 11 significant bits.
 pub fn tolerance(precision: Precision) -> f64 {
     match precision {
         Precision::F32 => 1e-4,
         Precision::Fixed16 => 2e-2,
+        Precision::F16 => 2e-2,
     }
 }
 

@@ -8,6 +8,9 @@ use std::process::ExitCode;
 pub enum BackendKind {
     /// The EIE CPU engine (multi-threaded, straight from the compressed format).
     Cpu,
+    /// The EIE kernels on the GPU (wgpu; WGPU_BACKEND / WGPU_ADAPTER_NAME pick the adapter).
+    #[cfg(feature = "gpu")]
+    Gpu,
 }
 
 #[derive(clap::Args)]
@@ -24,8 +27,14 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
     backend: BackendKind,
     /// Use EIE's 16-bit fixed-point arithmetic instead of f32.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "f16")]
     fixed16: bool,
+    /// GPU only: half-precision kernel (needs an adapter with SHADER_F16).
+    #[arg(long)]
+    f16: bool,
+    /// GPU only: PEs (workgroups) per layer; default: chosen for the device.
+    #[arg(long)]
+    pes: Option<usize>,
 }
 
 pub fn run(a: &RunArgs) -> Result<ExitCode> {
@@ -38,7 +47,41 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
         Precision::F32
     };
     let backend: Box<dyn Backend> = match a.backend {
-        BackendKind::Cpu => Box::new(CpuBackend::new(model.clone(), precision)),
+        BackendKind::Cpu => {
+            if a.f16 || a.pes.is_some() {
+                return Err(eie::Error::InvalidArgument(
+                    "--f16 and --pes apply to --backend gpu only".into(),
+                ));
+            }
+            Box::new(CpuBackend::new(model.clone(), precision))
+        }
+        #[cfg(feature = "gpu")]
+        BackendKind::Gpu => {
+            use eie::gpu::{DeviceOptions, EngineOptions, GpuContext, GpuEngine, GpuPrecision};
+            let precision = match (a.fixed16, a.f16) {
+                (true, _) => GpuPrecision::Fixed16,
+                (_, true) => GpuPrecision::F16,
+                _ => GpuPrecision::F32,
+            };
+            let sp = super::spinner("opening the GPU and uploading the model");
+            let ctx = GpuContext::new(&DeviceOptions::default())?;
+            let opts = EngineOptions {
+                precision,
+                pes: a
+                    .pes
+                    .map_or(eie::schedule::PePlan::Auto, eie::schedule::PePlan::Fixed),
+                ..EngineOptions::default()
+            };
+            let engine = GpuEngine::new(ctx.clone(), &model, opts)?;
+            sp.finish_and_clear();
+            eprintln!(
+                "GPU: {} ({:?}), PEs per layer {:?}",
+                ctx.adapter_info().name,
+                ctx.adapter_info().backend,
+                engine.pes()
+            );
+            Box::new(engine)
+        }
     };
     let sp = super::spinner(format!("running on {}", backend.name()));
     let start = std::time::Instant::now();

@@ -23,11 +23,34 @@ pub struct VerifyArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Fail when no GPU can be opened (by default the GPU kernels are then skipped with a note).
+    #[arg(long)]
+    require_gpu: bool,
 }
 
-/// Every backend this build can run `model` on.
-pub fn available_backends(model: &Model) -> Vec<Box<dyn Backend>> {
-    eie::backend::cpu_backends(model)
+/// Every backend this build can run `model` on: the CPU backends, then every GPU kernel
+/// variant when a GPU can be opened (else an error if `require_gpu`, or a note on stderr).
+pub fn available_backends(model: &Model, require_gpu: bool) -> Result<Vec<Box<dyn Backend>>> {
+    #[allow(unused_mut)]
+    let mut v = eie::backend::cpu_backends(model);
+    #[cfg(feature = "gpu")]
+    {
+        let sp = super::spinner("opening the GPU and uploading the model");
+        let gpu = eie::gpu::gpu_backends(model);
+        sp.finish_and_clear();
+        match gpu {
+            Ok(g) => v.extend(g),
+            Err(e) if !require_gpu => eprintln!("note: GPU kernels skipped: {e}"),
+            Err(e) => return Err(e),
+        }
+    }
+    #[cfg(not(feature = "gpu"))]
+    if require_gpu {
+        return Err(eie::Error::InvalidArgument(
+            "this build has no GPU backend (cargo feature `gpu`)".into(),
+        ));
+    }
+    Ok(v)
 }
 
 pub fn run(a: &VerifyArgs) -> Result<ExitCode> {
@@ -43,7 +66,7 @@ pub fn run(a: &VerifyArgs) -> Result<ExitCode> {
             eie::synth::activations(model.input_size() * a.batch, a.input_density, a.seed)
         }
     };
-    let backends = available_backends(&model);
+    let backends = available_backends(&model, a.require_gpu)?;
     let reports = check(&model, &input, &backends)?;
     if a.json {
         println!(

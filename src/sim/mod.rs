@@ -309,6 +309,11 @@ impl<'a> Simulator<'a> {
 
     /// Simulates a batch (`input.len()` a multiple of the input size), vector after vector.
     pub fn run(&self, input: &[f32], precision: Precision) -> Result<SimResult> {
+        if precision == Precision::F16 {
+            return Err(crate::Error::InvalidArgument(
+                "the simulator models EIE's datapath in f32 or fixed16, not f16".into(),
+            ));
+        }
         let first = &self.layers[0].layer;
         let batch = crate::format::check_batch(first.cols(), input)?;
         let n = self.cfg.pes;
@@ -344,7 +349,7 @@ impl<'a> Simulator<'a> {
                     }
                     output.extend_from_slice(&cur);
                 }
-                Precision::Fixed16 => {
+                Precision::Fixed16 | Precision::F16 => {
                     let mut cur: Vec<i16> =
                         x.iter().map(|&v| fixed16::quantize_activation(v)).collect();
                     for (prep, st) in self.layers.iter().zip(&mut layer_stats) {

@@ -1,0 +1,223 @@
+// EIE sparse matrix-vector product of one layer, straight from the compressed format.
+//
+// One workgroup is one processing element (PE) for one input vector: workgroup (p, b) owns the
+// rows i with i % pes == p (local row i / pes) and computes them for input b of the batch.
+//  1. Codebook to workgroup memory; accumulators cleared.
+//  2. Leading non-zero detection without an extra dispatch: the workgroup scans the dense input
+//     CHUNK values at a time, counts the non-zero activations of each invocation, turns the
+//     counts into offsets with a workgroup prefix sum and writes the non-zero column indices to
+//     a compacted list in workgroup memory.
+//  3. The invocations split the listed columns among themselves; each walks this PE's slice of
+//     its column (relative-indexed entries: row += run + 1, padding entries have code 0) and
+//     adds codebook[code] * a_j to the local row's accumulator in workgroup memory.
+//     f32: compare-exchange loop on the float's bits; fixed16: wrapping integer add, which is
+//     order-independent and therefore bit-exact against the CPU model.
+//  4. Write-back: bias, ReLU (and for fixed16 the rounding to Q5.10), stored to the output.
+// Activations are 32-bit words: f32 bits, or Q5.10 values as i32 bits (fixed16).
+
+const WG: u32 = 256u;          // invocations per workgroup
+const PER_THREAD: u32 = 8u;    // activations each invocation scans per chunk
+const CHUNK: u32 = 2048u;      // WG * PER_THREAD
+const MAX_LOCAL: u32 = 1024u;  // most rows one PE may own
+const MAX_CODES: u32 = 256u;   // largest codebook (8-bit indices)
+const SCAN_GROUPS: u32 = 32u;  // first level of the prefix sum: 32 groups of 8 counts
+
+// Arithmetic: false = f32, true = EIE fixed16 (see src/fixed16.rs).
+override FIXED: bool = false;
+// Entry width: false = 8-bit entries (4-bit code | 4-bit run << 4, four per word),
+// true = 16-bit entries (8-bit code | run << 8, two per word) for codebooks over 16 entries.
+override WIDE: bool = false;
+
+struct Params {
+    rows: u32,        // outputs of the layer
+    cols: u32,        // inputs of the layer
+    pes: u32,         // PEs = workgroups along x
+    local_rows: u32,  // ceil(rows / pes)
+    x_stride: u32,    // words between consecutive input vectors
+    y_stride: u32,    // words between consecutive output vectors
+    relu: u32,        // 1: apply ReLU on write-back
+    has_bias: u32,    // 1: layer_meta holds a bias after the codebook
+    frac: u32,        // fixed16: fraction bits of the codebook
+    codes: u32,       // codebook entries
+    pad0: u32,
+    pad1: u32,
+}
+
+// Layer shape and flags.
+@group(0) @binding(0) var<uniform> params: Params;
+// Entries of every PE, packed little-endian (u8 or u16 entries in u32 words).
+@group(0) @binding(1) var<storage, read> entries: array<u32>;
+// Column pointers: [pes][cols + 1] absolute entry indices into `entries`.
+@group(0) @binding(2) var<storage, read> col_ptr: array<u32>;
+// [codes] codebook then [rows] bias: f32 bits, or i32 (Q(frac) codebook, Q.14 bias) for fixed16.
+@group(0) @binding(3) var<storage, read> layer_meta: array<u32>;
+// Input activations: [batch][x_stride] words.
+@group(0) @binding(4) var<storage, read> x: array<u32>;
+// Output activations: [batch][y_stride] words.
+@group(0) @binding(5) var<storage, read_write> y: array<u32>;
+
+var<workgroup> acc: array<atomic<u32>, MAX_LOCAL>;
+var<workgroup> list: array<u32, CHUNK>;
+var<workgroup> counts: array<u32, WG>;
+var<workgroup> group_base: array<u32, SCAN_GROUPS>;
+var<workgroup> codebook: array<u32, MAX_CODES>;
+var<workgroup> listed: u32;
+
+fn product_fixed(a: i32, c: i32) -> i32 {
+    // a * c is exact in i32 (|a|, |c| <= 2^15); bring Q(10 + frac) to Q.14, round half up.
+    let p = a * c;
+    let frac = params.frac;
+    if frac > 4u {
+        let s = frac - 4u;
+        return (p + (1i << (s - 1u))) >> s;
+    }
+    return p << (4u - frac);
+}
+
+fn add_f32(k: u32, v: f32) {
+    var old = atomicLoad(&acc[k]);
+    loop {
+        let r = atomicCompareExchangeWeak(&acc[k], old, bitcast<u32>(bitcast<f32>(old) + v));
+        if r.exchanged {
+            break;
+        }
+        old = r.old_value;
+    }
+}
+
+// Walks PE `pe`'s slice of column j for activation word `a`.
+fn walk_column(pe: u32, j: u32, a: u32) {
+    let base = pe * (params.cols + 1u);
+    let start = col_ptr[base + j];
+    let end = col_ptr[base + j + 1u];
+    var row = 0xffffffffu;
+    var word = 0u;
+    for (var e = start; e < end; e++) {
+        var code: u32;
+        var run: u32;
+        if WIDE {
+            if e == start || (e & 1u) == 0u {
+                word = entries[e >> 1u];
+            }
+            let h = (word >> ((e & 1u) * 16u)) & 0xffffu;
+            code = h & 0xffu;
+            run = h >> 8u;
+        } else {
+            if e == start || (e & 3u) == 0u {
+                word = entries[e >> 2u];
+            }
+            let b = (word >> ((e & 3u) * 8u)) & 0xffu;
+            code = b & 0xfu;
+            run = b >> 4u;
+        }
+        row += run + 1u;
+        if code != 0u && row < MAX_LOCAL {
+            if FIXED {
+                let t = product_fixed(bitcast<i32>(a), bitcast<i32>(codebook[code]));
+                atomicAdd(&acc[row], bitcast<u32>(t));
+            } else {
+                add_f32(row, bitcast<f32>(codebook[code]) * bitcast<f32>(a));
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(256)
+fn eie_spmv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    let pe = wg.x;
+    let b = wg.y;
+    let cols = params.cols;
+    let xb = b * params.x_stride;
+
+    for (var i = t; i < params.codes && i < MAX_CODES; i += WG) {
+        codebook[i] = layer_meta[i];
+    }
+    for (var k = t; k < params.local_rows && k < MAX_LOCAL; k += WG) {
+        atomicStore(&acc[k], 0u);
+    }
+
+    for (var c0 = 0u; c0 < cols; c0 += CHUNK) {
+        // Count this invocation's non-zero activations (coalesced: j = c0 + i * WG + t).
+        var n = 0u;
+        for (var i = 0u; i < PER_THREAD; i++) {
+            let j = c0 + i * WG + t;
+            if j < cols && x[xb + j] != 0u && x[xb + j] != 0x80000000u {
+                n += 1u;
+            }
+        }
+        counts[t] = n;
+        workgroupBarrier();
+        // Prefix sum, level 1: 32 invocations each scan 8 counts.
+        if t < SCAN_GROUPS {
+            var s = 0u;
+            for (var i = 0u; i < 8u; i++) {
+                let v = counts[t * 8u + i];
+                counts[t * 8u + i] = s;
+                s += v;
+            }
+            group_base[t] = s;
+        }
+        workgroupBarrier();
+        // Level 2: one invocation scans the 32 group sums.
+        if t == 0u {
+            var s = 0u;
+            for (var g = 0u; g < SCAN_GROUPS; g++) {
+                let v = group_base[g];
+                group_base[g] = s;
+                s += v;
+            }
+            listed = s;
+        }
+        workgroupBarrier();
+        var o = counts[t] + group_base[t / 8u];
+        for (var i = 0u; i < PER_THREAD; i++) {
+            let j = c0 + i * WG + t;
+            if j < cols && x[xb + j] != 0u && x[xb + j] != 0x80000000u {
+                list[o] = j;
+                o += 1u;
+            }
+        }
+        workgroupBarrier();
+        let m = listed;
+        for (var k = t; k < m; k += WG) {
+            let j = list[k];
+            walk_column(pe, j, x[xb + j]);
+        }
+        // The next chunk rewrites `list` only after three more barriers, which every
+        // invocation reaches only when done with this one.
+    }
+    workgroupBarrier();
+
+    let rows = params.rows;
+    let pes = params.pes;
+    let yb = b * params.y_stride;
+    for (var k = t; k < params.local_rows && k < MAX_LOCAL; k += WG) {
+        let row = pe + k * pes;
+        if row < rows {
+            let s = atomicLoad(&acc[k]);
+            if FIXED {
+                var v = bitcast<i32>(s);
+                if params.has_bias == 1u {
+                    v += bitcast<i32>(layer_meta[params.codes + row]);
+                }
+                // Q17.14 -> Q5.10: add half an LSB, arithmetic shift, saturate (no overflow:
+                // (v >> 4) + ((v & 15) + 8) >> 4 == (v + 8) >> 4 computed in 64 bits).
+                var q = (v >> 4u) + (((v & 15i) + 8i) >> 4u);
+                q = clamp(q, -32768i, 32767i);
+                if params.relu == 1u {
+                    q = max(q, 0i);
+                }
+                y[yb + row] = bitcast<u32>(q);
+            } else {
+                var v = bitcast<f32>(s);
+                if params.has_bias == 1u {
+                    v += bitcast<f32>(layer_meta[params.codes + row]);
+                }
+                if params.relu == 1u {
+                    v = max(v, 0.0);
+                }
+                y[yb + row] = bitcast<u32>(v);
+            }
+        }
+    }
+}

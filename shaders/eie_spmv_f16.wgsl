@@ -1,0 +1,179 @@
+// EIE sparse matrix-vector product of one layer in half precision (needs SHADER_F16): the same
+// dataflow as eie_spmv.wgsl (one workgroup per PE and input, in-workgroup non-zero compaction,
+// invocations splitting the non-zero columns, fused bias and ReLU), with the codebook, the
+// activations and the products in f16 (half the activation traffic) and the per-row sums in f32
+// accumulators in workgroup memory. The result is rounded to f16 on write-back.
+
+enable f16;
+const WG: u32 = 256u;          // invocations per workgroup
+const PER_THREAD: u32 = 8u;    // activations each invocation scans per chunk
+const CHUNK: u32 = 2048u;      // WG * PER_THREAD
+const MAX_LOCAL: u32 = 1024u;  // most rows one PE may own
+const MAX_CODES: u32 = 256u;   // largest codebook (8-bit indices)
+const SCAN_GROUPS: u32 = 32u;  // first level of the prefix sum: 32 groups of 8 counts
+
+// Entry width: false = 8-bit entries (4-bit code | 4-bit run << 4, four per word),
+// true = 16-bit entries (8-bit code | run << 8, two per word) for codebooks over 16 entries.
+override WIDE: bool = false;
+
+struct Params {
+    rows: u32,        // outputs of the layer
+    cols: u32,        // inputs of the layer
+    pes: u32,         // PEs = workgroups along x
+    local_rows: u32,  // ceil(rows / pes)
+    x_stride: u32,    // words between consecutive input vectors
+    y_stride: u32,    // words between consecutive output vectors
+    relu: u32,        // 1: apply ReLU on write-back
+    has_bias: u32,    // 1: layer_meta holds a bias after the codebook
+    frac: u32,        // unused (fixed16 only)
+    codes: u32,       // codebook entries
+    pad0: u32,
+    pad1: u32,
+}
+
+// Layer shape and flags.
+@group(0) @binding(0) var<uniform> params: Params;
+// Entries of every PE, packed little-endian (u8 or u16 entries in u32 words).
+@group(0) @binding(1) var<storage, read> entries: array<u32>;
+// Column pointers: [pes][cols + 1] absolute entry indices into `entries`.
+@group(0) @binding(2) var<storage, read> col_ptr: array<u32>;
+// [codes] codebook then [rows] bias, f16 values widened to f32 bits.
+@group(0) @binding(3) var<storage, read> layer_meta: array<u32>;
+// Input activations: [batch][x_stride] f16.
+@group(0) @binding(4) var<storage, read> x: array<f16>;
+// Output activations: [batch][y_stride] f16.
+@group(0) @binding(5) var<storage, read_write> y: array<f16>;
+
+var<workgroup> acc: array<atomic<u32>, MAX_LOCAL>;
+var<workgroup> list: array<u32, CHUNK>;
+var<workgroup> counts: array<u32, WG>;
+var<workgroup> group_base: array<u32, SCAN_GROUPS>;
+var<workgroup> codebook: array<f16, MAX_CODES>;
+var<workgroup> listed: u32;
+
+fn add_f32(k: u32, v: f32) {
+    var old = atomicLoad(&acc[k]);
+    loop {
+        let r = atomicCompareExchangeWeak(&acc[k], old, bitcast<u32>(bitcast<f32>(old) + v));
+        if r.exchanged {
+            break;
+        }
+        old = r.old_value;
+    }
+}
+
+// Walks PE `pe`'s slice of column j for the f16 activation `a`.
+fn walk_column(pe: u32, j: u32, a: f16) {
+    let base = pe * (params.cols + 1u);
+    let start = col_ptr[base + j];
+    let end = col_ptr[base + j + 1u];
+    var row = 0xffffffffu;
+    var word = 0u;
+    for (var e = start; e < end; e++) {
+        var code: u32;
+        var run: u32;
+        if WIDE {
+            if e == start || (e & 1u) == 0u {
+                word = entries[e >> 1u];
+            }
+            let h = (word >> ((e & 1u) * 16u)) & 0xffffu;
+            code = h & 0xffu;
+            run = h >> 8u;
+        } else {
+            if e == start || (e & 3u) == 0u {
+                word = entries[e >> 2u];
+            }
+            let b = (word >> ((e & 3u) * 8u)) & 0xffu;
+            code = b & 0xfu;
+            run = b >> 4u;
+        }
+        row += run + 1u;
+        if code != 0u && row < MAX_LOCAL {
+            add_f32(row, f32(codebook[code] * a));
+        }
+    }
+}
+
+@compute @workgroup_size(256)
+fn eie_spmv_f16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    let pe = wg.x;
+    let b = wg.y;
+    let cols = params.cols;
+    let xb = b * params.x_stride;
+
+    for (var i = t; i < params.codes && i < MAX_CODES; i += WG) {
+        codebook[i] = f16(bitcast<f32>(layer_meta[i]));
+    }
+    for (var k = t; k < params.local_rows && k < MAX_LOCAL; k += WG) {
+        atomicStore(&acc[k], 0u);
+    }
+
+    for (var c0 = 0u; c0 < cols; c0 += CHUNK) {
+        // Count this invocation's non-zero activations (coalesced: j = c0 + i * WG + t).
+        var n = 0u;
+        for (var i = 0u; i < PER_THREAD; i++) {
+            let j = c0 + i * WG + t;
+            if j < cols && x[xb + j] != 0.0h {
+                n += 1u;
+            }
+        }
+        counts[t] = n;
+        workgroupBarrier();
+        // Prefix sum, level 1: 32 invocations each scan 8 counts.
+        if t < SCAN_GROUPS {
+            var s = 0u;
+            for (var i = 0u; i < 8u; i++) {
+                let v = counts[t * 8u + i];
+                counts[t * 8u + i] = s;
+                s += v;
+            }
+            group_base[t] = s;
+        }
+        workgroupBarrier();
+        // Level 2: one invocation scans the 32 group sums.
+        if t == 0u {
+            var s = 0u;
+            for (var g = 0u; g < SCAN_GROUPS; g++) {
+                let v = group_base[g];
+                group_base[g] = s;
+                s += v;
+            }
+            listed = s;
+        }
+        workgroupBarrier();
+        var o = counts[t] + group_base[t / 8u];
+        for (var i = 0u; i < PER_THREAD; i++) {
+            let j = c0 + i * WG + t;
+            if j < cols && x[xb + j] != 0.0h {
+                list[o] = j;
+                o += 1u;
+            }
+        }
+        workgroupBarrier();
+        let m = listed;
+        for (var k = t; k < m; k += WG) {
+            let j = list[k];
+            walk_column(pe, j, x[xb + j]);
+        }
+        // The next chunk rewrites `list` only after three more barriers, which every
+        // invocation reaches only when done with this one.
+    }
+    workgroupBarrier();
+
+    let rows = params.rows;
+    let pes = params.pes;
+    let yb = b * params.y_stride;
+    for (var k = t; k < params.local_rows && k < MAX_LOCAL; k += WG) {
+        let row = pe + k * pes;
+        if row < rows {
+            var v = bitcast<f32>(atomicLoad(&acc[k]));
+            if params.has_bias == 1u {
+                v += bitcast<f32>(layer_meta[params.codes + row]);
+            }
+            if params.relu == 1u {
+                v = max(v, 0.0);
+            }
+            y[yb + row] = f16(v);
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Non-zero compaction on the device (EIE's leading non-zero detection) as a stand-alone call:
+//! dense activation vectors become lists of `(index, value)` of their non-zero entries.
+
+use super::device::{Completion, GpuContext};
+use super::kernels;
+use super::program::{bind, storage_init, uniform_init};
+use crate::error::{Error, Result};
+use crate::format::check_batch;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct CompactParams {
+    n: u32,
+    x_stride: u32,
+    pad: [u32; 2],
+}
+
+/// Compacts each of the `input.len() / n` vectors of length `n` into its non-zero entries, in
+/// increasing index order (`-0.0` counts as zero), with the `compact_nonzeros` kernel.
+pub fn compact_nonzeros(ctx: &GpuContext, input: &[f32], n: usize) -> Result<Vec<Vec<(u32, f32)>>> {
+    let batch = check_batch(n, input)?;
+    let limits = ctx.device_limits();
+    if batch > limits.max_compute_workgroups_per_dimension as usize
+        || (8 * input.len()) as u64 > limits.max_binding()
+    {
+        return Err(Error::InvalidArgument(format!(
+            "{batch} vectors of {n} exceed this device's limits for one compaction"
+        )));
+    }
+    let pipeline = ctx.pipelines().get(ctx, kernels::COMPACT_NONZEROS, &[])?;
+    let dev = ctx.device();
+    let params = CompactParams {
+        n: n as u32,
+        x_stride: n as u32,
+        pad: [0; 2],
+    };
+    let (pairs_bytes, count_bytes) = ((8 * input.len()) as u64, (4 * batch) as u64);
+    let (x, ub, pairs, count, read) = ctx.scoped("compaction buffers", || {
+        let x = storage_init(ctx, "eie/gpu/compact/input", bytemuck::cast_slice(input));
+        let ub = uniform_init(ctx, "eie/gpu/compact/params", bytemuck::bytes_of(&params));
+        let out = |label, size: u64| {
+            dev.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: size.max(16),
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            })
+        };
+        let pairs = out("eie/gpu/compact/pairs", pairs_bytes);
+        let count = out("eie/gpu/compact/count", count_bytes);
+        let read = dev.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("eie/gpu/compact/read"),
+            size: pairs_bytes + count_bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        (x, ub, pairs, count, read)
+    })?;
+    let bg = bind(
+        ctx,
+        "eie/gpu/compact/bind-group",
+        &pipeline,
+        &[&ub, &x, &pairs, &count],
+    );
+    let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+        label: Some("eie/gpu/compact"),
+    });
+    {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("eie/gpu/compact"),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bg, &[]);
+        pass.dispatch_workgroups(batch as u32, 1, 1);
+    }
+    enc.copy_buffer_to_buffer(&pairs, 0, &read, 0, pairs_bytes);
+    enc.copy_buffer_to_buffer(&count, 0, &read, pairs_bytes, count_bytes);
+    let idx = ctx.queue().submit([enc.finish()]);
+    let c = Completion::new();
+    let c2 = c.clone();
+    read.map_async(wgpu::MapMode::Read, .., move |r| {
+        c2.complete(r.map_err(|e| Error::Gpu(format!("mapping the compaction: {e}"))))
+    });
+    ctx.wait_for(idx, &c)?;
+    let out = {
+        let view = read
+            .get_mapped_range(..)
+            .map_err(|e| Error::Gpu(format!("reading the compaction: {e}")))?;
+        let words: &[u32] = bytemuck::cast_slice(&view);
+        let (pairs, counts) = words.split_at(2 * input.len());
+        counts
+            .iter()
+            .enumerate()
+            .map(|(b, &c)| {
+                let c = (c as usize).min(n);
+                (0..c)
+                    .map(|k| {
+                        let p = 2 * (b * n + k);
+                        (pairs[p], f32::from_bits(pairs[p + 1]))
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    read.unmap();
+    Ok(out)
+}

@@ -1,0 +1,31 @@
+//! The wgpu backend: EIE's dataflow as WGSL compute kernels and a scheduler that runs a whole
+//! model in one submission.
+//!
+//! * [`GpuContext`] opens an adapter ([`DeviceOptions`]: backend, adapter name, poll timeout;
+//!   `WGPU_BACKEND` / `WGPU_ADAPTER_NAME` are honoured) and never waits on the device forever.
+//! * [`GpuEngine`] holds a model on the device: one `eie_spmv` dispatch per layer (one workgroup
+//!   per PE and input, non-zero compaction inside the workgroup, codebook and accumulators in
+//!   workgroup memory, bias and ReLU fused), all layers in one compute pass; f32, fixed16 (bit
+//!   for bit equal to the CPU model) and f16.
+//! * [`BaselineEngine`] runs the same model as dense f32 GEMV/GEMM or plain f32 CSR SpMV.
+//! * Timing ([`Timing`], [`PipelineTiming`]) uses timestamp queries where the device has them.
+//!
+//! See `docs/GPU.md` for the kernels, bindings, scheduling and timing method.
+
+mod backend;
+mod baseline;
+mod compact;
+mod device;
+mod engine;
+pub mod kernels;
+mod program;
+
+pub use crate::schedule::PePlan;
+pub use backend::{gpu_backends, gpu_backends_on};
+pub use baseline::{BaselineEngine, BaselineKind, BASELINE_MAX_BATCH};
+pub use compact::compact_nonzeros;
+pub use device::{list_adapters, AdapterSummary, DeviceOptions, GpuContext};
+pub use engine::{EngineOptions, GpuEngine, GpuPrecision};
+pub use program::{PipelineTiming, Timing, TimingOptions};
+/// The wgpu version this backend is built on (for `wgpu::Backends`, adapter info, ...).
+pub use wgpu;

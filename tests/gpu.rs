@@ -1,0 +1,398 @@
+//! Every GPU kernel against the CPU model on seeded random layers: varied shapes (1x1, fewer
+//! rows than PEs, rows not divisible by the PEs), densities (no kept weight, 100 %), PE counts,
+//! batch sizes, all-zero activations, columns that need padding entries, wide codebooks and a
+//! three-layer model; plus concurrency, timing, pipelining, compaction and typed errors.
+//!
+//! A Vulkan adapter is required (lavapipe in CI): wgpu falls back to OpenGL silently when the
+//! Vulkan packages are missing, so a non-Vulkan adapter fails these tests unless
+//! `EIE_GPU_TESTS=any` allows it.
+#![cfg(feature = "gpu")]
+
+use eie::format::{Activation, EieLayer, Model, SparseCodes};
+use eie::gpu::{
+    compact_nonzeros, BaselineEngine, BaselineKind, DeviceOptions, EngineOptions, GpuContext,
+    GpuEngine, GpuPrecision, PePlan, TimingOptions,
+};
+use eie::{CpuEngine, Precision};
+use rand::Rng;
+use std::sync::{Arc, OnceLock};
+
+fn ctx() -> Arc<GpuContext> {
+    static CTX: OnceLock<Arc<GpuContext>> = OnceLock::new();
+    CTX.get_or_init(|| {
+        let ctx = GpuContext::new(&DeviceOptions::default()).expect("a GPU adapter");
+        let info = ctx.adapter_info();
+        eprintln!(
+            "GPU tests on `{}` ({:?}), timestamps {}, f16 {}",
+            info.name,
+            info.backend,
+            ctx.has_timestamps(),
+            ctx.has_f16()
+        );
+        let any = std::env::var("EIE_GPU_TESTS").is_ok_and(|v| v == "any");
+        assert!(
+            any || info.backend == wgpu::Backend::Vulkan,
+            "adapter `{}` is {:?}, not Vulkan (install Vulkan/lavapipe or set EIE_GPU_TESTS=any)",
+            info.name,
+            info.backend
+        );
+        ctx
+    })
+    .clone()
+}
+
+/// A seeded random layer: each weight kept with probability `density`, codes uniform over the
+/// non-zero codebook indices, codebook of 2^bits entries in (-1, 1).
+fn layer(
+    rows: usize,
+    cols: usize,
+    density: f64,
+    bits: u8,
+    pes: usize,
+    bias: bool,
+    act: Activation,
+    seed: u64,
+) -> EieLayer {
+    let mut r = eie::synth::rng(seed);
+    let n = 1usize << bits;
+    let codes: Vec<u8> = (0..rows * cols)
+        .map(|_| {
+            if r.random_bool(density) {
+                r.random_range(1..n) as u8
+            } else {
+                0
+            }
+        })
+        .collect();
+    let mut codebook: Vec<f32> = (0..n).map(|_| r.random_range(-1.0f32..1.0)).collect();
+    codebook[0] = 0.0;
+    let bias = bias.then(|| (0..rows).map(|_| r.random_range(-0.5f32..0.5)).collect());
+    let sc = SparseCodes::from_dense(rows, cols, &codes).unwrap();
+    EieLayer::encode(&sc, codebook, bits, pes, bias, act).unwrap()
+}
+
+fn one(l: EieLayer) -> Model {
+    Model::new(vec![l]).unwrap()
+}
+
+/// Input with `density` non-zeros and a few negative values (the first layer's input need not
+/// be a ReLU output).
+fn input(n: usize, batch: usize, density: f64, seed: u64) -> Vec<f32> {
+    let mut x = eie::synth::activations(n * batch, density, seed);
+    for (i, v) in x.iter_mut().enumerate() {
+        if i % 7 == 3 {
+            *v = -*v;
+        }
+    }
+    x
+}
+
+fn rel_err(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let scale = want
+        .iter()
+        .fold(0f64, |m, v| m.max(v.abs() as f64))
+        .max(1e-6);
+    got.iter()
+        .zip(want)
+        .map(|(g, w)| (*g as f64 - *w as f64).abs())
+        .fold(0.0, f64::max)
+        / scale
+}
+
+/// Runs every GPU variant on `model` and `x` and checks it against the CPU model.
+fn check_all(model: &Model, x: &[f32], pes: PePlan, max_batch: usize) {
+    let ctx = ctx();
+    let cpu = CpuEngine::new(model.clone());
+    let want_f32 = cpu.run(x, Precision::F32).unwrap();
+    let want_fixed = cpu.run(x, Precision::Fixed16).unwrap();
+    let mut precisions = vec![GpuPrecision::F32, GpuPrecision::Fixed16];
+    if ctx.has_f16() {
+        precisions.push(GpuPrecision::F16);
+    }
+    for precision in precisions {
+        let opts = EngineOptions {
+            precision,
+            pes,
+            max_batch,
+        };
+        let e = GpuEngine::new(ctx.clone(), model, opts).unwrap();
+        let got = e.run(x).unwrap();
+        match precision {
+            GpuPrecision::Fixed16 => assert!(
+                got.iter()
+                    .zip(&want_fixed)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "fixed16 differs from the CPU model (pes {:?})",
+                e.pes()
+            ),
+            GpuPrecision::F32 => {
+                let err = rel_err(&got, &want_f32);
+                assert!(err <= 1e-5, "f32 error {err} (pes {:?})", e.pes());
+            }
+            GpuPrecision::F16 => {
+                let err = rel_err(&got, &want_f32);
+                assert!(err <= 2e-2, "f16 error {err}");
+            }
+        }
+    }
+    for kind in [BaselineKind::Dense, BaselineKind::Csr] {
+        let e = BaselineEngine::with_max_batch(ctx.clone(), model, kind, max_batch).unwrap();
+        let err = rel_err(&e.run(x).unwrap(), &want_f32);
+        assert!(err <= 1e-5, "{kind:?} error {err}");
+    }
+}
+
+#[test]
+fn shapes_densities_and_pe_counts() {
+    let cases: &[(usize, usize, f64, usize, PePlan)] = &[
+        (1, 1, 1.0, 1, PePlan::Auto),
+        (1, 1, 1.0, 4, PePlan::File),
+        (3, 10, 0.5, 8, PePlan::File),      // fewer rows than PEs
+        (37, 53, 0.3, 5, PePlan::File),     // rows not divisible by PEs
+        (37, 53, 0.3, 5, PePlan::Fixed(7)), // re-interleaved on upload
+        (64, 40, 0.0, 4, PePlan::Auto),     // no kept weight
+        (50, 33, 1.0, 3, PePlan::Auto),     // every weight kept
+        (300, 2500, 0.05, 2, PePlan::Auto), // several compaction chunks
+    ];
+    for (i, &(rows, cols, density, pes, plan)) in cases.iter().enumerate() {
+        let m = one(layer(
+            rows,
+            cols,
+            density,
+            4,
+            pes,
+            i % 2 == 0,
+            Activation::Relu,
+            i as u64,
+        ));
+        check_all(&m, &input(cols, 2, 0.6, 100 + i as u64), plan, 8);
+    }
+}
+
+#[test]
+fn padding_entries_wide_codebooks_and_identity() {
+    // One PE over 200 rows at 3 % density: long zero runs need padding entries.
+    let l = layer(200, 30, 0.03, 4, 1, true, Activation::Identity, 7);
+    assert!(l.padding_count() > 0);
+    check_all(&one(l), &input(30, 3, 0.8, 8), PePlan::File, 4);
+    // 6-bit codebook: 16-bit entries.
+    let l = layer(90, 70, 0.2, 6, 4, false, Activation::Relu, 9);
+    check_all(&one(l), &input(70, 2, 0.5, 10), PePlan::Auto, 4);
+}
+
+#[test]
+fn batches_and_zero_activations() {
+    let m = one(layer(120, 80, 0.2, 4, 8, true, Activation::Relu, 11));
+    // Batches below, at and above max_batch (split into several submissions).
+    for batch in [1, 4, 9] {
+        check_all(
+            &m,
+            &input(80, batch, 0.4, 12 + batch as u64),
+            PePlan::Auto,
+            4,
+        );
+    }
+    // All-zero input: only the bias remains.
+    check_all(&m, &vec![0.0; 80 * 3], PePlan::Auto, 4);
+}
+
+#[test]
+fn three_layer_model_in_one_submission() {
+    let m = Model::new(vec![
+        layer(96, 150, 0.15, 4, 8, true, Activation::Relu, 21),
+        layer(64, 96, 0.25, 4, 4, true, Activation::Relu, 22),
+        layer(10, 64, 0.5, 4, 2, false, Activation::Identity, 23),
+    ])
+    .unwrap();
+    check_all(&m, &input(150, 5, 0.5, 24), PePlan::Auto, 8);
+    check_all(&m, &input(150, 2, 0.5, 25), PePlan::Fixed(3), 8);
+}
+
+#[test]
+fn paper_layer_fixed16_is_bit_exact() {
+    let l = eie::paper::find("NT-LSTM")
+        .unwrap()
+        .generate(64, 5)
+        .unwrap();
+    let m = one(l);
+    let x = eie::paper::find("NT-LSTM").unwrap().input(2, 6);
+    let cpu = CpuEngine::new(m.clone())
+        .run(&x, Precision::Fixed16)
+        .unwrap();
+    let e = GpuEngine::new(
+        ctx(),
+        &m,
+        EngineOptions {
+            precision: GpuPrecision::Fixed16,
+            ..EngineOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(e.pes(), vec![300]);
+    assert_eq!(e.run(&x).unwrap(), cpu);
+}
+
+#[test]
+fn concurrent_async_requests_on_one_engine() {
+    let m = Model::new(vec![
+        layer(70, 60, 0.3, 4, 4, true, Activation::Relu, 31),
+        layer(20, 70, 0.3, 4, 4, true, Activation::Identity, 32),
+    ])
+    .unwrap();
+    let engine = Arc::new(GpuEngine::new(ctx(), &m, EngineOptions::default()).unwrap());
+    let cpu = CpuEngine::new(m);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..24u64)
+            .map(|i| {
+                let e = engine.clone();
+                let x = input(60, 1 + (i as usize % 3), 0.5, 40 + i);
+                tokio::spawn(async move {
+                    let y = e.run_async(&x).await.unwrap();
+                    (x, y)
+                })
+            })
+            .collect();
+        for t in tasks {
+            let (x, y) = t.await.unwrap();
+            let want = cpu.run(&x, Precision::F32).unwrap();
+            assert!(rel_err(&y, &want) <= 1e-5);
+        }
+    });
+    // Blocking calls from several threads at once.
+    std::thread::scope(|s| {
+        for i in 0..4u64 {
+            let (e, cpu) = (&engine, &cpu);
+            s.spawn(move || {
+                let x = input(60, 2, 0.5, 80 + i);
+                let want = cpu.run(&x, Precision::F32).unwrap();
+                assert!(rel_err(&e.run(&x).unwrap(), &want) <= 1e-5);
+            });
+        }
+    });
+}
+
+#[test]
+fn timing_and_pipelined_frames() {
+    let m = Model::new(vec![
+        layer(128, 96, 0.2, 4, 8, true, Activation::Relu, 51),
+        layer(32, 128, 0.2, 4, 8, false, Activation::Identity, 52),
+    ])
+    .unwrap();
+    let ctx = ctx();
+    let e = GpuEngine::new(ctx.clone(), &m, EngineOptions::default()).unwrap();
+    let x = input(96, 1, 0.5, 53);
+    let t = e
+        .time(
+            &x,
+            &TimingOptions {
+                reps_per_submit: 3,
+                samples: 2,
+            },
+        )
+        .unwrap();
+    assert_eq!(t.wall_us.len(), 2);
+    assert_eq!(t.submit_wall_us.len(), 2);
+    assert!(t.wall_us.iter().all(|v| v.is_finite() && *v > 0.0));
+    assert_eq!(t.gpu_us.is_some(), ctx.has_timestamps());
+    if let Some(g) = &t.gpu_us {
+        assert_eq!(g.len(), 2);
+        assert!(g.iter().all(|v| v.is_finite() && *v >= 0.0));
+    }
+    if let Some(p) = &t.per_layer_us {
+        assert_eq!(p.len(), 2);
+        assert!(p.iter().all(|s| s.len() == 2));
+    }
+    let frames: Vec<Vec<f32>> = (0..3).map(|i| input(96, 1, 0.5, 60 + i)).collect();
+    let p = e.pipelined(&frames, 12, 3).unwrap();
+    assert_eq!(p.latency_us.len(), 12);
+    assert!(p.frames_per_s > 0.0);
+    // The engine still computes correctly after timing runs.
+    let want = CpuEngine::new(m).run(&x, Precision::F32).unwrap();
+    assert!(rel_err(&e.run(&x).unwrap(), &want) <= 1e-5);
+    let b = BaselineEngine::new(
+        ctx,
+        &eie::Model::new(vec![layer(16, 16, 0.5, 4, 2, false, Activation::Relu, 54)]).unwrap(),
+        BaselineKind::Dense,
+    )
+    .unwrap();
+    assert_eq!(
+        b.time(
+            &input(16, 2, 0.5, 55),
+            &TimingOptions {
+                reps_per_submit: 2,
+                samples: 1
+            }
+        )
+        .unwrap()
+        .wall_us
+        .len(),
+        1
+    );
+}
+
+#[test]
+fn compaction_lists_nonzeros_in_order() {
+    let n = 5000;
+    let mut x = input(n, 3, 0.3, 70);
+    x[n..2 * n].iter_mut().for_each(|v| *v = 0.0); // an all-zero vector
+    x[7] = -0.0;
+    let got = compact_nonzeros(&ctx(), &x, n).unwrap();
+    assert_eq!(got.len(), 3);
+    for (b, list) in got.iter().enumerate() {
+        let want: Vec<(u32, f32)> = x[b * n..(b + 1) * n]
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v != 0.0)
+            .map(|(j, v)| (j as u32, *v))
+            .collect();
+        assert_eq!(list, &want, "vector {b}");
+    }
+}
+
+#[test]
+fn bad_requests_are_typed_errors() {
+    let ctx = ctx();
+    let m = one(layer(10, 10, 0.5, 4, 2, false, Activation::Relu, 90));
+    let e = GpuEngine::new(ctx.clone(), &m, EngineOptions::default()).unwrap();
+    assert!(matches!(e.run(&[1.0; 11]), Err(eie::Error::Shape(_))));
+    assert!(matches!(
+        e.run(&[f32::NAN; 10]),
+        Err(eie::Error::NonFinite { .. })
+    ));
+    let zero = EngineOptions {
+        max_batch: 0,
+        ..EngineOptions::default()
+    };
+    assert!(matches!(
+        GpuEngine::new(ctx.clone(), &m, zero),
+        Err(eie::Error::InvalidArgument(_))
+    ));
+    let too_few = EngineOptions {
+        pes: PePlan::Fixed(0),
+        ..EngineOptions::default()
+    };
+    assert!(GpuEngine::new(ctx.clone(), &m, too_few).is_err());
+    if !ctx.has_f16() {
+        let f16 = EngineOptions {
+            precision: GpuPrecision::F16,
+            ..EngineOptions::default()
+        };
+        assert!(matches!(
+            GpuEngine::new(ctx.clone(), &m, f16),
+            Err(eie::Error::MissingFeature { .. })
+        ));
+    }
+    let none = DeviceOptions {
+        adapter_name: Some("no such adapter anywhere".into()),
+        ..DeviceOptions::default()
+    };
+    assert!(matches!(
+        GpuContext::new(&none),
+        Err(eie::Error::NoAdapter(_))
+    ));
+}
