@@ -61,11 +61,11 @@ impl Default for BenchConfig {
 }
 
 impl BenchConfig {
-    /// A short run for CI: batch 1 only, few samples.
+    /// A smoke run for CI: batch 1 only, one sample per kernel (so no spread), no warm-up.
     pub fn quick() -> Self {
         BenchConfig {
             batches: vec![1],
-            samples: 2,
+            samples: 1,
             warmup: 0,
             rotate: 2,
             gpu_reps: 1,

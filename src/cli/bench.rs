@@ -23,7 +23,7 @@ pub struct BenchArgs {
     /// Input activation density for a model file's random inputs.
     #[arg(long, default_value_t = 0.35)]
     input_density: f64,
-    /// A short run (batch 1, 3 samples) for CI.
+    /// A smoke run for CI: batch 1, one sample per kernel, 4 chained frames.
     #[arg(long)]
     quick: bool,
     /// Measure the CPU only.
