@@ -158,11 +158,18 @@ pub fn fifo_sweep(base: &SimConfig, seed: u64) -> Result<Vec<SweepPoint>> {
 }
 
 /// The paper's scalability study: every layer on 1..=256 PEs at `base`'s FIFO depth; speed-up
-/// is relative to one PE.
+/// is relative to one PE. The chip's total activation storage stays at `base`'s round size
+/// (4K for 64 PEs × 64 registers): `act_regs_per_pe` becomes `round size / PEs` (at least 1),
+/// so every PE count runs a layer in the same pieces and the study measures compute scaling.
 pub fn pe_sweep(base: &SimConfig, seed: u64) -> Result<Vec<SweepPoint>> {
+    let round = base.round_size();
     let cfgs: Vec<_> = PE_COUNTS
         .iter()
-        .map(|&pes| SimConfig { pes, ..*base })
+        .map(|&pes| SimConfig {
+            pes,
+            act_regs_per_pe: (round / pes).max(1),
+            ..*base
+        })
         .collect();
     sweep(&cfgs, seed)
 }
