@@ -60,15 +60,20 @@ pub fn speedup_chart(results: &[WorkloadResult], batch: usize, path: &Path) -> R
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(0f64..n as f64, (lo..hi).log_scale())
+        .build_cartesian_2d(-0.5f64..n as f64 - 0.5, (lo..hi).log_scale())
         .map_err(|e| draw_err(e.to_string()))?;
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(n.max(1))
+        // Groups are centred on integers; only integer key points get a layer name.
+        .x_labels(2 * n + 1)
         .x_label_formatter(&|x| {
-            let i = x.floor() as usize;
-            names.get(i).cloned().unwrap_or_default()
+            let i = x.round();
+            if (x - i).abs() < 1e-6 && i >= 0.0 {
+                names.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
         })
         .y_desc("speed-up (×, log scale)")
         .draw()
@@ -81,7 +86,7 @@ pub fn speedup_chart(results: &[WorkloadResult], batch: usize, path: &Path) -> R
             .enumerate()
             .filter_map(|(i, r)| {
                 let v = value(r, kernel)?;
-                let x0 = i as f64 + 0.1 + s as f64 * width;
+                let x0 = i as f64 - 0.4 + s as f64 * width;
                 Some(Rectangle::new([(x0, lo), (x0 + width, v)], color.filled()))
             })
             .collect();
