@@ -98,7 +98,7 @@ pub fn speedup_chart(results: &[WorkloadResult], batch: usize, path: &Path) -> R
     }
     chart
         .draw_series(LineSeries::new(
-            [(0.0, 1.0), (n as f64, 1.0)],
+            [(-0.5, 1.0), (n as f64 - 0.5, 1.0)],
             BLACK.stroke_width(1),
         ))
         .map_err(|e| draw_err(e.to_string()))?;
