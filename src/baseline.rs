@@ -160,58 +160,55 @@ impl CsrLayerF32 {
     }
 }
 
-/// The dense baseline as a [`Backend`] over a whole model.
-pub struct DenseBackend {
-    layers: Vec<DenseLayerF32>,
+/// A baseline layer kind: built from a compressed layer, run on a batch.
+pub trait BaselineLayer: Send + Sync + Sized {
+    /// Backend name, e.g. `cpu-dense/f32`.
+    const NAME: &'static str;
+    /// Converts a compressed layer.
+    fn new(layer: &EieLayer) -> Self;
+    /// `y = f(W x + b)` for a batch `x`.
+    fn forward(&self, x: &[f32]) -> Vec<f32>;
+}
+
+impl BaselineLayer for DenseLayerF32 {
+    const NAME: &'static str = "cpu-dense/f32";
+    fn new(layer: &EieLayer) -> Self {
+        DenseLayerF32::new(layer)
+    }
+    fn forward(&self, x: &[f32]) -> Vec<f32> {
+        DenseLayerF32::forward(self, x)
+    }
+}
+
+impl BaselineLayer for CsrLayerF32 {
+    const NAME: &'static str = "cpu-csr/f32";
+    fn new(layer: &EieLayer) -> Self {
+        CsrLayerF32::new(layer)
+    }
+    fn forward(&self, x: &[f32]) -> Vec<f32> {
+        CsrLayerF32::forward(self, x)
+    }
+}
+
+/// A baseline over a whole model, layer after layer, as a [`Backend`].
+pub struct BaselineBackend<L> {
+    layers: Vec<L>,
     input_size: usize,
 }
 
-impl DenseBackend {
-    /// Expands every layer of `model`.
-    pub fn new(model: &Model) -> Self {
-        DenseBackend {
-            layers: model.layers().iter().map(DenseLayerF32::new).collect(),
-            input_size: model.input_size(),
-        }
-    }
-}
-
-impl Backend for DenseBackend {
-    fn name(&self) -> String {
-        "cpu-dense/f32".into()
-    }
-    fn precision(&self) -> Precision {
-        Precision::F32
-    }
-    fn run(&self, input: &[f32]) -> Result<Vec<f32>> {
-        check_batch(self.input_size, input)?;
-        let mut x = input.to_vec();
-        for l in &self.layers {
-            x = l.forward(&x);
-        }
-        Ok(x)
-    }
-}
-
-/// The CSR baseline as a [`Backend`] over a whole model.
-pub struct CsrBackend {
-    layers: Vec<CsrLayerF32>,
-    input_size: usize,
-}
-
-impl CsrBackend {
+impl<L: BaselineLayer> BaselineBackend<L> {
     /// Converts every layer of `model`.
     pub fn new(model: &Model) -> Self {
-        CsrBackend {
-            layers: model.layers().iter().map(CsrLayerF32::new).collect(),
+        BaselineBackend {
+            layers: model.layers().iter().map(L::new).collect(),
             input_size: model.input_size(),
         }
     }
 }
 
-impl Backend for CsrBackend {
+impl<L: BaselineLayer> Backend for BaselineBackend<L> {
     fn name(&self) -> String {
-        "cpu-csr/f32".into()
+        L::NAME.into()
     }
     fn precision(&self) -> Precision {
         Precision::F32
@@ -225,3 +222,8 @@ impl Backend for CsrBackend {
         Ok(x)
     }
 }
+
+/// The dense f32 baseline (`gemm`) over a whole model.
+pub type DenseBackend = BaselineBackend<DenseLayerF32>;
+/// The plain CSR baseline over a whole model.
+pub type CsrBackend = BaselineBackend<CsrLayerF32>;
