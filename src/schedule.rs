@@ -22,6 +22,11 @@ pub const EIE_MAX_CODES: usize = 256;
 /// Workgroup memory the EIE kernel declares, in bytes (accumulators, compacted list, scan
 /// scratch, codebook, counters).
 pub const EIE_WORKGROUP_BYTES: usize = 4 * (EIE_MAX_LOCAL_ROWS + EIE_CHUNK + 256 + 32 + 256 + 1);
+const _: () = assert!(
+    EIE_WORKGROUP_BYTES <= 16384,
+    "the EIE kernel must fit the WebGPU default workgroup memory"
+);
+
 /// Rows one dense-GEMV or CSR workgroup computes (32 invocations per row).
 pub const ROWS_PER_WORKGROUP: usize = 8;
 /// Inputs the dense and CSR kernels compute together per weight load.
@@ -188,11 +193,6 @@ pub fn batch_chunks(batch: usize, max_batch: usize) -> Vec<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn workgroup_memory_fits_the_webgpu_default() {
-        assert!(EIE_WORKGROUP_BYTES <= 16384, "{EIE_WORKGROUP_BYTES}");
-    }
 
     #[test]
     fn auto_plan_gives_many_small_pes_within_bounds() {

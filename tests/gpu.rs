@@ -43,6 +43,7 @@ fn ctx() -> Arc<GpuContext> {
 
 /// A seeded random layer: each weight kept with probability `density`, codes uniform over the
 /// non-zero codebook indices, codebook of 2^bits entries in (-1, 1).
+#[allow(clippy::too_many_arguments)]
 fn layer(
     rows: usize,
     cols: usize,
