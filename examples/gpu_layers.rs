@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release --example gpu_layers -- [--layers Alex-7,NT-We|all] [--reps K]
-//!     [--samples S] [--pes N] [--no-baselines] [--no-alexnet] [--frames F] [--in-flight N]
+//!     [--samples S] [--pes N | --rows-per-pe R] [--no-baselines] [--no-alexnet] [--frames F] [--in-flight N]
 //! ```
 //! Times are medians over S submissions of K back-to-back runs (timestamp queries where the
 //! adapter has them, else the submission's wall time), in microseconds.
@@ -28,7 +28,9 @@ fn median(v: &[f64]) -> f64 {
 
 /// GPU time of the whole run (timestamps) or the submission's wall time per run.
 fn run_us(t: &Timing) -> f64 {
-    t.gpu_us.as_deref().map_or(median(&t.submit_wall_us), median)
+    t.gpu_us
+        .as_deref()
+        .map_or(median(&t.submit_wall_us), median)
 }
 
 struct Args {
@@ -73,6 +75,7 @@ fn parse() -> eie::Result<Args> {
             "--reps" => a.opts.reps_per_submit = num(it.next())?,
             "--samples" => a.opts.samples = num(it.next())?,
             "--pes" => a.pes = PePlan::Fixed(num(it.next())?),
+            "--rows-per-pe" => a.pes = PePlan::RowsPerPe(num(it.next())?),
             "--frames" => a.frames = num(it.next())?,
             "--in-flight" => a.in_flight = num(it.next())?,
             "--no-baselines" => a.baselines = false,

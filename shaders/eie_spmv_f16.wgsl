@@ -109,10 +109,12 @@ fn eie_spmv_f16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
     }
 
     for (var c0 = 0u; c0 < cols; c0 += CHUNK) {
-        // Count this invocation's non-zero activations (coalesced: j = c0 + i * WG + t).
+        // Count this invocation's non-zero activations: 8 consecutive ones, so the list comes
+        // out in column order and neighbouring invocations read neighbouring column pointers.
+        let first = c0 + t * PER_THREAD;
         var n = 0u;
         for (var i = 0u; i < PER_THREAD; i++) {
-            let j = c0 + i * WG + t;
+            let j = first + i;
             if j < cols && x[xb + j] != 0.0h {
                 n += 1u;
             }
@@ -143,7 +145,7 @@ fn eie_spmv_f16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         workgroupBarrier();
         var o = counts[t] + group_base[t / 8u];
         for (var i = 0u; i < PER_THREAD; i++) {
-            let j = c0 + i * WG + t;
+            let j = first + i;
             if j < cols && x[xb + j] != 0.0h {
                 list[o] = j;
                 o += 1u;

@@ -87,8 +87,10 @@ pub enum PePlan {
     /// Chosen per layer by [`auto_pes`] for the device.
     #[default]
     Auto,
-    /// The same count for every layer (clamped to the layer's rows).
+    /// The same count for every layer.
     Fixed(usize),
+    /// About this many rows per PE in every layer (within the layer's bounds).
+    RowsPerPe(usize),
     /// The interleaving stored in the model file.
     File,
 }
@@ -132,9 +134,10 @@ pub fn plan_pes(
     let (min, max) = pe_bounds(rows, cols, limits)?;
     let want = match plan {
         PePlan::Auto => return auto_pes(rows, cols, limits),
-        PePlan::Fixed(0) => {
+        PePlan::Fixed(0) | PePlan::RowsPerPe(0) => {
             return Err(Error::InvalidArgument("PE count must be at least 1".into()))
         }
+        PePlan::RowsPerPe(r) => return Ok(rows.div_ceil(r).clamp(min, max.min(rows))),
         PePlan::Fixed(n) => n,
         PePlan::File => file_pes,
     };
@@ -227,6 +230,15 @@ mod tests {
         assert_eq!(plan_pes(PePlan::File, 1000, 100, 8, &l).unwrap(), 8);
         assert_eq!(plan_pes(PePlan::Fixed(5000), 1000, 100, 8, &l).ok(), None);
         assert!(plan_pes(PePlan::Fixed(0), 10, 10, 1, &l).is_err());
+        assert!(plan_pes(PePlan::RowsPerPe(0), 10, 10, 1, &l).is_err());
+        assert_eq!(
+            plan_pes(PePlan::RowsPerPe(16), 1000, 100, 8, &l).unwrap(),
+            50
+        );
+        assert_eq!(
+            plan_pes(PePlan::RowsPerPe(64), 1000, 100, 8, &l).unwrap(),
+            16
+        );
         assert_eq!(
             plan_pes(PePlan::Fixed(64), 3, 3, 1, &DeviceLimits::default()).unwrap(),
             64
