@@ -62,25 +62,48 @@ fn add_f32(k: u32, v: f32) {
     }
 }
 
-// Walks PE `pe`'s slice of column j for the f16 activation `a`.
-fn walk_column(pe: u32, j: u32, a: f16) {
-    let base = pe * (params.cols + 1u);
-    let start = col_ptr[base + j];
-    let end = col_ptr[base + j + 1u];
-    var row = 0xffffffffu;
+// Fetches what walking listed column k needs, so that the loads of several columns are in
+// flight together: (first entry, end, activation bits, first entry word); an empty range
+// when k is past the list.
+fn fetch(pe: u32, k: u32, m: u32, xb: u32) -> vec4<u32> {
+    if k >= m {
+        return vec4<u32>(0u);
+    }
+    let j = list[k];
+    let base = pe * (params.cols + 1u) + j;
+    let start = col_ptr[base];
+    let end = col_ptr[base + 1u];
     var word = 0u;
+    if start < end {
+        if WIDE {
+            word = entries[start >> 1u];
+        } else {
+            word = entries[start >> 2u];
+        }
+    }
+    return vec4<u32>(start, end, bitcast<u32>(f32(x[xb + j])), word);
+}
+
+// Walks one column slice of this PE (relative-indexed entries, padding entries have code 0)
+// for the activation in `c` (see `fetch`).
+fn walk(c: vec4<u32>) {
+    let start = c.x;
+    let end = c.y;
+    let a = f16(bitcast<f32>(c.z));
+    var row = 0xffffffffu;
+    var word = c.w;
     for (var e = start; e < end; e++) {
         var code: u32;
         var run: u32;
         if WIDE {
-            if e == start || (e & 1u) == 0u {
+            if e != start && (e & 1u) == 0u {
                 word = entries[e >> 1u];
             }
             let h = (word >> ((e & 1u) * 16u)) & 0xffffu;
             code = h & 0xffu;
             run = h >> 8u;
         } else {
-            if e == start || (e & 3u) == 0u {
+            if e != start && (e & 3u) == 0u {
                 word = entries[e >> 2u];
             }
             let b = (word >> ((e & 3u) * 8u)) & 0xffu;
@@ -152,10 +175,18 @@ fn eie_spmv_f16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
             }
         }
         workgroupBarrier();
+        // Four listed columns per invocation and step: their pointer, activation and first
+        // entry loads are issued before any of them is walked.
         let m = listed;
-        for (var k = t; k < m; k += WG) {
-            let j = list[k];
-            walk_column(pe, j, x[xb + j]);
+        for (var k0 = t; k0 < m; k0 += 4u * WG) {
+            let c0 = fetch(pe, k0, m, xb);
+            let c1 = fetch(pe, k0 + WG, m, xb);
+            let c2 = fetch(pe, k0 + 2u * WG, m, xb);
+            let c3 = fetch(pe, k0 + 3u * WG, m, xb);
+            walk(c0);
+            walk(c1);
+            walk(c2);
+            walk(c3);
         }
         // The next chunk rewrites `list` only after three more barriers, which every
         // invocation reaches only when done with this one.
