@@ -21,6 +21,7 @@ const CHUNK: u32 = 2048u;      // WG * PER_THREAD
 const MAX_LOCAL: u32 = 1024u;  // most rows one PE may own
 const MAX_CODES: u32 = 256u;   // largest codebook (8-bit indices)
 const SCAN_GROUPS: u32 = 32u;  // first level of the prefix sum: 32 groups of 8 counts
+const PRIV_ROWS: u32 = 8u;     // PEs of at most this many rows sum in per-invocation registers
 
 // Arithmetic: false = f32, true = EIE fixed16 (see src/fixed16.rs).
 override FIXED: bool = false;
@@ -62,6 +63,11 @@ var<workgroup> counts: array<u32, WG>;
 var<workgroup> group_base: array<u32, SCAN_GROUPS>;
 var<workgroup> codebook: array<u32, MAX_CODES>;
 var<workgroup> listed: u32;
+// Per-invocation partial sums of the PE's rows (f32 or wrapping-i32 bits) when the PE owns at
+// most PRIV_ROWS rows: no contention on shared accumulators; reduced across the workgroup at
+// the end.
+var<private> partial: array<u32, PRIV_ROWS>;
+var<private> use_partial: bool;
 
 fn product_fixed(a: i32, c: i32) -> i32 {
     // a * c is exact in i32 (|a|, |c| <= 2^15); bring Q(10 + frac) to Q.14, round half up.
@@ -136,13 +142,30 @@ fn walk(c: vec4<u32>) {
         row += run + 1u;
         if code != 0u && row < MAX_LOCAL {
             if FIXED {
-                let t = product_fixed(bitcast<i32>(a), bitcast<i32>(codebook[code]));
-                atomicAdd(&acc[row], bitcast<u32>(t));
+                let t = bitcast<u32>(product_fixed(bitcast<i32>(a), bitcast<i32>(codebook[code])));
+                if use_partial {
+                    partial[row & 7u] += t;
+                } else {
+                    atomicAdd(&acc[row], t);
+                }
             } else {
-                add_f32(row, bitcast<f32>(codebook[code]) * bitcast<f32>(a));
+                let v = bitcast<f32>(codebook[code]) * bitcast<f32>(a);
+                if use_partial {
+                    partial[row & 7u] = bitcast<u32>(bitcast<f32>(partial[row & 7u]) + v);
+                } else {
+                    add_f32(row, v);
+                }
             }
         }
     }
+}
+
+// Adds two partial sums: wrapping i32 for fixed16 (order-independent), f32 otherwise.
+fn add_bits(a: u32, b: u32) -> u32 {
+    if FIXED {
+        return a + b;
+    }
+    return bitcast<u32>(bitcast<f32>(a) + bitcast<f32>(b));
 }
 
 @compute @workgroup_size(256)
@@ -157,6 +180,10 @@ fn eie_spmv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
     }
     for (var k = t; k < params.local_rows && k < MAX_LOCAL; k += WG) {
         atomicStore(&acc[k], 0u);
+    }
+    use_partial = params.local_rows <= PRIV_ROWS;
+    for (var r = 0u; r < PRIV_ROWS; r++) {
+        partial[r] = 0u;
     }
 
     for (var c0 = 0u; c0 < cols; c0 += CHUNK) {
@@ -220,6 +247,32 @@ fn eie_spmv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         // invocation reaches only when done with this one.
     }
     workgroupBarrier();
+
+    if use_partial {
+        // Reduce the per-invocation sums: `list` holds [row][invocation], then 32 lanes per
+        // row each add 8 invocations' values into `counts`, then one invocation per row adds
+        // its 32 lane sums.
+        for (var r = 0u; r < PRIV_ROWS; r++) {
+            list[r * WG + t] = partial[r];
+        }
+        workgroupBarrier();
+        let r = t / 32u;
+        let lane = t % 32u;
+        var s = 0u;
+        for (var i = 0u; i < 8u; i++) {
+            s = add_bits(s, list[r * WG + lane + 32u * i]);
+        }
+        counts[t] = s;
+        workgroupBarrier();
+        if t < params.local_rows {
+            var total = 0u;
+            for (var i = 0u; i < 32u; i++) {
+                total = add_bits(total, counts[t * 32u + i]);
+            }
+            atomicStore(&acc[t], total);
+        }
+        workgroupBarrier();
+    }
 
     let rows = params.rows;
     let pes = params.pes;
