@@ -21,7 +21,7 @@ const CHUNK: u32 = 2048u;      // WG * PER_THREAD
 const MAX_LOCAL: u32 = 1024u;  // most rows one PE may own
 const MAX_CODES: u32 = 256u;   // largest codebook (8-bit indices)
 const SCAN_GROUPS: u32 = 32u;  // first level of the prefix sum: 32 groups of 8 counts
-const PRIV_ROWS: u32 = 8u;     // PEs of at most this many rows sum in per-invocation registers
+const PRIV_ROWS: u32 = 16u;     // PEs of at most this many rows sum in per-invocation registers
 
 // Arithmetic: false = f32, true = EIE fixed16 (see src/fixed16.rs).
 override FIXED: bool = false;
@@ -144,14 +144,14 @@ fn walk(c: vec4<u32>) {
             if FIXED {
                 let t = bitcast<u32>(product_fixed(bitcast<i32>(a), bitcast<i32>(codebook[code])));
                 if use_partial {
-                    partial[row & 7u] += t;
+                    partial[row & 15u] += t;
                 } else {
                     atomicAdd(&acc[row], t);
                 }
             } else {
                 let v = bitcast<f32>(codebook[code]) * bitcast<f32>(a);
                 if use_partial {
-                    partial[row & 7u] = bitcast<u32>(bitcast<f32>(partial[row & 7u]) + v);
+                    partial[row & 15u] = bitcast<u32>(bitcast<f32>(partial[row & 15u]) + v);
                 } else {
                     add_f32(row, v);
                 }
@@ -249,29 +249,31 @@ fn eie_spmv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
     workgroupBarrier();
 
     if use_partial {
-        // Reduce the per-invocation sums: `list` holds [row][invocation], then 32 lanes per
-        // row each add 8 invocations' values into `counts`, then one invocation per row adds
-        // its 32 lane sums.
-        for (var r = 0u; r < PRIV_ROWS; r++) {
-            list[r * WG + t] = partial[r];
-        }
-        workgroupBarrier();
-        let r = t / 32u;
-        let lane = t % 32u;
-        var s = 0u;
-        for (var i = 0u; i < 8u; i++) {
-            s = add_bits(s, list[r * WG + lane + 32u * i]);
-        }
-        counts[t] = s;
-        workgroupBarrier();
-        if t < params.local_rows {
-            var total = 0u;
-            for (var i = 0u; i < 32u; i++) {
-                total = add_bits(total, counts[t * 32u + i]);
+        // Reduce the per-invocation sums, 8 rows per round: `list` holds [row][invocation],
+        // then 32 lanes per row each add 8 invocations' values into `counts`, then one
+        // invocation per row adds its 32 lane sums.
+        for (var r0 = 0u; r0 < params.local_rows; r0 += 8u) {
+            for (var r = 0u; r < 8u; r++) {
+                list[r * WG + t] = partial[(r0 + r) & 15u];
             }
-            atomicStore(&acc[t], total);
+            workgroupBarrier();
+            let r = t / 32u;
+            let lane = t % 32u;
+            var s = 0u;
+            for (var i = 0u; i < 8u; i++) {
+                s = add_bits(s, list[r * WG + lane + 32u * i]);
+            }
+            counts[t] = s;
+            workgroupBarrier();
+            if t < 8u && r0 + t < params.local_rows {
+                var total = 0u;
+                for (var i = 0u; i < 32u; i++) {
+                    total = add_bits(total, counts[t * 32u + i]);
+                }
+                atomicStore(&acc[r0 + t], total);
+            }
+            workgroupBarrier();
         }
-        workgroupBarrier();
     }
 
     let rows = params.rows;

@@ -11,7 +11,7 @@ const CHUNK: u32 = 2048u;      // WG * PER_THREAD
 const MAX_LOCAL: u32 = 1024u;  // most rows one PE may own
 const MAX_CODES: u32 = 256u;   // largest codebook (8-bit indices)
 const SCAN_GROUPS: u32 = 32u;  // first level of the prefix sum: 32 groups of 8 counts
-const PRIV_ROWS: u32 = 8u;     // PEs of at most this many rows sum in per-invocation registers
+const PRIV_ROWS: u32 = 16u;     // PEs of at most this many rows sum in per-invocation registers
 
 // Entry width: false = 8-bit entries (4-bit code | 4-bit run << 4, four per word),
 // true = 16-bit entries (8-bit code | run << 8, two per word) for codebooks over 16 entries.
@@ -120,7 +120,7 @@ fn walk(c: vec4<u32>) {
         if code != 0u && row < MAX_LOCAL {
             let v = f32(codebook[code] * a);
             if use_partial {
-                partial[row & 7u] = bitcast<u32>(bitcast<f32>(partial[row & 7u]) + v);
+                partial[row & 15u] = bitcast<u32>(bitcast<f32>(partial[row & 15u]) + v);
             } else {
                 add_f32(row, v);
             }
@@ -213,29 +213,31 @@ fn eie_spmv_f16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
     workgroupBarrier();
 
     if use_partial {
-        // Reduce the per-invocation sums: `list` holds [row][invocation], then 32 lanes per
-        // row each add 8 invocations' values into `counts`, then one invocation per row adds
-        // its 32 lane sums.
-        for (var r = 0u; r < PRIV_ROWS; r++) {
-            list[r * WG + t] = partial[r];
-        }
-        workgroupBarrier();
-        let r = t / 32u;
-        let lane = t % 32u;
-        var s = 0u;
-        for (var i = 0u; i < 8u; i++) {
-            s = add_bits(s, list[r * WG + lane + 32u * i]);
-        }
-        counts[t] = s;
-        workgroupBarrier();
-        if t < params.local_rows {
-            var total = 0u;
-            for (var i = 0u; i < 32u; i++) {
-                total = add_bits(total, counts[t * 32u + i]);
+        // Reduce the per-invocation sums, 8 rows per round: `list` holds [row][invocation],
+        // then 32 lanes per row each add 8 invocations' values into `counts`, then one
+        // invocation per row adds its 32 lane sums.
+        for (var r0 = 0u; r0 < params.local_rows; r0 += 8u) {
+            for (var r = 0u; r < 8u; r++) {
+                list[r * WG + t] = partial[(r0 + r) & 15u];
             }
-            atomicStore(&acc[t], total);
+            workgroupBarrier();
+            let r = t / 32u;
+            let lane = t % 32u;
+            var s = 0u;
+            for (var i = 0u; i < 8u; i++) {
+                s = add_bits(s, list[r * WG + lane + 32u * i]);
+            }
+            counts[t] = s;
+            workgroupBarrier();
+            if t < 8u && r0 + t < params.local_rows {
+                var total = 0u;
+                for (var i = 0u; i < 32u; i++) {
+                    total = add_bits(total, counts[t * 32u + i]);
+                }
+                atomicStore(&acc[r0 + t], total);
+            }
+            workgroupBarrier();
         }
-        workgroupBarrier();
     }
 
     let rows = params.rows;
