@@ -2,6 +2,7 @@
 
 pub mod backend;
 pub mod baseline;
+pub mod bench;
 pub mod compress;
 pub mod error;
 pub mod fixed16;
@@ -12,6 +13,7 @@ pub mod import;
 pub mod paper;
 pub mod reference;
 pub mod schedule;
+pub mod sim;
 pub mod synth;
 pub mod verify;
 

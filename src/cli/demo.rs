@@ -1,3 +1,4 @@
+use eie::bench::BenchConfig;
 use eie::compress::{compress_layer, CompressConfig};
 use eie::format::Activation;
 use eie::{Model, Result};
@@ -28,6 +29,9 @@ pub struct DemoArgs {
     /// Seed for weights and input.
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Skip the closing benchmark of the paper's nine layers.
+    #[arg(long)]
+    no_bench: bool,
     /// Folder for the demo's model file (default: the system's temporary folder).
     #[arg(long)]
     out_dir: Option<PathBuf>,
@@ -96,7 +100,7 @@ pub fn run(a: &DemoArgs) -> Result<ExitCode> {
     let reports = super::verify::check(&model, &input, &backends)?;
     println!();
     super::verify::print_reports(&reports);
-    let ok = reports.iter().all(|r| r.passed);
+    let mut ok = reports.iter().all(|r| r.passed);
     println!(
         "\n{}",
         if ok {
@@ -105,6 +109,20 @@ pub fn run(a: &DemoArgs) -> Result<ExitCode> {
             "some backend disagrees with the dense oracle"
         }
     );
+    if !a.no_bench {
+        println!(
+            "\nThe paper's nine layers (EIE Table III sizes and densities) on this machine, \
+             a quick run of `eie bench` beside the paper's figures:\n"
+        );
+        let devices = super::bench::Devices::open_hardware();
+        let workloads = eie::bench::Workload::paper_layers(&[], a.pes, a.seed)?;
+        let results = super::bench::measure(&workloads, &BenchConfig::quick(), &devices)?;
+        println!("{}", eie::bench::markdown(&results));
+        ok &= results
+            .iter()
+            .all(|r| r.kernels.iter().all(|k| k.failure.is_none()));
+        println!("full measurement: `eie bench` (batch 1 and 64, 15 samples; see BENCHMARKS.md)");
+    }
     Ok(if ok {
         ExitCode::SUCCESS
     } else {

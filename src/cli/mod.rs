@@ -1,11 +1,13 @@
 //! Command-line front end: one module per subcommand, each with its clap `Args` and a `run`.
 
+mod bench;
 mod compress;
 mod demo;
 #[cfg(feature = "gpu")]
 mod devices;
 mod info;
 mod run;
+mod sim;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -32,12 +34,18 @@ enum Command {
     Run(run::RunArgs),
     /// Run every available backend on one input and compare each with the dense oracle.
     Verify(verify::VerifyArgs),
+    /// Benchmark EIE against dense and CSR kernels on the paper's nine layers (or a model file)
+    /// on this machine's CPU and GPU.
+    Bench(bench::BenchArgs),
     /// List the GPU adapters wgpu finds, with backend, features and limits.
     #[cfg(feature = "gpu")]
     Devices(devices::DevicesArgs),
     /// Built-in demo: an Alex-7-shaped layer (4096x4096, 9 % weights, 4-bit codebook) is
     /// generated, compressed, saved, reloaded, run and verified.
     Demo(demo::DemoArgs),
+    /// Cycle-level simulation of the EIE ASIC: a model on an input, or the paper's nine layers
+    /// (`--paper`) beside the published latencies, or the paper's FIFO / PE sweeps.
+    Sim(sim::SimArgs),
 }
 
 /// Entry point: parses arguments, runs the command, maps errors to a message and exit code 1.
@@ -49,6 +57,8 @@ pub fn main() -> ExitCode {
         Command::Run(a) => run::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Bench(a) => bench::run(a),
+        Command::Sim(a) => sim::run(a),
         #[cfg(feature = "gpu")]
         Command::Devices(a) => devices::run(a),
     };

@@ -1,0 +1,109 @@
+//! The speed-up chart: for one batch size, each kernel's speed-up over the dense kernel of the
+//! same device, per layer, as grouped bars on a log scale (SVG).
+
+use super::WorkloadResult;
+use crate::error::{Error, Result};
+use plotters::prelude::*;
+use std::path::Path;
+
+/// The dense baseline a kernel is compared with: the dense kernel of its own device.
+fn dense_of(kernel: &str) -> Option<&'static str> {
+    if kernel.starts_with("cpu-") && kernel != "cpu-dense/f32" {
+        Some("cpu-dense/f32")
+    } else if kernel.starts_with("gpu-") && kernel != "gpu-dense/f32" {
+        Some("gpu-dense/f32")
+    } else {
+        None
+    }
+}
+
+/// Writes the chart of speed-ups over dense at `batch` to `path` (SVG).
+pub fn speedup_chart(results: &[WorkloadResult], batch: usize, path: &Path) -> Result<()> {
+    let rows: Vec<&WorkloadResult> = results.iter().filter(|r| r.batch == batch).collect();
+    let mut series: Vec<String> = Vec::new();
+    for r in &rows {
+        for k in &r.kernels {
+            if dense_of(&k.kernel).is_some() && !series.contains(&k.kernel) {
+                series.push(k.kernel.clone());
+            }
+        }
+    }
+    let value = |r: &WorkloadResult, k: &str| -> Option<f64> {
+        Some(r.median_us(dense_of(k)?)? / r.median_us(k)?)
+    };
+    let values: Vec<f64> = rows
+        .iter()
+        .flat_map(|r| series.iter().filter_map(|k| value(r, k)))
+        .collect();
+    if values.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "no speed-ups over a dense kernel to chart at batch {batch}"
+        )));
+    }
+    let lo = values
+        .iter()
+        .cloned()
+        .fold(f64::INFINITY, f64::min)
+        .min(1.0)
+        / 1.5;
+    let hi = values.iter().cloned().fold(0.0, f64::max).max(1.0) * 1.5;
+    let draw_err = |e: String| Error::InvalidArgument(format!("drawing {}: {e}", path.display()));
+    let root = SVGBackend::new(path, (1000, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| draw_err(e.to_string()))?;
+    let n = rows.len();
+    let names: Vec<String> = rows.iter().map(|r| r.name.clone()).collect();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("Speed-up over the dense f32 kernel of the same device, batch {batch}"),
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..n as f64, (lo..hi).log_scale())
+        .map_err(|e| draw_err(e.to_string()))?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n.max(1))
+        .x_label_formatter(&|x| {
+            let i = x.floor() as usize;
+            names.get(i).cloned().unwrap_or_default()
+        })
+        .y_desc("speed-up (×, log scale)")
+        .draw()
+        .map_err(|e| draw_err(e.to_string()))?;
+    let width = 0.8 / series.len().max(1) as f64;
+    for (s, kernel) in series.iter().enumerate() {
+        let color = Palette99::pick(s).to_rgba();
+        let bars: Vec<Rectangle<(f64, f64)>> = rows
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                let v = value(r, kernel)?;
+                let x0 = i as f64 + 0.1 + s as f64 * width;
+                Some(Rectangle::new([(x0, lo), (x0 + width, v)], color.filled()))
+            })
+            .collect();
+        chart
+            .draw_series(bars)
+            .map_err(|e| draw_err(e.to_string()))?
+            .label(kernel.clone())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+    }
+    chart
+        .draw_series(LineSeries::new(
+            [(0.0, 1.0), (n as f64, 1.0)],
+            BLACK.stroke_width(1),
+        ))
+        .map_err(|e| draw_err(e.to_string()))?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| draw_err(e.to_string()))?;
+    root.present().map_err(|e| draw_err(e.to_string()))?;
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! CPU contenders: every [`Backend`] of [`crate::backend::cpu_backends`] (EIE engine in f32 and
+//! fixed16, dense f32 through the `gemm` crate, plain CSR), timed by wall clock.
+
+use super::{time_wall, BenchConfig, Contender, Metric, Timing};
+use crate::backend::Backend;
+use crate::error::Result;
+use crate::format::Model;
+use crate::reference::Precision;
+
+/// The CPU's model name and the number of threads the kernels use, e.g.
+/// `Intel(R) Xeon(R) ... (2 threads)`.
+pub fn cpu_name() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    format!("{model} ({} threads)", rayon::current_num_threads())
+}
+
+/// A host backend timed by wall clock.
+struct HostContender {
+    backend: Box<dyn Backend>,
+    device: String,
+}
+
+impl Contender for HostContender {
+    fn name(&self) -> String {
+        self.backend.name()
+    }
+    fn device(&self) -> String {
+        self.device.clone()
+    }
+    fn precision(&self) -> Precision {
+        self.backend.precision()
+    }
+    fn run(&mut self, input: &[f32]) -> Result<Vec<f32>> {
+        self.backend.run(input)
+    }
+    fn time(&mut self, inputs: &[Vec<f32>], cfg: &BenchConfig) -> Result<Vec<Timing>> {
+        let us = time_wall(inputs, cfg, |x| self.backend.run(x).map(drop))?;
+        Ok(vec![Timing {
+            metric: Metric::Wall,
+            us,
+        }])
+    }
+}
+
+/// The CPU kernels for `model`: `cpu-dense/f32`, `cpu-csr/f32`, `cpu-eie/f32`, `cpu-eie/fixed16`.
+pub fn cpu_contenders(model: &Model) -> Vec<Box<dyn Contender>> {
+    let device = cpu_name();
+    let mut backends = crate::backend::cpu_backends(model);
+    // Baselines first, as in the report's columns.
+    backends.rotate_left(2);
+    backends
+        .into_iter()
+        .map(|backend| {
+            Box::new(HostContender {
+                backend,
+                device: device.clone(),
+            }) as Box<dyn Contender>
+        })
+        .collect()
+}
