@@ -2,7 +2,7 @@ use eie::error::Error;
 use eie::sim::paper::{self, PaperRun, SweepPoint};
 use eie::sim::{chart, SimConfig, SimResult, Simulator};
 use eie::{Model, Precision, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Which study `--sweep` reproduces.
@@ -86,7 +86,7 @@ pub fn run(a: &SimArgs) -> Result<ExitCode> {
     }
 }
 
-fn model_run(a: &SimArgs, cfg: &SimConfig, model: &PathBuf, input: &PathBuf) -> Result<ExitCode> {
+fn model_run(a: &SimArgs, cfg: &SimConfig, model: &Path, input: &Path) -> Result<ExitCode> {
     let model = Model::load(model)?;
     let tensor = eie::import::read_npy(input)?;
     let (batch, values) = eie::import::read_input(input, model.input_size())?;

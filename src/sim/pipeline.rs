@@ -87,6 +87,7 @@ struct Pe<T: Copy> {
 
 /// Simulates one round: `bcast`/`slots` from [`schedule`] over `layer`'s columns, accumulating
 /// into `acc[p][local_row]`. Adds to `pe_stats` and returns the round's counters.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run_round<A: Arith>(
     layer: &EieLayer,
     arith: &A,
