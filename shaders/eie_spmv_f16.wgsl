@@ -11,6 +11,7 @@ const CHUNK: u32 = 2048u;      // WG * PER_THREAD
 const MAX_LOCAL: u32 = 1024u;  // most rows one PE may own
 const MAX_CODES: u32 = 256u;   // largest codebook (8-bit indices)
 const SCAN_GROUPS: u32 = 32u;  // first level of the prefix sum: 32 groups of 8 counts
+const PRIV_ROWS: u32 = 16u;     // PEs of at most this many rows sum in per-invocation registers
 
 // Entry width: false = 8-bit entries (4-bit code | 4-bit run << 4, four per word),
 // true = 16-bit entries (8-bit code | run << 8, two per word) for codebooks over 16 entries.
@@ -50,6 +51,11 @@ var<workgroup> counts: array<u32, WG>;
 var<workgroup> group_base: array<u32, SCAN_GROUPS>;
 var<workgroup> codebook: array<f16, MAX_CODES>;
 var<workgroup> listed: u32;
+// Per-invocation partial sums of the PE's rows (f32 or wrapping-i32 bits) when the PE owns at
+// most PRIV_ROWS rows: no contention on shared accumulators; reduced across the workgroup at
+// the end.
+var<private> partial: array<u32, PRIV_ROWS>;
+var<private> use_partial: bool;
 
 fn add_f32(k: u32, v: f32) {
     var old = atomicLoad(&acc[k]);
@@ -62,25 +68,48 @@ fn add_f32(k: u32, v: f32) {
     }
 }
 
-// Walks PE `pe`'s slice of column j for the f16 activation `a`.
-fn walk_column(pe: u32, j: u32, a: f16) {
-    let base = pe * (params.cols + 1u);
-    let start = col_ptr[base + j];
-    let end = col_ptr[base + j + 1u];
-    var row = 0xffffffffu;
+// Fetches what walking listed column k needs, so that the loads of several columns are in
+// flight together: (first entry, end, activation bits, first entry word); an empty range
+// when k is past the list.
+fn fetch(pe: u32, k: u32, m: u32, xb: u32) -> vec4<u32> {
+    if k >= m {
+        return vec4<u32>(0u);
+    }
+    let j = list[k];
+    let base = pe * (params.cols + 1u) + j;
+    let start = col_ptr[base];
+    let end = col_ptr[base + 1u];
     var word = 0u;
+    if start < end {
+        if WIDE {
+            word = entries[start >> 1u];
+        } else {
+            word = entries[start >> 2u];
+        }
+    }
+    return vec4<u32>(start, end, bitcast<u32>(f32(x[xb + j])), word);
+}
+
+// Walks one column slice of this PE (relative-indexed entries, padding entries have code 0)
+// for the activation in `c` (see `fetch`).
+fn walk(c: vec4<u32>) {
+    let start = c.x;
+    let end = c.y;
+    let a = f16(bitcast<f32>(c.z));
+    var row = 0xffffffffu;
+    var word = c.w;
     for (var e = start; e < end; e++) {
         var code: u32;
         var run: u32;
         if WIDE {
-            if e == start || (e & 1u) == 0u {
+            if e != start && (e & 1u) == 0u {
                 word = entries[e >> 1u];
             }
             let h = (word >> ((e & 1u) * 16u)) & 0xffffu;
             code = h & 0xffu;
             run = h >> 8u;
         } else {
-            if e == start || (e & 3u) == 0u {
+            if e != start && (e & 3u) == 0u {
                 word = entries[e >> 2u];
             }
             let b = (word >> ((e & 3u) * 8u)) & 0xffu;
@@ -89,9 +118,18 @@ fn walk_column(pe: u32, j: u32, a: f16) {
         }
         row += run + 1u;
         if code != 0u && row < MAX_LOCAL {
-            add_f32(row, f32(codebook[code] * a));
+            let v = f32(codebook[code] * a);
+            if use_partial {
+                partial[row & 15u] = bitcast<u32>(bitcast<f32>(partial[row & 15u]) + v);
+            } else {
+                add_f32(row, v);
+            }
         }
     }
+}
+
+fn add_bits(a: u32, b: u32) -> u32 {
+    return bitcast<u32>(bitcast<f32>(a) + bitcast<f32>(b));
 }
 
 @compute @workgroup_size(256)
@@ -107,12 +145,18 @@ fn eie_spmv_f16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
     for (var k = t; k < params.local_rows && k < MAX_LOCAL; k += WG) {
         atomicStore(&acc[k], 0u);
     }
+    use_partial = params.local_rows <= PRIV_ROWS;
+    for (var r = 0u; r < PRIV_ROWS; r++) {
+        partial[r] = 0u;
+    }
 
     for (var c0 = 0u; c0 < cols; c0 += CHUNK) {
-        // Count this invocation's non-zero activations (coalesced: j = c0 + i * WG + t).
+        // Count this invocation's non-zero activations: 8 consecutive ones, so the list comes
+        // out in column order and neighbouring invocations read neighbouring column pointers.
+        let first = c0 + t * PER_THREAD;
         var n = 0u;
         for (var i = 0u; i < PER_THREAD; i++) {
-            let j = c0 + i * WG + t;
+            let j = first + i;
             if j < cols && x[xb + j] != 0.0h {
                 n += 1u;
             }
@@ -143,22 +187,58 @@ fn eie_spmv_f16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         workgroupBarrier();
         var o = counts[t] + group_base[t / 8u];
         for (var i = 0u; i < PER_THREAD; i++) {
-            let j = c0 + i * WG + t;
+            let j = first + i;
             if j < cols && x[xb + j] != 0.0h {
                 list[o] = j;
                 o += 1u;
             }
         }
         workgroupBarrier();
+        // Four listed columns per invocation and step: their pointer, activation and first
+        // entry loads are issued before any of them is walked.
         let m = listed;
-        for (var k = t; k < m; k += WG) {
-            let j = list[k];
-            walk_column(pe, j, x[xb + j]);
+        for (var k0 = t; k0 < m; k0 += 4u * WG) {
+            let c0 = fetch(pe, k0, m, xb);
+            let c1 = fetch(pe, k0 + WG, m, xb);
+            let c2 = fetch(pe, k0 + 2u * WG, m, xb);
+            let c3 = fetch(pe, k0 + 3u * WG, m, xb);
+            walk(c0);
+            walk(c1);
+            walk(c2);
+            walk(c3);
         }
         // The next chunk rewrites `list` only after three more barriers, which every
         // invocation reaches only when done with this one.
     }
     workgroupBarrier();
+
+    if use_partial {
+        // Reduce the per-invocation sums, 8 rows per round: `list` holds [row][invocation],
+        // then 32 lanes per row each add 8 invocations' values into `counts`, then one
+        // invocation per row adds its 32 lane sums.
+        for (var r0 = 0u; r0 < params.local_rows; r0 += 8u) {
+            for (var r = 0u; r < 8u; r++) {
+                list[r * WG + t] = partial[(r0 + r) & 15u];
+            }
+            workgroupBarrier();
+            let r = t / 32u;
+            let lane = t % 32u;
+            var s = 0u;
+            for (var i = 0u; i < 8u; i++) {
+                s = add_bits(s, list[r * WG + lane + 32u * i]);
+            }
+            counts[t] = s;
+            workgroupBarrier();
+            if t < 8u && r0 + t < params.local_rows {
+                var total = 0u;
+                for (var i = 0u; i < 32u; i++) {
+                    total = add_bits(total, counts[t * 32u + i]);
+                }
+                atomicStore(&acc[r0 + t], total);
+            }
+            workgroupBarrier();
+        }
+    }
 
     let rows = params.rows;
     let pes = params.pes;

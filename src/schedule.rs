@@ -22,13 +22,22 @@ pub const EIE_MAX_CODES: usize = 256;
 /// Workgroup memory the EIE kernel declares, in bytes (accumulators, compacted list, scan
 /// scratch, codebook, counters).
 pub const EIE_WORKGROUP_BYTES: usize = 4 * (EIE_MAX_LOCAL_ROWS + EIE_CHUNK + 256 + 32 + 256 + 1);
+const _: () = assert!(
+    EIE_WORKGROUP_BYTES <= 16384,
+    "the EIE kernel must fit the WebGPU default workgroup memory"
+);
+
 /// Rows one dense-GEMV or CSR workgroup computes (32 invocations per row).
 pub const ROWS_PER_WORKGROUP: usize = 8;
 /// Inputs the dense and CSR kernels compute together per weight load.
 pub const BATCH_TILE: usize = 4;
-/// Rows per PE the automatic plan aims for: enough PEs to keep a large GPU busy, few enough
-/// that each PE's column slices hold several entries.
-pub const AUTO_ROWS_PER_PE: usize = 8;
+/// Rows per PE the automatic plan aims for: every PE scans the whole input and reads a column
+/// pointer pair for every non-zero activation, so fewer, fuller PEs cost less, as long as the
+/// PE's rows fit its per-invocation partial sums (16 rows in the kernels).
+pub const AUTO_ROWS_PER_PE: usize = 16;
+/// Fewest PEs the automatic plan gives a layer with at least this many rows, to keep a large
+/// GPU's multiprocessors busy on small layers.
+pub const AUTO_MIN_PES: usize = 128;
 
 /// The device limits the planners respect (a copy of the relevant `wgpu::Limits` fields, so the
 /// planning builds and is tested without the `gpu` feature).
@@ -82,8 +91,10 @@ pub enum PePlan {
     /// Chosen per layer by [`auto_pes`] for the device.
     #[default]
     Auto,
-    /// The same count for every layer (clamped to the layer's rows).
+    /// The same count for every layer.
     Fixed(usize),
+    /// About this many rows per PE in every layer (within the layer's bounds).
+    RowsPerPe(usize),
     /// The interleaving stored in the model file.
     File,
 }
@@ -110,10 +121,12 @@ pub fn pe_bounds(rows: usize, cols: usize, limits: &DeviceLimits) -> Result<(usi
     Ok((min, max))
 }
 
-/// The automatic PE count: about [`AUTO_ROWS_PER_PE`] rows per PE, within [`pe_bounds`].
+/// The automatic PE count: about [`AUTO_ROWS_PER_PE`] rows per PE but at least
+/// [`AUTO_MIN_PES`] (or one per row), within [`pe_bounds`].
 pub fn auto_pes(rows: usize, cols: usize, limits: &DeviceLimits) -> Result<usize> {
     let (min, max) = pe_bounds(rows, cols, limits)?;
-    Ok(rows.div_ceil(AUTO_ROWS_PER_PE).clamp(min, max.min(rows)))
+    let want = rows.div_ceil(AUTO_ROWS_PER_PE).max(AUTO_MIN_PES.min(rows));
+    Ok(want.clamp(min, max.min(rows)))
 }
 
 /// The PE count a plan gives a layer whose file interleaving is `file_pes`.
@@ -127,9 +140,10 @@ pub fn plan_pes(
     let (min, max) = pe_bounds(rows, cols, limits)?;
     let want = match plan {
         PePlan::Auto => return auto_pes(rows, cols, limits),
-        PePlan::Fixed(0) => {
+        PePlan::Fixed(0) | PePlan::RowsPerPe(0) => {
             return Err(Error::InvalidArgument("PE count must be at least 1".into()))
         }
+        PePlan::RowsPerPe(r) => return Ok(rows.div_ceil(r).clamp(min, max.min(rows))),
         PePlan::Fixed(n) => n,
         PePlan::File => file_pes,
     };
@@ -190,16 +204,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn workgroup_memory_fits_the_webgpu_default() {
-        assert!(EIE_WORKGROUP_BYTES <= 16384, "{EIE_WORKGROUP_BYTES}");
-    }
-
-    #[test]
     fn auto_plan_gives_many_small_pes_within_bounds() {
         let l = DeviceLimits::default();
-        assert_eq!(auto_pes(4096, 9216, &l).unwrap(), 512);
+        assert_eq!(auto_pes(4096, 9216, &l).unwrap(), 256);
+        assert_eq!(auto_pes(8791, 600, &l).unwrap(), 550);
+        assert_eq!(auto_pes(1000, 4096, &l).unwrap(), 128);
         assert_eq!(auto_pes(1, 1, &l).unwrap(), 1);
-        assert_eq!(auto_pes(10, 3, &l).unwrap(), 2);
+        assert_eq!(auto_pes(10, 3, &l).unwrap(), 10);
         // Many rows: capped by the workgroup limit, and never more than 1024 rows per PE.
         let tight = DeviceLimits {
             max_compute_workgroups_per_dimension: 16,
@@ -223,10 +234,20 @@ mod tests {
             (1, 65535)
         );
         assert_eq!(auto_pes(1000, 100, &l).unwrap(), 50);
+        assert_eq!(auto_pes(100, 100, &l).unwrap(), 50);
         assert!(plan_pes(PePlan::Fixed(60), 1000, 100, 8, &l).is_err());
         assert_eq!(plan_pes(PePlan::File, 1000, 100, 8, &l).unwrap(), 8);
         assert_eq!(plan_pes(PePlan::Fixed(5000), 1000, 100, 8, &l).ok(), None);
         assert!(plan_pes(PePlan::Fixed(0), 10, 10, 1, &l).is_err());
+        assert!(plan_pes(PePlan::RowsPerPe(0), 10, 10, 1, &l).is_err());
+        assert_eq!(
+            plan_pes(PePlan::RowsPerPe(16), 1000, 100, 8, &l).unwrap(),
+            50
+        );
+        assert_eq!(
+            plan_pes(PePlan::RowsPerPe(64), 1000, 100, 8, &l).unwrap(),
+            16
+        );
         assert_eq!(
             plan_pes(PePlan::Fixed(64), 3, 3, 1, &DeviceLimits::default()).unwrap(),
             64

@@ -239,3 +239,56 @@ fn bad_inputs_and_models() {
     let err = fails(&["verify", s(&bad)]);
     assert!(err.contains("corrupt model"), "{err}");
 }
+
+#[cfg(feature = "gpu")]
+#[test]
+fn gpu_devices_run_and_verify() {
+    let f = fixture();
+    let devices = ok(&["devices"]);
+    assert!(devices.contains("features: timestamps"), "{devices}");
+    let listed: serde_json::Value = serde_json::from_str(&ok(&["devices", "--json"])).unwrap();
+    assert!(!listed.as_array().unwrap().is_empty());
+    let model = eie::Model::load(&f.model).unwrap();
+    let x = eie::import::read_npy(&f.input).unwrap().data;
+    let out = f.root.join("y_gpu.npy");
+    // fixed16 on the GPU writes exactly the CPU model's values.
+    ok(&[
+        "run",
+        s(&f.model),
+        "--input",
+        s(&f.input),
+        "--output",
+        s(&out),
+        "--backend",
+        "gpu",
+        "--fixed16",
+        "--pes",
+        "4",
+    ]);
+    let y = eie::import::read_npy(&out).unwrap();
+    assert_eq!(y.shape, [3, 48]);
+    let expect = eie::CpuEngine::new(model)
+        .run(&x, eie::Precision::Fixed16)
+        .unwrap();
+    assert_eq!(y.data, expect);
+    let verify = ok(&["verify", s(&f.model), "--batch", "3", "--require-gpu"]);
+    for name in [
+        "gpu-eie/f32",
+        "gpu-eie/fixed16",
+        "gpu-dense/f32",
+        "gpu-csr/f32",
+    ] {
+        assert!(verify.contains(name), "{name} missing from\n{verify}");
+    }
+    let err = fails(&[
+        "run",
+        s(&f.model),
+        "--input",
+        s(&f.input),
+        "--output",
+        s(&out),
+        "--pes",
+        "4",
+    ]);
+    assert!(err.contains("--backend gpu"), "{err}");
+}

@@ -457,8 +457,32 @@ impl Program {
             per_layer_us: inside.then(|| vec![Vec::new(); n_layers]),
             ..Timing::default()
         };
-        // Warm-up (pipelines, caches) and the input upload the timed passes reuse.
+        // Warm-up (pipelines, caches, and at least 50 ms of work so the GPU leaves its idle
+        // clocks) and the input upload the timed passes reuse.
         self.run(input)?;
+        let warm = Instant::now();
+        for _ in 0..1000 {
+            if warm.elapsed() >= Duration::from_millis(50) {
+                break;
+            }
+            let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("eie/gpu/warm-up"),
+            });
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("eie/gpu/warm-up"),
+                    timestamp_writes: None,
+                });
+                for _ in 0..k {
+                    self.record(&mut pass, batch, None);
+                }
+            }
+            let idx = {
+                let _g = self.submit.lock().unwrap_or_else(|e| e.into_inner());
+                self.ctx.queue().submit([enc.finish()])
+            };
+            self.ctx.wait(idx)?;
+        }
         for _ in 0..samples {
             let start = Instant::now();
             self.run(input)?;
