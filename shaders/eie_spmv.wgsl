@@ -3,10 +3,9 @@
 // One workgroup is one processing element (PE) for one input vector: workgroup (p, b) owns the
 // rows i with i % pes == p (local row i / pes) and computes them for input b of the batch.
 //  1. Codebook to workgroup memory; accumulators cleared.
-//  2. Leading non-zero detection without an extra dispatch: the workgroup scans the dense input
-//     CHUNK values at a time, counts the non-zero activations of each invocation, turns the
-//     counts into offsets with a workgroup prefix sum and writes the non-zero column indices to
-//     a compacted list in workgroup memory.
+//  2. Leading non-zero detection is done once per input vector by the compact_columns dispatch
+//     recorded just before this one: the workgroup reads the input's list of non-zero column
+//     indices (increasing order) and its count from `nz` instead of scanning the dense input.
 //  3. The invocations split the listed columns among themselves; each walks this PE's slice of
 //     its column (relative-indexed entries: row += run + 1, padding entries have code 0) and
 //     adds codebook[code] * a_j to the local row's accumulator in workgroup memory.
@@ -16,11 +15,9 @@
 // Activations are 32-bit words: f32 bits, or Q5.10 values as i32 bits (fixed16).
 
 const WG: u32 = 256u;          // invocations per workgroup
-const PER_THREAD: u32 = 8u;    // activations each invocation scans per chunk
-const CHUNK: u32 = 2048u;      // WG * PER_THREAD
+const SCRATCH: u32 = 2048u;    // words of reduction scratch: 8 rows * WG
 const MAX_LOCAL: u32 = 1024u;  // most rows one PE may own
 const MAX_CODES: u32 = 256u;   // largest codebook (8-bit indices)
-const SCAN_GROUPS: u32 = 32u;  // first level of the prefix sum: 32 groups of 8 counts
 const PRIV_ROWS: u32 = 16u;     // PEs of at most this many rows sum in per-invocation registers
 
 // Arithmetic: false = f32, true = EIE fixed16 (see src/fixed16.rs).
@@ -56,13 +53,14 @@ struct Params {
 @group(0) @binding(4) var<storage, read> x: array<u32>;
 // Output activations: [batch][y_stride] words.
 @group(0) @binding(5) var<storage, read_write> y: array<u32>;
+// Non-zero columns of the input (compact_columns.wgsl): [batch][cols + 1] words, the count
+// then the column indices in increasing order.
+@group(0) @binding(6) var<storage, read> nz: array<u32>;
 
 var<workgroup> acc: array<atomic<u32>, MAX_LOCAL>;
-var<workgroup> list: array<u32, CHUNK>;
+var<workgroup> list: array<u32, SCRATCH>;
 var<workgroup> counts: array<u32, WG>;
-var<workgroup> group_base: array<u32, SCAN_GROUPS>;
 var<workgroup> codebook: array<u32, MAX_CODES>;
-var<workgroup> listed: u32;
 // Per-invocation partial sums of the PE's rows (f32 or wrapping-i32 bits) when the PE owns at
 // most PRIV_ROWS rows: no contention on shared accumulators; reduced across the workgroup at
 // the end.
@@ -94,11 +92,11 @@ fn add_f32(k: u32, v: f32) {
 // Fetches what walking listed column k needs, so that the loads of several columns are in
 // flight together: (first entry, end, activation bits, first entry word); an empty range
 // when k is past the list.
-fn fetch(pe: u32, k: u32, m: u32, xb: u32) -> vec4<u32> {
+fn fetch(pe: u32, k: u32, m: u32, lb: u32, xb: u32) -> vec4<u32> {
     if k >= m {
         return vec4<u32>(0u);
     }
-    let j = list[k];
+    let j = nz[lb + k];
     let base = pe * (params.cols + 1u) + j;
     let start = col_ptr[base];
     let end = col_ptr[base + 1u];
@@ -186,65 +184,22 @@ fn eie_spmv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         partial[r] = 0u;
     }
 
-    for (var c0 = 0u; c0 < cols; c0 += CHUNK) {
-        // Count this invocation's non-zero activations: 8 consecutive ones, so the list comes
-        // out in column order and neighbouring invocations read neighbouring column pointers.
-        let first = c0 + t * PER_THREAD;
-        var n = 0u;
-        for (var i = 0u; i < PER_THREAD; i++) {
-            let j = first + i;
-            if j < cols && x[xb + j] != 0u && x[xb + j] != 0x80000000u {
-                n += 1u;
-            }
-        }
-        counts[t] = n;
-        workgroupBarrier();
-        // Prefix sum, level 1: 32 invocations each scan 8 counts.
-        if t < SCAN_GROUPS {
-            var s = 0u;
-            for (var i = 0u; i < 8u; i++) {
-                let v = counts[t * 8u + i];
-                counts[t * 8u + i] = s;
-                s += v;
-            }
-            group_base[t] = s;
-        }
-        workgroupBarrier();
-        // Level 2: one invocation scans the 32 group sums.
-        if t == 0u {
-            var s = 0u;
-            for (var g = 0u; g < SCAN_GROUPS; g++) {
-                let v = group_base[g];
-                group_base[g] = s;
-                s += v;
-            }
-            listed = s;
-        }
-        workgroupBarrier();
-        var o = counts[t] + group_base[t / 8u];
-        for (var i = 0u; i < PER_THREAD; i++) {
-            let j = first + i;
-            if j < cols && x[xb + j] != 0u && x[xb + j] != 0x80000000u {
-                list[o] = j;
-                o += 1u;
-            }
-        }
-        workgroupBarrier();
-        // Four listed columns per invocation and step: their pointer, activation and first
-        // entry loads are issued before any of them is walked.
-        let m = listed;
-        for (var k0 = t; k0 < m; k0 += 4u * WG) {
-            let c0 = fetch(pe, k0, m, xb);
-            let c1 = fetch(pe, k0 + WG, m, xb);
-            let c2 = fetch(pe, k0 + 2u * WG, m, xb);
-            let c3 = fetch(pe, k0 + 3u * WG, m, xb);
-            walk(c0);
-            walk(c1);
-            walk(c2);
-            walk(c3);
-        }
-        // The next chunk rewrites `list` only after three more barriers, which every
-        // invocation reaches only when done with this one.
+    // Codebook and accumulators visible to every invocation before the walk.
+    workgroupBarrier();
+
+    // Four listed columns per invocation and step: their pointer, activation and first entry
+    // loads are issued before any of them is walked.
+    let lb = b * (cols + 1u);
+    let m = nz[lb];
+    for (var k0 = t; k0 < m; k0 += 4u * WG) {
+        let c0 = fetch(pe, k0, m, lb + 1u, xb);
+        let c1 = fetch(pe, k0 + WG, m, lb + 1u, xb);
+        let c2 = fetch(pe, k0 + 2u * WG, m, lb + 1u, xb);
+        let c3 = fetch(pe, k0 + 3u * WG, m, lb + 1u, xb);
+        walk(c0);
+        walk(c1);
+        walk(c2);
+        walk(c3);
     }
     workgroupBarrier();
 

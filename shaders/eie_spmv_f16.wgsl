@@ -1,16 +1,15 @@
 // EIE sparse matrix-vector product of one layer in half precision (needs SHADER_F16): the same
-// dataflow as eie_spmv.wgsl (one workgroup per PE and input, in-workgroup non-zero compaction,
-// invocations splitting the non-zero columns, fused bias and ReLU), with the codebook, the
-// activations and the products in f16 (half the activation traffic) and the per-row sums in f32
-// accumulators in workgroup memory. The result is rounded to f16 on write-back.
+// dataflow as eie_spmv.wgsl (one workgroup per PE and input, the input's non-zero column list
+// read from the compact_columns dispatch before it, invocations splitting the non-zero columns,
+// fused bias and ReLU), with the codebook, the activations and the products in f16 (half the
+// activation traffic) and the per-row sums in f32 accumulators in workgroup memory. The result
+// is rounded to f16 on write-back.
 
 enable f16;
 const WG: u32 = 256u;          // invocations per workgroup
-const PER_THREAD: u32 = 8u;    // activations each invocation scans per chunk
-const CHUNK: u32 = 2048u;      // WG * PER_THREAD
+const SCRATCH: u32 = 2048u;    // words of reduction scratch: 8 rows * WG
 const MAX_LOCAL: u32 = 1024u;  // most rows one PE may own
 const MAX_CODES: u32 = 256u;   // largest codebook (8-bit indices)
-const SCAN_GROUPS: u32 = 32u;  // first level of the prefix sum: 32 groups of 8 counts
 const PRIV_ROWS: u32 = 16u;     // PEs of at most this many rows sum in per-invocation registers
 
 // Entry width: false = 8-bit entries (4-bit code | 4-bit run << 4, four per word),
@@ -44,13 +43,14 @@ struct Params {
 @group(0) @binding(4) var<storage, read> x: array<f16>;
 // Output activations: [batch][y_stride] f16.
 @group(0) @binding(5) var<storage, read_write> y: array<f16>;
+// Non-zero columns of the input (compact_columns.wgsl): [batch][cols + 1] words, the count
+// then the column indices in increasing order.
+@group(0) @binding(6) var<storage, read> nz: array<u32>;
 
 var<workgroup> acc: array<atomic<u32>, MAX_LOCAL>;
-var<workgroup> list: array<u32, CHUNK>;
+var<workgroup> list: array<u32, SCRATCH>;
 var<workgroup> counts: array<u32, WG>;
-var<workgroup> group_base: array<u32, SCAN_GROUPS>;
 var<workgroup> codebook: array<f16, MAX_CODES>;
-var<workgroup> listed: u32;
 // Per-invocation partial sums of the PE's rows (f32 or wrapping-i32 bits) when the PE owns at
 // most PRIV_ROWS rows: no contention on shared accumulators; reduced across the workgroup at
 // the end.
@@ -71,11 +71,11 @@ fn add_f32(k: u32, v: f32) {
 // Fetches what walking listed column k needs, so that the loads of several columns are in
 // flight together: (first entry, end, activation bits, first entry word); an empty range
 // when k is past the list.
-fn fetch(pe: u32, k: u32, m: u32, xb: u32) -> vec4<u32> {
+fn fetch(pe: u32, k: u32, m: u32, lb: u32, xb: u32) -> vec4<u32> {
     if k >= m {
         return vec4<u32>(0u);
     }
-    let j = list[k];
+    let j = nz[lb + k];
     let base = pe * (params.cols + 1u) + j;
     let start = col_ptr[base];
     let end = col_ptr[base + 1u];
@@ -150,65 +150,22 @@ fn eie_spmv_f16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         partial[r] = 0u;
     }
 
-    for (var c0 = 0u; c0 < cols; c0 += CHUNK) {
-        // Count this invocation's non-zero activations: 8 consecutive ones, so the list comes
-        // out in column order and neighbouring invocations read neighbouring column pointers.
-        let first = c0 + t * PER_THREAD;
-        var n = 0u;
-        for (var i = 0u; i < PER_THREAD; i++) {
-            let j = first + i;
-            if j < cols && x[xb + j] != 0.0h {
-                n += 1u;
-            }
-        }
-        counts[t] = n;
-        workgroupBarrier();
-        // Prefix sum, level 1: 32 invocations each scan 8 counts.
-        if t < SCAN_GROUPS {
-            var s = 0u;
-            for (var i = 0u; i < 8u; i++) {
-                let v = counts[t * 8u + i];
-                counts[t * 8u + i] = s;
-                s += v;
-            }
-            group_base[t] = s;
-        }
-        workgroupBarrier();
-        // Level 2: one invocation scans the 32 group sums.
-        if t == 0u {
-            var s = 0u;
-            for (var g = 0u; g < SCAN_GROUPS; g++) {
-                let v = group_base[g];
-                group_base[g] = s;
-                s += v;
-            }
-            listed = s;
-        }
-        workgroupBarrier();
-        var o = counts[t] + group_base[t / 8u];
-        for (var i = 0u; i < PER_THREAD; i++) {
-            let j = first + i;
-            if j < cols && x[xb + j] != 0.0h {
-                list[o] = j;
-                o += 1u;
-            }
-        }
-        workgroupBarrier();
-        // Four listed columns per invocation and step: their pointer, activation and first
-        // entry loads are issued before any of them is walked.
-        let m = listed;
-        for (var k0 = t; k0 < m; k0 += 4u * WG) {
-            let c0 = fetch(pe, k0, m, xb);
-            let c1 = fetch(pe, k0 + WG, m, xb);
-            let c2 = fetch(pe, k0 + 2u * WG, m, xb);
-            let c3 = fetch(pe, k0 + 3u * WG, m, xb);
-            walk(c0);
-            walk(c1);
-            walk(c2);
-            walk(c3);
-        }
-        // The next chunk rewrites `list` only after three more barriers, which every
-        // invocation reaches only when done with this one.
+    // Codebook and accumulators visible to every invocation before the walk.
+    workgroupBarrier();
+
+    // Four listed columns per invocation and step: their pointer, activation and first entry
+    // loads are issued before any of them is walked.
+    let lb = b * (cols + 1u);
+    let m = nz[lb];
+    for (var k0 = t; k0 < m; k0 += 4u * WG) {
+        let c0 = fetch(pe, k0, m, lb + 1u, xb);
+        let c1 = fetch(pe, k0 + WG, m, lb + 1u, xb);
+        let c2 = fetch(pe, k0 + 2u * WG, m, lb + 1u, xb);
+        let c3 = fetch(pe, k0 + 3u * WG, m, lb + 1u, xb);
+        walk(c0);
+        walk(c1);
+        walk(c2);
+        walk(c3);
     }
     workgroupBarrier();
 

@@ -31,8 +31,8 @@ const _: () = assert!(
 pub const ROWS_PER_WORKGROUP: usize = 8;
 /// Inputs the dense and CSR kernels compute together per weight load.
 pub const BATCH_TILE: usize = 4;
-/// Rows per PE the automatic plan aims for: every PE scans the whole input and reads a column
-/// pointer pair for every non-zero activation, so fewer, fuller PEs cost less, as long as the
+/// Rows per PE the automatic plan aims for: every PE reads the input's non-zero column list and
+/// a column pointer pair for every non-zero activation, so fewer, fuller PEs cost less, as long as the
 /// PE's rows fit its per-invocation partial sums (16 rows in the kernels).
 pub const AUTO_ROWS_PER_PE: usize = 16;
 /// Fewest PEs the automatic plan gives a layer with at least this many rows, to keep a large

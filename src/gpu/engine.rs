@@ -1,5 +1,6 @@
-//! [`GpuEngine`]: a whole EIE model on the GPU, one dispatch of `eie_spmv` per layer, all layers
-//! in one compute pass and one submission, with buffers, bind groups and pipelines built once.
+//! [`GpuEngine`]: a whole EIE model on the GPU, two dispatches per layer (`compact_columns`, which
+//! lists the non-zero columns of each input vector once, then `eie_spmv`), all layers in one
+//! compute pass and one submission, with buffers, bind groups and pipelines built once.
 
 use super::device::GpuContext;
 use super::kernels;
@@ -82,6 +83,16 @@ struct EieParams {
     frac: u32,
     codes: u32,
     pad: [u32; 2],
+}
+
+/// `Params` of `compact_columns.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct CompactParams {
+    n: u32,
+    x_stride: u32,
+    list_stride: u32,
+    pad: u32,
 }
 
 /// Packs a layer's entries for the kernel: 8-bit `code | run << 4` (codebooks of at most 16
@@ -259,19 +270,65 @@ impl GpuEngine {
                 let eb = storage_init(&ctx, &lbl("entries"), bytemuck::cast_slice(&words));
                 let cb = storage_init(&ctx, &lbl("col-ptr"), bytemuck::cast_slice(&col_ptr));
                 let mb = storage_init(&ctx, &lbl("meta"), bytemuck::cast_slice(&meta));
+                // Non-zero column list of each input vector: [max_batch][cols + 1] words.
+                let list_stride = layer.cols() + 1;
+                let list_bytes = (4 * opts.max_batch * list_stride) as u64;
+                if list_bytes > limits.max_binding() {
+                    return Err(Error::InvalidArgument(format!(
+                        "layer `{}`: {list_bytes} bytes of non-zero column lists exceed the \
+                         device's storage binding limit; lower max_batch",
+                        layer.name()
+                    )));
+                }
+                let nz = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(&lbl("nonzero-columns")),
+                    size: list_bytes.max(16),
+                    usage: wgpu::BufferUsages::STORAGE,
+                    mapped_at_creation: false,
+                });
+                let compact_params = CompactParams {
+                    n: layer.cols() as u32,
+                    x_stride: stride(layer.cols()) as u32,
+                    list_stride: list_stride as u32,
+                    pad: 0,
+                };
+                let compact = ctx.pipelines().get(
+                    &ctx,
+                    kernels::COMPACT_COLUMNS,
+                    &[("HALF", (encoding == Encoding::F16) as u8 as f64)],
+                )?;
+                let cub = uniform_init(
+                    &ctx,
+                    &lbl("compact-params"),
+                    bytemuck::bytes_of(&compact_params),
+                );
+                let compact_bg = bind(
+                    &ctx,
+                    &lbl("compact-bind-group"),
+                    &compact,
+                    &[&cub, &act[li], &nz],
+                );
                 let bg = bind(
                     &ctx,
                     &lbl("bind-group"),
                     &pipeline,
-                    &[&ub, &eb, &cb, &mb, &act[li], &act[li + 1]],
+                    &[&ub, &eb, &cb, &mb, &act[li], &act[li + 1], &nz],
                 );
-                dispatches.push(vec![Dispatch {
-                    pipeline,
-                    bind_group: bg,
-                    x: p as u32,
-                    batch_group: 1,
-                }]);
-                buffers.extend([ub, eb, cb, mb]);
+                dispatches.push(vec![
+                    Dispatch {
+                        pipeline: compact,
+                        bind_group: compact_bg,
+                        x: 1,
+                        batch_group: 1,
+                    },
+                    Dispatch {
+                        pipeline,
+                        bind_group: bg,
+                        x: p as u32,
+                        batch_group: 1,
+                    },
+                ]);
+                buffers.extend([ub, eb, cb, mb, cub, nz]);
                 pes.push(p);
             }
             let input = act[0].clone();

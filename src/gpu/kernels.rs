@@ -15,7 +15,7 @@ pub struct Kernel {
     pub source: &'static str,
 }
 
-/// EIE SpMV: one workgroup per PE, in-workgroup non-zero compaction, fused bias and ReLU.
+/// EIE SpMV: one workgroup per PE, reading the input's non-zero column list, fused bias and ReLU.
 pub const EIE_SPMV: Kernel = Kernel {
     name: "eie_spmv",
     source: include_str!("../../shaders/eie_spmv.wgsl"),
@@ -24,6 +24,11 @@ pub const EIE_SPMV: Kernel = Kernel {
 pub const EIE_SPMV_F16: Kernel = Kernel {
     name: "eie_spmv_f16",
     source: include_str!("../../shaders/eie_spmv_f16.wgsl"),
+};
+/// Per-layer non-zero column lists the EIE kernels read, one per input vector.
+pub const COMPACT_COLUMNS: Kernel = Kernel {
+    name: "compact_columns",
+    source: include_str!("../../shaders/compact_columns.wgsl"),
 };
 /// Stand-alone non-zero compaction: dense vectors to (index, value) lists.
 pub const COMPACT_NONZEROS: Kernel = Kernel {
@@ -42,9 +47,10 @@ pub const CSR_SPMV: Kernel = Kernel {
 };
 
 /// Every kernel of the backend.
-pub const ALL: [Kernel; 5] = [
+pub const ALL: [Kernel; 6] = [
     EIE_SPMV,
     EIE_SPMV_F16,
+    COMPACT_COLUMNS,
     COMPACT_NONZEROS,
     DENSE_GEMV,
     CSR_SPMV,
