@@ -107,11 +107,7 @@ fn check_all(model: &Model, x: &[f32], pes: PePlan, max_batch: usize) {
     let cpu = CpuEngine::new(model.clone());
     let want_f32 = cpu.run(x, Precision::F32).unwrap();
     let want_fixed = cpu.run(x, Precision::Fixed16).unwrap();
-    let mut precisions = vec![GpuPrecision::F32, GpuPrecision::Fixed16];
-    if ctx.has_f16() {
-        precisions.push(GpuPrecision::F16);
-    }
-    for precision in precisions {
+    for precision in GpuPrecision::available(&ctx) {
         let opts = EngineOptions {
             precision,
             pes,

@@ -107,11 +107,7 @@ pub fn gpu_contenders(
             kernel: Kernel::Baseline(b),
         }));
     }
-    let mut precisions = vec![GpuPrecision::F32, GpuPrecision::Fixed16];
-    if ctx.has_f16() {
-        precisions.push(GpuPrecision::F16);
-    }
-    for precision in precisions {
+    for precision in GpuPrecision::available(ctx) {
         let opts = EngineOptions {
             precision,
             max_batch,

@@ -28,6 +28,16 @@ pub enum GpuPrecision {
 }
 
 impl GpuPrecision {
+    /// The arithmetic `ctx` can run: f32 and fixed16 everywhere, f16 where the adapter has
+    /// `SHADER_F16`.
+    pub fn available(ctx: &GpuContext) -> Vec<GpuPrecision> {
+        let mut v = vec![GpuPrecision::F32, GpuPrecision::Fixed16];
+        if ctx.has_f16() {
+            v.push(GpuPrecision::F16);
+        }
+        v
+    }
+
     /// Name used in backend names and on the command line.
     pub fn name(self) -> &'static str {
         match self {
