@@ -38,7 +38,7 @@ pub struct BenchArgs {
     /// Folder for bench.md, bench.csv, bench.json and the speed-up charts.
     #[arg(long, default_value = "eie-bench")]
     out: PathBuf,
-    /// JSON lines from `cuda_baselines.py` (cuBLAS / cuSPARSE on the same GPU) to carry into
+    /// JSON lines from `benches/cuda_baselines.py` (cuBLAS / cuSPARSE on the same GPU) to carry into
     /// the report.
     #[arg(long)]
     cuda: Option<PathBuf>,
