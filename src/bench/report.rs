@@ -106,6 +106,8 @@ fn table(s: &mut String, rows: &[&WorkloadResult], prefix: &str, refs: &[Referen
         for (k, m) in &cols {
             let cell = match r.kernel(k) {
                 Some(kr) => match (&kr.failure, kr.timings.iter().find(|t| t.metric == *m)) {
+                    // One sample (`--quick`) has no spread to show.
+                    (_, Some(t)) if t.us.n == 1 => fmt_us(t.us.median),
                     (_, Some(t)) => format!(
                         "{} ({}–{})",
                         fmt_us(t.us.median),
