@@ -15,7 +15,7 @@ use rand::Rng;
 use rayon::prelude::*;
 
 /// One benchmark layer of the paper with its published figures (batch 1, microseconds).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct PaperLayer {
     /// The paper's name, e.g. `"Alex-6"`.
     pub name: &'static str,

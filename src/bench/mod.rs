@@ -19,6 +19,7 @@ pub use report::{csv, markdown};
 
 use crate::error::{Error, Result};
 use crate::format::Model;
+use crate::paper::PaperLayer;
 use crate::reference::{CpuEngine, ErrorStats, Precision};
 use std::time::Instant;
 
@@ -198,36 +199,6 @@ pub fn time_wall(
     Stat::new(&samples)
 }
 
-/// The published figures of a paper layer, carried into the report as reference columns.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct PaperFigures {
-    /// Core i7-5930k + MKL dense GEMV (µs, batch 1).
-    pub cpu_dense_us: f64,
-    /// Core i7-5930k + MKL CSRMV (µs).
-    pub cpu_sparse_us: f64,
-    /// Titan X + cuBLAS GEMV (µs).
-    pub gpu_dense_us: f64,
-    /// Titan X + cuSPARSE CSRMV (µs).
-    pub gpu_sparse_us: f64,
-    /// EIE, theoretical (µs).
-    pub eie_theoretical_us: f64,
-    /// EIE, actual (µs).
-    pub eie_actual_us: f64,
-}
-
-impl From<&crate::paper::PaperLayer> for PaperFigures {
-    fn from(l: &crate::paper::PaperLayer) -> Self {
-        PaperFigures {
-            cpu_dense_us: l.cpu_dense_us,
-            cpu_sparse_us: l.cpu_sparse_us,
-            gpu_dense_us: l.gpu_dense_us,
-            gpu_sparse_us: l.gpu_sparse_us,
-            eie_theoretical_us: l.eie_theoretical_us,
-            eie_actual_us: l.eie_actual_us,
-        }
-    }
-}
-
 /// One kernel's result on one workload.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct KernelResult {
@@ -271,7 +242,7 @@ pub struct WorkloadResult {
     /// The simulated ASIC's time for batch 1 (µs), where simulated.
     pub sim_us: Option<f64>,
     /// The paper's published figures, for paper layers.
-    pub paper: Option<PaperFigures>,
+    pub paper: Option<PaperLayer>,
     /// Figures measured with cuBLAS / cuSPARSE on the same GPU, where supplied.
     pub cuda: Option<serde_json::Value>,
 }
@@ -360,7 +331,7 @@ pub struct Workload {
     /// Activation density of generated inputs.
     pub act_density: f64,
     /// The paper's figures when it is a paper layer.
-    pub paper: Option<PaperFigures>,
+    pub paper: Option<PaperLayer>,
 }
 
 impl Workload {
@@ -388,7 +359,7 @@ impl Workload {
 
     /// The paper's nine layers (or the named subset) at `pes` PEs.
     pub fn paper_layers(names: &[String], pes: usize, seed: u64) -> Result<Vec<Workload>> {
-        let selected: Vec<&crate::paper::PaperLayer> = if names.is_empty() {
+        let selected: Vec<&PaperLayer> = if names.is_empty() {
             crate::paper::PAPER_LAYERS.iter().collect()
         } else {
             names
@@ -403,7 +374,7 @@ impl Workload {
                     name: l.name.to_string(),
                     model: l.model(pes, seed)?,
                     act_density: l.act_density,
-                    paper: Some(l.into()),
+                    paper: Some(*l),
                 })
             })
             .collect()
@@ -455,7 +426,7 @@ pub fn run(
                 act_density: nonzero as f64 / inputs[0].len().max(1) as f64,
                 kernels: Vec::with_capacity(contenders.len()),
                 sim_us: None,
-                paper: if batch == 1 { w.paper.clone() } else { None },
+                paper: if batch == 1 { w.paper } else { None },
                 cuda: None,
             };
             if batch == 1 && cfg.simulate {
