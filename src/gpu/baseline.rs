@@ -171,6 +171,7 @@ impl BaselineEngine {
                                 bind_group: bg,
                                 x: tile.rows.div_ceil(ROWS_PER_WORKGROUP) as u32,
                                 batch_group: BATCH_TILE as u32,
+                                batches: (1, usize::MAX),
                             });
                             buffers.extend([ub, wb]);
                         }
@@ -220,6 +221,7 @@ impl BaselineEngine {
                             bind_group: bg,
                             x: workgroups as u32,
                             batch_group: BATCH_TILE as u32,
+                            batches: (1, usize::MAX),
                         });
                         buffers.extend([ub, rp, ci, vb]);
                     }

@@ -1,17 +1,18 @@
-//! [`GpuEngine`]: a whole EIE model on the GPU, two dispatches per layer (`compact_columns`, which
-//! lists the non-zero columns of each input vector once, then `eie_spmv`), all layers in one
-//! compute pass and one submission, with buffers, bind groups and pipelines built once.
+//! [`GpuEngine`]: a whole EIE model on the GPU, one `eie_spmv` dispatch per layer (leading
+//! non-zero detection, the column walk, the split-column reduction, bias, ReLU and the next
+//! layer's non-zero bitmap all inside it), every layer in one compute pass and one submission,
+//! with buffers, bind groups and pipelines built once.
 
 use super::device::GpuContext;
 use super::kernels;
 use super::program::{
-    activations, bind, storage_init, stride, uniform_init, Dispatch, Encoding, PipelineTiming,
+    bind, storage_init, stride, uniform_init, Dispatch, Encoding, InputBits, PipelineTiming,
     Program, Timing, TimingOptions,
 };
 use crate::error::{Error, Result};
 use crate::fixed16::{self, FixedCodebook};
 use crate::format::{entry_code, entry_run, Activation, EieLayer, Model};
-use crate::schedule::{plan_pes, PePlan, EIE_MAX_CODES};
+use crate::schedule::{EieLaunch, EieLayerPlan, PePlan, EIE_BATCH_TILE, EIE_MAX_CODES};
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -23,19 +24,16 @@ pub enum GpuPrecision {
     F32,
     /// EIE's 16-bit fixed point ([`crate::fixed16`]): bit-for-bit equal to the CPU model.
     Fixed16,
-    /// f16 codebook, activations and products with f32 row sums (needs `SHADER_F16`).
+    /// f16 storage: codebook values and activations in f16 (activations packed two per word,
+    /// half the bytes), products and row sums in f32. Runs on every adapter (WGSL's
+    /// `unpack2x16float` / `pack2x16float`, no `SHADER_F16` needed).
     F16,
 }
 
 impl GpuPrecision {
-    /// The arithmetic `ctx` can run: f32 and fixed16 everywhere, f16 where the adapter has
-    /// `SHADER_F16`.
-    pub fn available(ctx: &GpuContext) -> Vec<GpuPrecision> {
-        let mut v = vec![GpuPrecision::F32, GpuPrecision::Fixed16];
-        if ctx.has_f16() {
-            v.push(GpuPrecision::F16);
-        }
-        v
+    /// The arithmetic `ctx` can run: all three on every adapter.
+    pub fn available(_ctx: &GpuContext) -> Vec<GpuPrecision> {
+        vec![GpuPrecision::F32, GpuPrecision::Fixed16, GpuPrecision::F16]
     }
 
     /// Name used in backend names and on the command line.
@@ -86,54 +84,83 @@ struct EieParams {
     cols: u32,
     pes: u32,
     local_rows: u32,
+    slices: u32,
+    slice_cols: u32,
     x_stride: u32,
+    x_bits_base: u32,
+    x_bits_stride: u32,
     y_stride: u32,
+    y_bits_base: u32,
+    y_bits_stride: u32,
+    codes: u32,
+    bias_base: u32,
+    ptr_base: u32,
+    entries_base: u32,
     relu: u32,
     has_bias: u32,
     frac: u32,
-    codes: u32,
-    pad: [u32; 2],
+    part_base: u32,
 }
 
-/// `Params` of `compact_columns.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct CompactParams {
-    n: u32,
-    x_stride: u32,
-    list_stride: u32,
-    pad: u32,
+/// The layout of one activation buffer of the EIE engine: `[batch][stride]` value words, then
+/// `[batch][bits_stride]` non-zero bitmap words from word `bits_base`.
+#[derive(Clone, Copy, Debug)]
+struct ActLayout {
+    stride: usize,
+    bits_base: usize,
+    bits_stride: usize,
+    words: usize,
 }
 
-/// Packs a layer's entries for the kernel: 8-bit `code | run << 4` (codebooks of at most 16
-/// entries) or 16-bit `code | run << 8`, little-endian in u32 words; and the per-PE column
-/// pointers made absolute (indices into the packed entries).
-fn pack_layer(layer: &EieLayer) -> (Vec<u32>, Vec<u32>, bool) {
+impl ActLayout {
+    fn new(n: usize, batch: usize, encoding: Encoding) -> Self {
+        // f16 values are packed two per word; stride() is even.
+        let stride = stride(n) * encoding.bytes() / 4;
+        let bits_stride = n.div_ceil(32);
+        ActLayout {
+            stride,
+            bits_base: batch * stride,
+            bits_stride,
+            words: batch * (stride + bits_stride),
+        }
+    }
+}
+
+/// The layer buffer of `eie_spmv.wgsl`: codebook, bias, column pointers (absolute entry
+/// indices, PE after PE) and the packed entries (8-bit `code | run << 4` for codebooks of at
+/// most 16 entries, else 16-bit `code | run << 8`, little-endian in u32 words). Returns the
+/// words, the bias, pointer and entry offsets, the fixed16 fraction bits and whether entries
+/// are 16-bit.
+fn layer_words(layer: &EieLayer, precision: GpuPrecision) -> (Vec<u32>, [usize; 3], u32, bool) {
+    let (mut w, frac) = meta_words(layer, precision);
+    let bias_base = layer.codebook().len();
+    let ptr_base = w.len();
+    let cols = layer.cols();
+    let pe_ptr = layer.pe_ptr();
+    w.extend(
+        layer
+            .col_ptr()
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| pe_ptr[i / (cols + 1)] + c),
+    );
+    let entries_base = w.len();
     let wide = layer.codebook().len() > 16;
-    let entries = layer.entries();
     let per_word = if wide { 2 } else { 4 };
-    let mut words = vec![0u32; entries.len().div_ceil(per_word).max(1)];
+    let entries = layer.entries();
+    w.resize(entries_base + entries.len().div_ceil(per_word).max(1), 0);
     for (i, &e) in entries.iter().enumerate() {
         let v = if wide {
             e as u32
         } else {
             entry_code(e) as u32 | (entry_run(e) as u32) << 4
         };
-        let shift = (i % per_word) * (32 / per_word);
-        words[i / per_word] |= v << shift;
+        w[entries_base + i / per_word] |= v << ((i % per_word) * (32 / per_word));
     }
-    let cols = layer.cols();
-    let pe_ptr = layer.pe_ptr();
-    let col_ptr = layer
-        .col_ptr()
-        .iter()
-        .enumerate()
-        .map(|(i, &c)| pe_ptr[i / (cols + 1)] + c)
-        .collect();
-    (words, col_ptr, wide)
+    (w, [bias_base, ptr_base, entries_base], frac, wide)
 }
 
-/// Codebook then bias, as the kernel's `meta` words.
+/// Codebook then bias, as the kernel's first words.
 fn meta_words(layer: &EieLayer, precision: GpuPrecision) -> (Vec<u32>, u32) {
     let mut w = Vec::with_capacity(layer.codebook().len() + layer.rows());
     let mut frac = 0;
@@ -153,7 +180,7 @@ fn meta_words(layer: &EieLayer, precision: GpuPrecision) -> (Vec<u32>, u32) {
             }
         }
         GpuPrecision::F16 => {
-            // Codebook rounded to f16 (the kernel multiplies in f16), bias kept in f32.
+            // Codebook rounded to f16 (the stored weight precision), bias kept in f32.
             w.extend(
                 layer
                     .codebook()
@@ -168,10 +195,29 @@ fn meta_words(layer: &EieLayer, precision: GpuPrecision) -> (Vec<u32>, u32) {
     (w, frac)
 }
 
+/// Creates a zeroed storage buffer of `words` u32 words (at least 16 bytes).
+fn zeroed(ctx: &GpuContext, label: &str, words: usize) -> Result<wgpu::Buffer> {
+    let size = (4 * words).max(16) as u64;
+    if size > ctx.device_limits().max_binding() {
+        return Err(Error::InvalidArgument(format!(
+            "{label}: {size} bytes exceed the device's storage binding limit; lower max_batch or \
+             use fewer PEs"
+        )));
+    }
+    Ok(ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size,
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_DST
+            | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    }))
+}
+
 /// An EIE model resident on the GPU.
 pub struct GpuEngine {
     program: Program,
-    pes: Vec<usize>,
+    plans: Vec<EieLayerPlan>,
     precision: GpuPrecision,
     // Buffers referenced by the bind groups, kept alive with the engine.
     _buffers: Vec<wgpu::Buffer>,
@@ -179,56 +225,50 @@ pub struct GpuEngine {
 
 impl GpuEngine {
     /// Uploads `model`, re-interleaving each layer over the PE count the plan gives it, and
-    /// builds the pipelines, buffers and bind groups every later run reuses.
+    /// builds the pipelines, buffers and bind groups every later run reuses: one dispatch per
+    /// layer and batch class (a single input, or tiles of [`EIE_BATCH_TILE`] inputs).
     pub fn new(ctx: Arc<GpuContext>, model: &Model, opts: EngineOptions) -> Result<GpuEngine> {
         if opts.max_batch == 0 {
             return Err(Error::InvalidArgument(
                 "max_batch must be at least 1".into(),
             ));
         }
-        let wg_limit = ctx.device_limits().max_compute_workgroups_per_dimension as usize;
-        if opts.max_batch > wg_limit {
+        let limits = ctx.device_limits();
+        let tiles = opts.max_batch.div_ceil(EIE_BATCH_TILE);
+        let wg_limit = limits.max_compute_workgroups_per_dimension as usize;
+        if tiles > wg_limit {
             return Err(Error::InvalidArgument(format!(
-                "max_batch {} exceeds the device's {wg_limit} workgroups per dimension",
+                "max_batch {} needs {tiles} workgroup rows, over the device's {wg_limit}",
                 opts.max_batch
             )));
         }
-        let (kernel, encoding) = match opts.precision {
-            GpuPrecision::F16 => {
-                if !ctx.has_f16() {
-                    return Err(Error::MissingFeature {
-                        feature: "SHADER_F16".into(),
-                        adapter: ctx.adapter_info().name.clone(),
-                    });
-                }
-                (kernels::EIE_SPMV_F16, Encoding::F16)
-            }
-            GpuPrecision::Fixed16 => (kernels::EIE_SPMV, Encoding::Fixed16),
-            GpuPrecision::F32 => (kernels::EIE_SPMV, Encoding::F32),
+        let encoding = match opts.precision {
+            GpuPrecision::F16 => Encoding::F16,
+            GpuPrecision::Fixed16 => Encoding::Fixed16,
+            GpuPrecision::F32 => Encoding::F32,
         };
-        let limits = ctx.device_limits();
+        // Every buffer holds whole tiles.
+        let padded = tiles * EIE_BATCH_TILE;
         let c = ctx.clone();
         ctx.scoped("building the EIE engine", move || {
             let ctx = c;
             let mut buffers = Vec::new();
             let mut dispatches = Vec::new();
-            let mut pes = Vec::new();
+            let mut plans = Vec::new();
             let layers = model.layers();
-            let act: Vec<wgpu::Buffer> = std::iter::once(layers[0].cols())
+            let sizes: Vec<usize> = std::iter::once(layers[0].cols())
                 .chain(layers.iter().map(|l| l.rows()))
+                .collect();
+            let layouts: Vec<ActLayout> = sizes
+                .iter()
+                .map(|&n| ActLayout::new(n, padded, encoding))
+                .collect();
+            let act: Vec<wgpu::Buffer> = layouts
+                .iter()
                 .enumerate()
-                .map(|(i, n)| {
-                    activations(
-                        &ctx,
-                        &format!("eie/gpu/activations-{i}"),
-                        opts.max_batch,
-                        n,
-                        encoding,
-                    )
-                })
+                .map(|(i, l)| zeroed(&ctx, &format!("eie/gpu/activations-{i}"), l.words))
                 .collect::<Result<_>>()?;
             for (li, layer) in layers.iter().enumerate() {
-                let p = plan_pes(opts.pes, layer.rows(), layer.cols(), layer.pes(), &limits)?;
                 if layer.codebook().len() > EIE_MAX_CODES {
                     return Err(Error::InvalidArgument(format!(
                         "layer `{}`: codebook of {} entries exceeds {EIE_MAX_CODES}",
@@ -236,135 +276,152 @@ impl GpuEngine {
                         layer.codebook().len()
                     )));
                 }
-                let layer: Cow<EieLayer> = if p == layer.pes() {
+                let entry_bytes =
+                    layer.entry_count() * if layer.codebook().len() > 16 { 2 } else { 1 };
+                let plan = EieLayerPlan::new(
+                    opts.pes,
+                    layer.rows(),
+                    layer.cols(),
+                    layer.pes(),
+                    entry_bytes,
+                    &limits,
+                )?;
+                let layer: Cow<EieLayer> = if plan.pes == layer.pes() {
                     Cow::Borrowed(layer)
                 } else {
-                    Cow::Owned(layer.with_pes(p)?)
+                    Cow::Owned(layer.with_pes(plan.pes)?)
                 };
-                let (words, col_ptr, wide) = pack_layer(&layer);
-                let (meta, frac) = meta_words(&layer, opts.precision);
-                for (what, n) in [("entries", words.len()), ("column pointers", col_ptr.len())] {
-                    if 4 * n as u64 > limits.max_binding() {
-                        return Err(Error::InvalidArgument(format!(
-                            "layer `{}`: {what} take {} bytes, over the device's storage binding \
-                             limit of {}",
-                            layer.name(),
-                            4 * n,
-                            limits.max_binding()
-                        )));
-                    }
-                }
-                let params = EieParams {
-                    rows: layer.rows() as u32,
-                    cols: layer.cols() as u32,
-                    pes: p as u32,
-                    local_rows: layer.rows().div_ceil(p) as u32,
-                    x_stride: stride(layer.cols()) as u32,
-                    y_stride: stride(layer.rows()) as u32,
-                    relu: (layer.activation() == Activation::Relu) as u32,
-                    has_bias: layer.bias().is_some() as u32,
-                    frac,
-                    codes: layer.codebook().len() as u32,
-                    pad: [0; 2],
-                };
-                let constants: Vec<(&str, f64)> = match opts.precision {
-                    GpuPrecision::F16 => vec![("WIDE", wide as u8 as f64)],
-                    p => vec![
-                        ("FIXED", (p == GpuPrecision::Fixed16) as u8 as f64),
-                        ("WIDE", wide as u8 as f64),
-                    ],
-                };
-                let pipeline = ctx.pipelines().get(&ctx, kernel, &constants)?;
+                let (words, [bias_base, ptr_base, entries_base], frac, wide) =
+                    layer_words(&layer, opts.precision);
                 let lbl = |w: &str| format!("eie/gpu/layer-{li}/{w}");
-                let ub = uniform_init(&ctx, &lbl("params"), bytemuck::bytes_of(&params));
-                let eb = storage_init(&ctx, &lbl("entries"), bytemuck::cast_slice(&words));
-                let cb = storage_init(&ctx, &lbl("col-ptr"), bytemuck::cast_slice(&col_ptr));
-                let mb = storage_init(&ctx, &lbl("meta"), bytemuck::cast_slice(&meta));
-                // Non-zero column list of each input vector: [max_batch][cols + 1] words.
-                let list_stride = layer.cols() + 1;
-                let list_bytes = (4 * opts.max_batch * list_stride) as u64;
-                if list_bytes > limits.max_binding() {
+                if 4 * words.len() as u64 > limits.max_binding() || words.len() > u32::MAX as usize
+                {
                     return Err(Error::InvalidArgument(format!(
-                        "layer `{}`: {list_bytes} bytes of non-zero column lists exceed the \
-                         device's storage binding limit; lower max_batch",
-                        layer.name()
+                        "layer `{}`: {} bytes of codebook, pointers and entries exceed the \
+                         device's storage binding limit of {}",
+                        layer.name(),
+                        4 * words.len(),
+                        limits.max_binding()
                     )));
                 }
-                let nz = ctx.device().create_buffer(&wgpu::BufferDescriptor {
-                    label: Some(&lbl("nonzero-columns")),
-                    size: list_bytes.max(16),
-                    usage: wgpu::BufferUsages::STORAGE,
-                    mapped_at_creation: false,
-                });
-                let compact_params = CompactParams {
-                    n: layer.cols() as u32,
-                    x_stride: stride(layer.cols()) as u32,
-                    list_stride: list_stride as u32,
-                    pad: 0,
+                let lb = storage_init(&ctx, &lbl("layer"), bytemuck::cast_slice(&words));
+                // Counters [tiles][pes], then partial sums [batch][slices][pes][local rows].
+                let counters = padded.max(1) * plan.pes;
+                let partial_words = |launch: &EieLaunch, batch: usize| {
+                    if launch.slices > 1 {
+                        batch * launch.slices * plan.pes * plan.local_rows
+                    } else {
+                        0
+                    }
                 };
-                let compact = ctx.pipelines().get(
-                    &ctx,
-                    kernels::COMPACT_COLUMNS,
-                    &[("HALF", (encoding == Encoding::F16) as u8 as f64)],
-                )?;
-                let cub = uniform_init(
-                    &ctx,
-                    &lbl("compact-params"),
-                    bytemuck::bytes_of(&compact_params),
-                );
-                let compact_bg = bind(
-                    &ctx,
-                    &lbl("compact-bind-group"),
-                    &compact,
-                    &[&cub, &act[li], &nz],
-                );
-                let bg = bind(
-                    &ctx,
-                    &lbl("bind-group"),
-                    &pipeline,
-                    &[&ub, &eb, &cb, &mb, &act[li], &act[li + 1], &nz],
-                );
-                dispatches.push(vec![
-                    Dispatch {
-                        pipeline: compact,
-                        bind_group: compact_bg,
-                        x: 1,
-                        batch_group: 1,
-                    },
-                    Dispatch {
+                let parts = partial_words(&plan.single, 1).max(if opts.max_batch > 1 {
+                    partial_words(&plan.batched, padded)
+                } else {
+                    0
+                });
+                let scratch = zeroed(&ctx, &lbl("scratch"), counters + parts)?;
+                let (xl, yl) = (layouts[li], layouts[li + 1]);
+                let mut layer_dispatches = Vec::new();
+                let classes: &[(usize, usize)] = if opts.max_batch > 1 {
+                    &[(1, 1), (2, usize::MAX)]
+                } else {
+                    &[(1, 1)]
+                };
+                for &(lo, hi) in classes {
+                    let launch = plan.launch(lo);
+                    let params = EieParams {
+                        rows: layer.rows() as u32,
+                        cols: layer.cols() as u32,
+                        pes: plan.pes as u32,
+                        local_rows: plan.local_rows as u32,
+                        slices: launch.slices as u32,
+                        slice_cols: launch.slice_cols as u32,
+                        x_stride: xl.stride as u32,
+                        x_bits_base: xl.bits_base as u32,
+                        x_bits_stride: xl.bits_stride as u32,
+                        y_stride: yl.stride as u32,
+                        y_bits_base: yl.bits_base as u32,
+                        y_bits_stride: yl.bits_stride as u32,
+                        codes: layer.codebook().len() as u32,
+                        bias_base: bias_base as u32,
+                        ptr_base: ptr_base as u32,
+                        entries_base: entries_base as u32,
+                        relu: (layer.activation() == Activation::Relu) as u32,
+                        has_bias: layer.bias().is_some() as u32,
+                        frac,
+                        part_base: counters as u32,
+                    };
+                    let constants = [
+                        (
+                            "FIXED",
+                            (opts.precision == GpuPrecision::Fixed16) as u8 as f64,
+                        ),
+                        ("HALF", (opts.precision == GpuPrecision::F16) as u8 as f64),
+                        ("WIDE", wide as u8 as f64),
+                        ("GROUPS", launch.groups as f64),
+                        ("TILE", launch.tile as f64),
+                    ];
+                    let pipeline = ctx.pipelines().get(&ctx, kernels::EIE_SPMV, &constants)?;
+                    let tag = format!("tile-{}", launch.tile);
+                    let ub = uniform_init(
+                        &ctx,
+                        &lbl(&format!("{tag}/params")),
+                        bytemuck::bytes_of(&params),
+                    );
+                    let bg = bind(
+                        &ctx,
+                        &lbl(&format!("{tag}/bind-group")),
+                        &pipeline,
+                        &[&ub, &lb, &act[li], &act[li + 1], &scratch],
+                    );
+                    layer_dispatches.push(Dispatch {
                         pipeline,
                         bind_group: bg,
-                        x: p as u32,
-                        batch_group: 1,
-                    },
-                ]);
-                buffers.extend([ub, eb, cb, mb, cub, nz]);
-                pes.push(p);
+                        x: (launch.slices * plan.pes) as u32,
+                        batch_group: launch.tile as u32,
+                        batches: (lo, hi),
+                    });
+                    buffers.push(ub);
+                }
+                dispatches.push(layer_dispatches);
+                buffers.extend([lb, scratch]);
+                plans.push(plan);
             }
             let input = act[0].clone();
             let output = act[act.len() - 1].clone();
             buffers.extend(act);
+            let mut program = Program::new(
+                ctx.clone(),
+                dispatches,
+                input,
+                output,
+                model.input_size(),
+                model.output_size(),
+                opts.max_batch,
+                encoding,
+            );
+            program.input_bits = Some(InputBits {
+                base: layouts[0].bits_base,
+                stride: layouts[0].bits_stride,
+                tile: EIE_BATCH_TILE,
+            });
             Ok(GpuEngine {
-                program: Program::new(
-                    ctx.clone(),
-                    dispatches,
-                    input,
-                    output,
-                    model.input_size(),
-                    model.output_size(),
-                    opts.max_batch,
-                    encoding,
-                ),
-                pes,
+                program,
+                plans,
                 precision: opts.precision,
                 _buffers: buffers,
             })
         })?
     }
 
-    /// PEs (workgroups) per layer.
+    /// Each layer's schedule: PEs, rows per PE, and the launches at batch 1 and above.
+    pub fn plans(&self) -> &[EieLayerPlan] {
+        &self.plans
+    }
+
+    /// PEs per layer.
     pub fn pes(&self) -> Vec<usize> {
-        self.pes.clone()
+        self.plans.iter().map(|p| p.pes).collect()
     }
 
     /// The arithmetic.

@@ -15,20 +15,12 @@ pub struct Kernel {
     pub source: &'static str,
 }
 
-/// EIE SpMV: one workgroup per PE, reading the input's non-zero column list, fused bias and ReLU.
+/// EIE SpMV, one dispatch per layer: fused leading non-zero detection from the input's
+/// bitmap, PEs walking column slices with a lane per entry, split-column reduction, bias, ReLU
+/// and the output's bitmap; f32, fixed16 and f16 by specialisation.
 pub const EIE_SPMV: Kernel = Kernel {
     name: "eie_spmv",
     source: include_str!("../../shaders/eie_spmv.wgsl"),
-};
-/// EIE SpMV with f16 codebook, activations and products (needs `SHADER_F16`).
-pub const EIE_SPMV_F16: Kernel = Kernel {
-    name: "eie_spmv_f16",
-    source: include_str!("../../shaders/eie_spmv_f16.wgsl"),
-};
-/// Per-layer non-zero column lists the EIE kernels read, one per input vector.
-pub const COMPACT_COLUMNS: Kernel = Kernel {
-    name: "compact_columns",
-    source: include_str!("../../shaders/compact_columns.wgsl"),
 };
 /// Stand-alone non-zero compaction: dense vectors to (index, value) lists.
 pub const COMPACT_NONZEROS: Kernel = Kernel {
@@ -47,14 +39,7 @@ pub const CSR_SPMV: Kernel = Kernel {
 };
 
 /// Every kernel of the backend.
-pub const ALL: [Kernel; 6] = [
-    EIE_SPMV,
-    EIE_SPMV_F16,
-    COMPACT_COLUMNS,
-    COMPACT_NONZEROS,
-    DENSE_GEMV,
-    CSR_SPMV,
-];
+pub const ALL: [Kernel; 4] = [EIE_SPMV, COMPACT_NONZEROS, DENSE_GEMV, CSR_SPMV];
 
 /// Compiled pipelines of one device.
 #[derive(Default)]

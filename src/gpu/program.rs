@@ -44,8 +44,23 @@ pub(crate) struct Dispatch {
     pub bind_group: wgpu::BindGroup,
     /// Workgroups along x.
     pub x: u32,
-    /// Inputs one workgroup row along y covers (1 for EIE, 4 for the baselines).
+    /// Inputs one workgroup row along y covers (the EIE tile, 4 for the baselines).
     pub batch_group: u32,
+    /// The batch sizes this dispatch serves (inclusive); a layer may hold one dispatch per
+    /// range (the EIE kernel is specialised for a single input and for tiles of inputs).
+    pub batches: (usize, usize),
+}
+
+/// Where a program's input buffer keeps the non-zero bitmaps of its inputs (the EIE kernel's
+/// leading non-zero detection reads them), and how batches are padded.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct InputBits {
+    /// First word of the bitmaps.
+    pub base: usize,
+    /// Words per input's bitmap.
+    pub stride: usize,
+    /// Batches of more than one input are padded with zero inputs to a multiple of this.
+    pub tile: usize,
 }
 
 /// Timing options of [`Program::time`].
@@ -101,8 +116,16 @@ pub(crate) struct Program {
     pub out_size: usize,
     pub max_batch: usize,
     pub encoding: Encoding,
+    pub input_bits: Option<InputBits>,
     submit: Mutex<()>,
     staging: Mutex<Vec<wgpu::Buffer>>,
+}
+
+/// Inputs in the device layout: activation values, and the bitmap words with their byte
+/// offset in the input buffer.
+pub(crate) struct Encoded {
+    values: Vec<u8>,
+    bits: Option<(u64, Vec<u8>)>,
 }
 
 /// Creates a storage buffer holding `data` (at least 16 bytes, zero-padded).
@@ -201,17 +224,44 @@ impl Program {
             out_size,
             max_batch,
             encoding,
+            input_bits: None,
             submit: Mutex::new(()),
             staging: Mutex::new(Vec::new()),
         }
     }
 
-    /// Converts `batch` input vectors to the device layout (strided rows, device number format).
-    fn encode(&self, x: &[f32]) -> Vec<u8> {
+    /// Converts `batch` input vectors to the device layout (strided rows, device number
+    /// format; zero inputs up to the padded batch) and, for programs that read them, their
+    /// non-zero bitmaps.
+    fn encode(&self, x: &[f32]) -> Encoded {
         let s = stride(self.in_size);
         let batch = x.len() / self.in_size;
+        let padded = match self.input_bits {
+            Some(bits) if batch > 1 => batch.next_multiple_of(bits.tile),
+            _ => batch,
+        };
         let b = self.encoding.bytes();
-        let mut out = vec![0u8; batch * s * b];
+        let bits = self.input_bits.map(|layout| {
+            let mut words = vec![0u32; padded * layout.stride];
+            for (row, xs) in words
+                .chunks_exact_mut(layout.stride)
+                .zip(x.chunks_exact(self.in_size))
+            {
+                for (j, &v) in xs.iter().enumerate() {
+                    let nonzero = match self.encoding {
+                        Encoding::Fixed16 => fixed16::quantize_activation(v) != 0,
+                        Encoding::F16 => half::f16::from_f32(v).to_bits() & 0x7fff != 0,
+                        Encoding::F32 => v != 0.0,
+                    };
+                    row[j / 32] |= (nonzero as u32) << (j % 32);
+                }
+            }
+            (
+                (4 * layout.base) as u64,
+                bytemuck::cast_slice(&words).to_vec(),
+            )
+        });
+        let mut out = vec![0u8; padded * s * b];
         for (row, xs) in out
             .chunks_exact_mut(s * b)
             .zip(x.chunks_exact(self.in_size))
@@ -226,7 +276,7 @@ impl Program {
                 }
             }
         }
-        out
+        Encoded { values: out, bits }
     }
 
     /// Converts device output rows back to `batch * out_size` floats.
@@ -266,7 +316,10 @@ impl Program {
             pass.write_timestamp(qs, base);
         }
         for (l, dispatches) in self.layers.iter().enumerate() {
-            for d in dispatches {
+            for d in dispatches
+                .iter()
+                .filter(|d| (d.batches.0..=d.batches.1).contains(&batch))
+            {
                 pass.set_pipeline(&d.pipeline);
                 pass.set_bind_group(0, &d.bind_group, &[]);
                 pass.dispatch_workgroups(d.x, (batch as u32).div_ceil(d.batch_group), 1);
@@ -295,7 +348,7 @@ impl Program {
     /// uploads and runs.
     fn submit_chunk(
         &self,
-        bytes: &[u8],
+        input: &Encoded,
         batch: usize,
     ) -> Result<(wgpu::SubmissionIndex, wgpu::Buffer, u64)> {
         self.ctx.check()?;
@@ -303,7 +356,10 @@ impl Program {
         let staging = self.take_staging(out_bytes);
         let _g = self.submit.lock().unwrap_or_else(|e| e.into_inner());
         let queue = self.ctx.queue();
-        queue.write_buffer(&self.input, 0, bytes);
+        queue.write_buffer(&self.input, 0, &input.values);
+        if let Some((offset, bits)) = &input.bits {
+            queue.write_buffer(&self.input, *offset, bits);
+        }
         let mut enc = self
             .ctx
             .device()
@@ -569,7 +625,7 @@ impl Program {
                     .into(),
             ));
         }
-        let encoded: Vec<(Vec<u8>, usize)> = inputs
+        let encoded: Vec<(Encoded, usize)> = inputs
             .iter()
             .map(|x| {
                 let b = check_batch(self.in_size, x)?;

@@ -1,0 +1,459 @@
+//! Planning for the GPU backend that needs no GPU: how many PEs (workgroups) each layer gets, how
+//! big layers are tiled against a device's limits, and how batches are split.
+//!
+//! The kernels in `shaders/` are written against the WebGPU default limits (16 KiB of workgroup
+//! memory, 256 invocations per workgroup, 65535 workgroups per dimension); the constants here
+//! mirror the sizes fixed in those files, and the planners check a layer against the limits of
+//! the device it will run on so that a layer that cannot fit is a typed error, never a bad
+//! dispatch.
+
+use crate::error::{Error, Result};
+
+pub mod cost;
+
+/// Invocations per workgroup of every kernel.
+pub const WORKGROUP_SIZE: usize = 256;
+/// Workgroup-memory words the EIE kernel keeps accumulators in (`ACC_WORDS` in
+/// `eie_spmv.wgsl`): one copy of a PE's local rows per column group and input of a tile.
+pub const EIE_ACC_WORDS: usize = 2560;
+/// Listed columns one EIE workgroup compacts at a time, over the inputs of a tile
+/// (`LIST_WORDS` in `eie_spmv.wgsl`: a chunk is `LIST_WORDS / tile` columns).
+pub const EIE_LIST_WORDS: usize = 512;
+/// Inputs one EIE workgroup computes together when the batch is larger than one: each
+/// column's entries are decoded once for the whole tile.
+pub const EIE_BATCH_TILE: usize = 4;
+/// Most rows one EIE PE may own: a tile's accumulators must fit with one column group.
+pub const EIE_MAX_LOCAL_ROWS: usize = EIE_ACC_WORDS / EIE_BATCH_TILE;
+/// Most column groups of an EIE workgroup (at least 16 lanes share a column slice).
+pub const EIE_MAX_GROUPS: usize = 16;
+/// Largest codebook the EIE kernel holds in workgroup memory (8-bit indices).
+pub const EIE_MAX_CODES: usize = 256;
+/// Workgroup memory the EIE kernel declares, in bytes (accumulators, listed columns and their
+/// activations, codebook, bitmap words and offsets, two counters).
+pub const EIE_WORKGROUP_BYTES: usize =
+    4 * (EIE_ACC_WORDS + 2 * EIE_LIST_WORDS + EIE_MAX_CODES + 2 * 16 + 2);
+const _: () = assert!(
+    EIE_WORKGROUP_BYTES <= 16384,
+    "the EIE kernel must fit the WebGPU default workgroup memory"
+);
+/// Bytes of column pointers one EIE workgroup reads per listed column (the pair `p[j]`,
+/// `p[j + 1]` of its PE).
+pub const EIE_POINTER_BYTES: usize = 8;
+/// The share of a layer's entry bytes the automatic plan lets pointer reads take: it picks
+/// the most PEs for which `PEs * EIE_POINTER_BYTES <= EIE_METADATA_SHARE * entry bytes per
+/// column`, so that metadata stays below the entries it locates.
+pub const EIE_METADATA_SHARE: f64 = 0.8;
+/// Workgroups the scheduler aims for per EIE dispatch: columns are split into slices until
+/// PEs × slices × tiles reaches it, to fill a large GPU at batch 1.
+pub const EIE_TARGET_WORKGROUPS: usize = 1024;
+
+/// Rows one dense-GEMV or CSR workgroup computes (32 invocations per row).
+pub const ROWS_PER_WORKGROUP: usize = 8;
+/// Inputs the dense and CSR kernels compute together per weight load.
+pub const BATCH_TILE: usize = 4;
+
+/// The device limits the planners respect (a copy of the relevant `wgpu::Limits` fields, so the
+/// planning builds and is tested without the `gpu` feature).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceLimits {
+    /// Largest storage-buffer binding, in bytes.
+    pub max_storage_buffer_binding_size: u64,
+    /// Largest buffer, in bytes.
+    pub max_buffer_size: u64,
+    /// Most workgroups in one dispatch dimension.
+    pub max_compute_workgroups_per_dimension: u32,
+    /// Workgroup memory available to one workgroup, in bytes.
+    pub max_compute_workgroup_storage_size: u32,
+}
+
+impl Default for DeviceLimits {
+    /// The WebGPU default limits.
+    fn default() -> Self {
+        DeviceLimits {
+            max_storage_buffer_binding_size: 128 << 20,
+            max_buffer_size: 256 << 20,
+            max_compute_workgroups_per_dimension: 65535,
+            max_compute_workgroup_storage_size: 16384,
+        }
+    }
+}
+
+impl DeviceLimits {
+    /// The largest single binding the device accepts (binding and buffer limits together).
+    pub fn max_binding(&self) -> u64 {
+        self.max_storage_buffer_binding_size
+            .min(self.max_buffer_size)
+    }
+}
+
+#[cfg(feature = "gpu")]
+impl From<&wgpu::Limits> for DeviceLimits {
+    fn from(l: &wgpu::Limits) -> Self {
+        DeviceLimits {
+            max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
+            max_buffer_size: l.max_buffer_size,
+            max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
+            max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
+        }
+    }
+}
+
+/// How the number of PEs of each layer is chosen on the GPU (each PE is a row of
+/// workgroups of the EIE kernel, one per column slice).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum PePlan {
+    /// Chosen per layer by [`auto_pes`]: the most PEs whose column pointers stay within
+    /// [`EIE_METADATA_SHARE`] of the layer's entry bytes.
+    #[default]
+    Auto,
+    /// The same count for every layer.
+    Fixed(usize),
+    /// About this many rows per PE in every layer (within the layer's bounds).
+    RowsPerPe(usize),
+    /// The interleaving stored in the model file.
+    File,
+}
+
+/// The PE counts a layer can run with on a device: `(min, max)`. Every PE owns at most
+/// [`EIE_MAX_LOCAL_ROWS`] rows; `max` is bounded by the workgroups per dispatch dimension and
+/// by the size of the column-pointer binding (PEs beyond the row count are allowed: they own
+/// no rows, as in EIE with more PEs than outputs).
+pub fn pe_bounds(rows: usize, cols: usize, limits: &DeviceLimits) -> Result<(usize, usize)> {
+    if rows == 0 || cols == 0 {
+        return Err(Error::Shape(format!("empty layer {rows}x{cols}")));
+    }
+    let min = rows.div_ceil(EIE_MAX_LOCAL_ROWS);
+    let by_pointers = (limits.max_binding() / (4 * (cols as u64 + 1))) as usize;
+    let max = (limits.max_compute_workgroups_per_dimension as usize).min(by_pointers);
+    if min > max {
+        return Err(Error::InvalidArgument(format!(
+            "a {rows}x{cols} layer needs at least {min} PEs but this device allows at most {max} \
+             (workgroups per dimension {}, storage binding {} bytes)",
+            limits.max_compute_workgroups_per_dimension,
+            limits.max_binding()
+        )));
+    }
+    Ok((min, max))
+}
+
+/// The automatic PE count of a layer whose entries take `entry_bytes` in all: the most PEs
+/// for which one pointer pair per PE and listed column ([`EIE_POINTER_BYTES`]) stays within
+/// [`EIE_METADATA_SHARE`] of the entry bytes of an average column, within [`pe_bounds`] and
+/// never more than the rows.
+pub fn auto_pes(
+    rows: usize,
+    cols: usize,
+    entry_bytes: usize,
+    limits: &DeviceLimits,
+) -> Result<usize> {
+    let (min, max) = pe_bounds(rows, cols, limits)?;
+    let per_col = entry_bytes as f64 / cols as f64;
+    let want = (EIE_METADATA_SHARE * per_col / EIE_POINTER_BYTES as f64).floor() as usize;
+    Ok(want.min(rows).clamp(min, max.min(rows).max(min)))
+}
+
+/// The PE count a plan gives a layer whose file interleaving is `file_pes` and whose entries
+/// take `entry_bytes`.
+pub fn plan_pes(
+    plan: PePlan,
+    rows: usize,
+    cols: usize,
+    file_pes: usize,
+    entry_bytes: usize,
+    limits: &DeviceLimits,
+) -> Result<usize> {
+    let (min, max) = pe_bounds(rows, cols, limits)?;
+    let want = match plan {
+        PePlan::Auto => return auto_pes(rows, cols, entry_bytes, limits),
+        PePlan::Fixed(0) | PePlan::RowsPerPe(0) => {
+            return Err(Error::InvalidArgument("PE count must be at least 1".into()))
+        }
+        PePlan::RowsPerPe(r) => return Ok(rows.div_ceil(r).clamp(min, max.min(rows).max(min))),
+        PePlan::Fixed(n) => n,
+        PePlan::File => file_pes,
+    };
+    if want < min || want > max {
+        return Err(Error::InvalidArgument(format!(
+            "{want} PEs for a {rows}x{cols} layer: this device needs {min}..={max}"
+        )));
+    }
+    Ok(want)
+}
+
+/// How one EIE dispatch covers a layer: the specialisation of `eie_spmv.wgsl` (`TILE`,
+/// `GROUPS`) and the column slices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct EieLaunch {
+    /// Inputs per workgroup (1 at batch 1, [`EIE_BATCH_TILE`] otherwise).
+    pub tile: usize,
+    /// Column groups per workgroup: listed columns walked at the same time.
+    pub groups: usize,
+    /// Lanes that share one column slice of one input (`256 / (groups * tile)`).
+    pub lanes: usize,
+    /// Column slices S: workgroups per PE and tile.
+    pub slices: usize,
+    /// Columns per slice (a multiple of 32).
+    pub slice_cols: usize,
+}
+
+impl EieLaunch {
+    /// Workgroups along x (slices × PEs) and y (tiles) for `batch` inputs.
+    pub fn grid(&self, pes: usize, batch: usize) -> (usize, usize) {
+        (self.slices * pes, batch.div_ceil(self.tile).max(1))
+    }
+}
+
+/// The launch of a layer with `pes` PEs for a tile of `tile` inputs, expecting about `tiles`
+/// tiles per dispatch: as many column groups as the accumulators allow (at most
+/// [`EIE_MAX_GROUPS`] / tile), and columns split into slices until the dispatch has about
+/// [`EIE_TARGET_WORKGROUPS`] workgroups.
+pub fn eie_launch(
+    rows: usize,
+    cols: usize,
+    pes: usize,
+    tile: usize,
+    tiles: usize,
+    limits: &DeviceLimits,
+) -> Result<EieLaunch> {
+    if rows == 0 || cols == 0 || pes == 0 || tile == 0 {
+        return Err(Error::Shape(format!(
+            "empty EIE launch: {rows}x{cols}, {pes} PEs, tile {tile}"
+        )));
+    }
+    let local = rows.div_ceil(pes);
+    let mut groups = (EIE_MAX_GROUPS / tile).max(1);
+    while groups > 1 && groups * tile * local > EIE_ACC_WORDS {
+        groups /= 2;
+    }
+    if groups * tile * local > EIE_ACC_WORDS {
+        return Err(Error::InvalidArgument(format!(
+            "{local} rows per PE for a tile of {tile} inputs exceed the kernel's {EIE_ACC_WORDS} \
+             accumulator words; use more PEs"
+        )));
+    }
+    let max_x = limits.max_compute_workgroups_per_dimension as usize;
+    if pes > max_x {
+        return Err(Error::InvalidArgument(format!(
+            "{pes} PEs exceed the device's {max_x} workgroups per dimension"
+        )));
+    }
+    let words = cols.div_ceil(32);
+    let want = EIE_TARGET_WORKGROUPS
+        .div_ceil(pes * tiles.max(1))
+        .clamp(1, words)
+        .min(max_x / pes);
+    let slice_cols = 32 * words.div_ceil(want.max(1));
+    Ok(EieLaunch {
+        tile,
+        groups,
+        lanes: WORKGROUP_SIZE / (groups * tile),
+        slices: cols.div_ceil(slice_cols),
+        slice_cols,
+    })
+}
+
+/// A layer's GPU schedule: its PEs and the launches at batch 1 and for larger batches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct EieLayerPlan {
+    /// PEs (the interleaving the layer is re-encoded to).
+    pub pes: usize,
+    /// Rows per PE, `ceil(rows / pes)`.
+    pub local_rows: usize,
+    /// The launch for a single input.
+    pub single: EieLaunch,
+    /// The launch for batches of two inputs or more.
+    pub batched: EieLaunch,
+}
+
+impl EieLayerPlan {
+    /// Plans a layer of `rows x cols` whose entries take `entry_bytes` (at its file
+    /// interleaving `file_pes`).
+    pub fn new(
+        plan: PePlan,
+        rows: usize,
+        cols: usize,
+        file_pes: usize,
+        entry_bytes: usize,
+        limits: &DeviceLimits,
+    ) -> Result<Self> {
+        let pes = plan_pes(plan, rows, cols, file_pes, entry_bytes, limits)?;
+        Ok(EieLayerPlan {
+            pes,
+            local_rows: rows.div_ceil(pes),
+            single: eie_launch(rows, cols, pes, 1, 1, limits)?,
+            batched: eie_launch(rows, cols, pes, EIE_BATCH_TILE, 4, limits)?,
+        })
+    }
+
+    /// The launch that serves `batch` inputs.
+    pub fn launch(&self, batch: usize) -> &EieLaunch {
+        if batch <= 1 {
+            &self.single
+        } else {
+            &self.batched
+        }
+    }
+}
+
+/// A block of consecutive rows of a dense matrix stored in one binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowTile {
+    /// First row.
+    pub start: usize,
+    /// Number of rows.
+    pub rows: usize,
+}
+
+/// Splits a dense `rows x cols` f32 matrix (rows padded to a multiple of 4 columns) into row
+/// tiles that each fit one storage binding and one dispatch.
+pub fn dense_tiles(rows: usize, cols: usize, limits: &DeviceLimits) -> Result<Vec<RowTile>> {
+    if rows == 0 || cols == 0 {
+        return Err(Error::Shape(format!("empty layer {rows}x{cols}")));
+    }
+    let row_bytes = 4 * cols.next_multiple_of(4) as u64;
+    let by_binding = (limits.max_binding() / row_bytes) as usize;
+    let by_dispatch = limits.max_compute_workgroups_per_dimension as usize * ROWS_PER_WORKGROUP;
+    let per_tile = by_binding.min(by_dispatch);
+    if per_tile == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "one row of {cols} f32 weights ({row_bytes} bytes) exceeds the device's {}-byte \
+             storage binding",
+            limits.max_binding()
+        )));
+    }
+    Ok((0..rows)
+        .step_by(per_tile)
+        .map(|start| RowTile {
+            start,
+            rows: per_tile.min(rows - start),
+        })
+        .collect())
+}
+
+/// Splits `batch` inputs into consecutive runs of at most `max_batch`: `(first, count)`.
+pub fn batch_chunks(batch: usize, max_batch: usize) -> Vec<(usize, usize)> {
+    let step = max_batch.max(1);
+    (0..batch)
+        .step_by(step)
+        .map(|s| (s, step.min(batch - s)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_plan_keeps_pointers_within_the_entry_bytes() {
+        let l = DeviceLimits::default();
+        // 369 entry bytes per column: 0.8 * 369 / 8 = 36 PEs.
+        assert_eq!(auto_pes(4096, 9216, 369 * 9216, &l).unwrap(), 36);
+        // Few entries: one PE, unless the rows need more (at most 640 rows per PE).
+        assert_eq!(auto_pes(600, 4096, 4096, &l).unwrap(), 1);
+        assert_eq!(auto_pes(8791, 600, 600, &l).unwrap(), 14);
+        // Never more PEs than rows.
+        assert_eq!(auto_pes(3, 10, 10_000, &l).unwrap(), 3);
+        assert_eq!(auto_pes(1, 1, 0, &l).unwrap(), 1);
+        // Many rows: capped by the workgroup limit, and never more than 640 rows per PE.
+        let tight = DeviceLimits {
+            max_compute_workgroups_per_dimension: 16,
+            ..l
+        };
+        assert_eq!(auto_pes(16 * 640, 10, 1 << 30, &tight).unwrap(), 16);
+        assert!(auto_pes(16 * 640 + 1, 10, 0, &tight).is_err());
+    }
+
+    #[test]
+    fn pointer_binding_limits_the_pe_count() {
+        let l = DeviceLimits {
+            max_storage_buffer_binding_size: 4 * 101 * 50,
+            ..DeviceLimits::default()
+        };
+        let (min, max) = pe_bounds(1000, 100, &l).unwrap();
+        assert_eq!((min, max), (2, 50));
+        // More PEs than rows are allowed (empty PEs), up to the limits.
+        assert_eq!(
+            pe_bounds(3, 3, &DeviceLimits::default()).unwrap(),
+            (1, 65535)
+        );
+        assert_eq!(auto_pes(1000, 100, 1 << 20, &l).unwrap(), 50);
+        assert!(plan_pes(PePlan::Fixed(60), 1000, 100, 8, 0, &l).is_err());
+        assert_eq!(plan_pes(PePlan::File, 1000, 100, 8, 0, &l).unwrap(), 8);
+        assert!(plan_pes(PePlan::File, 1000, 100, 1, 0, &l).is_err());
+        assert!(plan_pes(PePlan::Fixed(0), 10, 10, 1, 0, &l).is_err());
+        assert!(plan_pes(PePlan::RowsPerPe(0), 10, 10, 1, 0, &l).is_err());
+        assert_eq!(
+            plan_pes(PePlan::RowsPerPe(16), 1000, 100, 8, 0, &l).unwrap(),
+            50
+        );
+        assert_eq!(
+            plan_pes(PePlan::RowsPerPe(64), 1000, 100, 8, 0, &l).unwrap(),
+            16
+        );
+        assert_eq!(
+            plan_pes(PePlan::Fixed(64), 3, 3, 1, 0, &DeviceLimits::default()).unwrap(),
+            64
+        );
+    }
+
+    #[test]
+    fn launches_fit_the_accumulators_and_split_columns() {
+        let l = DeviceLimits::default();
+        // 128 rows per PE: 16 groups at batch 1 (2048 words), 4 for a tile of 4.
+        let one = eie_launch(4096, 9216, 32, 1, 1, &l).unwrap();
+        assert_eq!((one.groups, one.lanes), (16, 16));
+        assert!(one.slices * one.slice_cols >= 9216);
+        assert_eq!(one.slice_cols % 32, 0);
+        assert!(one.slices * 32 >= EIE_TARGET_WORKGROUPS);
+        let four = eie_launch(4096, 9216, 32, 4, 4, &l).unwrap();
+        assert_eq!((four.groups, four.lanes), (4, 16));
+        assert_eq!(four.grid(32, 9), (four.slices * 32, 3));
+        // 640 rows per PE: one group per input of a tile.
+        let big = eie_launch(640, 50, 1, 4, 1, &l).unwrap();
+        assert_eq!((big.groups, big.lanes, big.slices), (1, 64, 2));
+        assert!(eie_launch(641, 50, 1, 4, 1, &l).is_err());
+        // A tiny layer: one slice of 32 columns.
+        let tiny = eie_launch(1, 1, 1, 1, 1, &l).unwrap();
+        assert_eq!((tiny.slices, tiny.slice_cols), (1, 32));
+        let plan = EieLayerPlan::new(PePlan::Auto, 4096, 9216, 64, 369 * 9216, &l).unwrap();
+        assert_eq!(plan.launch(1), &plan.single);
+        assert_eq!(plan.launch(3).tile, EIE_BATCH_TILE);
+    }
+
+    #[test]
+    fn dense_tiles_cover_every_row_once_within_the_binding() {
+        let l = DeviceLimits {
+            max_storage_buffer_binding_size: 4 * 12 * 7,
+            ..DeviceLimits::default()
+        };
+        // 10 columns pad to 12: 7 rows per binding.
+        let t = dense_tiles(20, 10, &l).unwrap();
+        assert_eq!(
+            t,
+            vec![
+                RowTile { start: 0, rows: 7 },
+                RowTile { start: 7, rows: 7 },
+                RowTile { start: 14, rows: 6 }
+            ]
+        );
+        assert!(dense_tiles(20, 100, &l).is_err());
+        assert_eq!(
+            dense_tiles(5, 5, &DeviceLimits::default()).unwrap().len(),
+            1
+        );
+        // VGG-6 in f32 (411 MB) needs four 128 MiB bindings.
+        assert_eq!(
+            dense_tiles(4096, 25088, &DeviceLimits::default())
+                .unwrap()
+                .len(),
+            4
+        );
+    }
+
+    #[test]
+    fn batch_chunks_split_evenly() {
+        assert_eq!(batch_chunks(10, 4), vec![(0, 4), (4, 4), (8, 2)]);
+        assert_eq!(batch_chunks(3, 8), vec![(0, 3)]);
+        assert_eq!(batch_chunks(0, 8), vec![]);
+    }
+}
