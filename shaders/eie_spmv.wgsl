@@ -115,11 +115,62 @@ fn add_bits(a: u32, b: u32) -> u32 {
     return bitcast<u32>(bitcast<f32>(a) + bitcast<f32>(b));
 }
 
+// f16 bits to f32 bits (exact). Written out because WGSL's unpack2x16float needs a
+// capability some backends lack.
+fn f16_to_f32(h: u32) -> u32 {
+    let sign = (h & 0x8000u) << 16u;
+    let exp = (h >> 10u) & 0x1fu;
+    let man = h & 0x3ffu;
+    if exp == 0u {
+        // Zero or subnormal: man * 2^-24, exact in f32.
+        return sign | bitcast<u32>(f32(man) * 5.9604645e-8);
+    }
+    if exp == 31u {
+        return sign | 0x7f800000u | (man << 13u);
+    }
+    return sign | ((exp + 112u) << 23u) | (man << 13u);
+}
+
+// f32 to f16 bits, rounded to nearest, ties to even (as the host's `half::f16::from_f32`).
+fn f32_to_f16(v: f32) -> u32 {
+    let b = bitcast<u32>(v);
+    let sign = (b >> 16u) & 0x8000u;
+    let biased = (b >> 23u) & 0xffu;
+    var m = b & 0x7fffffu;
+    if biased == 0xffu {
+        return sign | 0x7c00u | select(0u, 0x200u, m != 0u);
+    }
+    let e = i32(biased) - 112;
+    if e >= 31 {
+        return sign | 0x7c00u;
+    }
+    if e <= 0 {
+        if e < -10 {
+            return sign;
+        }
+        m |= 0x800000u;
+        let shift = u32(14 - e);
+        var h = m >> shift;
+        let rem = m & ((1u << shift) - 1u);
+        let half = 1u << (shift - 1u);
+        if rem > half || (rem == half && (h & 1u) == 1u) {
+            h += 1u;
+        }
+        return sign | h;
+    }
+    var h = (u32(e) << 10u) | (m >> 13u);
+    let rem = m & 0x1fffu;
+    if rem > 0x1000u || (rem == 0x1000u && (h & 1u) == 1u) {
+        h += 1u;
+    }
+    return sign | h;
+}
+
 // Activation `j` of input `bi` as a 32-bit word: f32 bits (f16 widened), or Q5.10 as i32.
 fn load_x(bi: u32, j: u32) -> u32 {
     if HALF {
         let w = x[bi * params.x_stride + (j >> 1u)];
-        return bitcast<u32>(unpack2x16float(w)[j & 1u]);
+        return f16_to_f32((w >> ((j & 1u) * 16u)) & 0xffffu);
     }
     return x[bi * params.x_stride + j];
 }
@@ -203,7 +254,7 @@ fn write_back(bi: u32, p: u32, r: u32, s: u32) {
         }
         if HALF {
             // Two rows share a word (and belong to different PEs): each PE replaces only its half.
-            let h = pack2x16float(vec2<f32>(v, 0.0)) & 0xffffu;
+            let h = f32_to_f16(v);
             let shift = (row & 1u) * 16u;
             let w = bi * params.y_stride + (row >> 1u);
             atomicAnd(&y[w], ~(0xffffu << shift));

@@ -385,3 +385,62 @@ fn bad_requests_are_typed_errors() {
         Err(eie::Error::NoAdapter(_))
     ));
 }
+
+#[test]
+fn split_columns_batches_and_repeatable_f32() {
+    // Enough columns for many slices per PE (the last-workgroup reduction), PEs of 60 rows,
+    // gaps over 15 rows (padding entries), at batch 1, 3 and 64.
+    let l = layer(240, 3000, 0.03, 4, 4, true, Activation::Relu, 111);
+    assert!(l.padding_count() > 0);
+    let m = one(l);
+    for (batch, max_batch) in [(1, 1), (1, 64), (3, 64), (64, 64)] {
+        check_all(
+            &m,
+            &input(3000, batch, 0.4, 112 + batch as u64),
+            PePlan::File,
+            max_batch,
+        );
+    }
+    let e = GpuEngine::new(
+        ctx(),
+        &m,
+        EngineOptions {
+            pes: PePlan::File,
+            ..EngineOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(e.plans()[0].single.slices > 1);
+    // f32 sums run in a fixed order: bit-identical outputs from run to run.
+    let x = input(3000, 5, 0.5, 120);
+    let first = e.run(&x).unwrap();
+    for _ in 0..3 {
+        let again = e.run(&x).unwrap();
+        assert!(first
+            .iter()
+            .zip(&again)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+    let x1 = input(3000, 1, 0.5, 121);
+    let y1 = e.run(&x1).unwrap();
+    assert!(y1
+        .iter()
+        .zip(&e.run(&x1).unwrap())
+        .all(|(a, b)| a.to_bits() == b.to_bits()));
+}
+
+#[test]
+fn one_column_layers_and_all_zero_layers_in_a_chain() {
+    // 1-column layer, then a layer with no kept weight (only its bias), then a normal one:
+    // the second layer's output bitmap is all zero where ReLU clips the bias.
+    let m = Model::new(vec![
+        layer(33, 1, 1.0, 4, 2, true, Activation::Relu, 131),
+        layer(40, 33, 0.0, 4, 3, true, Activation::Relu, 132),
+        layer(7, 40, 0.6, 4, 2, false, Activation::Identity, 133),
+    ])
+    .unwrap();
+    for batch in [1, 3] {
+        check_all(&m, &input(1, batch, 1.0, 134), PePlan::Auto, 4);
+        check_all(&m, &vec![0.0; batch], PePlan::Auto, 4);
+    }
+}

@@ -1,5 +1,5 @@
-//! Every WGSL kernel in `shaders/` parses and validates with naga (no GPU needed), and declares
-//! one compute entry point named after its file.
+//! Every WGSL kernel in `shaders/` parses and validates with naga under the default
+//! capabilities (no GPU needed), and declares one compute entry point named after its file.
 
 use std::path::Path;
 
@@ -18,8 +18,8 @@ fn shader_files() -> Vec<std::path::PathBuf> {
 fn every_kernel_validates_with_naga() {
     let files = shader_files();
     assert!(
-        files.len() >= 5,
-        "expected the five kernels, found {files:?}"
+        files.len() >= 4,
+        "expected the four kernels, found {files:?}"
     );
     for path in files {
         let src = std::fs::read_to_string(&path).unwrap();
@@ -28,7 +28,7 @@ fn every_kernel_validates_with_naga() {
             .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&src)));
         let info = naga::valid::Validator::new(
             naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::all(),
+            naga::valid::Capabilities::default(),
         )
         .validate(&module)
         .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&src)));

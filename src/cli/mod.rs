@@ -6,6 +6,7 @@ mod demo;
 #[cfg(feature = "gpu")]
 mod devices;
 mod info;
+mod plan;
 mod run;
 mod sim;
 mod verify;
@@ -37,6 +38,9 @@ enum Command {
     /// Benchmark EIE against dense and CSR kernels on the paper's nine layers (or a model file)
     /// on this machine's CPU and GPU.
     Bench(bench::BenchArgs),
+    /// The GPU schedule without a GPU: per layer and kernel, workgroups, dispatches, modelled
+    /// bytes read and entries per invocation.
+    Plan(plan::PlanArgs),
     /// List the GPU adapters wgpu finds, with backend, features and limits.
     #[cfg(feature = "gpu")]
     Devices(devices::DevicesArgs),
@@ -59,6 +63,7 @@ pub fn main() -> ExitCode {
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Sim(a) => sim::run(a),
+        Command::Plan(a) => plan::run(a),
         #[cfg(feature = "gpu")]
         Command::Devices(a) => devices::run(a),
     };

@@ -25,8 +25,8 @@ pub enum GpuPrecision {
     /// EIE's 16-bit fixed point ([`crate::fixed16`]): bit-for-bit equal to the CPU model.
     Fixed16,
     /// f16 storage: codebook values and activations in f16 (activations packed two per word,
-    /// half the bytes), products and row sums in f32. Runs on every adapter (WGSL's
-    /// `unpack2x16float` / `pack2x16float`, no `SHADER_F16` needed).
+    /// half the bytes), products and row sums in f32. Runs on every adapter (the kernel
+    /// converts f16 bits itself; no `SHADER_F16` needed).
     F16,
 }
 

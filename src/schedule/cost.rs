@@ -277,6 +277,50 @@ pub fn dense(layer: &EieLayer, input: &[f32], tiles: usize) -> Result<KernelCost
     })
 }
 
+/// Every GPU kernel (EIE in f32, fixed16 and f16, dense, CSR) on every layer of `model` for
+/// the batch `input`, each layer's input being the previous layer's output on the CPU model
+/// (f32), with PEs from `pes` on a device with `limits`.
+pub fn model_costs(
+    model: &crate::format::Model,
+    input: &[f32],
+    pes: super::PePlan,
+    limits: &super::DeviceLimits,
+) -> Result<Vec<KernelCost>> {
+    let batch = model.check_input(input)?;
+    let mut x = input.to_vec();
+    let mut out = Vec::new();
+    for layer in model.layers() {
+        let entry_bytes = layer.entry_count() * if layer.codebook().len() > 16 { 2 } else { 1 };
+        let plan = EieLayerPlan::new(
+            pes,
+            layer.rows(),
+            layer.cols(),
+            layer.pes(),
+            entry_bytes,
+            limits,
+        )?;
+        let interleaved = layer.with_pes(plan.pes)?;
+        for p in [Precision::F32, Precision::Fixed16, Precision::F16] {
+            out.push(eie(&interleaved, &plan, &x, p)?);
+        }
+        out.push(dense(
+            layer,
+            &x,
+            super::dense_tiles(layer.rows(), layer.cols(), limits)?.len(),
+        )?);
+        out.push(csr(layer, &x)?);
+        let mut y = vec![0f32; batch * layer.rows()];
+        for (xs, ys) in x
+            .chunks_exact(layer.cols())
+            .zip(y.chunks_exact_mut(layer.rows()))
+        {
+            crate::reference::layer_f32(layer, xs, ys);
+        }
+        x = y;
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,7 +42,7 @@ pub const EIE_POINTER_BYTES: usize = 8;
 /// The share of a layer's entry bytes the automatic plan lets pointer reads take: it picks
 /// the most PEs for which `PEs * EIE_POINTER_BYTES <= EIE_METADATA_SHARE * entry bytes per
 /// column`, so that metadata stays below the entries it locates.
-pub const EIE_METADATA_SHARE: f64 = 0.8;
+pub const EIE_METADATA_SHARE: f64 = 0.7;
 /// Workgroups the scheduler aims for per EIE dispatch: columns are split into slices until
 /// PEs × slices × tiles reaches it, to fill a large GPU at batch 1.
 pub const EIE_TARGET_WORKGROUPS: usize = 1024;
