@@ -341,15 +341,23 @@ fn eie_spmv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         }
         workgroupBarrier();
 
-        // The walk: group g takes listed columns g, g + GROUPS, ...; one entry per lane.
+        // The walk: group g takes listed columns g, g + GROUPS, ...; one entry per lane. The
+        // pointer pair of a group's next column is loaded before the current one is walked.
         let steps = (m + GROUPS - 1u) / GROUPS;
+        var next = vec2<u32>(0u);
+        if g < m {
+            next = vec2<u32>(layer[ptr_row + list[g]], layer[ptr_row + list[g] + 1u]);
+        }
         for (var st = 0u; st < steps; st++) {
             let k = st * GROUPS + g;
+            let start = next.x;
+            let end = next.y;
+            if k + GROUPS < m {
+                let jn = list[k + GROUPS];
+                next = vec2<u32>(layer[ptr_row + jn], layer[ptr_row + jn + 1u]);
+            }
             if k < m {
-                let j = list[k];
                 let a = xs[k * TILE + b];
-                let start = layer[ptr_row + j];
-                let end = layer[ptr_row + j + 1u];
                 if a != 0u && a != 0x80000000u {
                     var base = 0u;
                     for (var r0 = start; r0 < end; r0 += lanes) {

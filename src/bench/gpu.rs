@@ -1,4 +1,4 @@
-//! GPU contenders: the EIE kernel (f32, fixed16, f16 where the adapter has `SHADER_F16`) and the
+//! GPU contenders: the EIE kernel (f32, fixed16, f16) and the
 //! dense and CSR baselines on the same adapter, timed with timestamp queries (K back-to-back runs
 //! in one submission, divided by K) and by end-to-end wall time per call; and AlexNet's
 //! FC6 → FC7 → FC8 chained at batch 1 with pipelined submissions.

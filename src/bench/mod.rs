@@ -245,6 +245,9 @@ pub struct WorkloadResult {
     pub paper: Option<PaperLayer>,
     /// Figures measured with cuBLAS / cuSPARSE on the same GPU, where supplied.
     pub cuda: Option<serde_json::Value>,
+    /// The GPU kernels' modelled schedule on the same input (`eie plan`): per layer and
+    /// kernel, workgroups, dispatches, bytes and entries per invocation.
+    pub plan: Vec<crate::schedule::cost::KernelCost>,
 }
 
 impl WorkloadResult {
@@ -428,6 +431,12 @@ pub fn run(
                 sim_us: None,
                 paper: if batch == 1 { w.paper } else { None },
                 cuda: None,
+                plan: crate::schedule::cost::model_costs(
+                    &w.model,
+                    &inputs[0],
+                    crate::schedule::PePlan::Auto,
+                    &crate::schedule::DeviceLimits::default(),
+                )?,
             };
             if batch == 1 && cfg.simulate {
                 // The ASIC as the paper configures it: 64 PEs, FIFO depth 8, 800 MHz.

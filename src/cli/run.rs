@@ -29,7 +29,7 @@ pub struct RunArgs {
     /// Use EIE's 16-bit fixed-point arithmetic instead of f32.
     #[arg(long, conflicts_with = "f16")]
     fixed16: bool,
-    /// GPU only: half-precision kernel (needs an adapter with SHADER_F16).
+    /// GPU only: f16 activations and codebook (f32 arithmetic).
     #[arg(long)]
     f16: bool,
     /// GPU only: PEs (workgroups) per layer; default: chosen for the device.

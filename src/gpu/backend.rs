@@ -33,8 +33,8 @@ impl Backend for BaselineEngine {
     }
 }
 
-/// Every GPU kernel variant on `ctx`: gpu-eie/f32, gpu-eie/fixed16, gpu-eie/f16 (when the
-/// device has `SHADER_F16`), gpu-dense/f32 and gpu-csr/f32.
+/// Every GPU kernel variant on `ctx`: gpu-eie/f32, gpu-eie/fixed16, gpu-eie/f16, gpu-dense/f32
+/// and gpu-csr/f32.
 pub fn gpu_backends_on(ctx: &Arc<GpuContext>, model: &Model) -> Result<Vec<Box<dyn Backend>>> {
     let mut v: Vec<Box<dyn Backend>> = Vec::new();
     for precision in GpuPrecision::available(ctx) {

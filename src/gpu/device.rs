@@ -22,7 +22,8 @@ pub struct DeviceOptions {
     pub adapter_name: Option<String>,
     /// Longest wait for one submission before [`Error::PollTimeout`].
     pub poll_timeout: Duration,
-    /// Enable `SHADER_F16` when the adapter has it (the f16 EIE kernel needs it).
+    /// Enable `SHADER_F16` when the adapter has it (reported by `eie devices`; the EIE kernels
+    /// do not need it).
     pub use_f16: bool,
     /// Enable timestamp queries when the adapter has them.
     pub use_timestamps: bool,

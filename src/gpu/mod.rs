@@ -3,11 +3,11 @@
 //!
 //! * [`GpuContext`] opens an adapter ([`DeviceOptions`]: backend, adapter name, poll timeout;
 //!   `WGPU_BACKEND` / `WGPU_ADAPTER_NAME` are honoured) and never waits on the device forever.
-//! * [`GpuEngine`] holds a model on the device: per layer a `compact_columns` dispatch (the
-//!   non-zero column list of each input vector, built once) then an `eie_spmv` dispatch (one
-//!   workgroup per PE and input reading that list, codebook and accumulators in workgroup
-//!   memory, bias and ReLU fused), all layers in one compute pass; f32, fixed16 (bit for bit
-//!   equal to the CPU model) and f16.
+//! * [`GpuEngine`] holds a model on the device: one `eie_spmv` dispatch per layer (non-zero
+//!   detection from the input's bitmap, PEs walking column slices with a lane per entry,
+//!   codebook and accumulators in workgroup memory, an ordered reduction over column slices,
+//!   bias, ReLU and the next layer's bitmap fused), all layers in one compute pass; f32,
+//!   fixed16 (bit for bit equal to the CPU model) and f16.
 //! * [`BaselineEngine`] runs the same model as dense f32 GEMV/GEMM or plain f32 CSR SpMV.
 //! * Timing ([`Timing`], [`PipelineTiming`]) uses timestamp queries where the device has them.
 //!

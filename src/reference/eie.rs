@@ -12,9 +12,9 @@ pub enum Precision {
     F32,
     /// EIE's 16-bit fixed point as defined in [`crate::fixed16`]; bit-exact across backends.
     Fixed16,
-    /// Half precision (GPU kernels on devices with `SHADER_F16`): f16 weights, activations and
-    /// products with f32 sums. The CPU engine has no f16 arithmetic and runs such a request
-    /// in f32, the precision the f16 results are checked against.
+    /// Half precision storage (GPU kernels): f16 codebook values and activations, f32 products
+    /// and sums. The CPU engine has no f16 storage and runs such a request in f32, the
+    /// precision the f16 results are checked against.
     F16,
 }
 

@@ -49,6 +49,11 @@ pub struct KernelCost {
     pub batch: usize,
     /// Workgroups launched, all dispatches together.
     pub workgroups: u64,
+    /// EIE kernels: PEs and column slices (workgroups = PEs × slices × tiles).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pes_slices: Option<(usize, usize)>,
+    /// Non-zero input columns walked (summed over the tiles of the batch).
+    pub listed_columns: u64,
     /// Dispatches of the layer (each one dependent on the previous layer's).
     pub dispatches: u32,
     /// Bytes read and written.
@@ -122,6 +127,7 @@ pub fn eie(
     let mut decoded = 0u64;
     let mut busiest = 0u64;
     let mut per_lane = vec![0u64; lanes];
+    let mut listed_columns = 0u64;
     for t in 0..tiles {
         let inputs: Vec<&[f32]> = (t * tile..((t + 1) * tile).min(batch))
             .map(|b| &input[b * cols..(b + 1) * cols])
@@ -130,6 +136,7 @@ pub fn eie(
             .filter(|&j| inputs.iter().any(|x| x[j] != 0.0))
             .collect();
         let n = listed.len() as u64;
+        listed_columns += n;
         bytes.entries += listed.iter().map(|&j| column_entries[j]).sum::<u64>() * entry_bytes;
         bytes.metadata += n * pes as u64 * super::EIE_POINTER_BYTES as u64;
         bytes.activations += n * pes as u64 * tile as u64 * ab;
@@ -185,6 +192,8 @@ pub fn eie(
         kernel: format!("gpu-eie/{}", precision_name(precision)),
         batch,
         workgroups,
+        pes_slices: Some((pes, slices)),
+        listed_columns,
         dispatches: 1,
         bytes,
         entries_per_lane: PerLane {
@@ -227,6 +236,8 @@ pub fn csr(layer: &EieLayer, input: &[f32]) -> Result<KernelCost> {
         kernel: "gpu-csr/f32".into(),
         batch,
         workgroups,
+        pes_slices: None,
+        listed_columns: (layer.cols() * batch) as u64,
         dispatches: 1,
         bytes: Bytes {
             entries: nnz * 4 * passes,
@@ -256,6 +267,8 @@ pub fn dense(layer: &EieLayer, input: &[f32], tiles: usize) -> Result<KernelCost
         kernel: "gpu-dense/f32".into(),
         batch,
         workgroups,
+        pes_slices: None,
+        listed_columns: (cols * batch) as u64,
         dispatches: tiles.max(1) as u32,
         bytes: Bytes {
             entries: rows as u64 * padded_cols * 4 * passes,
