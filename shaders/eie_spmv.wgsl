@@ -423,7 +423,18 @@ fn eie_spmv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let first = params.part_base + (bi * slices * params.pes + pe) * local_rows + r;
             let step = params.pes * local_rows;
             var sum = atomicLoad(&scratch[first]);
-            for (var q = 1u; q < slices; q++) {
+            // Eight loads in flight before their values are added (in slice order).
+            var q = 1u;
+            for (; q + 8u <= slices; q += 8u) {
+                var v: array<u32, 8>;
+                for (var u = 0u; u < 8u; u++) {
+                    v[u] = atomicLoad(&scratch[first + (q + u) * step]);
+                }
+                for (var u = 0u; u < 8u; u++) {
+                    sum = add_bits(sum, v[u]);
+                }
+            }
+            for (; q < slices; q++) {
                 sum = add_bits(sum, atomicLoad(&scratch[first + q * step]));
             }
             write_back(bi, pe, r, sum);

@@ -346,8 +346,8 @@ mod tests {
     #[test]
     fn auto_plan_keeps_pointers_within_the_entry_bytes() {
         let l = DeviceLimits::default();
-        // 369 entry bytes per column: 0.8 * 369 / 8 = 36 PEs.
-        assert_eq!(auto_pes(4096, 9216, 369 * 9216, &l).unwrap(), 36);
+        // 369 entry bytes per column: 0.7 * 369 / 8 = 32 PEs.
+        assert_eq!(auto_pes(4096, 9216, 369 * 9216, &l).unwrap(), 32);
         // Few entries: one PE, unless the rows need more (at most 640 rows per PE).
         assert_eq!(auto_pes(600, 4096, 4096, &l).unwrap(), 1);
         assert_eq!(auto_pes(8791, 600, 600, &l).unwrap(), 14);
