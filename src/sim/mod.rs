@@ -18,8 +18,8 @@
 //! into column pieces of at most `act_regs_per_pe × N` activations that accumulate into the same
 //! accumulators. A round ends when every PE has drained (the source registers are then reloaded
 //! from the activation SRAM); the next starts with empty FIFOs. The pipeline's timing rules,
-//! taken from the authors' C++ simulator, are in [`pipeline`]'s documentation; `docs/SIM.md`
-//! has the whole model, its results and a comparison with that simulator.
+//! taken from the authors' C++ simulator, are documented in `src/sim/pipeline.rs`;
+//! `docs/SIM.md` has the whole model, its results and a comparison with that simulator.
 
 mod arith;
 pub mod chart;
