@@ -98,39 +98,69 @@ fn paper_four_pe_example_by_hand() {
     let (model, x) = paper_example();
     // Work per PE, max(1, entries) per activation j = 0, 2, 4, 7:
     //   PE0 3+2+2+2 = 9, PE1 1+3+1+1 = 6, PE2 1+1+1+4 = 7, PE3 2+1+4+1 = 8.
-    // FIFO 8: the CCU broadcasts at cycles 0..3 without stalling; PE0 starts at cycle 1 and is
-    // busy through cycle 9, so the layer takes 10 cycles.
+    // CCU slots: j0, j2, then one LNZD cycle (the first group's last activation is zero), j4,
+    // j7 (the second group ends on a non-zero, so the third group would load at once).
+    // FIFO 8: nothing stalls; broadcasts at cycles 0, 1, 3, 4 can be popped at 2, 3, 5, 6.
+    //   PE0 pops j0 at 2 and is busy through cycle 10 (j2 at 5, j4 at 7, j7 at 9); its last
+    //   entry then spends four cycles in the SRAM / decode / multiply / add stages: 15 cycles.
     let r = sim_checked(&model, &x, &cfg(4, 8));
-    assert_eq!(r.cycles, 10);
+    assert_eq!(r.cycles, 15);
     let busy: Vec<u64> = r.pes.iter().map(|p| p.busy).collect();
     assert_eq!(busy, [9, 6, 7, 8]);
-    assert!(
-        r.pes.iter().all(|p| p.starved == 1),
-        "cycle 0 waits for the first broadcast"
-    );
+    // Cycles 0 and 1 wait for the first broadcast; PE2 also waits for j4 in cycle 4.
+    let starved: Vec<u64> = r.pes.iter().map(|p| p.starved).collect();
+    assert_eq!(starved, [2, 2, 3, 2]);
     let drained: Vec<u64> = r.pes.iter().map(|p| p.drained).collect();
-    assert_eq!(drained, [0, 3, 2, 1]);
-    assert_eq!(r.load_balance_efficiency, 30.0 / 40.0);
+    assert_eq!(drained, [4, 7, 5, 5]);
+    assert_eq!(r.load_balance_efficiency, 30.0 / 60.0);
     assert_eq!(r.counters.useful_macs, 9 + 5 + 6 + 7);
     assert_eq!(r.counters.empty_slices, 3);
     assert_eq!(r.counters.padding_entries, 0);
     assert_eq!(r.counters.broadcasts, 4);
+    assert_eq!(r.counters.lnzd_empty_cycles, 1);
     assert_eq!(r.counters.pointer_reads, 4 * 4 * 2);
     assert_eq!(r.counters.ccu_stall_cycles, 0);
-    assert_eq!(r.time_us, 10.0 / 800.0);
+    assert_eq!(r.time_us, 15.0 / 800.0);
     assert_eq!(r.theoretical_us, 27.0 / 4.0 / 800.0);
+}
 
-    // FIFO 1: a broadcast waits until every PE has popped the previous one.
-    //   j0 at cycle 0, j2 at 1; j4 waits for PE0 to pop j2 (cycle 4; PE0 blocks cycles 2-3,
-    //   PE3 cycle 2); j7 waits for PE0 to pop j4 (cycle 6; PE0 blocks cycle 5).
-    //   PE2 pops j7 at cycle 7 and streams its 4 entries through cycle 10: 11 cycles.
+#[test]
+fn shallow_fifos_by_hand() {
+    let (model, x) = paper_example();
+    // FIFO 2 holds one activation, and the CCU looks at the fill at the start of the cycle:
+    // a broadcast needs every FIFO empty, and is popped two edges after it was decided.
+    //   c0 j0 pushed | c1 stall (all FIFOs hold j0) | c2 all pop j0, j2 pushed
+    //   c3 LNZD cycle | c4 stall (PE0 still on j0 holds j2) | c5 PE0 pops j2, j4 pushed
+    //   c6 stall (all hold j4) | c7 all pop j4, j7 pushed | c9 PE0, PE1, PE2 pop j7
+    //   c11 PE3 pops j7 | c12 PE2's last entry of j7 | + 4 pipeline cycles = 17.
+    let r2 = sim_checked(&model, &x, &cfg(4, 2));
+    assert_eq!(r2.cycles, 17);
+    assert_eq!(r2.counters.ccu_stall_cycles, 3);
+    let stalled: Vec<u64> = r2.pes.iter().map(|p| p.stalled).collect();
+    assert_eq!(stalled, [3, 2, 2, 2]);
+    let starved: Vec<u64> = r2.pes.iter().map(|p| p.starved).collect();
+    assert_eq!(starved, [2, 3, 5, 4]);
+    let busy: Vec<u64> = r2.pes.iter().map(|p| p.busy).collect();
+    assert_eq!(busy, [9, 6, 7, 8]);
+
+    // FIFO 1: no FIFO; the CCU writes into the PEs' registers only in a cycle when all four
+    // are idle, so each broadcast waits for the slowest PE of the previous one:
+    //   j0 at 0 (PEs busy 1..3), j2 at 4 (busy 5..7; c5 is the LNZD cycle), j4 at 8
+    //   (busy 9..12), j7 at 13 (busy 14..17) | + 4 = 22 cycles.
     let r1 = sim_checked(&model, &x, &cfg(4, 1));
-    assert_eq!(r1.cycles, 11);
+    assert_eq!(r1.cycles, 22);
+    assert_eq!(r1.counters.ccu_stall_cycles, 9);
     let stalled: Vec<u64> = r1.pes.iter().map(|p| p.stalled).collect();
-    assert_eq!(stalled, [3, 0, 0, 1]);
-    assert_eq!(r1.counters.ccu_stall_cycles, 3);
+    assert_eq!(stalled, [6, 4, 2, 6]);
     let busy: Vec<u64> = r1.pes.iter().map(|p| p.busy).collect();
     assert_eq!(busy, [9, 6, 7, 8]);
+    assert!((r1.load_balance_efficiency - 30.0 / 88.0).abs() < 1e-12);
+    // Deeper FIFOs never take longer on this example.
+    let cycles: Vec<u64> = [1, 2, 4, 8, 16]
+        .iter()
+        .map(|&d| sim_checked(&model, &x, &cfg(4, d)).cycles)
+        .collect();
+    assert!(cycles.windows(2).all(|w| w[0] >= w[1]), "{cycles:?}");
 }
 
 fn random_items(
@@ -162,17 +192,20 @@ fn one_pe_with_all_the_work_bounds_the_layer() {
         .collect();
     let model = Model::new(vec![layer]).unwrap();
     let x = eie::synth::activations(cols, 1.0, 3);
-    for depth in [1, 8] {
+    let pe0_work = pe0.iter().sum::<u64>();
+    assert!(*pe0.last().unwrap() > 1, "the last slice streams entries");
+    // FIFO 8: PE0 pops its first activation in cycle 2 and never waits again; its last entry
+    // leaves the pipeline four cycles after it. FIFO 1: every broadcast waits until all PEs
+    // are idle, so PE0 idles one cycle after each of its activations.
+    for (depth, cycles) in [(8, pe0_work + 2 + 4), (1, pe0_work + cols as u64 + 4)] {
         let r = sim_checked(&model, &x, &cfg(pes, depth));
-        // PE0 never waits after the first cycle: the others take one cycle per activation.
-        assert_eq!(r.cycles, 1 + pe0.iter().sum::<u64>(), "FIFO {depth}");
-        assert_eq!(r.pes[0].busy, pe0.iter().sum::<u64>());
-        assert_eq!(r.pes[0].starved + r.pes[0].drained, 1);
+        assert_eq!(r.cycles, cycles, "FIFO {depth}");
+        assert_eq!(r.pes[0].busy, pe0_work);
         for p in &r.pes[1..] {
             assert_eq!(p.busy, cols as u64);
             assert_eq!(p.useful_macs, 0);
         }
-        let busy = pe0.iter().sum::<u64>() + 3 * cols as u64;
+        let busy = pe0_work + 3 * cols as u64;
         let eff = busy as f64 / (pes as f64 * r.cycles as f64);
         assert!((r.load_balance_efficiency - eff).abs() < 1e-12);
         assert!(r.load_balance_efficiency < 0.5);
@@ -198,10 +231,10 @@ fn deeper_fifo_absorbs_a_skewed_layer() {
     let x = eie::synth::activations(cols, 1.0, 5);
     let r1 = sim_checked(&model, &x, &cfg(pes, 1));
     let r8 = sim_checked(&model, &x, &cfg(pes, 8));
-    // Depth 1: a broadcast waits until every PE has popped the previous activation, so at most
-    // two heavy columns overlap: at least 12 / 2 cycles per column. Depth 8 lets each PE
+    // Depth 1: a broadcast waits until every PE is idle, so every column costs its heavy slice
+    // and one cycle more; the last entry then needs four pipeline cycles. Depth 8 lets each PE
     // average its 16 x 12 + 48 x 1 = 240 cycles of work.
-    assert!(r1.cycles >= 6 * cols as u64, "{}", r1.cycles);
+    assert_eq!(r1.cycles, 13 * cols as u64 + 4);
     assert!(r8.cycles < 260, "{}", r8.cycles);
     assert!(
         r1.load_balance_efficiency < 0.6,
@@ -224,9 +257,11 @@ fn empty_layer_and_all_zero_input() {
     let empty = layer_from(rows, cols, &[], pes, Some(bias.clone()), Activation::Relu);
     let model = Model::new(vec![empty]).unwrap();
     // Dense input on an empty layer: every PE spends one cycle per activation on the pointers.
+    // A FIFO of depth 2 holds one activation and the CCU sees it freed only a cycle after the
+    // pop, so it broadcasts every other cycle; the last (j = 12, at cycle 24) is popped at 26.
     let x = eie::synth::activations(cols, 1.0, 1);
     let r = sim_checked(&model, &x, &cfg(pes, 2));
-    assert_eq!(r.cycles, cols as u64 + 1);
+    assert_eq!(r.cycles, 2 * cols as u64 + 1);
     assert_eq!(r.counters.empty_slices, (pes * cols) as u64);
     assert_eq!(r.counters.useful_macs + r.counters.matrix_reads, 0);
     let relu_bias: Vec<f32> = bias.iter().map(|b| b.max(0.0)).collect();
@@ -404,9 +439,9 @@ fn cli_simulates_a_model_file() {
         String::from_utf8_lossy(&out.stderr)
     );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["cycles"], 10);
-    assert_eq!(json["time_us"], 10.0 / 800.0);
-    assert_eq!(json["load_balance_efficiency"], 0.75);
+    assert_eq!(json["cycles"], 15);
+    assert_eq!(json["time_us"], 15.0 / 800.0);
+    assert_eq!(json["load_balance_efficiency"], 0.5);
     assert_eq!(json["pes"].as_array().unwrap().len(), 4);
     let y = eie::import::read_npy(&y_path).unwrap();
     assert_eq!(y.shape, [16]);
@@ -416,7 +451,7 @@ fn cli_simulates_a_model_file() {
     );
     // Text output, and bad settings fail with a message.
     let text = eie(&args[..6]);
-    assert!(String::from_utf8_lossy(&text.stdout).contains("load-balance efficiency 0.750"));
+    assert!(String::from_utf8_lossy(&text.stdout).contains("load-balance efficiency 0.500"));
     let mut bad = args[..6].to_vec();
     bad[5] = "0".into();
     let out = eie(&bad);

@@ -34,7 +34,7 @@ pub struct SimArgs {
     /// Processing elements (1..=1024).
     #[arg(long, default_value_t = 64)]
     pes: usize,
-    /// Activation FIFO depth (1..=256).
+    /// Activation FIFO depth (1..=256): a FIFO of depth d holds d − 1 activations; 1 = no FIFO.
     #[arg(long, default_value_t = 8)]
     fifo: usize,
     /// Sparse-matrix SRAM line width in entries.

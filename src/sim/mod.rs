@@ -17,8 +17,9 @@
 //! own column pointers and padding, as if encoded separately), and within a row piece the input
 //! into column pieces of at most `act_regs_per_pe × N` activations that accumulate into the same
 //! accumulators. A round ends when every PE has drained (the source registers are then reloaded
-//! from the activation SRAM); the next starts with empty FIFOs. The pipeline's rules are in
-//! [`pipeline`]'s documentation; `docs/SIM.md` has the whole model and its results.
+//! from the activation SRAM); the next starts with empty FIFOs. The pipeline's timing rules,
+//! taken from the authors' C++ simulator, are documented in `src/sim/pipeline.rs`;
+//! `docs/SIM.md` has the whole model, its results and a comparison with that simulator.
 
 mod arith;
 pub mod chart;
@@ -41,7 +42,9 @@ use std::borrow::Cow;
 pub struct SimConfig {
     /// Processing elements (1..=1024); the paper's ASIC has 64.
     pub pes: usize,
-    /// Activation FIFO depth per PE (1..=256); the paper's ASIC has 8.
+    /// Activation FIFO depth per PE (1..=256); the paper's ASIC has 8. As in the authors'
+    /// simulator, a FIFO of depth `d ≥ 2` is a ring of `d` slots holding at most `d − 1`
+    /// activations; depth 1 means no FIFO (see the `pipeline` rules).
     pub fifo_depth: usize,
     /// Sparse-matrix SRAM line width in entries (1..=1024); 8 (64 bits of 8-bit entries).
     pub line_entries: usize,
@@ -100,13 +103,15 @@ impl SimConfig {
 pub struct PeStats {
     /// Cycles spent on an activation: one per entry of its slice, or one for an empty slice.
     pub busy: u64,
-    /// Idle cycles with an empty FIFO while the CCU still had activations to broadcast (waiting
-    /// for a broadcast held up by another PE's full FIFO or by an empty LNZD group).
+    /// Idle cycles with nothing to pop while the CCU still had activations to broadcast
+    /// (waiting for a broadcast held up by another PE's full FIFO or by the LNZD, or for one
+    /// written into the FIFO in the cycle before).
     pub starved: u64,
-    /// Idle cycles after the round's last activation was broadcast and consumed by this PE,
-    /// waiting for the slowest PE.
+    /// Idle cycles once the CCU had nothing left to broadcast: waiting for the slowest PE and
+    /// for the last entries to leave the arithmetic pipeline.
     pub drained: u64,
-    /// Cycles in which this PE's full FIFO held up the broadcast (a subset of `busy`).
+    /// Cycles in which this PE's full FIFO (at depth 1: its busy activation register) held up
+    /// the broadcast.
     pub stalled: u64,
     /// Activations popped from the FIFO.
     pub activations: u64,
@@ -150,7 +155,8 @@ impl PeStats {
 pub struct Counters {
     /// Non-zero activations broadcast by the CCU.
     pub broadcasts: u64,
-    /// Cycles the LNZD spent on groups of N activations without a non-zero.
+    /// Cycles the LNZD broadcast nothing: finding that its group of N activations held no
+    /// (further) non-zero and loading the next group.
     pub lnzd_empty_cycles: u64,
     /// Cycles the CCU held a non-zero but some FIFO was full.
     pub ccu_stall_cycles: u64,
