@@ -244,6 +244,21 @@ fn bad_inputs_and_models() {
 #[test]
 fn gpu_devices_run_and_verify() {
     let f = fixture();
+    let required = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+        || std::env::var("EIE_REQUIRE_GPU").is_ok_and(|v| v == "1");
+    if let Err(e) = eie::gpu::GpuContext::new(&eie::gpu::DeviceOptions::default()) {
+        assert!(
+            !required,
+            "a GPU adapter is required here (CI / EIE_REQUIRE_GPU): {e}"
+        );
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "GPU CLI test skipped: no GPU adapter ({e}); on Debian/Ubuntu \
+             `apt-get install libvulkan1 mesa-vulkan-drivers` provides lavapipe"
+        );
+        return;
+    }
     let devices = ok(&["devices"]);
     assert!(devices.contains("features: timestamps"), "{devices}");
     let listed: serde_json::Value = serde_json::from_str(&ok(&["devices", "--json"])).unwrap();

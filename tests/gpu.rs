@@ -3,9 +3,9 @@
 //! batch sizes, all-zero activations, columns that need padding entries, wide codebooks and a
 //! three-layer model; plus concurrency, timing, pipelining, compaction and typed errors.
 //!
-//! A Vulkan adapter is required (lavapipe in CI): wgpu falls back to OpenGL silently when the
-//! Vulkan packages are missing, so a non-Vulkan adapter fails these tests unless
-//! `EIE_GPU_TESTS=any` allows it.
+//! They run on whatever adapter wgpu finds (Vulkan, Metal, DX12, GL). Without one they report
+//! themselves skipped in one line, except where a GPU is required (`CI=true` or
+//! `EIE_REQUIRE_GPU=1`, set by `.ci/run`): there a missing or non-Vulkan adapter fails them.
 #![cfg(feature = "gpu")]
 
 use eie::format::{Activation, EieLayer, Model, SparseCodes};
@@ -15,30 +15,52 @@ use eie::gpu::{
 };
 use eie::{CpuEngine, Precision};
 use rand::Rng;
+use std::io::Write;
 use std::sync::{Arc, OnceLock};
 
-fn ctx() -> Arc<GpuContext> {
-    static CTX: OnceLock<Arc<GpuContext>> = OnceLock::new();
+/// The shared context, or `None` (after one line on the terminal saying why and how to get
+/// lavapipe) when this machine has no adapter. Where a GPU is required (`CI=true` or
+/// `EIE_REQUIRE_GPU=1`, as `.ci/run` sets) a missing adapter, or one that is not Vulkan (wgpu
+/// falls back to OpenGL silently when the Vulkan packages are missing), fails the tests.
+fn gpu() -> Option<Arc<GpuContext>> {
+    static CTX: OnceLock<Option<Arc<GpuContext>>> = OnceLock::new();
     CTX.get_or_init(|| {
-        let ctx = GpuContext::new(&DeviceOptions::default()).expect("a GPU adapter");
+        let required = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+            || std::env::var("EIE_REQUIRE_GPU").is_ok_and(|v| v == "1");
+        let ctx = match GpuContext::new(&DeviceOptions::default()) {
+            Ok(ctx) => ctx,
+            Err(e) if !required => {
+                // Written past the test harness's capture, so it shows in `cargo test`.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "GPU tests skipped: no GPU adapter ({e}); on Debian/Ubuntu \
+                     `apt-get install libvulkan1 mesa-vulkan-drivers` provides lavapipe"
+                );
+                return None;
+            }
+            Err(e) => panic!("a GPU adapter is required here (CI / EIE_REQUIRE_GPU): {e}"),
+        };
         let info = ctx.adapter_info();
-        eprintln!(
-            "GPU tests on `{}` ({:?}), timestamps {}, f16 {}",
+        let _ = writeln!(
+            std::io::stderr(),
+            "GPU tests on `{}` ({:?}), timestamps {}",
             info.name,
             info.backend,
-            ctx.has_timestamps(),
-            ctx.has_f16()
+            ctx.has_timestamps()
         );
-        let any = std::env::var("EIE_GPU_TESTS").is_ok_and(|v| v == "any");
         assert!(
-            any || info.backend == wgpu::Backend::Vulkan,
-            "adapter `{}` is {:?}, not Vulkan (install Vulkan/lavapipe or set EIE_GPU_TESTS=any)",
+            !required || info.backend == wgpu::Backend::Vulkan,
+            "adapter `{}` is {:?}, not Vulkan: install the Vulkan loader and lavapipe",
             info.name,
             info.backend
         );
-        ctx
+        Some(ctx)
     })
     .clone()
+}
+
+fn ctx() -> Arc<GpuContext> {
+    gpu().expect("callers check gpu() first")
 }
 
 /// A seeded random layer: each weight kept with probability `density`, codes uniform over the
@@ -142,6 +164,9 @@ fn check_all(model: &Model, x: &[f32], pes: PePlan, max_batch: usize) {
 
 #[test]
 fn shapes_densities_and_pe_counts() {
+    if gpu().is_none() {
+        return;
+    }
     let cases: &[(usize, usize, f64, usize, PePlan)] = &[
         (1, 1, 1.0, 1, PePlan::Auto),
         (1, 1, 1.0, 4, PePlan::File),
@@ -171,6 +196,9 @@ fn shapes_densities_and_pe_counts() {
 
 #[test]
 fn padding_entries_wide_codebooks_and_identity() {
+    if gpu().is_none() {
+        return;
+    }
     // One PE over 200 rows at 3 % density: long zero runs need padding entries.
     let l = layer(200, 30, 0.03, 4, 1, true, Activation::Identity, 7);
     assert!(l.padding_count() > 0);
@@ -182,6 +210,9 @@ fn padding_entries_wide_codebooks_and_identity() {
 
 #[test]
 fn batches_and_zero_activations() {
+    if gpu().is_none() {
+        return;
+    }
     let m = one(layer(120, 80, 0.2, 4, 8, true, Activation::Relu, 11));
     // Batches below, at and above max_batch (split into several submissions).
     for batch in [1, 4, 9] {
@@ -198,6 +229,9 @@ fn batches_and_zero_activations() {
 
 #[test]
 fn three_layer_model_in_one_submission() {
+    if gpu().is_none() {
+        return;
+    }
     let m = Model::new(vec![
         layer(96, 150, 0.15, 4, 8, true, Activation::Relu, 21),
         layer(64, 96, 0.25, 4, 4, true, Activation::Relu, 22),
@@ -210,6 +244,9 @@ fn three_layer_model_in_one_submission() {
 
 #[test]
 fn paper_layer_fixed16_is_bit_exact() {
+    if gpu().is_none() {
+        return;
+    }
     let l = eie::paper::find("NT-LSTM")
         .unwrap()
         .generate(64, 5)
@@ -234,6 +271,9 @@ fn paper_layer_fixed16_is_bit_exact() {
 
 #[test]
 fn concurrent_async_requests_on_one_engine() {
+    if gpu().is_none() {
+        return;
+    }
     let m = Model::new(vec![
         layer(70, 60, 0.3, 4, 4, true, Activation::Relu, 31),
         layer(20, 70, 0.3, 4, 4, true, Activation::Identity, 32),
@@ -277,6 +317,9 @@ fn concurrent_async_requests_on_one_engine() {
 
 #[test]
 fn timing_and_pipelined_frames() {
+    if gpu().is_none() {
+        return;
+    }
     let m = Model::new(vec![
         layer(128, 96, 0.2, 4, 8, true, Activation::Relu, 51),
         layer(32, 128, 0.2, 4, 8, false, Activation::Identity, 52),
@@ -336,6 +379,9 @@ fn timing_and_pipelined_frames() {
 
 #[test]
 fn compaction_lists_nonzeros_in_order() {
+    if gpu().is_none() {
+        return;
+    }
     let n = 5000;
     let mut x = input(n, 3, 0.3, 70);
     x[n..2 * n].iter_mut().for_each(|v| *v = 0.0); // an all-zero vector
@@ -355,6 +401,9 @@ fn compaction_lists_nonzeros_in_order() {
 
 #[test]
 fn bad_requests_are_typed_errors() {
+    if gpu().is_none() {
+        return;
+    }
     let ctx = ctx();
     let m = one(layer(10, 10, 0.5, 4, 2, false, Activation::Relu, 90));
     let e = GpuEngine::new(ctx.clone(), &m, EngineOptions::default()).unwrap();
@@ -388,6 +437,9 @@ fn bad_requests_are_typed_errors() {
 
 #[test]
 fn split_columns_batches_and_repeatable_f32() {
+    if gpu().is_none() {
+        return;
+    }
     // Enough columns for many slices per PE (the last-workgroup reduction), PEs of 60 rows,
     // gaps over 15 rows (padding entries), at batch 1, 3 and 64.
     let l = layer(240, 3000, 0.03, 4, 4, true, Activation::Relu, 111);
@@ -431,6 +483,9 @@ fn split_columns_batches_and_repeatable_f32() {
 
 #[test]
 fn one_column_layers_and_all_zero_layers_in_a_chain() {
+    if gpu().is_none() {
+        return;
+    }
     // 1-column layer, then a layer with no kept weight (only its bias), then a normal one:
     // the second layer's output bitmap is all zero where ReLU clips the bias.
     let m = Model::new(vec![

@@ -105,11 +105,16 @@ fn fixed16_is_independent_of_pe_count() {
     // Integer accumulation is order-independent, so re-interleaving cannot change one bit.
     let m = model(&[(70, 40), (30, 70)], 0.25, 4, 5);
     let x = eie::synth::activations(40 * 3, 0.5, 8);
-    let a = CpuEngine::new(m.clone())
+    // `as_stored` runs each interleaving as it is (`new` would re-interleave both sides to
+    // the same PE count).
+    assert_eq!(m.layers()[0].pes(), 5);
+    let a = CpuEngine::as_stored(m.clone())
         .run(&x, Precision::Fixed16)
         .unwrap();
     for pes in [1, 3, 64] {
-        let b = CpuEngine::new(m.with_pes(pes).unwrap())
+        let other = m.with_pes(pes).unwrap();
+        assert_eq!(other.layers()[0].pes(), pes);
+        let b = CpuEngine::as_stored(other)
             .run(&x, Precision::Fixed16)
             .unwrap();
         assert_eq!(a, b, "pes = {pes}");
