@@ -10,8 +10,8 @@
 //! adapter has them, else the submission's wall time), in microseconds.
 
 use eie::gpu::{
-    BaselineEngine, BaselineKind, DeviceOptions, EngineOptions, GpuContext, GpuEngine,
-    GpuPrecision, PePlan, Timing, TimingOptions,
+    BaselineEngine, BaselineKind, DeviceOptions, EngineOptions, GpuContext, GpuEngine, PePlan,
+    Precision, Timing, TimingOptions,
 };
 use eie::paper::{PaperLayer, DEFAULT_SEED, PAPER_LAYERS};
 use std::sync::Arc;
@@ -118,7 +118,7 @@ fn main() -> eie::Result<()> {
         let mut cells = Vec::new();
         let mut pes = Vec::new();
         let mut wall = f64::NAN;
-        for precision in [GpuPrecision::F32, GpuPrecision::Fixed16, GpuPrecision::F16] {
+        for precision in [Precision::F32, Precision::Fixed16, Precision::F16] {
             let opts = EngineOptions {
                 precision,
                 pes: a.pes,
@@ -127,7 +127,7 @@ fn main() -> eie::Result<()> {
             let e = GpuEngine::new(ctx.clone(), &model, opts)?;
             pes = e.pes();
             let t = e.time(&x, &a.opts)?;
-            if precision == GpuPrecision::F32 {
+            if precision == Precision::F32 {
                 wall = median(&t.wall_us);
             }
             cells.push(run_us(&t));

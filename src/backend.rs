@@ -43,9 +43,9 @@ impl Backend for CpuBackend {
     }
 }
 
-/// The CPU backends: the EIE engine in f32 and in fixed16, and the dense and CSR baselines.
+/// The CPU backends: the EIE engine in f32, fixed16 and f16, and the dense and CSR baselines.
 pub fn cpu_backends(model: &Model) -> Vec<Box<dyn Backend>> {
-    let mut v: Vec<Box<dyn Backend>> = [Precision::F32, Precision::Fixed16]
+    let mut v: Vec<Box<dyn Backend>> = Precision::ALL
         .into_iter()
         .map(|p| Box::new(CpuBackend::new(model.clone(), p)) as Box<dyn Backend>)
         .collect();

@@ -89,6 +89,18 @@ pub enum Error {
     /// The GPU API rejected an operation (validation or internal error).
     #[error("GPU error: {0}")]
     Gpu(String),
+
+    /// A request queue is full (backpressure): retry later or wait for a slot.
+    #[error("request queue full ({0} requests waiting)")]
+    QueueFull(usize),
+
+    /// The engine or front end was shut down before the request could be served.
+    #[error("shut down: {0}")]
+    ShutDown(String),
+
+    /// A batch this request was part of failed (the message is the batch's error).
+    #[error("batched run failed: {0}")]
+    BatchFailed(String),
 }
 
 impl Error {

@@ -2,8 +2,11 @@
 
 pub mod backend;
 pub mod baseline;
+#[cfg(feature = "async")]
+pub mod batching;
 pub mod bench;
 pub mod compress;
+pub mod engine;
 pub mod error;
 pub mod fixed16;
 pub mod format;
@@ -17,6 +20,7 @@ pub mod sim;
 pub mod synth;
 pub mod verify;
 
+pub use engine::Engine;
 pub use error::{Error, Result};
 pub use format::{Activation, EieLayer, Model};
 pub use reference::{CpuEngine, DenseOracle, Precision};

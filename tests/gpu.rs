@@ -11,7 +11,7 @@
 use eie::format::{Activation, EieLayer, Model, SparseCodes};
 use eie::gpu::{
     compact_nonzeros, BaselineEngine, BaselineKind, DeviceOptions, EngineOptions, GpuContext,
-    GpuEngine, GpuPrecision, PePlan, TimingOptions,
+    GpuEngine, PePlan, TimingOptions,
 };
 use eie::{CpuEngine, Precision};
 use rand::Rng;
@@ -129,7 +129,8 @@ fn check_all(model: &Model, x: &[f32], pes: PePlan, max_batch: usize) {
     let cpu = CpuEngine::new(model.clone());
     let want_f32 = cpu.run(x, Precision::F32).unwrap();
     let want_fixed = cpu.run(x, Precision::Fixed16).unwrap();
-    for precision in GpuPrecision::available(&ctx) {
+    let want_f16 = cpu.run(x, Precision::F16).unwrap();
+    for precision in Precision::ALL {
         let opts = EngineOptions {
             precision,
             pes,
@@ -138,20 +139,23 @@ fn check_all(model: &Model, x: &[f32], pes: PePlan, max_batch: usize) {
         let e = GpuEngine::new(ctx.clone(), model, opts).unwrap();
         let got = e.run(x).unwrap();
         match precision {
-            GpuPrecision::Fixed16 => assert!(
+            Precision::Fixed16 => assert!(
                 got.iter()
                     .zip(&want_fixed)
                     .all(|(a, b)| a.to_bits() == b.to_bits()),
                 "fixed16 differs from the CPU model (pes {:?})",
                 e.pes()
             ),
-            GpuPrecision::F32 => {
+            Precision::F32 => {
                 let err = rel_err(&got, &want_f32);
                 assert!(err <= 1e-5, "f32 error {err} (pes {:?})", e.pes());
             }
-            GpuPrecision::F16 => {
+            Precision::F16 => {
                 let err = rel_err(&got, &want_f32);
                 assert!(err <= 2e-2, "f16 error {err}");
+                // The CPU engine stores the same f16 values; only summation order differs.
+                let err = rel_err(&got, &want_f16);
+                assert!(err <= 5e-3, "f16 error {err} against the CPU's f16");
             }
         }
     }
@@ -260,7 +264,7 @@ fn paper_layer_fixed16_is_bit_exact() {
         ctx(),
         &m,
         EngineOptions {
-            precision: GpuPrecision::Fixed16,
+            precision: Precision::Fixed16,
             ..EngineOptions::default()
         },
     )
@@ -498,4 +502,58 @@ fn one_column_layers_and_all_zero_layers_in_a_chain() {
         check_all(&m, &input(1, batch, 1.0, 134), PePlan::Auto, 4);
         check_all(&m, &vec![0.0; batch], PePlan::Auto, 4);
     }
+}
+
+#[cfg(feature = "async")]
+#[test]
+fn engine_api_and_dynamic_batching_on_the_gpu() {
+    if gpu().is_none() {
+        return;
+    }
+    use eie::batching::{BatchConfig, Batcher};
+    let m = Model::new(vec![
+        layer(90, 70, 0.3, 4, 4, true, Activation::Relu, 141),
+        layer(12, 90, 0.3, 4, 4, false, Activation::Identity, 142),
+    ])
+    .unwrap();
+    let cpu = CpuEngine::new(m.clone());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let opts = EngineOptions {
+            max_batch: 16,
+            ..EngineOptions::default()
+        };
+        let engine = eie::Engine::gpu_async(DeviceOptions::default(), m.clone(), opts)
+            .await
+            .unwrap();
+        assert_eq!(engine.name(), "gpu-eie/f32");
+        // An owned future in tokio::spawn.
+        let x = input(70, 3, 0.5, 143);
+        let y = tokio::spawn(engine.run(x.clone())).await.unwrap().unwrap();
+        assert!(rel_err(&y, &cpu.run(&x, Precision::F32).unwrap()) <= 1e-5);
+        let config = BatchConfig {
+            max_batch: 16,
+            max_delay: std::time::Duration::from_millis(5),
+            queue_capacity: 64,
+        };
+        let batcher = Batcher::new(engine.clone(), config).unwrap();
+        let tasks: Vec<_> = (0..40u64)
+            .map(|i| {
+                let b = batcher.clone();
+                let x = input(70, 1, 0.5, 150 + i);
+                tokio::spawn(async move { (b.run(x.clone()).await.unwrap(), x) })
+            })
+            .collect();
+        for t in tasks {
+            let (y, x) = t.await.unwrap();
+            assert!(rel_err(&y, &cpu.run(&x, Precision::F32).unwrap()) <= 1e-5);
+        }
+        batcher.shutdown().await;
+        let s = batcher.stats();
+        assert_eq!(s.requests, 40);
+        assert!(s.batches < 40, "{s:?}");
+    });
 }

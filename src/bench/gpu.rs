@@ -7,8 +7,8 @@ use super::{BenchConfig, Contender, Metric, Stat, Timing};
 use crate::error::{Error, Result};
 use crate::format::Model;
 use crate::gpu::{
-    BaselineEngine, BaselineKind, EngineOptions, GpuContext, GpuEngine, GpuPrecision,
-    Timing as GpuTiming, TimingOptions,
+    BaselineEngine, BaselineKind, EngineOptions, GpuContext, GpuEngine, Timing as GpuTiming,
+    TimingOptions,
 };
 use crate::reference::{CpuEngine, ErrorStats, Precision};
 use std::sync::Arc;
@@ -21,7 +21,7 @@ pub fn gpu_name(ctx: &GpuContext) -> String {
 
 enum Kernel {
     Eie(GpuEngine),
-    Baseline(BaselineEngine),
+    Baseline(Box<BaselineEngine>),
 }
 
 impl Kernel {
@@ -104,10 +104,10 @@ pub fn gpu_contenders(
             name: format!("gpu-{}/f32", kind.name()),
             device: device.clone(),
             precision: Precision::F32,
-            kernel: Kernel::Baseline(b),
+            kernel: Kernel::Baseline(Box::new(b)),
         }));
     }
-    for precision in GpuPrecision::available(ctx) {
+    for precision in Precision::ALL {
         let opts = EngineOptions {
             precision,
             max_batch,
@@ -117,7 +117,7 @@ pub fn gpu_contenders(
         v.push(Box::new(GpuContender {
             name: format!("gpu-eie/{}", precision.name()),
             device: device.clone(),
-            precision: precision.precision(),
+            precision,
             kernel: Kernel::Eie(e),
         }));
     }
@@ -130,7 +130,7 @@ pub struct ChainResult {
     /// The adapter.
     pub device: String,
     /// Arithmetic of the EIE kernel.
-    pub precision: GpuPrecision,
+    pub precision: Precision,
     /// Frames run.
     pub frames: usize,
     /// Submissions kept in flight.
@@ -179,7 +179,7 @@ pub fn alexnet_chain(
     let p = engine.pipelined(&inputs, frames, in_flight)?;
     Ok(ChainResult {
         device: gpu_name(ctx),
-        precision: GpuPrecision::F32,
+        precision: Precision::F32,
         frames,
         in_flight,
         frames_per_s: p.frames_per_s,

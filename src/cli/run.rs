@@ -57,11 +57,11 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
         }
         #[cfg(feature = "gpu")]
         BackendKind::Gpu => {
-            use eie::gpu::{DeviceOptions, EngineOptions, GpuContext, GpuEngine, GpuPrecision};
+            use eie::gpu::{DeviceOptions, EngineOptions, GpuContext, GpuEngine};
             let precision = match (a.fixed16, a.f16) {
-                (true, _) => GpuPrecision::Fixed16,
-                (_, true) => GpuPrecision::F16,
-                _ => GpuPrecision::F32,
+                (true, _) => Precision::Fixed16,
+                (_, true) => Precision::F16,
+                _ => Precision::F32,
             };
             let sp = super::spinner("opening the GPU and uploading the model");
             let ctx = GpuContext::new(&DeviceOptions::default())?;

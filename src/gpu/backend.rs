@@ -2,7 +2,7 @@
 
 use super::baseline::{BaselineEngine, BaselineKind};
 use super::device::{DeviceOptions, GpuContext};
-use super::engine::{EngineOptions, GpuEngine, GpuPrecision};
+use super::engine::{EngineOptions, GpuEngine};
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::format::Model;
@@ -14,7 +14,7 @@ impl Backend for GpuEngine {
         format!("gpu-eie/{}", self.precision().name())
     }
     fn precision(&self) -> Precision {
-        GpuEngine::precision(self).precision()
+        GpuEngine::precision(self)
     }
     fn run(&self, input: &[f32]) -> Result<Vec<f32>> {
         GpuEngine::run(self, input)
@@ -37,7 +37,7 @@ impl Backend for BaselineEngine {
 /// and gpu-csr/f32.
 pub fn gpu_backends_on(ctx: &Arc<GpuContext>, model: &Model) -> Result<Vec<Box<dyn Backend>>> {
     let mut v: Vec<Box<dyn Backend>> = Vec::new();
-    for precision in GpuPrecision::available(ctx) {
+    for precision in Precision::ALL {
         let opts = EngineOptions {
             precision,
             ..EngineOptions::default()

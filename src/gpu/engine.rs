@@ -12,54 +12,17 @@ use super::program::{
 use crate::error::{Error, Result};
 use crate::fixed16::{self, FixedCodebook};
 use crate::format::{entry_code, entry_run, Activation, EieLayer, Model};
+use crate::reference::Precision;
 use crate::schedule::{EieLaunch, EieLayerPlan, PePlan, EIE_BATCH_TILE, EIE_MAX_CODES};
 use std::borrow::Cow;
 use std::sync::Arc;
 
-/// Arithmetic of the GPU EIE kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize)]
-pub enum GpuPrecision {
-    /// f32 codebook, activations and accumulators.
-    #[default]
-    F32,
-    /// EIE's 16-bit fixed point ([`crate::fixed16`]): bit-for-bit equal to the CPU model.
-    Fixed16,
-    /// f16 storage: codebook values and activations in f16 (activations packed two per word,
-    /// half the bytes), products and row sums in f32. Runs on every adapter (the kernel
-    /// converts f16 bits itself; no `SHADER_F16` needed).
-    F16,
-}
-
-impl GpuPrecision {
-    /// The arithmetic `ctx` can run: all three on every adapter.
-    pub fn available(_ctx: &GpuContext) -> Vec<GpuPrecision> {
-        vec![GpuPrecision::F32, GpuPrecision::Fixed16, GpuPrecision::F16]
-    }
-
-    /// Name used in backend names and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            GpuPrecision::F32 => "f32",
-            GpuPrecision::Fixed16 => "fixed16",
-            GpuPrecision::F16 => "f16",
-        }
-    }
-
-    /// The crate-wide precision it is verified as.
-    pub fn precision(self) -> crate::Precision {
-        match self {
-            GpuPrecision::F32 => crate::Precision::F32,
-            GpuPrecision::Fixed16 => crate::Precision::Fixed16,
-            GpuPrecision::F16 => crate::Precision::F16,
-        }
-    }
-}
-
 /// Options of [`GpuEngine::new`].
 #[derive(Clone, Copy, Debug)]
 pub struct EngineOptions {
-    /// Arithmetic.
-    pub precision: GpuPrecision,
+    /// Arithmetic: f32, EIE's fixed16 (bit for bit equal to the CPU model), or f16 storage
+    /// (codebook values and activations in f16, packed two per word; f32 products and sums).
+    pub precision: Precision,
     /// PE count per layer (workgroups of the EIE kernel).
     pub pes: PePlan,
     /// Largest batch one submission carries; larger batches are split.
@@ -69,7 +32,7 @@ pub struct EngineOptions {
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
-            precision: GpuPrecision::F32,
+            precision: Precision::F32,
             pes: PePlan::Auto,
             max_batch: 64,
         }
@@ -131,7 +94,7 @@ impl ActLayout {
 /// most 16 entries, else 16-bit `code | run << 8`, little-endian in u32 words). Returns the
 /// words, the bias, pointer and entry offsets, the fixed16 fraction bits and whether entries
 /// are 16-bit.
-fn layer_words(layer: &EieLayer, precision: GpuPrecision) -> (Vec<u32>, [usize; 3], u32, bool) {
+fn layer_words(layer: &EieLayer, precision: Precision) -> (Vec<u32>, [usize; 3], u32, bool) {
     let (mut w, frac) = meta_words(layer, precision);
     let bias_base = layer.codebook().len();
     let ptr_base = w.len();
@@ -161,11 +124,11 @@ fn layer_words(layer: &EieLayer, precision: GpuPrecision) -> (Vec<u32>, [usize; 
 }
 
 /// Codebook then bias, as the kernel's first words.
-fn meta_words(layer: &EieLayer, precision: GpuPrecision) -> (Vec<u32>, u32) {
+fn meta_words(layer: &EieLayer, precision: Precision) -> (Vec<u32>, u32) {
     let mut w = Vec::with_capacity(layer.codebook().len() + layer.rows());
     let mut frac = 0;
     match precision {
-        GpuPrecision::Fixed16 => {
+        Precision::Fixed16 => {
             let cb = FixedCodebook::new(layer.codebook());
             frac = cb.frac;
             w.extend(cb.values.iter().map(|&v| v as i32 as u32));
@@ -173,13 +136,13 @@ fn meta_words(layer: &EieLayer, precision: GpuPrecision) -> (Vec<u32>, u32) {
                 w.extend(b.iter().map(|&v| fixed16::bias_to_acc(v) as u32));
             }
         }
-        GpuPrecision::F32 => {
+        Precision::F32 => {
             w.extend(layer.codebook().iter().map(|v| v.to_bits()));
             if let Some(b) = layer.bias() {
                 w.extend(b.iter().map(|v| v.to_bits()));
             }
         }
-        GpuPrecision::F16 => {
+        Precision::F16 => {
             // Codebook rounded to f16 (the stored weight precision), bias kept in f32.
             w.extend(
                 layer
@@ -214,11 +177,17 @@ fn zeroed(ctx: &GpuContext, label: &str, words: usize) -> Result<wgpu::Buffer> {
     }))
 }
 
-/// An EIE model resident on the GPU.
+/// An EIE model resident on the GPU. Cloning is cheap (the device state is shared), and one
+/// engine serves many threads and tasks at once (`Send + Sync`).
+#[derive(Clone)]
 pub struct GpuEngine {
+    inner: Arc<Resident>,
+}
+
+struct Resident {
     program: Program,
     plans: Vec<EieLayerPlan>,
-    precision: GpuPrecision,
+    precision: Precision,
     // Buffers referenced by the bind groups, kept alive with the engine.
     _buffers: Vec<wgpu::Buffer>,
 }
@@ -243,9 +212,9 @@ impl GpuEngine {
             )));
         }
         let encoding = match opts.precision {
-            GpuPrecision::F16 => Encoding::F16,
-            GpuPrecision::Fixed16 => Encoding::Fixed16,
-            GpuPrecision::F32 => Encoding::F32,
+            Precision::F16 => Encoding::F16,
+            Precision::Fixed16 => Encoding::Fixed16,
+            Precision::F32 => Encoding::F32,
         };
         // Every buffer holds whole tiles.
         let padded = tiles * EIE_BATCH_TILE;
@@ -352,11 +321,8 @@ impl GpuEngine {
                         part_base: counters as u32,
                     };
                     let constants = [
-                        (
-                            "FIXED",
-                            (opts.precision == GpuPrecision::Fixed16) as u8 as f64,
-                        ),
-                        ("HALF", (opts.precision == GpuPrecision::F16) as u8 as f64),
+                        ("FIXED", (opts.precision == Precision::Fixed16) as u8 as f64),
+                        ("HALF", (opts.precision == Precision::F16) as u8 as f64),
                         ("WIDE", wide as u8 as f64),
                         ("GROUPS", launch.groups as f64),
                         ("TILE", launch.tile as f64),
@@ -406,49 +372,71 @@ impl GpuEngine {
                 tile: EIE_BATCH_TILE,
             });
             Ok(GpuEngine {
-                program,
-                plans,
-                precision: opts.precision,
-                _buffers: buffers,
+                inner: Arc::new(Resident {
+                    program,
+                    plans,
+                    precision: opts.precision,
+                    _buffers: buffers,
+                }),
             })
         })?
     }
 
     /// Each layer's schedule: PEs, rows per PE, and the launches at batch 1 and above.
     pub fn plans(&self) -> &[EieLayerPlan] {
-        &self.plans
+        &self.inner.plans
     }
 
     /// PEs per layer.
     pub fn pes(&self) -> Vec<usize> {
-        self.plans.iter().map(|p| p.pes).collect()
+        self.inner.plans.iter().map(|p| p.pes).collect()
     }
 
     /// The arithmetic.
-    pub fn precision(&self) -> GpuPrecision {
-        self.precision
+    pub fn precision(&self) -> Precision {
+        self.inner.precision
     }
 
     /// The device context.
     pub fn context(&self) -> &Arc<GpuContext> {
-        &self.program.ctx
+        &self.inner.program.ctx
+    }
+
+    /// Values per input vector.
+    pub fn input_size(&self) -> usize {
+        self.inner.program.in_size
+    }
+
+    /// Values per output vector.
+    pub fn output_size(&self) -> usize {
+        self.inner.program.out_size
     }
 
     /// Runs `input` (`batch * input_size` values), blocking; returns `batch * output_size`.
     pub fn run(&self, input: &[f32]) -> Result<Vec<f32>> {
-        self.program.run(input)
+        self.inner.program.run(input)
     }
 
     /// The same as [`run`](Self::run) without blocking the caller: usable from any async
     /// runtime (the device is polled by the context's own thread). Many concurrent calls on
     /// one engine are safe.
     pub async fn run_async(&self, input: &[f32]) -> Result<Vec<f32>> {
-        self.program.run_async(input).await
+        self.inner.program.run_async(input).await
+    }
+
+    /// [`run_async`](Self::run_async) as an owned `'static` future (it holds a clone of the
+    /// engine and the input), for `tokio::spawn` and the like.
+    pub fn run_owned(
+        &self,
+        input: Vec<f32>,
+    ) -> impl std::future::Future<Output = Result<Vec<f32>>> + Send + 'static {
+        let engine = self.clone();
+        async move { engine.inner.program.run_async(&input).await }
     }
 
     /// Times the model on `input` (see [`Timing`]).
     pub fn time(&self, input: &[f32], opts: &TimingOptions) -> Result<Timing> {
-        self.program.time(input, opts)
+        self.inner.program.time(input, opts)
     }
 
     /// Pipelined single-frame runs with `in_flight` submissions outstanding.
@@ -458,6 +446,6 @@ impl GpuEngine {
         frames: usize,
         in_flight: usize,
     ) -> Result<PipelineTiming> {
-        self.program.pipelined(inputs, frames, in_flight)
+        self.inner.program.pipelined(inputs, frames, in_flight)
     }
 }

@@ -12,13 +12,16 @@ pub enum Precision {
     F32,
     /// EIE's 16-bit fixed point as defined in [`crate::fixed16`]; bit-exact across backends.
     Fixed16,
-    /// Half precision storage (GPU kernels): f16 codebook values and activations, f32 products
-    /// and sums. The CPU engine has no f16 storage and runs such a request in f32, the
-    /// precision the f16 results are checked against.
+    /// Half precision storage: codebook values and activations (inputs, every layer's outputs)
+    /// rounded to f16, products and sums in f32, bias in f32. The same on the CPU engine and
+    /// the GPU kernels; checked against the dense f32 oracle with the f16 tolerance.
     F16,
 }
 
 impl Precision {
+    /// Every precision, in the order reports list them.
+    pub const ALL: [Precision; 3] = [Precision::F32, Precision::Fixed16, Precision::F16];
+
     /// Name used on the command line and in reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -69,11 +72,16 @@ fn nonzero<T: Copy + PartialEq + Default>(x: &[T]) -> Vec<(usize, T)> {
 /// Each output row sums its terms in increasing `j` whatever the PE count, so the result does
 /// not depend on how the layer is interleaved.
 pub fn layer_f32(layer: &EieLayer, x: &[f32], out: &mut [f32]) {
+    layer_f32_with(layer, layer.codebook(), x, out)
+}
+
+/// [`layer_f32`] with the codebook values replaced by `values` (one per codebook entry).
+fn layer_f32_with(layer: &EieLayer, values: &[f32], x: &[f32], out: &mut [f32]) {
     let nonzero = nonzero(x);
     // A 256-entry table covers every possible 8-bit code without a bounds check; padding
     // entries (code 0) add codebook[0] = 0.0 * a_j, which leaves the sum unchanged.
     let mut codebook = [0f32; 256];
-    codebook[..layer.codebook().len()].copy_from_slice(layer.codebook());
+    codebook[..values.len()].copy_from_slice(values);
     per_pe(layer, out, |p, acc| {
         let PeSlice { col_ptr, entries } = layer.pe(p);
         for &(j, a) in &nonzero {
@@ -145,9 +153,12 @@ pub fn layer_fixed16(layer: &EieLayer, x: &[i16], out: &mut [i16]) {
 /// [`cpu_pes`]) and re-interleaves layers whose stored PE count differs. Every output row still
 /// sums its terms in increasing column order, so results equal the hardware-order reference
 /// ([`layer_f32`], [`layer_fixed16`]) at the file's PE count exactly.
+///
+/// Cloning is cheap (the model is shared), and an engine is `Send + Sync`: one engine serves
+/// many threads.
 #[derive(Clone, Debug)]
 pub struct CpuEngine {
-    model: Model,
+    model: std::sync::Arc<Model>,
 }
 
 /// The PE count the CPU engine uses for `layer`: one PE per thread.
@@ -177,13 +188,15 @@ impl CpuEngine {
             .collect();
         CpuEngine {
             // Same shapes as the validated model, so this cannot fail; keep it if it did.
-            model: Model::new(layers).unwrap_or(model),
+            model: std::sync::Arc::new(Model::new(layers).unwrap_or(model)),
         }
     }
 
     /// Wraps a model as stored, without re-interleaving.
     pub fn as_stored(model: Model) -> Self {
-        CpuEngine { model }
+        CpuEngine {
+            model: std::sync::Arc::new(model),
+        }
     }
 
     /// The model this engine runs (at the engine's PE counts).
@@ -200,7 +213,8 @@ impl CpuEngine {
         out.par_chunks_mut(n_out)
             .zip(input.par_chunks(n_in))
             .for_each(|(y, x)| match precision {
-                Precision::F32 | Precision::F16 => self.forward_f32(x, y),
+                Precision::F32 => self.forward_f32(x, y),
+                Precision::F16 => self.forward_f16(x, y),
                 Precision::Fixed16 => self.forward_fixed16(x, y),
             });
         Ok(out)
@@ -211,6 +225,21 @@ impl CpuEngine {
         for l in self.model.layers() {
             let mut next = vec![0f32; l.rows()];
             layer_f32(l, &cur, &mut next);
+            cur = next;
+        }
+        y.copy_from_slice(&cur);
+    }
+
+    /// f16 storage, as the GPU's f16 kernel: the input, each layer's codebook and each layer's
+    /// output rounded to f16 (round to nearest even); products and sums in f32, bias in f32.
+    fn forward_f16(&self, x: &[f32], y: &mut [f32]) {
+        let half = |v: f32| half::f16::from_f32(v).to_f32();
+        let mut cur: Vec<f32> = x.iter().map(|&v| half(v)).collect();
+        for l in self.model.layers() {
+            let codebook: Vec<f32> = l.codebook().iter().map(|&v| half(v)).collect();
+            let mut next = vec![0f32; l.rows()];
+            layer_f32_with(l, &codebook, &cur, &mut next);
+            next.iter_mut().for_each(|v| *v = half(*v));
             cur = next;
         }
         y.copy_from_slice(&cur);

@@ -1,0 +1,275 @@
+//! Dynamic batching for inference servers: many concurrent callers each submit one input; a
+//! worker thread gathers up to [`BatchConfig::max_batch`] of them, or whatever has arrived
+//! [`BatchConfig::max_delay`] after the first, runs them as one batch on an [`Engine`] (one GPU
+//! submission, or one parallel CPU call), and answers each caller.
+//!
+//! * **Backpressure**: at most [`BatchConfig::queue_capacity`] requests wait at once.
+//!   [`Batcher::run`] waits for a free slot; [`Batcher::try_run`] fails at once with
+//!   [`Error::QueueFull`].
+//! * **Cancellation-safe**: a caller that drops its future loses its own answer only; a request
+//!   whose caller is gone before its batch starts is not computed.
+//! * **Graceful shutdown**: [`Batcher::shutdown`] refuses new requests ([`Error::ShutDown`]) and
+//!   returns once every accepted request has been answered.
+//! * Runtime-independent: the futures only wait on tokio's sync primitives, which work on any
+//!   executor; the engine runs on the worker thread.
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::format::check_batch;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
+
+/// How a [`Batcher`] groups requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchConfig {
+    /// Most inputs run together.
+    pub max_batch: usize,
+    /// Longest a request waits for others once it is first in line.
+    pub max_delay: Duration,
+    /// Most requests waiting or running at once.
+    pub queue_capacity: usize,
+}
+
+impl Default for BatchConfig {
+    /// 64 inputs, 2 ms, 1024 requests.
+    fn default() -> Self {
+        BatchConfig {
+            max_batch: 64,
+            max_delay: Duration::from_millis(2),
+            queue_capacity: 1024,
+        }
+    }
+}
+
+/// Counters of a [`Batcher`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchStats {
+    /// Batches run.
+    pub batches: u64,
+    /// Requests answered (with a result or an error).
+    pub requests: u64,
+}
+
+struct Request {
+    input: Vec<f32>,
+    reply: oneshot::Sender<Result<Vec<f32>>>,
+    // Frees the caller's queue slot when the request is answered or dropped.
+    _slot: OwnedSemaphorePermit,
+}
+
+struct Shared {
+    sender: Mutex<Option<SyncSender<Request>>>,
+    slots: Arc<Semaphore>,
+    capacity: usize,
+    input_size: usize,
+    batches: Arc<AtomicU64>,
+    requests: Arc<AtomicU64>,
+    finished: Mutex<Option<oneshot::Receiver<()>>>,
+}
+
+/// A dynamic-batching front end over an [`Engine`]. Cloning is cheap; all clones feed the same
+/// queue.
+#[derive(Clone)]
+pub struct Batcher {
+    shared: Arc<Shared>,
+}
+
+impl Batcher {
+    /// Starts the worker thread for `engine`.
+    pub fn new(engine: Engine, config: BatchConfig) -> Result<Batcher> {
+        if config.max_batch == 0 || config.queue_capacity == 0 {
+            return Err(Error::InvalidArgument(
+                "max_batch and queue_capacity must be at least 1".into(),
+            ));
+        }
+        let (sender, receiver) = mpsc::sync_channel::<Request>(config.queue_capacity);
+        let (done_tx, done_rx) = oneshot::channel();
+        let batches = Arc::new(AtomicU64::new(0));
+        let requests = Arc::new(AtomicU64::new(0));
+        let (b, r) = (batches.clone(), requests.clone());
+        let input_size = engine.input_size();
+        std::thread::Builder::new()
+            .name("eie-batcher".into())
+            .spawn(move || {
+                worker(&engine, &receiver, config, &b, &r);
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| {
+                Error::InvalidArgument(format!("cannot start the batching thread: {e}"))
+            })?;
+        Ok(Batcher {
+            shared: Arc::new(Shared {
+                sender: Mutex::new(Some(sender)),
+                slots: Arc::new(Semaphore::new(config.queue_capacity)),
+                capacity: config.queue_capacity,
+                input_size,
+                batches,
+                requests,
+                finished: Mutex::new(Some(done_rx)),
+            }),
+        })
+    }
+
+    /// Runs one input (`input_size` values) in the next batch, waiting for a queue slot when
+    /// the queue is full. Fails with [`Error::ShutDown`] after [`shutdown`](Self::shutdown).
+    pub async fn run(&self, input: Vec<f32>) -> Result<Vec<f32>> {
+        self.check(&input)?;
+        let slot = self
+            .shared
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| shut_down())?;
+        self.enqueue(input, slot)?.await
+    }
+
+    /// Like [`run`](Self::run) but never waits for a slot: [`Error::QueueFull`] at once when
+    /// `queue_capacity` requests are already waiting. On success, the returned future yields
+    /// the answer.
+    pub fn try_run(
+        &self,
+        input: Vec<f32>,
+    ) -> Result<impl Future<Output = Result<Vec<f32>>> + Send + 'static> {
+        self.check(&input)?;
+        let slot = match self.shared.slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(TryAcquireError::NoPermits) => return Err(Error::QueueFull(self.shared.capacity)),
+            Err(TryAcquireError::Closed) => return Err(shut_down()),
+        };
+        self.enqueue(input, slot)
+    }
+
+    /// Refuses new requests and returns once every accepted request has been answered and the
+    /// worker has stopped. Later calls return at once.
+    pub async fn shutdown(&self) {
+        self.shared.slots.close();
+        let sender = self
+            .shared
+            .sender
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        drop(sender);
+        let finished = self
+            .shared
+            .finished
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(f) = finished {
+            let _ = f.await;
+        }
+    }
+
+    /// Batches run and requests answered so far.
+    pub fn stats(&self) -> BatchStats {
+        BatchStats {
+            batches: self.shared.batches.load(Ordering::Relaxed),
+            requests: self.shared.requests.load(Ordering::Relaxed),
+        }
+    }
+
+    fn check(&self, input: &[f32]) -> Result<()> {
+        if input.len() != self.shared.input_size {
+            return Err(Error::Shape(format!(
+                "a batched request is one input of {} values, got {}",
+                self.shared.input_size,
+                input.len()
+            )));
+        }
+        check_batch(self.shared.input_size, input).map(|_| ())
+    }
+
+    fn enqueue(
+        &self,
+        input: Vec<f32>,
+        slot: OwnedSemaphorePermit,
+    ) -> Result<impl Future<Output = Result<Vec<f32>>> + Send + 'static> {
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            input,
+            reply,
+            _slot: slot,
+        };
+        {
+            let sender = self.shared.sender.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(sender) = sender.as_ref() else {
+                return Err(shut_down());
+            };
+            // A slot is held, so the channel (as large as the slots) always has room.
+            match sender.try_send(request) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => return Err(Error::QueueFull(self.shared.capacity)),
+                Err(TrySendError::Disconnected(_)) => return Err(shut_down()),
+            }
+        }
+        Ok(async move {
+            answer
+                .await
+                .map_err(|_| Error::ShutDown("the batching worker stopped".into()))?
+        })
+    }
+}
+
+fn shut_down() -> Error {
+    Error::ShutDown("the batching front end no longer accepts requests".into())
+}
+
+/// Gathers and runs batches until every sender is gone and the queue is empty.
+fn worker(
+    engine: &Engine,
+    receiver: &mpsc::Receiver<Request>,
+    config: BatchConfig,
+    batches: &AtomicU64,
+    requests: &AtomicU64,
+) {
+    let (n_in, n_out) = (engine.input_size(), engine.output_size());
+    while let Ok(first) = receiver.recv() {
+        let mut batch = vec![first];
+        let deadline = Instant::now() + config.max_delay;
+        while batch.len() < config.max_batch {
+            let now = Instant::now();
+            let next = if now >= deadline {
+                receiver.try_recv().map_err(|_| RecvTimeoutError::Timeout)
+            } else {
+                receiver.recv_timeout(deadline - now)
+            };
+            match next {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        // Callers that gave up are not computed (their slots are freed here).
+        let dropped = batch.len();
+        batch.retain(|r| !r.reply.is_closed());
+        requests.fetch_add((dropped - batch.len()) as u64, Ordering::Relaxed);
+        if batch.is_empty() {
+            continue;
+        }
+        let mut x = Vec::with_capacity(batch.len() * n_in);
+        for r in &batch {
+            x.extend_from_slice(&r.input);
+        }
+        let result = engine.run_blocking(&x);
+        batches.fetch_add(1, Ordering::Relaxed);
+        requests.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        match result {
+            Ok(y) => {
+                for (r, out) in batch.into_iter().zip(y.chunks_exact(n_out)) {
+                    let _ = r.reply.send(Ok(out.to_vec()));
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for r in batch {
+                    let _ = r.reply.send(Err(Error::BatchFailed(msg.clone())));
+                }
+            }
+        }
+    }
+}
