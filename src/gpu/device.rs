@@ -394,7 +394,11 @@ impl GpuContext {
     }
     /// The limits the planners use.
     pub fn device_limits(&self) -> DeviceLimits {
-        DeviceLimits::from(&self.limits)
+        let mut l = DeviceLimits::from(&self.limits);
+        if self.adapter_info().device_type == wgpu::DeviceType::Cpu {
+            l.target_workgroups = crate::schedule::EIE_TARGET_WORKGROUPS_CPU;
+        }
+        l
     }
     /// The wgpu device.
     pub fn device(&self) -> &wgpu::Device {

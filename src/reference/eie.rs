@@ -32,6 +32,13 @@ impl Precision {
     }
 }
 
+thread_local! {
+    /// Set while the CPU engine runs one input of a batch: the batch's inputs already run in
+    /// parallel, so the PEs of each layer run one after the other on the input's thread (a
+    /// nested fork-join per layer costs more than a small layer's work).
+    static BATCHED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Calls `f(p, local_outputs)` for every PE of `layer` in parallel and interleaves the per-PE
 /// outputs back into global row order (row `p + k * pes` is PE p's local row k).
 fn per_pe<T, F>(layer: &EieLayer, out: &mut [T], f: F)
@@ -40,14 +47,16 @@ where
     F: Fn(usize, &mut [T]) + Sync,
 {
     let pes = layer.pes();
-    let locals: Vec<Vec<T>> = (0..pes)
-        .into_par_iter()
-        .map(|p| {
-            let mut local = vec![T::default(); layer.rows_of_pe(p)];
-            f(p, &mut local);
-            local
-        })
-        .collect();
+    let run = |p: usize| {
+        let mut local = vec![T::default(); layer.rows_of_pe(p)];
+        f(p, &mut local);
+        local
+    };
+    let locals: Vec<Vec<T>> = if BATCHED.with(|b| b.get()) {
+        (0..pes).map(run).collect()
+    } else {
+        (0..pes).into_par_iter().map(run).collect()
+    };
     for (p, local) in locals.iter().enumerate() {
         for (k, &v) in local.iter().enumerate() {
             out[p + k * pes] = v;
@@ -210,13 +219,25 @@ impl CpuEngine {
         let n_in = self.model.input_size();
         let n_out = self.model.output_size();
         let mut out = vec![0f32; batch * n_out];
-        out.par_chunks_mut(n_out)
-            .zip(input.par_chunks(n_in))
-            .for_each(|(y, x)| match precision {
-                Precision::F32 => self.forward_f32(x, y),
-                Precision::F16 => self.forward_f16(x, y),
-                Precision::Fixed16 => self.forward_fixed16(x, y),
-            });
+        let forward = |x: &[f32], y: &mut [f32]| match precision {
+            Precision::F32 => self.forward_f32(x, y),
+            Precision::F16 => self.forward_f16(x, y),
+            Precision::Fixed16 => self.forward_fixed16(x, y),
+        };
+        if batch == 1 {
+            // One input: the PEs of each layer run in parallel.
+            forward(input, &mut out);
+        } else {
+            // Several: the inputs run in parallel, each one's PEs on its own thread (the
+            // forward pass makes no rayon calls then, so no other task interleaves on it).
+            out.par_chunks_mut(n_out)
+                .zip(input.par_chunks(n_in))
+                .for_each(|(y, x)| {
+                    BATCHED.with(|b| b.set(true));
+                    forward(x, y);
+                    BATCHED.with(|b| b.set(false));
+                });
+        }
         Ok(out)
     }
 

@@ -43,9 +43,13 @@ pub const EIE_POINTER_BYTES: usize = 8;
 /// the most PEs for which `PEs * EIE_POINTER_BYTES <= EIE_METADATA_SHARE * entry bytes per
 /// column`, so that metadata stays below the entries it locates.
 pub const EIE_METADATA_SHARE: f64 = 0.7;
-/// Workgroups the scheduler aims for per EIE dispatch: columns are split into slices until
-/// PEs × slices × tiles reaches it, to fill a large GPU at batch 1.
+/// Workgroups the scheduler aims for per EIE dispatch on a GPU: columns are split into slices
+/// until PEs × slices × tiles reaches it, to fill a large GPU at batch 1.
 pub const EIE_TARGET_WORKGROUPS: usize = 1024;
+/// The same aim on a CPU adapter (lavapipe, WARP), which runs a workgroup's invocations as
+/// loops on a few cores: every workgroup and barrier costs microseconds there, so a few large
+/// workgroups per core serve it better.
+pub const EIE_TARGET_WORKGROUPS_CPU: usize = 32;
 
 /// Rows one dense-GEMV or CSR workgroup computes (32 invocations per row).
 pub const ROWS_PER_WORKGROUP: usize = 8;
@@ -64,6 +68,9 @@ pub struct DeviceLimits {
     pub max_compute_workgroups_per_dimension: u32,
     /// Workgroup memory available to one workgroup, in bytes.
     pub max_compute_workgroup_storage_size: u32,
+    /// Workgroups an EIE dispatch should aim for on this device ([`EIE_TARGET_WORKGROUPS`],
+    /// or [`EIE_TARGET_WORKGROUPS_CPU`] on a CPU adapter).
+    pub target_workgroups: usize,
 }
 
 impl Default for DeviceLimits {
@@ -74,6 +81,7 @@ impl Default for DeviceLimits {
             max_buffer_size: 256 << 20,
             max_compute_workgroups_per_dimension: 65535,
             max_compute_workgroup_storage_size: 16384,
+            target_workgroups: EIE_TARGET_WORKGROUPS,
         }
     }
 }
@@ -94,6 +102,7 @@ impl From<&wgpu::Limits> for DeviceLimits {
             max_buffer_size: l.max_buffer_size,
             max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
             max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
+            target_workgroups: EIE_TARGET_WORKGROUPS,
         }
     }
 }
@@ -206,7 +215,7 @@ impl EieLaunch {
 /// The launch of a layer with `pes` PEs for a tile of `tile` inputs, expecting about `tiles`
 /// tiles per dispatch: as many column groups as the accumulators allow (at most
 /// [`EIE_MAX_GROUPS`] / tile), and columns split into slices until the dispatch has about
-/// [`EIE_TARGET_WORKGROUPS`] workgroups.
+/// `limits.target_workgroups` workgroups.
 pub fn eie_launch(
     rows: usize,
     cols: usize,
@@ -238,7 +247,9 @@ pub fn eie_launch(
         )));
     }
     let words = cols.div_ceil(32);
-    let want = EIE_TARGET_WORKGROUPS
+    let want = limits
+        .target_workgroups
+        .max(1)
         .div_ceil(pes * tiles.max(1))
         .clamp(1, words)
         .min(max_x / pes);
