@@ -71,7 +71,8 @@ fn synthetic_lenet() -> Result<Model> {
         .iter()
         .enumerate()
         .map(|(i, &(rows, cols, density))| {
-            let d = eie::synth::dense_layer(&format!("fc{}", i + 1), rows, cols, true, 7 + i as u64);
+            let d =
+                eie::synth::dense_layer(&format!("fc{}", i + 1), rows, cols, true, 7 + i as u64);
             let config = CompressConfig {
                 density,
                 bits: 4,
@@ -102,7 +103,12 @@ struct Outcome {
 }
 
 /// `clients` tasks, each sending `requests` requests back to back through `call`.
-async fn load<F, Fut>(inputs: Arc<Vec<Vec<f32>>>, clients: usize, requests: usize, call: F) -> Outcome
+async fn load<F, Fut>(
+    inputs: Arc<Vec<Vec<f32>>>,
+    clients: usize,
+    requests: usize,
+    call: F,
+) -> Outcome
 where
     F: Fn(Vec<f32>) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Result<Vec<f32>>> + Send,
@@ -166,10 +172,13 @@ async fn serve(engine: Engine, inputs: Arc<Vec<Vec<f32>>>, a: &Args) -> Result<(
 
 fn report(name: &str, (single, batched): &(Outcome, Outcome)) {
     let tput = |o: &Outcome| o.requests as f64 / o.seconds;
-    for (mode, o) in [("one call per request", single), ("dynamic batching", batched)] {
-        let mean_batch = o
-            .batches
-            .map_or("1".to_string(), |b| format!("{:.1}", o.requests as f64 / b as f64));
+    for (mode, o) in [
+        ("one call per request", single),
+        ("dynamic batching", batched),
+    ] {
+        let mean_batch = o.batches.map_or("1".to_string(), |b| {
+            format!("{:.1}", o.requests as f64 / b as f64)
+        });
         println!(
             "| {name} | {mode} | {:.0} | {:.0} | {:.0} | {mean_batch} |",
             tput(o),
@@ -210,7 +219,10 @@ fn run(a: &Args) -> Result<()> {
         .or_else(|| default_model.exists().then_some(default_model));
     let (model, what) = match &model_path {
         Some(p) => (Model::load(p)?, p.display().to_string()),
-        None => (synthetic_lenet()?, "synthetic LeNet-300-100 shape".to_string()),
+        None => (
+            synthetic_lenet()?,
+            "synthetic LeNet-300-100 shape".to_string(),
+        ),
     };
     let n = model.input_size();
     let inputs_path = a
@@ -220,7 +232,9 @@ fn run(a: &Args) -> Result<()> {
     let inputs: Vec<Vec<f32>> = match &inputs_path {
         Some(p) => {
             let (batch, values) = eie::import::read_input(p, n)?;
-            (0..batch).map(|b| values[b * n..(b + 1) * n].to_vec()).collect()
+            (0..batch)
+                .map(|b| values[b * n..(b + 1) * n].to_vec())
+                .collect()
         }
         None => (0..256)
             .map(|i| eie::synth::activations(n, 0.2, 1000 + i))
@@ -244,7 +258,14 @@ fn run(a: &Args) -> Result<()> {
     if a.backend == "cpu" || a.backend == "all" {
         let engine = Engine::cpu(model.clone(), Precision::F32);
         let r = rt.block_on(serve(engine.clone(), inputs.clone(), a))?;
-        report(&format!("{} ({} threads)", engine.name(), rayon::current_num_threads()), &r);
+        report(
+            &format!(
+                "{} ({} threads)",
+                engine.name(),
+                rayon::current_num_threads()
+            ),
+            &r,
+        );
     }
     #[cfg(feature = "gpu")]
     if a.backend == "gpu" || a.backend == "all" {
@@ -253,7 +274,11 @@ fn run(a: &Args) -> Result<()> {
             max_batch: a.max_batch,
             ..EngineOptions::default()
         };
-        match rt.block_on(Engine::gpu_async(DeviceOptions::default(), model.clone(), opts)) {
+        match rt.block_on(Engine::gpu_async(
+            DeviceOptions::default(),
+            model.clone(),
+            opts,
+        )) {
             Ok(engine) => {
                 let r = rt.block_on(serve(engine.clone(), inputs.clone(), a))?;
                 report(&engine.name(), &r);
