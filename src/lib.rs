@@ -18,5 +18,5 @@ pub mod synth;
 pub mod verify;
 
 pub use error::{Error, Result};
-pub use format::{Activation, EieLayer, Model};
+pub use format::{Activation, EieLayer, LoadLimits, Model};
 pub use reference::{CpuEngine, DenseOracle, Precision};

@@ -54,7 +54,7 @@ fn hardware_order_is_column_order_per_row() {
     let w = l.dense_weights();
     let x = eie::synth::activations(47, 0.5, 9);
     let mut got = vec![0f32; 33];
-    layer_f32(l, &x, &mut got);
+    layer_f32(l, &x, &mut got).unwrap();
     for i in 0..33 {
         let mut s = 0f32;
         for j in 0..47 {
