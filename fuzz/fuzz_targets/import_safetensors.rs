@@ -1,0 +1,50 @@
+//! Any bytes as a `.safetensors` weights file: a typed error, or dense layers that compress
+//! and run.
+#![no_main]
+
+use eie::compress::{compress_layer, CompressConfig};
+use eie::{Activation, CpuEngine, Model, Precision};
+use libfuzzer_sys::fuzz_target;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// The importers read files: one scratch file per fuzzing process.
+fn scratch() -> &'static PathBuf {
+    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, path) = DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let path = dir.path().join("weights.safetensors");
+        (dir, path)
+    });
+    path
+}
+
+fuzz_target!(|data: &[u8]| {
+    let path = scratch();
+    std::fs::write(path, data).expect("scratch file is writable");
+    if let Ok(f) = eie::import::SafetensorsFile::open(path) {
+        for name in f.names() {
+            let _ = f.tensor(&name);
+        }
+    }
+    let Ok(layers) = eie::import::load_dense_layers(path, &[], None) else {
+        return;
+    };
+    let config = CompressConfig {
+        density: 0.5,
+        bits: 3,
+        pes: 2,
+        ..CompressConfig::default()
+    };
+    let compressed: eie::Result<Vec<_>> = layers
+        .iter()
+        .map(|l| compress_layer(l, &config, Activation::Relu))
+        .collect();
+    if let Ok(model) = compressed.and_then(Model::new) {
+        let x = vec![0.5f32; model.input_size()];
+        let y = CpuEngine::new(model.clone())
+            .run(&x, Precision::F32)
+            .expect("a compressed model runs");
+        assert_eq!(y.len(), model.output_size());
+    }
+});
