@@ -6,7 +6,7 @@
 
 use eie::compress::{compress_layer, CompressConfig};
 use eie::format::file::{from_bytes, from_bytes_with_limits, to_bytes};
-use eie::format::{EieLayer, SparseCodes};
+use eie::format::{encode_column, rows_of_pe, EieLayer, SparseCodes};
 use eie::import::{load_dense_layers, read_input, read_npy, write_npy, SafetensorsFile};
 use eie::reference::{layer_f32, layer_fixed16, ErrorStats};
 use eie::{Activation, CpuEngine, DenseOracle, Error, LoadLimits, Model, Precision};
@@ -23,13 +23,20 @@ use std::time::{Duration, Instant};
 
 type OwnedTensor = (String, Dtype, Vec<usize>, Vec<u8>);
 
-/// Serialises tensors and metadata as a safetensors file.
+/// Serialises tensors and metadata as a safetensors file, canonically.
 fn container(tensors: &[OwnedTensor], meta: HashMap<String, String>) -> Vec<u8> {
     let views: Vec<(String, TensorView)> = tensors
         .iter()
         .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
         .collect();
-    safetensors::serialize(views, Some(meta)).unwrap()
+    canonical(&safetensors::serialize(views, Some(meta)).unwrap())
+}
+
+/// The same safetensors file with its JSON header's keys sorted: the metadata is a `HashMap`,
+/// whose order changes from run to run, and the mutations must hit the same bytes every time.
+fn canonical(bytes: &[u8]) -> Vec<u8> {
+    let (header, data) = split_container(bytes);
+    join_container(&header, &data)
 }
 
 /// A model file with the given `model` JSON and tensors, with correct checksums: only the
@@ -270,6 +277,28 @@ fn from_parts_and_encode_reject_inconsistent_arguments() {
         let r = catch_unwind(AssertUnwindSafe(|| encode(c)));
         assert!(matches!(r, Ok(Err(Error::Shape(_)))), "{c:?} gave {r:?}");
     }
+    // The column encoder on its own: rows that go back would wrap an unsigned gap.
+    let mut out = Vec::new();
+    assert!(matches!(
+        encode_column([(5, 1), (2, 1)], &mut out),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        encode_column([(3, 1), (3, 2)], &mut out),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        encode_column([(0, 0)], &mut out),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(
+        (
+            rows_of_pe(5, 0, 0),
+            rows_of_pe(5, 2, 2),
+            rows_of_pe(5, 2, 0)
+        ),
+        (0, 0, 3)
+    );
     assert!(matches!(
         SparseCodes::from_dense(1 << 40, 1 << 40, &[]),
         Err(Error::Shape(_))
@@ -618,7 +647,7 @@ fn model_seeds() -> Vec<Vec<u8>> {
             compress_layer(&b, &config, Activation::Identity).unwrap(),
         ])
         .unwrap();
-        to_bytes(&m).unwrap()
+        canonical(&to_bytes(&m).unwrap())
     };
     let sparse = {
         let d = eie::synth::dense_layer("tall", 80, 3, false, 4);
@@ -630,7 +659,7 @@ fn model_seeds() -> Vec<Vec<u8>> {
         };
         let l = compress_layer(&d, &config, Activation::Identity).unwrap();
         assert!(l.padding_count() > 0);
-        to_bytes(&Model::new(vec![l]).unwrap()).unwrap()
+        canonical(&to_bytes(&Model::new(vec![l]).unwrap()).unwrap())
     };
     vec![make(4, 3, 0.4), make(6, 2, 0.3), sparse]
 }
@@ -854,6 +883,17 @@ fn mutated_model_files_give_a_model_that_runs_or_a_typed_error() {
     c.finish(12000);
 }
 
+/// Writes a case to a new file (rewriting one file in place makes some filesystems flush it on
+/// every close), removing the previous case's.
+fn fresh_file(dir: &Path, i: usize, ext: &str, bytes: &[u8]) -> std::path::PathBuf {
+    if i > 0 {
+        let _ = std::fs::remove_file(dir.join(format!("{}.{ext}", i - 1)));
+    }
+    let path = dir.join(format!("{i}.{ext}"));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
 fn npy_seeds() -> Vec<Vec<u8>> {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("s.npy");
@@ -903,9 +943,9 @@ fn mutate_npy_header(rng: &mut ChaCha8Rng, seed: &[u8]) -> (String, Vec<u8>) {
 fn mutated_npy_files_give_a_tensor_or_a_typed_error() {
     let seeds = npy_seeds();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("m.npy");
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let mut c = Campaign::new(".npy files");
+    const EXT: &str = "npy";
     for i in 0..4000 {
         let seed = &seeds[i % seeds.len()];
         let (what, bytes) = if rng.random_bool(0.5) {
@@ -913,7 +953,7 @@ fn mutated_npy_files_give_a_tensor_or_a_typed_error() {
         } else {
             mutate_npy_header(&mut rng, seed)
         };
-        std::fs::write(&path, &bytes).unwrap();
+        let path = fresh_file(dir.path(), i, EXT, &bytes);
         c.run(&format!("case {i} ({what})"), || {
             let ok = match read_npy(&path) {
                 Ok(t) => {
@@ -972,9 +1012,9 @@ fn safetensors_seed() -> Vec<u8> {
 fn mutated_safetensors_files_give_layers_or_a_typed_error() {
     let seed = safetensors_seed();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("m.safetensors");
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let mut c = Campaign::new(".safetensors files");
+    const EXT: &str = "safetensors";
     let config = CompressConfig {
         density: 0.5,
         bits: 3,
@@ -987,7 +1027,7 @@ fn mutated_safetensors_files_give_layers_or_a_typed_error() {
         } else {
             mutate_container_header(&mut rng, &seed)
         };
-        std::fs::write(&path, &bytes).unwrap();
+        let path = fresh_file(dir.path(), i, EXT, &bytes);
         c.run(&format!("case {i} ({what})"), || {
             if let Ok(f) = SafetensorsFile::open(&path) {
                 for n in f.names() {

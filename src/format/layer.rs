@@ -213,10 +213,20 @@ impl SparseCodes {
 ///
 /// A gap of more than [`MAX_RUN`] zeros is bridged by padding entries `(code 0, run 15)`, as in
 /// the paper: column `[0,0,1,2, 18 zeros, 3]` becomes codes `[1,2,0,3]`, runs `[2,0,15,2]`.
-pub fn encode_column(items: impl IntoIterator<Item = (usize, u8)>, out: &mut Vec<u16>) {
+/// A row that does not increase, or a zero code, is [`Error::InvalidArgument`] (the entries
+/// before it stay in `out`).
+pub fn encode_column(
+    items: impl IntoIterator<Item = (usize, u8)>,
+    out: &mut Vec<u16>,
+) -> Result<()> {
     let mut next = 0usize; // first local row not yet covered by an entry
     for (row, code) in items {
-        debug_assert!(row >= next && code != 0);
+        if row < next || code == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "column entry (row {row}, code {code}): rows must increase (next free row \
+                 {next}) and codes be non-zero"
+            )));
+        }
         let mut gap = row - next;
         while gap > MAX_RUN as usize {
             out.push(entry(0, MAX_RUN));
@@ -225,6 +235,7 @@ pub fn encode_column(items: impl IntoIterator<Item = (usize, u8)>, out: &mut Vec
         out.push(entry(code, gap as u8));
         next = row + 1;
     }
+    Ok(())
 }
 
 /// One PE's part of a layer: its column pointers and its entries.
@@ -266,10 +277,12 @@ pub struct EieLayer {
     entries: Vec<u16>,
 }
 
-/// The number of rows PE `p` owns out of `rows` interleaved over `pes`.
+/// The number of rows PE `p` owns out of `rows` interleaved over `pes` (0 when `p >= pes`).
 #[inline]
 pub fn rows_of_pe(rows: usize, pes: usize, p: usize) -> usize {
-    if p < rows % pes {
+    if pes == 0 || p >= pes {
+        0 // no PEs own nothing, and neither does a PE that does not exist
+    } else if p < rows % pes {
         rows / pes + 1
     } else {
         rows / pes
@@ -315,12 +328,13 @@ impl EieLayer {
                     ptr.push(entries.len() as u32);
                     let column = std::iter::from_fn(|| it.next_if(|&(c, _, _)| c == j))
                         .map(|(_, r, c)| (r as usize, c));
-                    encode_column(column, &mut entries);
+                    // Validated above: rows increase within a column and codes are non-zero.
+                    encode_column(column, &mut entries)?;
                 }
                 ptr.push(entries.len() as u32);
-                (ptr, entries)
+                Ok((ptr, entries))
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let total: usize = encoded.iter().map(|(_, e)| e.len()).sum();
         if total > u32::MAX as usize {
             return Err(Error::InvalidArgument(format!(
