@@ -204,6 +204,33 @@ fn cols_and_pes_that_overflow_are_refused() {
 }
 
 #[test]
+fn empty_and_unchained_models_are_corrupt_files() {
+    let bytes = model_file(&json!({"layers": []}), &[]);
+    assert!(corrupt_message(from_bytes(&bytes)).contains("no layers"));
+    // Two valid layers, 1 -> 4 and 1 -> 4: the second takes 1 input, the first gives 4.
+    let one = empty_layer_file(json!(4), json!(1), json!(1));
+    let (_, header) = SafeTensors::read_metadata(&one).unwrap();
+    let meta = header.metadata().clone().unwrap();
+    let mut model: Value = serde_json::from_str(&meta["model"]).unwrap();
+    let layer = model["layers"][0].clone();
+    model["layers"].as_array_mut().unwrap().push(layer);
+    let st = SafeTensors::deserialize(&one).unwrap();
+    let mut tensors: Vec<OwnedTensor> = Vec::new();
+    for k in 0..2 {
+        for (n, v) in st.tensors() {
+            tensors.push((
+                n.replace("layers.0", &format!("layers.{k}")),
+                v.dtype(),
+                v.shape().to_vec(),
+                v.data().to_vec(),
+            ));
+        }
+    }
+    let m = corrupt_message(from_bytes(&model_file(&model, &tensors)));
+    assert!(m.contains("takes 1 inputs"), "{m}");
+}
+
+#[test]
 fn from_parts_and_encode_reject_inconsistent_arguments() {
     let codebook = vec![0.0, 1.0, 2.0, 3.0];
     let r = EieLayer::from_parts(

@@ -279,6 +279,9 @@ pub fn from_bytes_with_limits(bytes: &[u8], limits: &LoadLimits) -> Result<Model
     }
     let header: ModelHeader = serde_json::from_str(get("model")?)
         .map_err(|e| corrupt(format!("metadata `model` is not valid: {e}")))?;
+    if header.layers.is_empty() {
+        return Err(corrupt("the model has no layers"));
+    }
     check_limit(
         "layer count",
         header.layers.len() as u64,
@@ -403,5 +406,6 @@ pub fn from_bytes_with_limits(bytes: &[u8], limits: &LoadLimits) -> Result<Model
             entries,
         )?);
     }
-    Model::new(layers)
+    // Layers that do not chain are a corrupt file here, not a caller's shape mismatch.
+    Model::new(layers).map_err(|e| corrupt(e.to_string()))
 }
