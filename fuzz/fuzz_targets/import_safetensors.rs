@@ -6,22 +6,34 @@ use eie::compress::{compress_layer, CompressConfig};
 use eie::{Activation, CpuEngine, Model, Precision};
 use libfuzzer_sys::fuzz_target;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-/// The importers read files: one scratch file per fuzzing process.
-fn scratch() -> &'static PathBuf {
-    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    let (_, path) = DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let path = dir.path().join("weights.safetensors");
-        (dir, path)
-    });
-    path
+/// The importers read files. Each input goes to a new file in one scratch folder per
+/// process, removed after the run: rewriting one file in place makes some filesystems flush
+/// it on every close.
+fn scratch_file(data: &[u8]) -> Scratch {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    let dir = DIR.get_or_init(|| tempfile::tempdir().expect("a temporary folder"));
+    let n = COUNT.fetch_add(1, Ordering::Relaxed);
+    let path = dir.path().join(format!("{n}.safetensors"));
+    std::fs::write(&path, data).expect("scratch file is writable");
+    Scratch(path)
+}
+
+/// A scratch file, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
-    let path = scratch();
-    std::fs::write(path, data).expect("scratch file is writable");
+    let file = scratch_file(data);
+    let path = &file.0;
     if let Ok(f) = eie::import::SafetensorsFile::open(path) {
         for name in f.names() {
             let _ = f.tensor(&name);
