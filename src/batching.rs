@@ -258,16 +258,19 @@ fn worker(
         let result = engine.run_blocking(&x);
         batches.fetch_add(1, Ordering::Relaxed);
         requests.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        // Slots are freed before the answers go out, so a caller that has its answer can
+        // count on its slot being free again.
+        let replies: Vec<_> = batch.into_iter().map(|r| r.reply).collect();
         match result {
             Ok(y) => {
-                for (r, out) in batch.into_iter().zip(y.chunks_exact(n_out)) {
-                    let _ = r.reply.send(Ok(out.to_vec()));
+                for (reply, out) in replies.into_iter().zip(y.chunks_exact(n_out)) {
+                    let _ = reply.send(Ok(out.to_vec()));
                 }
             }
             Err(e) => {
                 let msg = e.to_string();
-                for r in batch {
-                    let _ = r.reply.send(Err(Error::BatchFailed(msg.clone())));
+                for reply in replies {
+                    let _ = reply.send(Err(Error::BatchFailed(msg.clone())));
                 }
             }
         }

@@ -101,6 +101,26 @@ pub enum Error {
     /// A batch this request was part of failed (the message is the batch's error).
     #[error("batched run failed: {0}")]
     BatchFailed(String),
+
+    /// A size stated by a file or an argument is above a configured limit (see
+    /// [`crate::format::LoadLimits`]); raising the limit lets such a file load.
+    #[error("{what} is {value}, above the limit of {limit}")]
+    LimitExceeded {
+        /// The size concerned, e.g. `layer 0 rows`.
+        what: String,
+        /// The size found.
+        value: u64,
+        /// The limit it exceeds.
+        limit: u64,
+    },
+    /// Host memory for a buffer could not be allocated.
+    #[error("cannot allocate {bytes} bytes for {what}")]
+    Allocation {
+        /// What the buffer was for.
+        what: String,
+        /// The size requested (saturated at `u64::MAX` when it overflows).
+        bytes: u64,
+    },
 }
 
 impl Error {
@@ -111,6 +131,29 @@ impl Error {
             source,
         }
     }
+}
+
+/// Bytes that `n` values of `T` take, saturated at `u64::MAX`.
+fn bytes_of<T>(n: usize) -> u64 {
+    (n as u64).saturating_mul(std::mem::size_of::<T>() as u64)
+}
+
+/// An empty vector with room for `n` values, or [`Error::Allocation`] when the memory is not
+/// available (instead of aborting the process).
+pub(crate) fn try_with_capacity<T>(n: usize, what: &str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| Error::Allocation {
+        what: what.to_string(),
+        bytes: bytes_of::<T>(n),
+    })?;
+    Ok(v)
+}
+
+/// `n` copies of `value`, or [`Error::Allocation`] when the memory is not available.
+pub(crate) fn try_filled<T: Clone>(n: usize, value: T, what: &str) -> Result<Vec<T>> {
+    let mut v = try_with_capacity(n, what)?;
+    v.resize(n, value);
+    Ok(v)
 }
 
 /// Shorthand for `std::result::Result<T, eie::Error>`.

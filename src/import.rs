@@ -7,7 +7,7 @@
 
 use crate::compress::DenseLayer;
 use crate::error::{check_finite, Error, Result};
-use npyz::{DType, TypeChar, WriterBuilder};
+use npyz::WriterBuilder;
 use safetensors::{Dtype, SafeTensors};
 use std::path::Path;
 
@@ -31,61 +31,360 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(path, e))
 }
 
-/// Reads a `.npy` array of f32, f16 or f64 (C or Fortran order) as f32 in C order.
-pub fn read_npy(path: &Path) -> Result<Tensor> {
-    let bytes = read_file(path)?;
-    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| parse_err(path, e))?;
-    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
-    let fortran = npy.order() == npyz::Order::Fortran;
-    let dtype = npy.dtype();
-    let (kind, size) = match &dtype {
-        DType::Plain(ts) => (ts.type_char(), ts.size_field()),
-        other => {
-            return Err(Error::UnsupportedDtype {
-                what: path.display().to_string(),
-                dtype: other.descr(),
-            })
-        }
-    };
-    let data: Vec<f32> = match (kind, size) {
-        (TypeChar::Float, 4) => npy.into_vec::<f32>(),
-        (TypeChar::Float, 2) => npy
-            .into_vec::<half::f16>()
-            .map(|v| v.into_iter().map(f32::from).collect()),
-        (TypeChar::Float, 8) => npy
-            .into_vec::<f64>()
-            .map(|v| v.into_iter().map(|x| x as f32).collect()),
-        _ => {
-            return Err(Error::UnsupportedDtype {
-                what: path.display().to_string(),
-                dtype: dtype.descr(),
-            })
+/// What this crate reads from a `.npy` header.
+struct NpyHeader {
+    /// The `descr` value: a type string such as `<f4`, or the literal text of a structured
+    /// dtype (which this crate does not read).
+    descr: String,
+    /// Whether `descr` was a plain type string.
+    plain: bool,
+    fortran: bool,
+    shape: Vec<u64>,
+}
+
+/// A cursor over the Python dict literal of a `.npy` header. Iterative (no recursion), so no
+/// header can exhaust the stack.
+struct Literal<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Literal<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while self.peek().is_some_and(|c| c.is_ascii_whitespace()) {
+            self.i += 1;
         }
     }
-    .map_err(|e| parse_err(path, e))?;
-    let data = if fortran && shape.len() == 2 {
+
+    fn expect(&mut self, c: u8) -> std::result::Result<(), String> {
+        self.skip_ws();
+        if self.peek() == Some(c) {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(format!(
+                "header: expected `{}` at byte {}",
+                c as char, self.i
+            ))
+        }
+    }
+
+    /// A quoted string (either quote; a backslash keeps the next byte as it is).
+    fn string(&mut self) -> std::result::Result<&'a [u8], String> {
+        self.skip_ws();
+        let quote = match self.peek() {
+            Some(q @ (b'\'' | b'"')) => q,
+            _ => return Err(format!("header: expected a string at byte {}", self.i)),
+        };
+        self.i += 1;
+        let start = self.i;
+        while let Some(c) = self.peek() {
+            if c == quote {
+                let text = &self.s[start..self.i];
+                self.i += 1;
+                return Ok(text);
+            }
+            self.i += if c == b'\\' { 2 } else { 1 };
+        }
+        Err("header: unterminated string".into())
+    }
+
+    /// Skips any value: a string, a bracketed group (nesting counted, not recursed) or a bare
+    /// word. Returns its text.
+    fn any(&mut self) -> std::result::Result<&'a [u8], String> {
+        self.skip_ws();
+        let start = self.i;
+        match self.peek() {
+            Some(b'\'' | b'"') => {
+                self.string()?;
+            }
+            Some(b'(' | b'[' | b'{') => {
+                let mut depth = 0usize;
+                loop {
+                    match self.peek() {
+                        None => return Err("header: unbalanced brackets".into()),
+                        Some(b'\'' | b'"') => {
+                            self.string()?;
+                            continue;
+                        }
+                        Some(b'(' | b'[' | b'{') => depth += 1,
+                        Some(b')' | b']' | b'}') => {
+                            depth -= 1;
+                            if depth == 0 {
+                                self.i += 1;
+                                break;
+                            }
+                        }
+                        Some(_) => {}
+                    }
+                    self.i += 1;
+                }
+            }
+            _ => {
+                while self
+                    .peek()
+                    .is_some_and(|c| !c.is_ascii_whitespace() && c != b',' && c != b'}')
+                {
+                    self.i += 1;
+                }
+                if self.i == start {
+                    return Err(format!("header: expected a value at byte {}", self.i));
+                }
+            }
+        }
+        Ok(&self.s[start..self.i])
+    }
+
+    /// A tuple of non-negative integers (Python 2's `3L` suffix allowed).
+    fn shape(&mut self) -> std::result::Result<Vec<u64>, String> {
+        self.expect(b'(')?;
+        let mut dims = Vec::new();
+        loop {
+            self.skip_ws();
+            if self.peek() == Some(b')') {
+                self.i += 1;
+                return Ok(dims);
+            }
+            let start = self.i;
+            let mut value = 0u64;
+            while let Some(c @ b'0'..=b'9') = self.peek() {
+                value = value
+                    .checked_mul(10)
+                    .and_then(|v| v.checked_add(u64::from(c - b'0')))
+                    .ok_or("header: a dimension overflows 64 bits")?;
+                self.i += 1;
+            }
+            if self.i == start {
+                return Err(format!(
+                    "header: expected a non-negative dimension at byte {}",
+                    self.i
+                ));
+            }
+            if self.peek() == Some(b'L') {
+                self.i += 1;
+            }
+            dims.push(value);
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b')') => {}
+                _ => return Err(format!("header: expected `,` or `)` at byte {}", self.i)),
+            }
+        }
+    }
+}
+
+fn parse_npy_dict(text: &[u8]) -> std::result::Result<NpyHeader, String> {
+    let mut p = Literal { s: text, i: 0 };
+    let (mut descr, mut fortran, mut shape) = (None, None, None);
+    p.expect(b'{')?;
+    loop {
+        p.skip_ws();
+        if p.peek() == Some(b'}') {
+            p.i += 1;
+            break;
+        }
+        let key = p.string()?;
+        p.expect(b':')?;
+        p.skip_ws();
+        match key {
+            b"descr" if descr.is_none() => {
+                let plain = matches!(p.peek(), Some(b'\'' | b'"'));
+                let text = if plain { p.string()? } else { p.any()? };
+                descr = Some((String::from_utf8_lossy(text).into_owned(), plain));
+            }
+            b"fortran_order" if fortran.is_none() => {
+                fortran = Some(match p.any()? {
+                    b"True" => true,
+                    b"False" => false,
+                    other => {
+                        return Err(format!(
+                            "header: fortran_order is `{}`, not True or False",
+                            String::from_utf8_lossy(other)
+                        ))
+                    }
+                });
+            }
+            b"shape" if shape.is_none() => shape = Some(p.shape()?),
+            b"descr" | b"fortran_order" | b"shape" => {
+                return Err(format!(
+                    "header: key `{}` appears twice",
+                    String::from_utf8_lossy(key)
+                ))
+            }
+            _ => {
+                p.any()?;
+            }
+        }
+        p.skip_ws();
+        match p.peek() {
+            Some(b',') => p.i += 1,
+            Some(b'}') => {}
+            _ => return Err(format!("header: expected `,` or `}}` at byte {}", p.i)),
+        }
+    }
+    p.skip_ws();
+    if p.i != text.len() {
+        return Err(format!("header: unexpected text at byte {}", p.i));
+    }
+    let missing = |k: &str| format!("header: key `{k}` missing");
+    let (descr, plain) = descr.ok_or_else(|| missing("descr"))?;
+    Ok(NpyHeader {
+        descr,
+        plain,
+        fortran: fortran.ok_or_else(|| missing("fortran_order"))?,
+        shape: shape.ok_or_else(|| missing("shape"))?,
+    })
+}
+
+/// Splits a `.npy` file into its header and its data bytes (versions 1.0, 2.0 and 3.0).
+fn parse_npy(bytes: &[u8]) -> std::result::Result<(NpyHeader, &[u8]), String> {
+    const MAGIC: &[u8] = b"\x93NUMPY";
+    if bytes.len() < MAGIC.len() + 2 || !bytes.starts_with(MAGIC) {
+        return Err("not a .npy file (no \\x93NUMPY magic)".into());
+    }
+    let (major, minor) = (bytes[6], bytes[7]);
+    let (len, start): (usize, usize) = match major {
+        1 if bytes.len() >= 10 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        1..=3 => return Err("file ends inside the header length".into()),
+        _ => return Err(format!("unsupported .npy version {major}.{minor}")),
+    };
+    let end = start
+        .checked_add(len)
+        .filter(|&e| e <= bytes.len())
+        .ok_or_else(|| format!("header of {len} bytes runs past the end of the file"))?;
+    Ok((parse_npy_dict(&bytes[start..end])?, &bytes[end..]))
+}
+
+/// Reads a `.npy` array of f32, f16 or f64 (either byte order, C or Fortran order) as f32 in
+/// C order.
+///
+/// The element count is the checked product of the header's shape and must be backed by the
+/// file's data bytes; the buffers are reserved fallibly. A hostile header is [`Error::Parse`]
+/// (or [`Error::Allocation`]), never a panic or an abort.
+pub fn read_npy(path: &Path) -> Result<Tensor> {
+    let bytes = read_file(path)?;
+    let (header, data) = parse_npy(&bytes).map_err(|e| parse_err(path, e))?;
+    let unsupported = || Error::UnsupportedDtype {
+        what: path.display().to_string(),
+        dtype: header.descr.clone(),
+    };
+    if !header.plain {
+        return Err(unsupported());
+    }
+    let d = header.descr.as_bytes();
+    let (little, kind) = match d.first() {
+        Some(b'<') => (true, &d[1..]),
+        Some(b'>') => (false, &d[1..]),
+        Some(b'=' | b'|') => (cfg!(target_endian = "little"), &d[1..]),
+        _ => (cfg!(target_endian = "little"), d),
+    };
+    let size = match kind {
+        b"f2" => 2,
+        b"f4" => 4,
+        b"f8" => 8,
+        _ => return Err(unsupported()),
+    };
+    // An array with a zero dimension is empty whatever its other dimensions are.
+    let count = if header.shape.contains(&0) {
+        Some(0)
+    } else {
+        header
+            .shape
+            .iter()
+            .try_fold(1u64, |n, &d| n.checked_mul(d))
+            .and_then(|n| usize::try_from(n).ok())
+    };
+    let need = count.and_then(|n| n.checked_mul(size));
+    let (Some(count), Some(need)) = (count, need) else {
+        return Err(parse_err(
+            path,
+            format!("shape {:?} holds more values than memory can", header.shape),
+        ));
+    };
+    if data.len() < need {
+        return Err(parse_err(
+            path,
+            format!(
+                "shape {:?} of {} needs {need} data bytes; the file holds {}",
+                header.shape,
+                header.descr,
+                data.len()
+            ),
+        ));
+    }
+    let what = format!("{}", path.display());
+    let mut values: Vec<f32> = crate::error::try_with_capacity(count, &what)?;
+    let data = &data[..need];
+    match size {
+        2 => values.extend(data.chunks_exact(2).map(|c| {
+            let b = [c[0], c[1]];
+            f32::from(if little {
+                half::f16::from_le_bytes(b)
+            } else {
+                half::f16::from_be_bytes(b)
+            })
+        })),
+        4 => values.extend(data.chunks_exact(4).map(|c| {
+            let b = [c[0], c[1], c[2], c[3]];
+            if little {
+                f32::from_le_bytes(b)
+            } else {
+                f32::from_be_bytes(b)
+            }
+        })),
+        _ => values.extend(data.chunks_exact(8).map(|c| {
+            let b = [c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]];
+            (if little {
+                f64::from_le_bytes(b)
+            } else {
+                f64::from_be_bytes(b)
+            }) as f32
+        })),
+    }
+    let shape: Vec<usize> = header.shape.iter().map(|&d| d as usize).collect();
+    // (An empty array needs no transposition, and a loop over a huge dimension of an empty
+    // array would never end.)
+    let values = if header.fortran && shape.len() == 2 && !values.is_empty() {
         let (r, c) = (shape[0], shape[1]);
-        let mut t = vec![0f32; data.len()];
+        let mut t = crate::error::try_filled(values.len(), 0f32, &what)?;
         for i in 0..r {
             for j in 0..c {
-                t[i * c + j] = data[j * r + i];
+                t[i * c + j] = values[j * r + i];
             }
         }
         t
-    } else if fortran && shape.len() > 2 {
+    } else if header.fortran && shape.len() > 2 {
         return Err(parse_err(
             path,
             "Fortran-order arrays above 2-D are not supported",
         ));
     } else {
-        data
+        values
     };
-    Ok(Tensor { shape, data })
+    Ok(Tensor {
+        shape,
+        data: values,
+    })
 }
 
 /// Writes a float32 `.npy` file atomically.
 pub fn write_npy(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
-    debug_assert_eq!(shape.iter().product::<usize>(), data.len());
+    let count = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    if count != Some(data.len()) {
+        return Err(Error::Shape(format!(
+            "{} values for an array of shape {shape:?}",
+            data.len()
+        )));
+    }
     let mut buf = Vec::new();
     {
         let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
@@ -108,23 +407,10 @@ fn safetensor_to_f32(
     view: &safetensors::tensor::TensorView,
 ) -> Result<Tensor> {
     let d = view.data();
-    let data: Vec<f32> = match view.dtype() {
-        Dtype::F32 => d
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        Dtype::F16 => d
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => d
-            .chunks_exact(2)
-            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        Dtype::F64 => d
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().expect("chunk of 8")) as f32)
-            .collect(),
+    let size = match view.dtype() {
+        Dtype::F32 => 4,
+        Dtype::F16 | Dtype::BF16 => 2,
+        Dtype::F64 => 8,
         other => {
             return Err(Error::UnsupportedDtype {
                 what: format!("{}: tensor `{name}`", path.display()),
@@ -132,6 +418,31 @@ fn safetensor_to_f32(
             })
         }
     };
+    // safetensors has checked the shape against the data bytes; the buffer is reserved
+    // fallibly all the same.
+    let mut data: Vec<f32> = crate::error::try_with_capacity(
+        d.len() / size,
+        &format!("{}: tensor `{name}`", path.display()),
+    )?;
+    match view.dtype() {
+        Dtype::F32 => data.extend(
+            d.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        ),
+        Dtype::F16 => data.extend(
+            d.chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()),
+        ),
+        Dtype::BF16 => data.extend(
+            d.chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()),
+        ),
+        _ => {
+            data.extend(d.chunks_exact(8).map(|c| {
+                f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
+            }))
+        }
+    }
     Ok(Tensor {
         shape: view.shape().to_vec(),
         data,

@@ -22,5 +22,5 @@ pub mod verify;
 
 pub use engine::Engine;
 pub use error::{Error, Result};
-pub use format::{Activation, EieLayer, Model};
+pub use format::{Activation, EieLayer, LoadLimits, Model};
 pub use reference::{CpuEngine, DenseOracle, Precision};

@@ -47,7 +47,7 @@ pub fn verify(
     mut on_done: impl FnMut(&BackendReport),
 ) -> Result<Vec<BackendReport>> {
     model.check_input(input)?;
-    let oracle = DenseOracle::new(model).run(input)?;
+    let oracle = DenseOracle::try_new(model)?.run(input)?;
     let mut reports = Vec::with_capacity(backends.len());
     for b in backends {
         let start = Instant::now();

@@ -11,7 +11,7 @@ fn codebook(bits: u8) -> Vec<f32> {
 fn column_example_from_the_paper() {
     // Column [0,0,1,2, 18 zeros, 3] encodes as v=[1,2,0,3], z=[2,0,15,2].
     let mut out = Vec::new();
-    encode_column([(2, 1), (3, 2), (22, 3)], &mut out);
+    encode_column([(2, 1), (3, 2), (22, 3)], &mut out).unwrap();
     let v: Vec<u8> = out.iter().map(|&e| entry_code(e)).collect();
     let z: Vec<u8> = out.iter().map(|&e| entry_run(e)).collect();
     assert_eq!(v, [1, 2, 0, 3]);
@@ -21,14 +21,14 @@ fn column_example_from_the_paper() {
 #[test]
 fn gap_of_exactly_sixteen_needs_one_padding_entry() {
     let mut out = Vec::new();
-    encode_column([(15, 1)], &mut out);
+    encode_column([(15, 1)], &mut out).unwrap();
     assert_eq!(out.iter().map(|&e| entry_run(e)).collect::<Vec<_>>(), [15]);
     out.clear();
-    encode_column([(16, 1)], &mut out);
+    encode_column([(16, 1)], &mut out).unwrap();
     let got: Vec<(u8, u8)> = out.iter().map(|&e| (entry_code(e), entry_run(e))).collect();
     assert_eq!(got, [(0, 15), (1, 0)]);
     out.clear();
-    encode_column([(32, 1)], &mut out);
+    encode_column([(32, 1)], &mut out).unwrap();
     let got: Vec<(u8, u8)> = out.iter().map(|&e| (entry_code(e), entry_run(e))).collect();
     assert_eq!(got, [(0, 15), (0, 15), (1, 0)]);
 }

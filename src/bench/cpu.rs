@@ -54,6 +54,8 @@ impl Contender for HostContender {
 pub fn cpu_contenders(model: &Model) -> Vec<Box<dyn Contender>> {
     let device = cpu_name();
     let mut backends = crate::backend::cpu_backends(model);
+    // The CPU's f16 is an emulation of f16 storage (for checking), not a faster kernel.
+    backends.retain(|b| b.precision() != Precision::F16);
     // Baselines first, as in the report's columns.
     backends.rotate_left(2);
     backends

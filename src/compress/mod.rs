@@ -81,7 +81,7 @@ impl DenseLayer {
                 self.name, self.rows, self.cols
             )));
         }
-        if self.weights.len() != self.rows * self.cols {
+        if self.rows.checked_mul(self.cols) != Some(self.weights.len()) {
             return Err(Error::Shape(format!(
                 "`{}`: {} weights for shape {}x{}",
                 self.name,

@@ -1,8 +1,8 @@
 //! The model file: a safetensors container holding each layer's arrays, with a versioned JSON
 //! description and CRC-32 checksums in the safetensors metadata. `docs/FORMAT.md` specifies it.
 
-use super::{entry, entry_code, entry_run, Activation, EieLayer, Model};
-use crate::error::{Error, Result};
+use super::{entry, entry_code, entry_run, Activation, EieLayer, Model, MAX_DIM};
+use crate::error::{try_with_capacity, Error, Result};
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -13,6 +13,38 @@ use std::path::Path;
 pub const FORMAT_VERSION: u32 = 1;
 /// Value of the `format` metadata key.
 pub const FORMAT_NAME: &str = "eie";
+
+/// Limits the loader applies to the sizes a model file states.
+///
+/// Most sizes in a model file are fixed by its own data: `cols` and `pes` by the pointer
+/// tensors, the entry count by the entries tensor, `rows` by the bias when there is one, and
+/// safetensors checks every tensor's shape against its bytes. What remains is bounded here:
+/// the file's length, the number of layers and the number of rows (outputs) of a layer, which
+/// a layer without bias states without storing anything per row, yet every run allocates.
+/// [`load`] and [`from_bytes`] use [`LoadLimits::default`]; [`load_with_limits`] and
+/// [`from_bytes_with_limits`] take others. A size above a limit is
+/// [`Error::LimitExceeded`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadLimits {
+    /// The longest model file read, in bytes. Default 64 GiB.
+    pub max_file_bytes: u64,
+    /// The most layers a model may have. Default 65,536.
+    pub max_layers: usize,
+    /// The most rows (outputs) one layer may have. Default 2^24 = 16,777,216: 64 MiB of f32
+    /// outputs per input vector. Values above [`MAX_DIM`] act as [`MAX_DIM`], the format's own
+    /// bound.
+    pub max_rows: usize,
+}
+
+impl Default for LoadLimits {
+    fn default() -> Self {
+        LoadLimits {
+            max_file_bytes: 64 << 30,
+            max_layers: 1 << 16,
+            max_rows: 1 << 24,
+        }
+    }
+}
 
 /// The JSON description of one layer stored under the `model` metadata key.
 #[derive(Serialize, Deserialize, Debug)]
@@ -51,14 +83,25 @@ pub fn pack_entries(entries: &[u16], bits: u8) -> Vec<u8> {
 
 fn unpack_entries(bytes: &[u8], bits: u8) -> Result<Vec<u16>> {
     if bits <= 4 {
-        Ok(bytes.iter().map(|&b| entry(b & 0xf, b >> 4)).collect())
+        let mut out = try_with_capacity(bytes.len(), "model entries")?;
+        out.extend(bytes.iter().map(|&b| entry(b & 0xf, b >> 4)));
+        Ok(out)
     } else if bytes.len() % 2 != 0 {
         Err(Error::CorruptModel(
             "odd entry byte count for a two-byte entry layout".into(),
         ))
     } else {
-        Ok(bytes.chunks_exact(2).map(|c| entry(c[0], c[1])).collect())
+        let mut out = try_with_capacity(bytes.len() / 2, "model entries")?;
+        out.extend(bytes.chunks_exact(2).map(|c| entry(c[0], c[1])));
+        Ok(out)
     }
+}
+
+/// Decodes little-endian 4-byte values into a vector allocated with `try_reserve`.
+fn decode_le4<T>(d: &[u8], what: &str, f: impl Fn([u8; 4]) -> T) -> Result<Vec<T>> {
+    let mut out = try_with_capacity(d.len() / 4, what)?;
+    out.extend(d.chunks_exact(4).map(|c| f([c[0], c[1], c[2], c[3]])));
+    Ok(out)
 }
 
 fn tensor_name(layer: usize, what: &str) -> String {
@@ -162,18 +205,53 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Reads and validates a model file.
+/// Reads and validates a model file under the default [`LoadLimits`].
 pub fn load(path: &Path) -> Result<Model> {
+    load_with_limits(path, &LoadLimits::default())
+}
+
+/// Reads and validates a model file under `limits`.
+pub fn load_with_limits(path: &Path, limits: &LoadLimits) -> Result<Model> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
+    check_limit("model file bytes", len, limits.max_file_bytes)?;
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    from_bytes(&bytes)
+    from_bytes_with_limits(&bytes, limits)
 }
 
 fn corrupt(msg: impl Into<String>) -> Error {
     Error::CorruptModel(msg.into())
 }
 
-/// Parses and validates the bytes of a model file.
+fn check_limit(what: impl Into<String>, value: u64, limit: u64) -> Result<()> {
+    if value > limit {
+        return Err(Error::LimitExceeded {
+            what: what.into(),
+            value,
+            limit,
+        });
+    }
+    Ok(())
+}
+
+/// Parses and validates the bytes of a model file under the default [`LoadLimits`].
 pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
+    from_bytes_with_limits(bytes, &LoadLimits::default())
+}
+
+/// Parses and validates the bytes of a model file under `limits`.
+///
+/// Every size is checked before anything is allocated from it, all arithmetic on sizes is
+/// checked, and the buffers the model is decoded into are reserved fallibly: a hostile file
+/// gives [`Error::CorruptModel`], [`Error::UnsupportedVersion`], [`Error::LimitExceeded`] or
+/// [`Error::Allocation`], never a panic or an abort.
+pub fn from_bytes_with_limits(bytes: &[u8], limits: &LoadLimits) -> Result<Model> {
+    check_limit(
+        "model file bytes",
+        bytes.len() as u64,
+        limits.max_file_bytes,
+    )?;
     let st = SafeTensors::deserialize(bytes)
         .map_err(|e| corrupt(format!("not a valid safetensors container: {e}")))?;
     let (_, metadata) = SafeTensors::read_metadata(bytes)
@@ -201,6 +279,14 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
     }
     let header: ModelHeader = serde_json::from_str(get("model")?)
         .map_err(|e| corrupt(format!("metadata `model` is not valid: {e}")))?;
+    if header.layers.is_empty() {
+        return Err(corrupt("the model has no layers"));
+    }
+    check_limit(
+        "layer count",
+        header.layers.len() as u64,
+        limits.max_layers as u64,
+    )?;
     let checksums: BTreeMap<String, u32> = serde_json::from_str(get("crc32")?)
         .map_err(|e| corrupt(format!("metadata `crc32` is not valid: {e}")))?;
     let expected_names: Vec<String> = header
@@ -251,16 +337,8 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
         }
         Ok(data)
     };
-    let f32s = |d: &[u8]| -> Vec<f32> {
-        d.chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
-    };
-    let u32s = |d: &[u8]| -> Vec<u32> {
-        d.chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
-    };
+    let f32s = |d: &[u8]| decode_le4(d, "model tensor", f32::from_le_bytes);
+    let u32s = |d: &[u8]| decode_le4(d, "model pointers", u32::from_le_bytes);
     let mut layers = Vec::with_capacity(header.layers.len());
     for (i, h) in header.layers.into_iter().enumerate() {
         if !(2..=8).contains(&h.bits) || h.pes == 0 || h.rows == 0 || h.cols == 0 {
@@ -269,31 +347,49 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
                 h.rows, h.cols, h.pes, h.bits
             )));
         }
-        let n_ptr = h
+        if h.rows > MAX_DIM || h.cols > MAX_DIM {
+            return Err(corrupt(format!(
+                "layer {i}: shape {}x{} beyond the format's limit of {MAX_DIM} rows and columns",
+                h.rows, h.cols
+            )));
+        }
+        check_limit(
+            format!("layer {i} rows"),
+            h.rows as u64,
+            limits.max_rows.min(MAX_DIM) as u64,
+        )?;
+        // cols <= MAX_DIM, so cols + 1 cannot overflow; pes is bounded only by the JSON.
+        let pe_ptr_len = h
             .pes
+            .checked_add(1)
+            .ok_or_else(|| corrupt(format!("layer {i}: PE count {} overflows", h.pes)))?;
+        h.pes
             .checked_mul(h.cols + 1)
             .ok_or_else(|| corrupt(format!("layer {i}: pointer count overflows")))?;
         let codebook = f32s(tensor(
             &tensor_name(i, "codebook"),
             Dtype::F32,
             &[1 << h.bits],
-        )?);
+        )?)?;
         let bias = if h.bias {
             Some(f32s(tensor(
                 &tensor_name(i, "bias"),
                 Dtype::F32,
                 &[h.rows],
-            )?))
+            )?)?)
         } else {
             None
         };
-        let pe_ptr = u32s(tensor(&tensor_name(i, "pe_ptr"), Dtype::U32, &[h.pes + 1])?);
+        let pe_ptr = u32s(tensor(
+            &tensor_name(i, "pe_ptr"),
+            Dtype::U32,
+            &[pe_ptr_len],
+        )?)?;
         let col_ptr = u32s(tensor(
             &tensor_name(i, "col_ptr"),
             Dtype::U32,
             &[h.pes, h.cols + 1],
-        )?);
-        debug_assert_eq!(col_ptr.len(), n_ptr);
+        )?)?;
         let packed = tensor(&tensor_name(i, "entries"), Dtype::U8, &[])?;
         let entries = unpack_entries(packed, h.bits)?;
         layers.push(EieLayer::from_parts(
@@ -310,5 +406,6 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
             entries,
         )?);
     }
-    Model::new(layers)
+    // Layers that do not chain are a corrupt file here, not a caller's shape mismatch.
+    Model::new(layers).map_err(|e| corrupt(e.to_string()))
 }

@@ -1,9 +1,14 @@
-use crate::error::{check_finite, Error, Result};
+use crate::error::{check_finite, try_filled, try_with_capacity, Error, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// The largest zero run one entry can express (4 bits). Longer gaps need padding entries.
 pub const MAX_RUN: u8 = 15;
+
+/// The largest `rows` or `cols` a layer may have: row numbers are 32-bit in [`SparseCodes`]
+/// and column numbers 32-bit in the encoder, so larger layers are rejected on construction and
+/// on load.
+pub const MAX_DIM: usize = u32::MAX as usize;
 
 /// Packs a codebook index and a zero run into one in-memory entry (`code | run << 8`).
 #[inline]
@@ -87,7 +92,12 @@ pub struct SparseCodes {
 impl SparseCodes {
     /// Builds the column lists of a dense row-major `rows x cols` matrix of codes (0 = zero).
     pub fn from_dense(rows: usize, cols: usize, codes: &[u8]) -> Result<Self> {
-        if codes.len() != rows * cols {
+        if rows > MAX_DIM || cols > MAX_DIM {
+            return Err(Error::Shape(format!(
+                "a {rows}x{cols} matrix is beyond the limit of {MAX_DIM} rows and columns"
+            )));
+        }
+        if rows.checked_mul(cols) != Some(codes.len()) {
             return Err(Error::Shape(format!(
                 "{} codes for a {rows}x{cols} matrix",
                 codes.len()
@@ -129,7 +139,64 @@ impl SparseCodes {
         self.code.len()
     }
 
+    /// Checks that the column lists are consistent: `col_ptr` holds `cols + 1` non-decreasing
+    /// values from 0 to the number of codes, `row_idx` and `code` hold that many values, rows
+    /// increase strictly within each column and stay below `rows`, no code is 0, and `rows`
+    /// and `cols` are at most [`MAX_DIM`]. [`EieLayer::encode`] calls it; [`Self::to_dense`]
+    /// expects it to pass.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::Shape(format!("sparse codes: {msg}")));
+        if self.rows > MAX_DIM || self.cols > MAX_DIM {
+            return bad(format!(
+                "shape {}x{} beyond the limit of {MAX_DIM} rows and columns",
+                self.rows, self.cols
+            ));
+        }
+        if self.col_ptr.len() != self.cols + 1 {
+            return bad(format!(
+                "{} column pointers for {} columns (expected cols + 1)",
+                self.col_ptr.len(),
+                self.cols
+            ));
+        }
+        let nnz = self.code.len();
+        if self.row_idx.len() != nnz {
+            return bad(format!(
+                "{} row indices for {nnz} codes",
+                self.row_idx.len()
+            ));
+        }
+        if self.col_ptr[0] != 0 || self.col_ptr[self.cols] != nnz {
+            return bad(format!(
+                "column pointers span {}..{}, expected 0..{nnz}",
+                self.col_ptr[0], self.col_ptr[self.cols]
+            ));
+        }
+        for j in 0..self.cols {
+            let (start, end) = (self.col_ptr[j], self.col_ptr[j + 1]);
+            if start > end {
+                return bad(format!("column pointer {j} decreases"));
+            }
+            let mut next = 0usize; // the lowest row the next entry may have
+            for k in start..end {
+                let row = self.row_idx[k] as usize;
+                if row < next || row >= self.rows || self.code[k] == 0 {
+                    return bad(format!(
+                        "entry {k} of column {j}: row {row} / code {} invalid (rows must \
+                         increase and stay below {}, codes are non-zero)",
+                        self.code[k], self.rows
+                    ));
+                }
+                next = row + 1;
+            }
+        }
+        Ok(())
+    }
+
     /// Expands to a dense row-major matrix of codes.
+    ///
+    /// The column lists must be consistent ([`Self::validate`]); the layer's own
+    /// [`EieLayer::sparse_codes`] always are.
     pub fn to_dense(&self) -> Vec<u8> {
         let mut out = vec![0u8; self.rows * self.cols];
         for j in 0..self.cols {
@@ -146,10 +213,20 @@ impl SparseCodes {
 ///
 /// A gap of more than [`MAX_RUN`] zeros is bridged by padding entries `(code 0, run 15)`, as in
 /// the paper: column `[0,0,1,2, 18 zeros, 3]` becomes codes `[1,2,0,3]`, runs `[2,0,15,2]`.
-pub fn encode_column(items: impl IntoIterator<Item = (usize, u8)>, out: &mut Vec<u16>) {
+/// A row that does not increase, or a zero code, is [`Error::InvalidArgument`] (the entries
+/// before it stay in `out`).
+pub fn encode_column(
+    items: impl IntoIterator<Item = (usize, u8)>,
+    out: &mut Vec<u16>,
+) -> Result<()> {
     let mut next = 0usize; // first local row not yet covered by an entry
     for (row, code) in items {
-        debug_assert!(row >= next && code != 0);
+        if row < next || code == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "column entry (row {row}, code {code}): rows must increase (next free row \
+                 {next}) and codes be non-zero"
+            )));
+        }
         let mut gap = row - next;
         while gap > MAX_RUN as usize {
             out.push(entry(0, MAX_RUN));
@@ -158,6 +235,7 @@ pub fn encode_column(items: impl IntoIterator<Item = (usize, u8)>, out: &mut Vec
         out.push(entry(code, gap as u8));
         next = row + 1;
     }
+    Ok(())
 }
 
 /// One PE's part of a layer: its column pointers and its entries.
@@ -199,10 +277,12 @@ pub struct EieLayer {
     entries: Vec<u16>,
 }
 
-/// The number of rows PE `p` owns out of `rows` interleaved over `pes`.
+/// The number of rows PE `p` owns out of `rows` interleaved over `pes` (0 when `p >= pes`).
 #[inline]
 pub fn rows_of_pe(rows: usize, pes: usize, p: usize) -> usize {
-    if p < rows % pes {
+    if pes == 0 || p >= pes {
+        0 // no PEs own nothing, and neither does a PE that does not exist
+    } else if p < rows % pes {
         rows / pes + 1
     } else {
         rows / pes
@@ -222,24 +302,22 @@ impl EieLayer {
         if pes == 0 {
             return Err(Error::InvalidArgument("PE count must be at least 1".into()));
         }
-        if codes.col_ptr.len() != codes.cols + 1 {
-            return Err(Error::Shape("column pointer length is not cols + 1".into()));
-        }
+        codes.validate()?;
+        let cols = codes.cols;
+        // cols <= MAX_DIM (validated), so cols + 1 cannot overflow.
+        let n_ptr = pes.checked_mul(cols + 1).ok_or_else(|| {
+            Error::InvalidArgument(format!("{pes} PEs x {} column pointers overflow", cols + 1))
+        })?;
+        let mut col_ptr = try_with_capacity(n_ptr, "column pointers")?;
+        let mut pe_ptr = try_with_capacity(pes.saturating_add(1), "PE pointers")?;
         // Distribute each column's non-zeros to their PEs, keeping (column, row) order.
-        let mut per_pe: Vec<Vec<(u32, u32, u8)>> = vec![Vec::new(); pes];
+        let mut per_pe: Vec<Vec<(u32, u32, u8)>> = try_filled(pes, Vec::new(), "PE lists")?;
         for j in 0..codes.cols {
             for k in codes.col_ptr[j]..codes.col_ptr[j + 1] {
                 let row = codes.row_idx[k] as usize;
-                if row >= codes.rows || codes.code[k] == 0 {
-                    return Err(Error::Shape(format!(
-                        "entry {k} of column {j}: row {row} / code {} invalid",
-                        codes.code[k]
-                    )));
-                }
                 per_pe[row % pes].push((j as u32, (row / pes) as u32, codes.code[k]));
             }
         }
-        let cols = codes.cols;
         let encoded: Vec<(Vec<u32>, Vec<u16>)> = per_pe
             .into_par_iter()
             .map(|items| {
@@ -250,21 +328,20 @@ impl EieLayer {
                     ptr.push(entries.len() as u32);
                     let column = std::iter::from_fn(|| it.next_if(|&(c, _, _)| c == j))
                         .map(|(_, r, c)| (r as usize, c));
-                    encode_column(column, &mut entries);
+                    // Validated above: rows increase within a column and codes are non-zero.
+                    encode_column(column, &mut entries)?;
                 }
                 ptr.push(entries.len() as u32);
-                (ptr, entries)
+                Ok((ptr, entries))
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let total: usize = encoded.iter().map(|(_, e)| e.len()).sum();
         if total > u32::MAX as usize {
             return Err(Error::InvalidArgument(format!(
                 "{total} entries exceed the format's 2^32 limit"
             )));
         }
-        let mut pe_ptr = Vec::with_capacity(pes + 1);
-        let mut col_ptr = Vec::with_capacity(pes * (cols + 1));
-        let mut entries = Vec::with_capacity(total);
+        let mut entries = try_with_capacity(total, "entries")?;
         for (ptr, e) in encoded {
             pe_ptr.push(entries.len() as u32);
             col_ptr.extend_from_slice(&ptr);
@@ -311,6 +388,16 @@ impl EieLayer {
         if rows == 0 || cols == 0 {
             return bad(format!("empty shape {rows}x{cols}"));
         }
+        if rows > MAX_DIM || cols > MAX_DIM {
+            return bad(format!(
+                "shape {rows}x{cols} beyond the limit of {MAX_DIM} rows and columns"
+            ));
+        }
+        // cols <= MAX_DIM, so cols + 1 cannot overflow.
+        let (Some(pe_ptr_len), Some(col_ptr_len)) = (pes.checked_add(1), pes.checked_mul(cols + 1))
+        else {
+            return bad(format!("{pes} PEs overflow the pointer arrays"));
+        };
         if codebook.len() != 1 << bits {
             return bad(format!(
                 "codebook has {} entries, expected 2^{bits} = {}",
@@ -335,13 +422,11 @@ impl EieLayer {
                 return bad(e.to_string());
             }
         }
-        if pe_ptr.len() != pes + 1 || col_ptr.len() != pes * (cols + 1) {
+        if pe_ptr.len() != pe_ptr_len || col_ptr.len() != col_ptr_len {
             return bad(format!(
-                "pointer arrays have lengths {} and {}, expected {} and {}",
+                "pointer arrays have lengths {} and {}, expected {pe_ptr_len} and {col_ptr_len}",
                 pe_ptr.len(),
                 col_ptr.len(),
-                pes + 1,
-                pes * (cols + 1)
             ));
         }
         if pe_ptr[0] != 0 || pe_ptr[pes] as usize != entries.len() {
@@ -500,9 +585,12 @@ impl EieLayer {
             + 4 * (self.pe_ptr.len() + self.col_ptr.len() + self.codebook.len())
             + self.bias.as_ref().map_or(0, |b| 4 * b.len())
     }
-    /// Bytes of the same layer as dense f32 (weights plus bias).
+    /// Bytes of the same layer as dense f32 (weights plus bias), saturated at `usize::MAX`.
     pub fn dense_bytes(&self) -> usize {
-        4 * (self.rows * self.cols + self.bias.as_ref().map_or(0, |b| b.len()))
+        self.rows
+            .saturating_mul(self.cols)
+            .saturating_add(self.bias.as_ref().map_or(0, |b| b.len()))
+            .saturating_mul(4)
     }
 
     /// Decodes the entries back to column lists of codes with global row numbers.
@@ -541,7 +629,35 @@ impl EieLayer {
         }
     }
 
-    /// Dense row-major dequantised weights (`rows * cols`, zeros where pruned).
+    /// Dense row-major dequantised weights (`rows * cols`, zeros where pruned), or
+    /// [`Error::Allocation`] when that much memory is not available.
+    pub fn try_dense_weights(&self) -> Result<Vec<f32>> {
+        // rows, cols <= MAX_DIM, so the product fits a 64-bit usize; on smaller targets the
+        // checked product reports what does not fit.
+        let n = self.rows.checked_mul(self.cols).ok_or(Error::Allocation {
+            what: format!("dense weights of `{}`", self.name),
+            bytes: u64::MAX,
+        })?;
+        let mut w = try_filled(n, 0f32, &format!("dense weights of `{}`", self.name))?;
+        for p in 0..self.pes {
+            let pe = self.pe(p);
+            for j in 0..self.cols {
+                let mut row = usize::MAX; // "-1": the first entry lands on row run
+                for &e in pe.column(j) {
+                    row = row.wrapping_add(entry_run(e) as usize + 1);
+                    let code = entry_code(e);
+                    if code != 0 {
+                        w[(row * self.pes + p) * self.cols + j] = self.codebook[code as usize];
+                    }
+                }
+            }
+        }
+        Ok(w)
+    }
+
+    /// Dense row-major dequantised weights (`rows * cols`, zeros where pruned). Like any
+    /// infallible allocation this aborts when the memory is not available;
+    /// [`Self::try_dense_weights`] reports that as an error instead.
     pub fn dense_weights(&self) -> Vec<f32> {
         self.sparse_codes()
             .to_dense()

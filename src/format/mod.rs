@@ -9,8 +9,9 @@ pub mod file;
 mod layer;
 mod model;
 
+pub use file::LoadLimits;
 pub use layer::{
     encode_column, entry, entry_code, entry_run, rows_of_pe, Activation, EieLayer, PeSlice,
-    SparseCodes, MAX_RUN,
+    SparseCodes, MAX_DIM, MAX_RUN,
 };
 pub use model::{check_batch, Model};

@@ -1,4 +1,4 @@
-use super::EieLayer;
+use super::{EieLayer, LoadLimits};
 use crate::error::{Error, Result};
 use std::path::Path;
 
@@ -74,9 +74,14 @@ impl Model {
         super::file::save(self, path.as_ref())
     }
 
-    /// Reads and validates a model file.
+    /// Reads and validates a model file under the default [`LoadLimits`].
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         super::file::load(path.as_ref())
+    }
+
+    /// Reads and validates a model file under `limits` (see [`LoadLimits`]).
+    pub fn load_with_limits(path: impl AsRef<Path>, limits: &LoadLimits) -> Result<Self> {
+        super::file::load_with_limits(path.as_ref(), limits)
     }
 }
 

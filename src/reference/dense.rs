@@ -18,7 +18,29 @@ struct DenseLayer {
 }
 
 impl DenseOracle {
-    /// Expands every layer of `model` to dense weights.
+    /// Expands every layer of `model` to dense weights, reporting [`crate::Error::Allocation`]
+    /// when they do not fit in memory.
+    pub fn try_new(model: &Model) -> Result<Self> {
+        Ok(DenseOracle {
+            input_size: model.input_size(),
+            layers: model
+                .layers()
+                .iter()
+                .map(|l| {
+                    Ok(DenseLayer {
+                        rows: l.rows(),
+                        cols: l.cols(),
+                        weights: l.try_dense_weights()?,
+                        bias: l.bias().map(<[f32]>::to_vec),
+                        activation: l.activation(),
+                    })
+                })
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    /// Expands every layer of `model` to dense weights. Aborts, as any infallible allocation
+    /// does, when they do not fit in memory; [`Self::try_new`] reports that as an error.
     pub fn new(model: &Model) -> Self {
         DenseOracle {
             input_size: model.input_size(),
@@ -42,7 +64,11 @@ impl DenseOracle {
         let mut x = input.to_vec();
         for l in &self.layers {
             let batch = x.len() / l.cols;
-            let mut y = vec![0f32; batch * l.rows];
+            let len = batch.checked_mul(l.rows).ok_or(crate::Error::Allocation {
+                what: format!("{batch} outputs of {} values", l.rows),
+                bytes: u64::MAX,
+            })?;
+            let mut y = crate::error::try_filled(len, 0f32, "oracle outputs")?;
             y.par_chunks_mut(l.rows)
                 .zip(x.par_chunks(l.cols))
                 .for_each(|(yb, xb)| {

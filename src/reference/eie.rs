@@ -1,4 +1,4 @@
-use crate::error::Result;
+use crate::error::{try_filled, Error, Result};
 use crate::fixed16::{self, FixedCodebook};
 use crate::format::{entry_code, entry_run, Activation, EieLayer, Model, PeSlice};
 use rayon::prelude::*;
@@ -41,27 +41,41 @@ thread_local! {
 
 /// Calls `f(p, local_outputs)` for every PE of `layer` in parallel and interleaves the per-PE
 /// outputs back into global row order (row `p + k * pes` is PE p's local row k).
-fn per_pe<T, F>(layer: &EieLayer, out: &mut [T], f: F)
+fn per_pe<T, F>(layer: &EieLayer, out: &mut [T], f: F) -> Result<()>
 where
     T: Copy + Send + Sync + Default,
-    F: Fn(usize, &mut [T]) + Sync,
+    F: Fn(usize, &mut [T]) -> Result<()> + Sync,
 {
     let pes = layer.pes();
-    let run = |p: usize| {
-        let mut local = vec![T::default(); layer.rows_of_pe(p)];
-        f(p, &mut local);
-        local
+    let run = |p: usize| -> Result<Vec<T>> {
+        let mut local = try_filled(layer.rows_of_pe(p), T::default(), "PE accumulators")?;
+        f(p, &mut local)?;
+        Ok(local)
     };
     let locals: Vec<Vec<T>> = if BATCHED.with(|b| b.get()) {
-        (0..pes).map(run).collect()
+        (0..pes).map(run).collect::<Result<_>>()?
     } else {
-        (0..pes).into_par_iter().map(run).collect()
+        (0..pes).into_par_iter().map(run).collect::<Result<_>>()?
     };
     for (p, local) in locals.iter().enumerate() {
         for (k, &v) in local.iter().enumerate() {
             out[p + k * pes] = v;
         }
     }
+    Ok(())
+}
+
+/// Checks that `x` and `out` have the layer's input and output lengths.
+fn check_lengths(layer: &EieLayer, x: usize, out: usize) -> Result<()> {
+    if x != layer.cols() || out != layer.rows() {
+        return Err(Error::Shape(format!(
+            "layer `{}` maps {} inputs to {} outputs; got {x} inputs and room for {out} outputs",
+            layer.name(),
+            layer.cols(),
+            layer.rows()
+        )));
+    }
+    Ok(())
 }
 
 /// The non-zero activations `(j, a_j)` of `x`, in increasing `j`: EIE's leading non-zero
@@ -80,12 +94,15 @@ fn nonzero<T: Copy + PartialEq + Default>(x: &[T]) -> Vec<(usize, T)> {
 ///
 /// Each output row sums its terms in increasing `j` whatever the PE count, so the result does
 /// not depend on how the layer is interleaved.
-pub fn layer_f32(layer: &EieLayer, x: &[f32], out: &mut [f32]) {
+///
+/// `x` must hold `layer.cols()` values and `out` `layer.rows()` ([`Error::Shape`] otherwise).
+pub fn layer_f32(layer: &EieLayer, x: &[f32], out: &mut [f32]) -> Result<()> {
     layer_f32_with(layer, layer.codebook(), x, out)
 }
 
 /// [`layer_f32`] with the codebook values replaced by `values` (one per codebook entry).
-fn layer_f32_with(layer: &EieLayer, values: &[f32], x: &[f32], out: &mut [f32]) {
+fn layer_f32_with(layer: &EieLayer, values: &[f32], x: &[f32], out: &mut [f32]) -> Result<()> {
+    check_lengths(layer, x.len(), out.len())?;
     let nonzero = nonzero(x);
     // A 256-entry table covers every possible 8-bit code without a bounds check; padding
     // entries (code 0) add codebook[0] = 0.0 * a_j, which leaves the sum unchanged.
@@ -105,24 +122,27 @@ fn layer_f32_with(layer: &EieLayer, values: &[f32], x: &[f32], out: &mut [f32]) 
             let b = layer.bias().map_or(0.0, |b| b[p + k * pes]);
             *v = layer.activation().apply(*v + b);
         }
-    });
+        Ok(())
+    })
 }
 
 /// One layer in 16-bit fixed point (see [`crate::fixed16`]); inputs and outputs are Q5.10.
-pub fn layer_fixed16(layer: &EieLayer, x: &[i16], out: &mut [i16]) {
+///
+/// `x` must hold `layer.cols()` values and `out` `layer.rows()` ([`Error::Shape`] otherwise).
+pub fn layer_fixed16(layer: &EieLayer, x: &[i16], out: &mut [i16]) -> Result<()> {
+    check_lengths(layer, x.len(), out.len())?;
     let nonzero = nonzero(x);
     let codebook = FixedCodebook::new(layer.codebook());
     let relu = layer.activation() == Activation::Relu;
     per_pe(layer, out, |p, y| {
         let pe = layer.pe(p);
         let pes = layer.pes();
-        let mut acc: Vec<i32> = (0..y.len())
-            .map(|k| {
-                layer
-                    .bias()
-                    .map_or(0, |b| fixed16::bias_to_acc(b[p + k * pes]))
-            })
-            .collect();
+        let mut acc: Vec<i32> = try_filled(y.len(), 0, "PE accumulators")?;
+        if let Some(b) = layer.bias() {
+            for (k, a) in acc.iter_mut().enumerate() {
+                *a = fixed16::bias_to_acc(b[p + k * pes]);
+            }
+        }
         // Products of a_j with every codebook entry, computed once per slice when the slice
         // is at least as long as the codebook (the same values `term` gives per entry; the
         // table's entry 0 stays 0 for padding).
@@ -152,7 +172,8 @@ pub fn layer_fixed16(layer: &EieLayer, x: &[i16], out: &mut [i16]) {
         for (v, &s) in y.iter_mut().zip(&acc) {
             *v = fixed16::write_back(s, relu);
         }
-    });
+        Ok(())
+    })
 }
 
 /// The EIE CPU engine: runs a whole model on a batch of inputs, multi-threaded over inputs and
@@ -214,11 +235,18 @@ impl CpuEngine {
     }
 
     /// Runs a batch: `input` holds `batch * input_size` values, the result `batch * output_size`.
+    ///
+    /// Buffers are reserved fallibly: a batch whose outputs do not fit in memory is
+    /// [`Error::Allocation`], not an abort.
     pub fn run(&self, input: &[f32], precision: Precision) -> Result<Vec<f32>> {
         let batch = self.model.check_input(input)?;
         let n_in = self.model.input_size();
         let n_out = self.model.output_size();
-        let mut out = vec![0f32; batch * n_out];
+        let len = batch.checked_mul(n_out).ok_or(Error::Allocation {
+            what: format!("{batch} outputs of {n_out} values"),
+            bytes: u64::MAX,
+        })?;
+        let mut out = try_filled(len, 0f32, "outputs")?;
         let forward = |x: &[f32], y: &mut [f32]| match precision {
             Precision::F32 => self.forward_f32(x, y),
             Precision::F16 => self.forward_f16(x, y),
@@ -226,55 +254,59 @@ impl CpuEngine {
         };
         if batch == 1 {
             // One input: the PEs of each layer run in parallel.
-            forward(input, &mut out);
+            forward(input, &mut out)?;
         } else {
             // Several: the inputs run in parallel, each one's PEs on its own thread (the
             // forward pass makes no rayon calls then, so no other task interleaves on it).
             out.par_chunks_mut(n_out)
                 .zip(input.par_chunks(n_in))
-                .for_each(|(y, x)| {
+                .try_for_each(|(y, x)| {
                     BATCHED.with(|b| b.set(true));
-                    forward(x, y);
+                    let r = forward(x, y);
                     BATCHED.with(|b| b.set(false));
-                });
+                    r
+                })?;
         }
         Ok(out)
     }
 
-    fn forward_f32(&self, x: &[f32], y: &mut [f32]) {
+    fn forward_f32(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
         let mut cur = x.to_vec();
         for l in self.model.layers() {
-            let mut next = vec![0f32; l.rows()];
-            layer_f32(l, &cur, &mut next);
+            let mut next = try_filled(l.rows(), 0f32, "layer outputs")?;
+            layer_f32(l, &cur, &mut next)?;
             cur = next;
         }
         y.copy_from_slice(&cur);
+        Ok(())
     }
 
     /// f16 storage, as the GPU's f16 kernel: the input, each layer's codebook and each layer's
     /// output rounded to f16 (round to nearest even); products and sums in f32, bias in f32.
-    fn forward_f16(&self, x: &[f32], y: &mut [f32]) {
+    fn forward_f16(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
         let half = |v: f32| half::f16::from_f32(v).to_f32();
         let mut cur: Vec<f32> = x.iter().map(|&v| half(v)).collect();
         for l in self.model.layers() {
             let codebook: Vec<f32> = l.codebook().iter().map(|&v| half(v)).collect();
-            let mut next = vec![0f32; l.rows()];
-            layer_f32_with(l, &codebook, &cur, &mut next);
+            let mut next = try_filled(l.rows(), 0f32, "layer outputs")?;
+            layer_f32_with(l, &codebook, &cur, &mut next)?;
             next.iter_mut().for_each(|v| *v = half(*v));
             cur = next;
         }
         y.copy_from_slice(&cur);
+        Ok(())
     }
 
-    fn forward_fixed16(&self, x: &[f32], y: &mut [f32]) {
+    fn forward_fixed16(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
         let mut cur: Vec<i16> = x.iter().map(|&v| fixed16::quantize_activation(v)).collect();
         for l in self.model.layers() {
-            let mut next = vec![0i16; l.rows()];
-            layer_fixed16(l, &cur, &mut next);
+            let mut next = try_filled(l.rows(), 0i16, "layer outputs")?;
+            layer_fixed16(l, &cur, &mut next)?;
             cur = next;
         }
         for (o, &q) in y.iter_mut().zip(&cur) {
             *o = fixed16::dequantize_activation(q);
         }
+        Ok(())
     }
 }

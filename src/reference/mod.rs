@@ -18,13 +18,26 @@ pub struct ErrorStats {
 }
 
 impl ErrorStats {
-    /// Compares `got` against `reference` (equal lengths).
+    /// Compares `got` against `reference`. Vectors of different lengths cannot agree: they
+    /// compare as infinitely far apart (both errors `f64::INFINITY`, which fails any
+    /// tolerance); [`Self::try_compare`] reports them as an error instead.
     pub fn compare(got: &[f32], reference: &[f32]) -> Self {
-        assert_eq!(
-            got.len(),
-            reference.len(),
-            "compared vectors differ in length"
-        );
+        Self::try_compare(got, reference).unwrap_or(ErrorStats {
+            max_abs: f64::INFINITY,
+            max_rel: f64::INFINITY,
+        })
+    }
+
+    /// Compares `got` against `reference`; vectors of different lengths are
+    /// [`crate::Error::Shape`].
+    pub fn try_compare(got: &[f32], reference: &[f32]) -> crate::Result<Self> {
+        if got.len() != reference.len() {
+            return Err(crate::Error::Shape(format!(
+                "compared vectors have {} and {} values",
+                got.len(),
+                reference.len()
+            )));
+        }
         let mut max_abs = 0f64;
         let mut scale = 0f64;
         for (&g, &r) in got.iter().zip(reference) {
@@ -43,6 +56,6 @@ impl ErrorStats {
         } else {
             max_abs / scale
         };
-        ErrorStats { max_abs, max_rel }
+        Ok(ErrorStats { max_abs, max_rel })
     }
 }

@@ -327,7 +327,7 @@ pub fn model_costs(
             .chunks_exact(layer.cols())
             .zip(y.chunks_exact_mut(layer.rows()))
         {
-            crate::reference::layer_f32(layer, xs, ys);
+            crate::reference::layer_f32(layer, xs, ys)?;
         }
         x = y;
     }

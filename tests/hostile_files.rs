@@ -1,0 +1,1081 @@
+//! Hostile files and arguments: hand-made model files with valid containers and checksums but
+//! impossible sizes, `.npy` headers that promise more data than they hold, public functions
+//! called with inconsistent arguments, and thousands of seeded mutations of valid model,
+//! `.npy` and `.safetensors` files. Every one must give `Ok` or a typed error: no panic, no
+//! abort, no hang; every model that loads must run.
+
+use eie::compress::{compress_layer, CompressConfig};
+use eie::format::file::{from_bytes, from_bytes_with_limits, to_bytes};
+use eie::format::{encode_column, rows_of_pe, EieLayer, SparseCodes};
+use eie::import::{load_dense_layers, read_input, read_npy, write_npy, SafetensorsFile};
+use eie::reference::{layer_f32, layer_fixed16, ErrorStats};
+use eie::{Activation, CpuEngine, DenseOracle, Error, LoadLimits, Model, Precision};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+type OwnedTensor = (String, Dtype, Vec<usize>, Vec<u8>);
+
+/// Serialises tensors and metadata as a safetensors file, canonically.
+fn container(tensors: &[OwnedTensor], meta: HashMap<String, String>) -> Vec<u8> {
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    canonical(&safetensors::serialize(views, Some(meta)).unwrap())
+}
+
+/// The same safetensors file with its JSON header's keys sorted: the metadata is a `HashMap`,
+/// whose order changes from run to run, and the mutations must hit the same bytes every time.
+fn canonical(bytes: &[u8]) -> Vec<u8> {
+    let (header, data) = split_container(bytes);
+    join_container(&header, &data)
+}
+
+/// A model file with the given `model` JSON and tensors, with correct checksums: only the
+/// loader's own checks can object to it.
+fn model_file(model: &Value, tensors: &[OwnedTensor]) -> Vec<u8> {
+    let crc: BTreeMap<&str, u32> = tensors
+        .iter()
+        .map(|(n, _, _, d)| (n.as_str(), crc32fast::hash(d)))
+        .collect();
+    let meta = HashMap::from([
+        ("format".to_string(), "eie".to_string()),
+        ("format_version".to_string(), "1".to_string()),
+        ("model".to_string(), model.to_string()),
+        ("crc32".to_string(), serde_json::to_string(&crc).unwrap()),
+    ]);
+    container(tensors, meta)
+}
+
+fn u32_bytes(v: &[u32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// One layer without bias or entries whose header states `rows`, `cols` and `pes`; the
+/// tensors are those of a 1-column, 1-PE layer (`pe_ptr = [0, 0]`, `col_ptr = [[0, 0]]`).
+fn empty_layer_file(rows: Value, cols: Value, pes: Value) -> Vec<u8> {
+    let model = json!({"layers": [{
+        "name": "hostile", "rows": rows, "cols": cols, "pes": pes, "bits": 2,
+        "activation": "identity", "bias": false
+    }]});
+    let tensors = vec![
+        (
+            "layers.0.codebook".to_string(),
+            Dtype::F32,
+            vec![4],
+            f32_bytes(&[0.0, 0.5, -0.5, 1.0]),
+        ),
+        (
+            "layers.0.pe_ptr".to_string(),
+            Dtype::U32,
+            vec![2],
+            u32_bytes(&[0, 0]),
+        ),
+        (
+            "layers.0.col_ptr".to_string(),
+            Dtype::U32,
+            vec![1, 2],
+            u32_bytes(&[0, 0]),
+        ),
+        ("layers.0.entries".to_string(), Dtype::U8, vec![0], vec![]),
+    ];
+    model_file(&model, &tensors)
+}
+
+fn corrupt_message(r: eie::Result<Model>) -> String {
+    match r {
+        Err(Error::CorruptModel(m)) => m,
+        other => panic!("expected a corrupt-model error, got {other:?}"),
+    }
+}
+
+#[test]
+fn rows_beyond_the_format_are_refused() {
+    // rows = 2^40 and 2^62 with no entries: the container and checksums are valid, so only the
+    // size check stands between this file and a multi-terabyte output buffer.
+    for rows in [1u64 << 40, 1 << 62, u64::MAX] {
+        let bytes = empty_layer_file(json!(rows), json!(1), json!(1));
+        let m = corrupt_message(from_bytes(&bytes));
+        assert!(m.contains("beyond the format's limit"), "{m}");
+        // Raising the configurable limit does not lift the format's own bound.
+        let all = LoadLimits {
+            max_rows: usize::MAX,
+            ..LoadLimits::default()
+        };
+        assert!(matches!(
+            from_bytes_with_limits(&bytes, &all),
+            Err(Error::CorruptModel(_))
+        ));
+    }
+}
+
+#[test]
+fn rows_above_the_load_limit_are_refused_and_the_limit_is_settable() {
+    let rows = (1u64 << 24) + 1;
+    let bytes = empty_layer_file(json!(rows), json!(1), json!(1));
+    match from_bytes(&bytes) {
+        Err(Error::LimitExceeded { value, limit, what }) => {
+            assert_eq!((value, limit), (rows, 1 << 24));
+            assert!(what.contains("rows"), "{what}");
+        }
+        other => panic!("expected a limit error, got {other:?}"),
+    }
+    let small = LoadLimits {
+        max_rows: 1000,
+        ..LoadLimits::default()
+    };
+    let bytes = empty_layer_file(json!(1001), json!(1), json!(1));
+    assert!(matches!(
+        from_bytes_with_limits(&bytes, &small),
+        Err(Error::LimitExceeded {
+            value: 1001,
+            limit: 1000,
+            ..
+        })
+    ));
+    // At the limit the layer loads, and runs: no entries and no bias give zeros.
+    let bytes = empty_layer_file(json!(1000), json!(1), json!(1));
+    let model = from_bytes_with_limits(&bytes, &small).unwrap();
+    let y = CpuEngine::new(model).run(&[1.5], Precision::F32).unwrap();
+    assert_eq!(y, vec![0.0; 1000]);
+    // The file's length and the layer count have limits too.
+    let tiny = LoadLimits {
+        max_file_bytes: bytes.len() as u64 - 1,
+        ..LoadLimits::default()
+    };
+    assert!(matches!(
+        from_bytes_with_limits(&bytes, &tiny),
+        Err(Error::LimitExceeded { .. })
+    ));
+    let none = LoadLimits {
+        max_layers: 0,
+        ..LoadLimits::default()
+    };
+    assert!(matches!(
+        from_bytes_with_limits(&bytes, &none),
+        Err(Error::LimitExceeded {
+            value: 1,
+            limit: 0,
+            ..
+        })
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.eie");
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(Model::load_with_limits(&path, &small).is_ok());
+    assert!(matches!(
+        Model::load_with_limits(&path, &tiny),
+        Err(Error::LimitExceeded { .. })
+    ));
+}
+
+#[test]
+fn cols_and_pes_that_overflow_are_refused() {
+    for (cols, pes) in [
+        (json!(u64::MAX), json!(1)),
+        (json!(1u64 << 32), json!(1)),
+        (json!(1), json!(u64::MAX)),
+        (json!(1u64 << 40), json!(1u64 << 40)),
+    ] {
+        let bytes = empty_layer_file(json!(4), cols.clone(), pes.clone());
+        let r = from_bytes(&bytes);
+        assert!(
+            matches!(r, Err(Error::CorruptModel(_))),
+            "cols {cols} pes {pes}: {r:?}"
+        );
+    }
+    // Negative and fractional numbers are not sizes.
+    for bad in [json!(-1), json!(1.5), json!("4")] {
+        let bytes = empty_layer_file(bad.clone(), json!(1), json!(1));
+        assert!(matches!(from_bytes(&bytes), Err(Error::CorruptModel(_))));
+    }
+}
+
+#[test]
+fn empty_and_unchained_models_are_corrupt_files() {
+    let bytes = model_file(&json!({"layers": []}), &[]);
+    assert!(corrupt_message(from_bytes(&bytes)).contains("no layers"));
+    // Two valid layers, 1 -> 4 and 1 -> 4: the second takes 1 input, the first gives 4.
+    let one = empty_layer_file(json!(4), json!(1), json!(1));
+    let (_, header) = SafeTensors::read_metadata(&one).unwrap();
+    let meta = header.metadata().clone().unwrap();
+    let mut model: Value = serde_json::from_str(&meta["model"]).unwrap();
+    let layer = model["layers"][0].clone();
+    model["layers"].as_array_mut().unwrap().push(layer);
+    let st = SafeTensors::deserialize(&one).unwrap();
+    let mut tensors: Vec<OwnedTensor> = Vec::new();
+    for k in 0..2 {
+        for (n, v) in st.tensors() {
+            tensors.push((
+                n.replace("layers.0", &format!("layers.{k}")),
+                v.dtype(),
+                v.shape().to_vec(),
+                v.data().to_vec(),
+            ));
+        }
+    }
+    let m = corrupt_message(from_bytes(&model_file(&model, &tensors)));
+    assert!(m.contains("takes 1 inputs"), "{m}");
+}
+
+#[test]
+fn from_parts_and_encode_reject_inconsistent_arguments() {
+    let codebook = vec![0.0, 1.0, 2.0, 3.0];
+    let r = EieLayer::from_parts(
+        "x".into(),
+        4,
+        usize::MAX,
+        1,
+        2,
+        codebook.clone(),
+        None,
+        Activation::Identity,
+        vec![0, 0],
+        vec![0, 0],
+        vec![],
+    );
+    assert!(matches!(r, Err(Error::CorruptModel(_))), "{r:?}");
+    let r = EieLayer::from_parts(
+        "x".into(),
+        4,
+        1,
+        usize::MAX,
+        2,
+        codebook.clone(),
+        None,
+        Activation::Identity,
+        vec![0, 0],
+        vec![0, 0],
+        vec![],
+    );
+    assert!(matches!(r, Err(Error::CorruptModel(_))), "{r:?}");
+
+    let good = SparseCodes::from_dense(3, 2, &[1, 0, 0, 2, 3, 0]).unwrap();
+    assert!(good.validate().is_ok());
+    let encode =
+        |c: &SparseCodes| EieLayer::encode(c, codebook.clone(), 2, 2, None, Activation::Identity);
+    assert!(encode(&good).is_ok());
+    let mut bad = Vec::new();
+    // Column pointers that do not end at the entry count, or decrease.
+    let mut c = good.clone();
+    c.col_ptr[2] = 7;
+    bad.push(c);
+    let mut c = good.clone();
+    c.col_ptr = vec![0, 3, 2];
+    bad.push(c);
+    // Fewer row indices than codes.
+    let mut c = good.clone();
+    c.row_idx.pop();
+    bad.push(c);
+    // Rows out of order within a column (an unsigned gap would wrap), repeated, or too large.
+    let mut c = good.clone();
+    c.row_idx.swap(0, 1);
+    bad.push(c);
+    let mut c = good.clone();
+    c.row_idx[1] = c.row_idx[0];
+    bad.push(c);
+    let mut c = good.clone();
+    c.row_idx[0] = 3;
+    bad.push(c);
+    // A zero code, a wrong pointer count, an impossible shape.
+    let mut c = good.clone();
+    c.code[0] = 0;
+    bad.push(c);
+    let mut c = good.clone();
+    c.cols = 5;
+    bad.push(c);
+    let mut c = good.clone();
+    c.cols = usize::MAX;
+    bad.push(c);
+    for c in &bad {
+        assert!(c.validate().is_err(), "{c:?}");
+        let r = catch_unwind(AssertUnwindSafe(|| encode(c)));
+        assert!(matches!(r, Ok(Err(Error::Shape(_)))), "{c:?} gave {r:?}");
+    }
+    // The column encoder on its own: rows that go back would wrap an unsigned gap.
+    let mut out = Vec::new();
+    assert!(matches!(
+        encode_column([(5, 1), (2, 1)], &mut out),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        encode_column([(3, 1), (3, 2)], &mut out),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        encode_column([(0, 0)], &mut out),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(
+        (
+            rows_of_pe(5, 0, 0),
+            rows_of_pe(5, 2, 2),
+            rows_of_pe(5, 2, 0)
+        ),
+        (0, 0, 3)
+    );
+    assert!(matches!(
+        SparseCodes::from_dense(1 << 40, 1 << 40, &[]),
+        Err(Error::Shape(_))
+    ));
+    assert!(matches!(
+        SparseCodes::from_dense(1 << 33, 1 << 31, &[]),
+        Err(Error::Shape(_))
+    ));
+}
+
+#[test]
+fn kernels_and_comparisons_reject_wrong_lengths() {
+    let dense = eie::synth::dense_layer("fc", 6, 5, true, 3);
+    let config = CompressConfig {
+        density: 0.5,
+        pes: 2,
+        ..CompressConfig::default()
+    };
+    let layer = compress_layer(&dense, &config, Activation::Relu).unwrap();
+    let x = [0.5f32; 5];
+    let mut y = [0f32; 6];
+    assert!(layer_f32(&layer, &x, &mut y).is_ok());
+    assert!(matches!(
+        layer_f32(&layer, &x[..4], &mut y),
+        Err(Error::Shape(_))
+    ));
+    assert!(matches!(
+        layer_f32(&layer, &x, &mut y[..5]),
+        Err(Error::Shape(_))
+    ));
+    let xq = [3i16; 5];
+    let mut yq = [0i16; 7];
+    assert!(matches!(
+        layer_fixed16(&layer, &xq, &mut yq),
+        Err(Error::Shape(_))
+    ));
+    assert!(layer_fixed16(&layer, &xq, &mut yq[..6]).is_ok());
+
+    let e = ErrorStats::compare(&[1.0, 2.0], &[1.0]);
+    assert_eq!(e.max_abs, f64::INFINITY);
+    assert_eq!(e.max_rel, f64::INFINITY);
+    assert!(matches!(
+        ErrorStats::try_compare(&[1.0, 2.0], &[1.0]),
+        Err(Error::Shape(_))
+    ));
+    let e = ErrorStats::try_compare(&[1.0, 2.5], &[1.0, 2.0]).unwrap();
+    assert_eq!(e.max_abs, 0.5);
+    assert_eq!(ErrorStats::compare(&[1.0, 2.5], &[1.0, 2.0]), e);
+}
+
+/// A `.npy` file with a hand-written header (version 1.0) and `data` after it.
+fn npy_with_header(dict: &str, data: &[u8]) -> Vec<u8> {
+    let mut header = dict.to_string();
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+#[test]
+fn npy_headers_that_promise_more_than_the_file_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x.npy");
+    let data = f32_bytes(&[1.0; 8]);
+    for shape in [
+        "(1099511627776, 4)",
+        "(4, 1099511627776)",
+        "(1099511627776, 1099511627776)",
+        "(18446744073709551615,)",
+        "(4611686018427387904, 4, 0)",
+        "(3, 4)",
+    ] {
+        let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+        std::fs::write(&p, npy_with_header(&dict, &data)).unwrap();
+        let r = read_npy(&p);
+        if shape == "(4611686018427387904, 4, 0)" {
+            // No values at all: readable, and an empty input.
+            assert_eq!(r.unwrap().data.len(), 0);
+        } else {
+            assert!(matches!(r, Err(Error::Parse { .. })), "{shape}: {r:?}");
+        }
+        assert!(read_input(&p, 4).is_err());
+    }
+    for dict in [
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (18446744073709551616,), }",
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (-1, 2), }",
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 4), 'shape': (2, 4)}",
+        "{'descr': '<f4', 'fortran_order': Maybe, 'shape': (2, 4), }",
+        "{'descr': '<f4', 'shape': (2, 4), }",
+        "{'descr': '<f4', 'fortran_order': False, 'shape': ((((((((2, 4), }",
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 4), } trailing",
+    ] {
+        std::fs::write(&p, npy_with_header(dict, &data)).unwrap();
+        assert!(
+            matches!(read_npy(&p), Err(Error::Parse { .. })),
+            "{dict}: {:?}",
+            read_npy(&p)
+        );
+    }
+    // An empty Fortran-order array with a huge dimension: nothing to transpose, at once.
+    let dict = "{'descr': '<f4', 'fortran_order': True, 'shape': (1099511627776, 0), }";
+    std::fs::write(&p, npy_with_header(dict, &data)).unwrap();
+    let start = Instant::now();
+    assert_eq!(read_npy(&p).unwrap().shape, [1 << 40, 0]);
+    assert!(start.elapsed() < Duration::from_secs(1));
+    // Deep nesting in an ignored value is skipped without recursion.
+    let deep = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': (2, 4), 'x': {}{} }}",
+        "(".repeat(20000),
+        ")".repeat(20000)
+    );
+    let mut bytes = b"\x93NUMPY\x02\x00".to_vec();
+    bytes.extend_from_slice(&(deep.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(deep.as_bytes());
+    bytes.extend_from_slice(&data);
+    std::fs::write(&p, &bytes).unwrap();
+    assert_eq!(read_npy(&p).unwrap().data, vec![1.0; 8]);
+    // Structured and integer dtypes are unsupported, not misread.
+    for descr in ["[('a', '<f4')]", "'<i4'", "'|b1'"] {
+        let dict = format!("{{'descr': {descr}, 'fortran_order': False, 'shape': (2,), }}");
+        std::fs::write(&p, npy_with_header(&dict, &data)).unwrap();
+        assert!(matches!(read_npy(&p), Err(Error::UnsupportedDtype { .. })));
+    }
+}
+
+#[test]
+fn npy_reader_reads_what_numpy_writes() {
+    // Big-endian f8, Python 2 style long dimensions, Fortran order, double quotes.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x.npy");
+    let vals = [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0]; // column-major [2, 3]: rows (1,3,5), (2,4,6)
+    let data: Vec<u8> = vals.iter().flat_map(|v| v.to_be_bytes()).collect();
+    let dict = "{\"descr\": \">f8\", \"fortran_order\": True, \"shape\": (2L, 3L)}";
+    std::fs::write(&p, npy_with_header(dict, &data)).unwrap();
+    let t = read_npy(&p).unwrap();
+    assert_eq!(t.shape, [2, 3]);
+    assert_eq!(t.data, [1.0, 3.0, 5.0, 2.0, 4.0, 6.0]);
+    let h: Vec<u8> = [0.5f32, -2.0]
+        .iter()
+        .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+        .collect();
+    let dict = "{'descr': '<f2', 'fortran_order': False, 'shape': (2,), }";
+    std::fs::write(&p, npy_with_header(dict, &h)).unwrap();
+    assert_eq!(read_npy(&p).unwrap().data, [0.5, -2.0]);
+}
+
+fn eie_cmd(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_eie"))
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+/// Runs a command expected to fail cleanly: exit code 1 and a one-line message.
+fn fails_in_one_line(args: &[&str]) -> String {
+    let o = eie_cmd(args);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "eie {args:?}: {err}");
+    assert_eq!(err.lines().count(), 1, "eie {args:?}: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    err
+}
+
+#[test]
+fn command_line_reports_hostile_files_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let rows = dir.path().join("rows.eie");
+    std::fs::write(
+        &rows,
+        empty_layer_file(json!(1u64 << 40), json!(1), json!(1)),
+    )
+    .unwrap();
+    let cols = dir.path().join("cols.eie");
+    std::fs::write(&cols, empty_layer_file(json!(4), json!(u64::MAX), json!(1))).unwrap();
+    let x = dir.path().join("x.npy");
+    write_npy(&x, &[1], &[1.0]).unwrap();
+    let y = dir.path().join("y.npy");
+    let e = fails_in_one_line(&["run", &s(&rows), "--input", &s(&x), "--output", &s(&y)]);
+    assert!(e.contains("corrupt model"), "{e}");
+    let e = fails_in_one_line(&["info", &s(&cols)]);
+    assert!(e.contains("corrupt model"), "{e}");
+    let e = fails_in_one_line(&["verify", &s(&rows)]);
+    assert!(e.contains("corrupt model"), "{e}");
+
+    // A valid model, and inputs whose headers claim 2^40 vectors.
+    let model = dir.path().join("m.eie");
+    let dense = eie::synth::dense_layer("fc", 3, 4, true, 1);
+    let layer = compress_layer(&dense, &CompressConfig::default(), Activation::Relu).unwrap();
+    Model::new(vec![layer]).unwrap().save(&model).unwrap();
+    for shape in [
+        "(1099511627776, 4)",
+        "(4, 1099511627776)",
+        "(1099511627776,)",
+    ] {
+        let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+        std::fs::write(&x, npy_with_header(&dict, &f32_bytes(&[1.0; 8]))).unwrap();
+        let e = fails_in_one_line(&["run", &s(&model), "--input", &s(&x), "--output", &s(&y)]);
+        assert!(e.contains("cannot parse"), "{e}");
+    }
+    assert!(!y.exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seeded structured mutation of valid files.
+
+/// Sizes that break naive arithmetic.
+fn hostile_number(rng: &mut ChaCha8Rng) -> Value {
+    const N: [u64; 12] = [
+        0,
+        1,
+        2,
+        3,
+        255,
+        65536,
+        1 << 31,
+        1 << 32,
+        (1 << 32) - 1,
+        1 << 40,
+        1 << 62,
+        u64::MAX,
+    ];
+    match rng.random_range(0..15) {
+        0 => json!(-1),
+        1 => json!(-(1i64 << 40)),
+        2 => json!(1.5),
+        i => json!(N[i - 3]),
+    }
+}
+
+/// The JSON header of a safetensors file and the bytes after it.
+fn split_container(bytes: &[u8]) -> (Value, Vec<u8>) {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    (header, bytes[8 + n..].to_vec())
+}
+
+fn join_container(header: &Value, data: &[u8]) -> Vec<u8> {
+    let text = header.to_string();
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+/// Generic byte-level mutations: bit flips, truncation, extension, a hostile header length.
+fn mutate_bytes(rng: &mut ChaCha8Rng, seed: &[u8]) -> (String, Vec<u8>) {
+    let mut b = seed.to_vec();
+    match rng.random_range(0..5) {
+        0 => {
+            let flips = rng.random_range(1..=4);
+            for _ in 0..flips {
+                let i = rng.random_range(0..b.len());
+                b[i] ^= 1 << rng.random_range(0..8);
+            }
+            (format!("{flips} bit flips"), b)
+        }
+        1 => {
+            let len = rng.random_range(0..b.len());
+            b.truncate(len);
+            (format!("truncated to {len}"), b)
+        }
+        2 => {
+            let extra = rng.random_range(1..64);
+            b.extend((0..extra).map(|_| rng.random::<u8>()));
+            (format!("{extra} bytes appended"), b)
+        }
+        3 => {
+            let i = rng.random_range(0..b.len());
+            let v: u8 = [0, 0xff, 0x7f, 0x80][rng.random_range(0..4)];
+            b[i] = v;
+            (format!("byte {i} set to {v:#x}"), b)
+        }
+        _ => {
+            // The first 8 bytes are safetensors' header length, and cover the .npy magic,
+            // version and (part of) the header length.
+            let v: u64 = [0, 1, 7, 1 << 31, 1 << 40, u64::MAX][rng.random_range(0..6)];
+            let at = rng.random_range(0..=2) * 4;
+            let end = (at + 8).min(b.len());
+            b[at..end].copy_from_slice(&v.to_le_bytes()[..end - at]);
+            (format!("u64 {v} written at {at}"), b)
+        }
+    }
+}
+
+/// Edits a number in a safetensors header: a tensor's shape or data offsets, or its dtype.
+fn mutate_container_header(rng: &mut ChaCha8Rng, seed: &[u8]) -> (String, Vec<u8>) {
+    let (mut header, data) = split_container(seed);
+    let names: Vec<String> = header
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| *k != "__metadata__")
+        .cloned()
+        .collect();
+    let name = &names[rng.random_range(0..names.len())];
+    let t = header.get_mut(name).unwrap();
+    let what = match rng.random_range(0..4) {
+        0 | 1 => {
+            let field = ["shape", "data_offsets"][rng.random_range(0..2)];
+            let arr = t[field].as_array_mut().unwrap();
+            if arr.is_empty() || rng.random_bool(0.2) {
+                arr.push(hostile_number(rng));
+            } else {
+                let i = rng.random_range(0..arr.len());
+                arr[i] = hostile_number(rng);
+            }
+            format!("{name}.{field} = {}", t[field])
+        }
+        2 => {
+            let dt = [
+                "F32", "U8", "U32", "F16", "F64", "I64", "BOOL", "F8_E4M3", "X",
+            ][rng.random_range(0..9)];
+            t["dtype"] = json!(dt);
+            format!("{name}.dtype = {dt}")
+        }
+        _ => {
+            let grow = rng.random_range(1..64u64);
+            let end = t["data_offsets"][1].as_u64().unwrap() + grow;
+            t["data_offsets"][1] = json!(end);
+            format!("{name} extended by {grow} bytes")
+        }
+    };
+    (what, join_container(&header, &data))
+}
+
+/// Valid model files to mutate: 4-bit (one byte per entry) and 6-bit (two) codebooks, with and
+/// without bias, several PEs, and a layer with long zero runs (padding entries).
+fn model_seeds() -> Vec<Vec<u8>> {
+    let make = |bits: u8, pes: usize, density: f64| {
+        let config = CompressConfig {
+            density,
+            bits,
+            pes,
+            ..CompressConfig::default()
+        };
+        let a = eie::synth::dense_layer("fc1.weight", 24, 10, true, 1);
+        let b = eie::synth::dense_layer("fc2.weight", 5, 24, false, 2);
+        let m = Model::new(vec![
+            compress_layer(&a, &config, Activation::Relu).unwrap(),
+            compress_layer(&b, &config, Activation::Identity).unwrap(),
+        ])
+        .unwrap();
+        canonical(&to_bytes(&m).unwrap())
+    };
+    let sparse = {
+        let d = eie::synth::dense_layer("tall", 80, 3, false, 4);
+        let config = CompressConfig {
+            density: 0.05,
+            bits: 2,
+            pes: 1,
+            ..CompressConfig::default()
+        };
+        let l = compress_layer(&d, &config, Activation::Identity).unwrap();
+        assert!(l.padding_count() > 0);
+        canonical(&to_bytes(&Model::new(vec![l]).unwrap()).unwrap())
+    };
+    vec![make(4, 3, 0.4), make(6, 2, 0.3), sparse]
+}
+
+/// Edits the model description: a layer's rows, cols, pes or bits (or the layer list).
+fn mutate_model_json(rng: &mut ChaCha8Rng, seed: &[u8]) -> (String, Vec<u8>) {
+    let (mut header, data) = split_container(seed);
+    let meta = header["__metadata__"].as_object_mut().unwrap();
+    let mut model: Value = serde_json::from_str(meta["model"].as_str().unwrap()).unwrap();
+    let layers = model["layers"].as_array_mut().unwrap();
+    let what = match rng.random_range(0..10) {
+        0 => {
+            let l = layers[rng.random_range(0..layers.len())].clone();
+            layers.push(l);
+            "a layer duplicated".to_string()
+        }
+        1 => {
+            layers.pop();
+            "last layer dropped".to_string()
+        }
+        2 => {
+            let k = rng.random_range(0..layers.len());
+            let b = layers[k]["bias"].as_bool().unwrap();
+            layers[k]["bias"] = json!(!b);
+            format!("layer {k} bias flipped")
+        }
+        _ => {
+            let k = rng.random_range(0..layers.len());
+            let field = ["rows", "cols", "pes", "bits"][rng.random_range(0..4)];
+            let v = if rng.random_bool(0.8) {
+                hostile_number(rng)
+            } else {
+                // A near miss: one more or one less.
+                let old = layers[k][field].as_u64().unwrap();
+                json!(if rng.random_bool(0.5) {
+                    old + 1
+                } else {
+                    old - 1
+                })
+            };
+            layers[k][field] = v.clone();
+            format!("layer {k} {field} = {v}")
+        }
+    };
+    meta.insert("model".into(), json!(model.to_string()));
+    (what, join_container(&header, &data))
+}
+
+/// Edits one tensor's data and fixes its checksum, so the deep validation must catch it.
+fn mutate_tensor_data(rng: &mut ChaCha8Rng, seed: &[u8]) -> (String, Vec<u8>) {
+    let st = SafeTensors::deserialize(seed).unwrap();
+    let (_, meta) = SafeTensors::read_metadata(seed).unwrap();
+    let mut meta: HashMap<String, String> = meta.metadata().clone().unwrap();
+    let mut crc: BTreeMap<String, u32> = serde_json::from_str(&meta["crc32"]).unwrap();
+    let mut owned: Vec<OwnedTensor> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    owned.sort_by(|a, b| a.0.cmp(&b.0));
+    let i = rng.random_range(0..owned.len());
+    let (name, dtype, shape, data) = &mut owned[i];
+    let what = if !data.is_empty() && rng.random_bool(0.8) {
+        let width = if *dtype == Dtype::U8 { 1 } else { 4 };
+        let at = rng.random_range(0..data.len() / width) * width;
+        let v: u32 = match rng.random_range(0..6) {
+            0 => 0,
+            1 => u32::MAX,
+            2 => rng.random(),
+            3 => {
+                let mut old = [0u8; 4];
+                old[..width].copy_from_slice(&data[at..at + width]);
+                u32::from_le_bytes(old).wrapping_add(1)
+            }
+            4 => 0x7fc0_0000, // NaN as f32
+            _ => 15 << 4,     // a padding entry (code 0, run 15) as one byte
+        };
+        data[at..at + width].copy_from_slice(&v.to_le_bytes()[..width]);
+        format!("{name}[{at}] = {v:#x}")
+    } else if *dtype == Dtype::U8 {
+        let extra = rng.random_range(1..8);
+        data.extend((0..extra).map(|_| rng.random::<u8>()));
+        shape[0] = data.len();
+        format!("{name}: {extra} entries appended")
+    } else {
+        let n = data.len() / 4;
+        if n > 1 && rng.random_bool(0.5) {
+            data.truncate(4 * (n - 1));
+        } else {
+            data.extend_from_slice(&rng.random::<u32>().to_le_bytes());
+        }
+        let last = shape.len() - 1;
+        let others: usize = shape[..last].iter().product();
+        if data.len() / 4 % others.max(1) == 0 {
+            shape[last] = data.len() / 4 / others.max(1);
+        } else {
+            *shape = vec![data.len() / 4];
+        }
+        format!("{name}: length changed to {}", data.len() / 4)
+    };
+    crc.insert(name.clone(), crc32fast::hash(data));
+    meta.insert("crc32".into(), serde_json::to_string(&crc).unwrap());
+    (what, container(&owned, meta))
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Everything a loaded model is used for must work: the engine in both arithmetics, the
+/// oracle, the statistics `eie info` prints, saving. The engine re-interleaves layers for the
+/// machine; its results must equal, bit for bit, those of the layers as stored.
+fn exercise_model(model: Model) -> eie::Result<()> {
+    let n = model.input_size();
+    let x: Vec<f32> = (0..2 * n).map(|i| ((i % 7) as f32 - 2.0) * 0.25).collect();
+    for l in model.layers() {
+        let _ = (
+            l.density(),
+            l.dense_bytes(),
+            l.compressed_bytes(),
+            l.padding_count(),
+        );
+    }
+    to_bytes(&model)?;
+    let oracle = DenseOracle::try_new(&model)?.run(&x)?;
+    assert_eq!(oracle.len(), 2 * model.output_size());
+    let engine = CpuEngine::new(model.clone());
+    let stored = CpuEngine::as_stored(model);
+    for precision in [Precision::F32, Precision::Fixed16] {
+        let y = engine.run(&x, precision)?;
+        assert_eq!(y.len(), oracle.len());
+        assert_eq!(bits(&y), bits(&stored.run(&x, precision)?), "{precision:?}");
+    }
+    Ok(())
+}
+
+/// Runs `case` on every mutation, catching panics to report them; asserts there were none
+/// and that no single case took long enough to be a hang.
+struct Campaign {
+    name: &'static str,
+    cases: usize,
+    ok: usize,
+    panics: Vec<String>,
+    slowest: Duration,
+}
+
+impl Campaign {
+    fn new(name: &'static str) -> Self {
+        Campaign {
+            name,
+            cases: 0,
+            ok: 0,
+            panics: Vec::new(),
+            slowest: Duration::ZERO,
+        }
+    }
+
+    fn run(&mut self, what: &str, case: impl FnOnce() -> bool) {
+        let start = Instant::now();
+        match catch_unwind(AssertUnwindSafe(case)) {
+            Ok(ok) => self.ok += ok as usize,
+            Err(p) => {
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                self.panics.push(format!("{what}: {msg}"));
+            }
+        }
+        self.slowest = self.slowest.max(start.elapsed());
+        self.cases += 1;
+    }
+
+    fn finish(self, min_cases: usize) {
+        eprintln!(
+            "{}: {} mutations, {} accepted, slowest {:?}",
+            self.name, self.cases, self.ok, self.slowest
+        );
+        assert!(self.cases >= min_cases);
+        assert!(
+            self.panics.is_empty(),
+            "{}: {} of {} mutations panicked, first: {:#?}",
+            self.name,
+            self.panics.len(),
+            self.cases,
+            &self.panics[..self.panics.len().min(10)]
+        );
+        assert!(
+            self.slowest < Duration::from_secs(5),
+            "{}: one mutation took {:?}",
+            self.name,
+            self.slowest
+        );
+        // The mutations must not all be trivially rejected, nor all accepted.
+        assert!(self.ok > 0 && self.ok < self.cases, "{}", self.ok);
+    }
+}
+
+#[test]
+fn mutated_model_files_give_a_model_that_runs_or_a_typed_error() {
+    let seeds = model_seeds();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut c = Campaign::new("model files");
+    for i in 0..12000 {
+        let seed = &seeds[i % seeds.len()];
+        let (what, bytes) = match rng.random_range(0..4) {
+            0 => mutate_bytes(&mut rng, seed),
+            1 => mutate_container_header(&mut rng, seed),
+            2 => mutate_model_json(&mut rng, seed),
+            _ => mutate_tensor_data(&mut rng, seed),
+        };
+        c.run(&format!("case {i} ({what})"), || match from_bytes(&bytes) {
+            Ok(model) => {
+                exercise_model(model).unwrap();
+                true
+            }
+            Err(_) => false,
+        });
+    }
+    c.finish(12000);
+}
+
+/// Writes a case to a new file (rewriting one file in place makes some filesystems flush it on
+/// every close), removing the previous case's.
+fn fresh_file(dir: &Path, i: usize, ext: &str, bytes: &[u8]) -> std::path::PathBuf {
+    if i > 0 {
+        let _ = std::fs::remove_file(dir.join(format!("{}.{ext}", i - 1)));
+    }
+    let path = dir.join(format!("{i}.{ext}"));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn npy_seeds() -> Vec<Vec<u8>> {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("s.npy");
+    write_npy(
+        &p,
+        &[4, 6],
+        &(0..24).map(|i| i as f32 * 0.5).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let f32_file = std::fs::read(&p).unwrap();
+    let h: Vec<u8> = (0..6)
+        .flat_map(|i| half::f16::from_f32(i as f32).to_le_bytes())
+        .collect();
+    let f16_file = npy_with_header(
+        "{'descr': '<f2', 'fortran_order': True, 'shape': (2, 3), }",
+        &h,
+    );
+    vec![f32_file, f16_file]
+}
+
+/// Edits a `.npy` header's shape, dtype or order.
+fn mutate_npy_header(rng: &mut ChaCha8Rng, seed: &[u8]) -> (String, Vec<u8>) {
+    let len = u16::from_le_bytes([seed[8], seed[9]]) as usize;
+    let data = &seed[10 + len..];
+    let mut dims: Vec<String> = (0..rng.random_range(0..4))
+        .map(|_| hostile_number(rng).to_string())
+        .collect();
+    if rng.random_bool(0.3) {
+        dims = vec!["4".into(), "6".into()];
+    }
+    let shape = format!("({},)", dims.join(", ")).replace("(,)", "()");
+    let descr = [
+        "'<f4'",
+        "'>f4'",
+        "'<f2'",
+        "'<f8'",
+        "'<i8'",
+        "'|u1'",
+        "[('a', '<f4')]",
+    ][rng.random_range(0..7)];
+    let order = ["True", "False"][rng.random_range(0..2)];
+    let dict = format!("{{'descr': {descr}, 'fortran_order': {order}, 'shape': {shape}, }}");
+    (dict.clone(), npy_with_header(&dict, data))
+}
+
+#[test]
+fn mutated_npy_files_give_a_tensor_or_a_typed_error() {
+    let seeds = npy_seeds();
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let mut c = Campaign::new(".npy files");
+    const EXT: &str = "npy";
+    for i in 0..4000 {
+        let seed = &seeds[i % seeds.len()];
+        let (what, bytes) = if rng.random_bool(0.5) {
+            mutate_bytes(&mut rng, seed)
+        } else {
+            mutate_npy_header(&mut rng, seed)
+        };
+        let path = fresh_file(dir.path(), i, EXT, &bytes);
+        c.run(&format!("case {i} ({what})"), || {
+            let ok = match read_npy(&path) {
+                Ok(t) => {
+                    let count = if t.shape.contains(&0) {
+                        Some(0)
+                    } else {
+                        t.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+                    };
+                    assert_eq!(count, Some(t.data.len()));
+                    true
+                }
+                Err(_) => false,
+            };
+            let _ = read_input(&path, 6);
+            if let Ok(layers) = load_dense_layers(&path, &[], None) {
+                assert_eq!(layers[0].weights.len(), layers[0].rows * layers[0].cols);
+            }
+            ok
+        });
+    }
+    c.finish(4000);
+}
+
+fn safetensors_seed() -> Vec<u8> {
+    let w: Vec<f32> = (0..24).map(|i| (i as f32 - 11.0) * 0.25).collect();
+    let w2: Vec<u8> = (0..12)
+        .flat_map(|i| half::bf16::from_f32(i as f32 * 0.5 - 3.0).to_le_bytes())
+        .collect();
+    let tensors: Vec<OwnedTensor> = vec![
+        ("fc1.weight".into(), Dtype::F32, vec![4, 6], f32_bytes(&w)),
+        (
+            "fc1.bias".into(),
+            Dtype::F32,
+            vec![4],
+            f32_bytes(&[0.5, -0.5, 1.0, 0.0]),
+        ),
+        ("fc2.weight".into(), Dtype::BF16, vec![3, 4], w2),
+        (
+            "fc2.bias".into(),
+            Dtype::F64,
+            vec![3],
+            [1.0f64, 2.0, 3.0]
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect(),
+        ),
+    ];
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    safetensors::serialize(views, None).unwrap()
+}
+
+#[test]
+fn mutated_safetensors_files_give_layers_or_a_typed_error() {
+    let seed = safetensors_seed();
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut c = Campaign::new(".safetensors files");
+    const EXT: &str = "safetensors";
+    let config = CompressConfig {
+        density: 0.5,
+        bits: 3,
+        pes: 2,
+        ..CompressConfig::default()
+    };
+    for i in 0..4000 {
+        let (what, bytes) = if rng.random_bool(0.5) {
+            mutate_bytes(&mut rng, &seed)
+        } else {
+            mutate_container_header(&mut rng, &seed)
+        };
+        let path = fresh_file(dir.path(), i, EXT, &bytes);
+        c.run(&format!("case {i} ({what})"), || {
+            if let Ok(f) = SafetensorsFile::open(&path) {
+                for n in f.names() {
+                    let _ = f.tensor(&n);
+                }
+            }
+            match load_dense_layers(&path, &[], None) {
+                Ok(layers) => {
+                    let compressed: eie::Result<Vec<EieLayer>> = layers
+                        .iter()
+                        .map(|l| compress_layer(l, &config, Activation::Relu))
+                        .collect();
+                    // Layers that do not chain are a typed error too.
+                    if let Ok(model) = compressed.and_then(Model::new) {
+                        exercise_model(model).unwrap();
+                    }
+                    true
+                }
+                Err(_) => false,
+            }
+        });
+    }
+    c.finish(4000);
+}
