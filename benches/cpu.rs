@@ -12,7 +12,7 @@ fn cpu_kernels(c: &mut Criterion) {
         let model = layer.model(64, paper::DEFAULT_SEED).expect("generated");
         let inputs: Vec<Vec<f32>> = (0..4).map(|s| layer.input(1, s)).collect();
         let mut group = c.benchmark_group(name);
-        for backend in cpu_backends(&model) {
+        for backend in cpu_backends(&model).expect("CPU backends") {
             let mut k = 0usize;
             group.bench_function(BenchmarkId::from_parameter(backend.name()), |b| {
                 b.iter(|| {

@@ -256,7 +256,7 @@ fn run(a: &Args) -> Result<()> {
         .build()
         .map_err(|e| eie::Error::InvalidArgument(format!("tokio runtime: {e}")))?;
     if a.backend == "cpu" || a.backend == "all" {
-        let engine = Engine::cpu(model.clone(), Precision::F32);
+        let engine = Engine::cpu(model.clone(), Precision::F32)?;
         let r = rt.block_on(serve(engine.clone(), inputs.clone(), a))?;
         report(
             &format!(

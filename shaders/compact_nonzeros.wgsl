@@ -1,7 +1,8 @@
 // Non-zero compaction (EIE's leading non-zero detection) as a kernel of its own: each input
 // vector of a batch becomes the list of its non-zero activations as (index, value) pairs in
-// increasing index order, plus their count. The EIE SpMV kernel does the same inside every
-// workgroup (so a layer needs a single dispatch); this kernel serves callers that want the list.
+// increasing index order, plus their count. The EIE SpMV kernel does its own detection from the
+// non-zero bitmaps inside its single dispatch per layer; this kernel serves callers that want
+// the list itself (`eie::gpu::compact_nonzeros`).
 //
 // One workgroup per input vector scans it CHUNK values at a time: each invocation counts the
 // non-zeros of its 8 consecutive values, a two-level workgroup prefix sum turns the counts into

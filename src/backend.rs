@@ -23,11 +23,11 @@ pub struct CpuBackend {
 
 impl CpuBackend {
     /// Wraps a model for the CPU engine.
-    pub fn new(model: Model, precision: Precision) -> Self {
-        CpuBackend {
-            engine: CpuEngine::new(model),
+    pub fn new(model: Model, precision: Precision) -> Result<Self> {
+        Ok(CpuBackend {
+            engine: CpuEngine::new(model)?,
             precision,
-        }
+        })
     }
 }
 
@@ -44,12 +44,12 @@ impl Backend for CpuBackend {
 }
 
 /// The CPU backends: the EIE engine in f32, fixed16 and f16, and the dense and CSR baselines.
-pub fn cpu_backends(model: &Model) -> Vec<Box<dyn Backend>> {
-    let mut v: Vec<Box<dyn Backend>> = Precision::ALL
-        .into_iter()
-        .map(|p| Box::new(CpuBackend::new(model.clone(), p)) as Box<dyn Backend>)
-        .collect();
+pub fn cpu_backends(model: &Model) -> Result<Vec<Box<dyn Backend>>> {
+    let mut v: Vec<Box<dyn Backend>> = Vec::new();
+    for p in Precision::ALL {
+        v.push(Box::new(CpuBackend::new(model.clone(), p)?));
+    }
     v.push(Box::new(crate::baseline::DenseBackend::new(model)));
     v.push(Box::new(crate::baseline::CsrBackend::new(model)));
-    v
+    Ok(v)
 }

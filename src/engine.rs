@@ -42,13 +42,13 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     /// The EIE CPU engine (re-interleaved for this machine's threads) in `precision`.
-    pub fn cpu(model: Model, precision: Precision) -> Engine {
+    pub fn cpu(model: Model, precision: Precision) -> Result<Engine> {
         let (input_size, output_size) = (model.input_size(), model.output_size());
-        Engine {
-            kind: Kind::Cpu(CpuEngine::new(model), precision),
+        Ok(Engine {
+            kind: Kind::Cpu(CpuEngine::new(model)?, precision),
             input_size,
             output_size,
-        }
+        })
     }
 
     /// The GPU kernels on `ctx` (see [`GpuEngine::new`]); `opts.precision` is the arithmetic.
@@ -81,7 +81,7 @@ impl Engine {
     #[cfg(feature = "async")]
     pub async fn cpu_async(model: Model, precision: Precision) -> Result<Engine> {
         off_thread("building the CPU engine", move || {
-            Ok(Engine::cpu(model, precision))
+            Engine::cpu(model, precision)
         })
         .await
     }

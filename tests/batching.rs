@@ -69,9 +69,13 @@ fn engine_is_shared_and_runs_as_an_owned_future() {
     // Every precision on the CPU, f16 close to f32.
     let x = eie::synth::activations(30, 0.5, 3);
     let f32_out = Engine::cpu(m.clone(), Precision::F32)
+        .unwrap()
         .run_blocking(&x)
         .unwrap();
-    let f16_out = Engine::cpu(m, Precision::F16).run_blocking(&x).unwrap();
+    let f16_out = Engine::cpu(m, Precision::F16)
+        .unwrap()
+        .run_blocking(&x)
+        .unwrap();
     let scale = f32_out.iter().fold(0f32, |a, v| a.max(v.abs()));
     let err = f16_out
         .iter()
@@ -84,7 +88,7 @@ fn engine_is_shared_and_runs_as_an_owned_future() {
 #[test]
 fn batched_answers_equal_single_runs() {
     let m = model(64, 50, 2);
-    let engine = Engine::cpu(m, Precision::Fixed16);
+    let engine = Engine::cpu(m, Precision::Fixed16).unwrap();
     let config = BatchConfig {
         max_batch: 8,
         max_delay: Duration::from_millis(20),
@@ -119,7 +123,7 @@ fn batched_answers_equal_single_runs() {
 #[test]
 fn backpressure_cancellation_and_shutdown() {
     let m = model(32, 20, 3);
-    let engine = Engine::cpu(m, Precision::F32);
+    let engine = Engine::cpu(m, Precision::F32).unwrap();
     let rt = runtime();
     rt.block_on(async {
         // The worker holds the first request for up to 300 ms waiting for a second batch

@@ -94,6 +94,7 @@ fn compress_info_run_verify() {
     let model = eie::Model::load(&f.model).unwrap();
     let x = eie::import::read_npy(&f.input).unwrap().data;
     let expect = eie::CpuEngine::new(model)
+        .unwrap()
         .run(&x, eie::Precision::F32)
         .unwrap();
     assert_eq!(y.data, expect);
@@ -283,6 +284,7 @@ fn gpu_devices_run_and_verify() {
     let y = eie::import::read_npy(&out).unwrap();
     assert_eq!(y.shape, [3, 48]);
     let expect = eie::CpuEngine::new(model)
+        .unwrap()
         .run(&x, eie::Precision::Fixed16)
         .unwrap();
     assert_eq!(y.data, expect);

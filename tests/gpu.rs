@@ -126,7 +126,7 @@ fn rel_err(got: &[f32], want: &[f32]) -> f64 {
 /// Runs every GPU variant on `model` and `x` and checks it against the CPU model.
 fn check_all(model: &Model, x: &[f32], pes: PePlan, max_batch: usize) {
     let ctx = ctx();
-    let cpu = CpuEngine::new(model.clone());
+    let cpu = CpuEngine::new(model.clone()).unwrap();
     let want_f32 = cpu.run(x, Precision::F32).unwrap();
     let want_fixed = cpu.run(x, Precision::Fixed16).unwrap();
     let want_f16 = cpu.run(x, Precision::F16).unwrap();
@@ -258,6 +258,7 @@ fn paper_layer_fixed16_is_bit_exact() {
     let m = one(l);
     let x = eie::paper::find("NT-LSTM").unwrap().input(2, 6);
     let cpu = CpuEngine::new(m.clone())
+        .unwrap()
         .run(&x, Precision::Fixed16)
         .unwrap();
     let e = GpuEngine::new(
@@ -284,7 +285,7 @@ fn concurrent_async_requests_on_one_engine() {
     ])
     .unwrap();
     let engine = Arc::new(GpuEngine::new(ctx(), &m, EngineOptions::default()).unwrap());
-    let cpu = CpuEngine::new(m);
+    let cpu = CpuEngine::new(m).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()
@@ -358,7 +359,7 @@ fn timing_and_pipelined_frames() {
     assert_eq!(p.latency_us.len(), 12);
     assert!(p.frames_per_s > 0.0);
     // The engine still computes correctly after timing runs.
-    let want = CpuEngine::new(m).run(&x, Precision::F32).unwrap();
+    let want = CpuEngine::new(m).unwrap().run(&x, Precision::F32).unwrap();
     assert!(rel_err(&e.run(&x).unwrap(), &want) <= 1e-5);
     let b = BaselineEngine::new(
         ctx,
@@ -516,7 +517,7 @@ fn engine_api_and_dynamic_batching_on_the_gpu() {
         layer(12, 90, 0.3, 4, 4, false, Activation::Identity, 142),
     ])
     .unwrap();
-    let cpu = CpuEngine::new(m.clone());
+    let cpu = CpuEngine::new(m.clone()).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()

@@ -148,7 +148,10 @@ fn rows_above_the_load_limit_are_refused_and_the_limit_is_settable() {
     // At the limit the layer loads, and runs: no entries and no bias give zeros.
     let bytes = empty_layer_file(json!(1000), json!(1), json!(1));
     let model = from_bytes_with_limits(&bytes, &small).unwrap();
-    let y = CpuEngine::new(model).run(&[1.5], Precision::F32).unwrap();
+    let y = CpuEngine::new(model)
+        .unwrap()
+        .run(&[1.5], Precision::F32)
+        .unwrap();
     assert_eq!(y, vec![0.0; 1000]);
     // The file's length and the layer count have limits too.
     let tiny = LoadLimits {
@@ -813,7 +816,7 @@ fn exercise_model(model: Model) -> eie::Result<()> {
     to_bytes(&model)?;
     let oracle = DenseOracle::try_new(&model)?.run(&x)?;
     assert_eq!(oracle.len(), 2 * model.output_size());
-    let engine = CpuEngine::new(model.clone());
+    let engine = CpuEngine::new(model.clone()).unwrap();
     let stored = CpuEngine::as_stored(model);
     for precision in [Precision::F32, Precision::Fixed16] {
         let y = engine.run(&x, precision)?;

@@ -37,10 +37,16 @@ fn f32_engine_matches_the_oracle_on_a_three_layer_batch() {
     let m = model(&[(96, 80), (50, 96), (10, 50)], 0.2, 8, 11);
     let x = eie::synth::activations(80 * 5, 0.4, 3);
     let oracle = DenseOracle::new(&m).run(&x).unwrap();
-    let got = CpuEngine::new(m.clone()).run(&x, Precision::F32).unwrap();
+    let got = CpuEngine::new(m.clone())
+        .unwrap()
+        .run(&x, Precision::F32)
+        .unwrap();
     let e = ErrorStats::compare(&got, &oracle);
     assert!(e.max_rel < 1e-5, "{e:?}");
-    let fixed = CpuEngine::new(m).run(&x, Precision::Fixed16).unwrap();
+    let fixed = CpuEngine::new(m)
+        .unwrap()
+        .run(&x, Precision::Fixed16)
+        .unwrap();
     let e = ErrorStats::compare(&fixed, &oracle);
     assert!(e.max_rel < 2e-2 && e.max_abs > 0.0, "{e:?}");
 }
@@ -74,6 +80,7 @@ fn hardware_order_is_column_order_per_row() {
 fn all_zero_input_gives_activation_of_bias() {
     let m = model(&[(20, 30)], 0.5, 3, 1);
     let out = CpuEngine::new(m.clone())
+        .unwrap()
         .run(&[0.0; 30], Precision::F32)
         .unwrap();
     let bias = m.layers()[0].bias().unwrap();
@@ -85,7 +92,7 @@ fn all_zero_input_gives_activation_of_bias() {
 #[test]
 fn bad_inputs_are_typed_errors() {
     let m = model(&[(4, 6)], 0.5, 2, 1);
-    let e = CpuEngine::new(m.clone());
+    let e = CpuEngine::new(m.clone()).unwrap();
     assert!(matches!(
         e.run(&[1.0; 5], Precision::F32),
         Err(Error::Shape(_))
@@ -131,9 +138,9 @@ proptest! {
         let m = model(&[(rows, cols)], density, pes, seed);
         let x = eie::synth::activations(cols * batch, 0.6, seed + 1);
         let oracle = DenseOracle::new(&m).run(&x).unwrap();
-        let f = CpuEngine::new(m.clone()).run(&x, Precision::F32).unwrap();
+        let f = CpuEngine::new(m.clone()).unwrap().run(&x, Precision::F32).unwrap();
         prop_assert!(ErrorStats::compare(&f, &oracle).max_rel < 1e-5);
-        let q = CpuEngine::new(m).run(&x, Precision::Fixed16).unwrap();
+        let q = CpuEngine::new(m).unwrap().run(&x, Precision::Fixed16).unwrap();
         prop_assert!(ErrorStats::compare(&q, &oracle).max_abs < 2e-2);
     }
 }

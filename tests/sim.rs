@@ -40,7 +40,7 @@ fn cfg(pes: usize, fifo_depth: usize) -> SimConfig {
 
 /// Simulates and checks the output against the CPU model in both precisions.
 fn sim_checked(model: &Model, x: &[f32], cfg: &SimConfig) -> SimResult {
-    let engine = CpuEngine::new(model.clone());
+    let engine = CpuEngine::new(model.clone()).unwrap();
     let fixed = simulate_model(model, x, cfg, Precision::Fixed16).unwrap();
     assert_eq!(fixed.output, engine.run(x, Precision::Fixed16).unwrap());
     let r = simulate_model(model, x, cfg, Precision::F32).unwrap();
@@ -447,7 +447,10 @@ fn cli_simulates_a_model_file() {
     assert_eq!(y.shape, [16]);
     assert_eq!(
         y.data,
-        CpuEngine::new(model).run(&x, Precision::F32).unwrap()
+        CpuEngine::new(model)
+            .unwrap()
+            .run(&x, Precision::F32)
+            .unwrap()
     );
     // Text output, and bad settings fail with a message.
     let text = eie(&args[..6]);

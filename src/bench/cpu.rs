@@ -50,15 +50,16 @@ impl Contender for HostContender {
     }
 }
 
-/// The CPU kernels for `model`: `cpu-dense/f32`, `cpu-csr/f32`, `cpu-eie/f32`, `cpu-eie/fixed16`.
-pub fn cpu_contenders(model: &Model) -> Vec<Box<dyn Contender>> {
+/// The CPU kernels for `model`: `cpu-dense/f32`, `cpu-csr/f32`, `cpu-eie/f32`, `cpu-eie/fixed16`
+/// (the CPU's f16, an emulation for checking, is left out).
+pub fn cpu_contenders(model: &Model) -> Result<Vec<Box<dyn Contender>>> {
     let device = cpu_name();
-    let mut backends = crate::backend::cpu_backends(model);
+    let mut backends = crate::backend::cpu_backends(model)?;
     // The CPU's f16 is an emulation of f16 storage (for checking), not a faster kernel.
     backends.retain(|b| b.precision() != Precision::F16);
     // Baselines first, as in the report's columns.
     backends.rotate_left(2);
-    backends
+    Ok(backends
         .into_iter()
         .map(|backend| {
             Box::new(HostContender {
@@ -66,5 +67,5 @@ pub fn cpu_contenders(model: &Model) -> Vec<Box<dyn Contender>> {
                 device: device.clone(),
             }) as Box<dyn Contender>
         })
-        .collect()
+        .collect())
 }

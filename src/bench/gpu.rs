@@ -160,7 +160,7 @@ pub fn alexnet_chain(
         .collect();
     let engine = GpuEngine::new(ctx.clone(), &model, EngineOptions::default())?;
     let got = engine.run(&inputs[0])?;
-    let want = CpuEngine::new(model).run(&inputs[0], Precision::F32)?;
+    let want = CpuEngine::new(model)?.run(&inputs[0], Precision::F32)?;
     let error = ErrorStats::compare(&got, &want);
     let tolerance = crate::verify::tolerance(Precision::F32);
     if error.max_rel > tolerance {

@@ -387,7 +387,7 @@ impl Workload {
 /// Runs the CPU model on one batch in both precisions: the references every kernel is checked
 /// against.
 pub fn references(model: &Model, input: &[f32]) -> Result<(Vec<f32>, Vec<f32>)> {
-    let engine = CpuEngine::new(model.clone());
+    let engine = CpuEngine::new(model.clone())?;
     Ok((
         engine.run(input, Precision::F32)?,
         engine.run(input, Precision::Fixed16)?,

@@ -195,7 +195,7 @@ impl Devices {
 
     fn contenders(&self, m: &Model, max_batch: usize) -> Result<Vec<Box<dyn Contender>>> {
         let mut c = if self.cpu {
-            bench::cpu_contenders(m)
+            bench::cpu_contenders(m)?
         } else {
             Vec::new()
         };

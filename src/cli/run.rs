@@ -53,7 +53,7 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
                     "--f16 and --pes apply to --backend gpu only".into(),
                 ));
             }
-            Box::new(CpuBackend::new(model.clone(), precision))
+            Box::new(CpuBackend::new(model.clone(), precision)?)
         }
         #[cfg(feature = "gpu")]
         BackendKind::Gpu => {

@@ -32,7 +32,7 @@ pub struct VerifyArgs {
 /// variant when a GPU can be opened (else an error if `require_gpu`, or a note on stderr).
 pub fn available_backends(model: &Model, require_gpu: bool) -> Result<Vec<Box<dyn Backend>>> {
     #[allow(unused_mut)]
-    let mut v = eie::backend::cpu_backends(model);
+    let mut v = eie::backend::cpu_backends(model)?;
     #[cfg(feature = "gpu")]
     {
         let sp = super::spinner("opening the GPU and uploading the model");

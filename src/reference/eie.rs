@@ -203,23 +203,19 @@ pub fn cpu_pes(layer: &EieLayer, threads: usize) -> usize {
 }
 
 impl CpuEngine {
-    /// Wraps a model, re-interleaving each layer to [`cpu_pes`] PEs for this machine's threads.
-    pub fn new(model: Model) -> Self {
+    /// Wraps a model, re-interleaving each layer to [`cpu_pes`] PEs for this machine's threads
+    /// (a layer already at that count is kept as it is). Fails only where re-interleaving does
+    /// (memory, or the format's 2^32-entry limit).
+    pub fn new(model: Model) -> Result<Self> {
         let threads = rayon::current_num_threads();
         let layers: Vec<EieLayer> = model
             .layers()
             .iter()
-            .map(|l| {
-                // Re-interleaving can only fail past the format's 2^32-entry limit; the
-                // layer then runs as stored.
-                l.with_pes(cpu_pes(l, threads))
-                    .unwrap_or_else(|_| l.clone())
-            })
-            .collect();
-        CpuEngine {
-            // Same shapes as the validated model, so this cannot fail; keep it if it did.
-            model: std::sync::Arc::new(Model::new(layers).unwrap_or(model)),
-        }
+            .map(|l| l.with_pes(cpu_pes(l, threads)))
+            .collect::<Result<_>>()?;
+        Ok(CpuEngine {
+            model: std::sync::Arc::new(Model::new(layers)?),
+        })
     }
 
     /// Wraps a model as stored, without re-interleaving.
