@@ -57,8 +57,10 @@ pub fn run(a: &InfoArgs) -> Result<ExitCode> {
     if a.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "layers": infos, "file_bytes": file_bytes }))
-                .expect("plain data serialises")
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "layers": infos, "file_bytes": file_bytes })
+            )
+            .expect("plain data serialises")
         );
         return Ok(ExitCode::SUCCESS);
     }

@@ -193,14 +193,10 @@ impl CompressPlan {
         }
         self.default.validate()?;
         for name in &known {
-            self.config_for(name)
-                .validate()
-                .map_err(|e| match e {
-                    Error::InvalidArgument(m) => {
-                        Error::InvalidArgument(format!("layer `{name}`: {m}"))
-                    }
-                    other => other,
-                })?;
+            self.config_for(name).validate().map_err(|e| match e {
+                Error::InvalidArgument(m) => Error::InvalidArgument(format!("layer `{name}`: {m}")),
+                other => other,
+            })?;
         }
         Ok(())
     }
