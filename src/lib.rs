@@ -3,6 +3,7 @@
 pub mod backend;
 pub mod baseline;
 pub mod bench;
+pub mod classify;
 pub mod compress;
 pub mod error;
 pub mod fixed16;
