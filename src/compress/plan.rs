@@ -90,9 +90,10 @@ impl CompressPlan {
     pub fn from_json(text: &str) -> Result<Self> {
         let f: PlanFile = serde_json::from_str(text)
             .map_err(|e| Error::InvalidArgument(format!("compression plan: {e}")))?;
-        let mut plan = CompressPlan::default();
-        plan.default = apply(&plan.default, &f.default);
-        plan.layers = f.layers;
+        let plan = CompressPlan {
+            default: apply(&CompressConfig::default(), &f.default),
+            layers: f.layers,
+        };
         plan.default.validate()?;
         Ok(plan)
     }
