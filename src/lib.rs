@@ -5,6 +5,7 @@ pub mod baseline;
 #[cfg(feature = "async")]
 pub mod batching;
 pub mod bench;
+pub mod classify;
 pub mod compress;
 pub mod engine;
 pub mod error;

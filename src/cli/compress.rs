@@ -1,4 +1,4 @@
-use eie::compress::{compress_layer, CompressConfig};
+use eie::compress::{compress_layer, CompressPlan, Setting};
 use eie::format::Activation;
 use eie::{Error, Model, Result};
 use std::path::PathBuf;
@@ -19,15 +19,23 @@ pub struct CompressArgs {
     /// default `<prefix>.bias` is used for `<prefix>.weight` when present.
     #[arg(long, value_name = "FILE_OR_NAME")]
     bias: Option<String>,
-    /// Fraction of weights kept by magnitude pruning, in (0, 1]; 1.0 keeps every non-zero.
-    #[arg(long, default_value_t = 1.0)]
-    density: f64,
-    /// Codebook index bits (2..=8): 2^bits shared weights, index 0 = zero.
-    #[arg(long, default_value_t = 4)]
-    bits: u8,
-    /// Processing elements the rows are interleaved over.
-    #[arg(long, default_value_t = 64)]
-    pes: usize,
+    /// Fraction of weights kept by magnitude pruning, in (0, 1]; 1.0 (the default) keeps every
+    /// non-zero. One value, or per layer: `name=D,...` (layer names as `eie info` prints them;
+    /// a bare value among the pairs is the default for the others).
+    #[arg(long, value_name = "D | NAME=D,...")]
+    density: Option<String>,
+    /// Codebook index bits (2..=8, default 4): 2^bits shared weights, index 0 = zero. One value
+    /// or per layer, `name=B,...`.
+    #[arg(long, value_name = "B | NAME=B,...")]
+    bits: Option<String>,
+    /// Processing elements the rows are interleaved over (default 64). One value or per layer,
+    /// `name=N,...`.
+    #[arg(long, value_name = "N | NAME=N,...")]
+    pes: Option<String>,
+    /// Per-layer settings from a JSON file:
+    /// `{"default": {...}, "layers": {"fc1.weight": {"density": 0.08, "bits": 4, "pes": 1}}}`.
+    #[arg(long, value_name = "PLAN.json", conflicts_with_all = ["density", "bits", "pes"])]
+    plan: Option<PathBuf>,
     /// Apply ReLU after every layer.
     #[arg(long, conflicts_with = "activations")]
     relu: bool,
@@ -37,13 +45,23 @@ pub struct CompressArgs {
 }
 
 pub fn run(a: &CompressArgs) -> Result<ExitCode> {
-    let config = CompressConfig {
-        density: a.density,
-        bits: a.bits,
-        pes: a.pes,
-        ..CompressConfig::default()
+    let plan = match &a.plan {
+        Some(p) => CompressPlan::load(p)?,
+        None => {
+            let mut plan = CompressPlan::default();
+            for (setting, spec) in [
+                (Setting::Density, &a.density),
+                (Setting::Bits, &a.bits),
+                (Setting::Pes, &a.pes),
+            ] {
+                if let Some(spec) = spec {
+                    plan.set_from_list(setting, spec)?;
+                }
+            }
+            plan
+        }
     };
-    config.validate()?;
+    plan.default.validate()?;
     if same_file(&a.input, &a.output) {
         return Err(Error::InvalidArgument(format!(
             "output {} is the input file; refusing to overwrite it",
@@ -60,6 +78,8 @@ pub fn run(a: &CompressArgs) -> Result<ExitCode> {
             dense.len()
         )));
     }
+    let names: Vec<&str> = dense.iter().map(|d| d.name.as_str()).collect();
+    plan.check_names(&names)?;
     let pb = super::bar(dense.len() as u64, "compressing");
     let mut layers = Vec::with_capacity(dense.len());
     for (i, d) in dense.iter().enumerate() {
@@ -69,7 +89,7 @@ pub fn run(a: &CompressArgs) -> Result<ExitCode> {
         } else {
             a.activations.get(i).copied().unwrap_or_default()
         };
-        layers.push(compress_layer(d, &config, act)?);
+        layers.push(compress_layer(d, &plan.config_for(&d.name), act)?);
         pb.inc(1);
     }
     pb.finish_and_clear();
@@ -77,11 +97,13 @@ pub fn run(a: &CompressArgs) -> Result<ExitCode> {
     model.save(&a.output)?;
     for l in model.layers() {
         println!(
-            "{}: {}x{} -> density {:.2} %, {} entries ({} padding), {} -> {} ({:.1}x)",
+            "{}: {}x{} -> density {:.2} %, {} bits, {} PEs, {} entries ({} padding), {} -> {} ({:.1}x)",
             l.name(),
             l.rows(),
             l.cols(),
             100.0 * l.density(),
+            l.bits(),
+            l.pes(),
             l.entry_count(),
             l.padding_count(),
             super::human_bytes(l.dense_bytes()),

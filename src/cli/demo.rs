@@ -1,4 +1,5 @@
 use eie::bench::BenchConfig;
+use eie::classify::{self, LenetAssets};
 use eie::compress::{compress_layer, CompressConfig};
 use eie::format::Activation;
 use eie::{Model, Result};
@@ -35,9 +36,117 @@ pub struct DemoArgs {
     /// Folder for the demo's model file (default: the system's temporary folder).
     #[arg(long)]
     out_dir: Option<PathBuf>,
+    /// Instead: run the committed LeNet-300-100 on its 1000 MNIST test images on every backend
+    /// and print each one's top-1 accuracy beside the dense model's.
+    #[arg(long)]
+    mnist: bool,
+    /// Folder of the MNIST model and images (default: `assets/lenet` in the working folder, else
+    /// in the source tree this binary was built from).
+    #[arg(long, requires = "mnist")]
+    assets: Option<PathBuf>,
+}
+
+/// `eie demo --mnist`: the committed classifier on every backend.
+fn run_mnist(a: &DemoArgs) -> Result<ExitCode> {
+    let dir = a.assets.clone().unwrap_or_else(|| {
+        let local = PathBuf::from("assets/lenet");
+        if local.join(LenetAssets::MODEL).exists() {
+            local
+        } else {
+            LenetAssets::source_dir()
+        }
+    });
+    let sp = super::spinner(format!("loading {}", dir.display()));
+    let assets = LenetAssets::load(&dir)?;
+    sp.finish_and_clear();
+    let model = &assets.model;
+    let n = assets.labels.len();
+    let dense_bytes: usize = model.layers().iter().map(|l| l.dense_bytes()).sum();
+    let comp_bytes: usize = model.layers().iter().map(|l| l.compressed_bytes()).sum();
+    let file = dir.join(LenetAssets::MODEL);
+    let file_bytes = std::fs::metadata(&file)
+        .map_err(|e| eie::Error::io(&file, e))?
+        .len() as usize;
+    println!("LeNet-300-100 on {n} MNIST test images ({})", dir.display());
+    for l in model.layers() {
+        println!(
+            "  {:<11} {:>4}x{:<4} density {:>5.2} %, {} bits, {:>2} PEs, {}",
+            l.name(),
+            l.rows(),
+            l.cols(),
+            100.0 * l.density(),
+            l.bits(),
+            l.pes(),
+            l.activation().name()
+        );
+    }
+    println!(
+        "  storage: {} dense f32 -> {} EIE ({:.1}x); model file {} ({:.1}x)",
+        super::human_bytes(dense_bytes),
+        super::human_bytes(comp_bytes),
+        dense_bytes as f64 / comp_bytes as f64,
+        super::human_bytes(file_bytes),
+        dense_bytes as f64 / file_bytes as f64
+    );
+    let r = &assets.recorded;
+    println!(
+        "  recorded by train.py: 10k test-set error {:.2} % dense, {:.2} % compressed; \
+         on these {n}: {} and {} correct",
+        r.test_error_10k_pct.dense,
+        r.test_error_10k_pct.compressed,
+        r.correct_of_first_1000.dense,
+        r.correct_of_first_1000.compressed
+    );
+    println!();
+    println!(
+        "{:<26} {:>9} {:>10} {:>10}",
+        "backend", "top-1", "correct", "time ms"
+    );
+    let row = |name: &str, outputs: &[f32], seconds: f64| {
+        let predicted = classify::top1(outputs, LenetAssets::CLASSES);
+        let correct = classify::correct(&predicted, &assets.labels);
+        println!(
+            "{:<26} {:>8.2}% {:>10} {:>10.2}",
+            name,
+            100.0 * correct as f64 / n as f64,
+            format!("{correct}/{n}"),
+            seconds * 1e3
+        );
+    };
+    let t = Instant::now();
+    let dense = assets.dense_outputs(&assets.images)?;
+    row(
+        "dense f32 (uncompressed)",
+        &dense,
+        t.elapsed().as_secs_f64(),
+    );
+    let backends = super::verify::available_backends(model, false)?;
+    let mut ok = true;
+    for b in &backends {
+        let t = Instant::now();
+        match b.run(&assets.images) {
+            Ok(y) => row(&b.name(), &y, t.elapsed().as_secs_f64()),
+            Err(e) => {
+                ok = false;
+                println!("{:<26} FAILED: {e}", b.name());
+            }
+        }
+    }
+    println!(
+        "\n(cpu-dense and gpu-dense run the compressed model's shared weights as dense \
+         matrices; the first row is the uncompressed network)"
+    );
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 pub fn run(a: &DemoArgs) -> Result<ExitCode> {
+    if a.mnist {
+        return run_mnist(a);
+    }
     let dir = a
         .out_dir
         .clone()

@@ -31,6 +31,9 @@ struct LayerInfo {
 
 pub fn run(a: &InfoArgs) -> Result<ExitCode> {
     let model = Model::load(&a.model)?;
+    let file_bytes = std::fs::metadata(&a.model)
+        .map_err(|e| eie::Error::io(&a.model, e))?
+        .len() as usize;
     let infos: Vec<LayerInfo> = model
         .layers()
         .iter()
@@ -54,8 +57,10 @@ pub fn run(a: &InfoArgs) -> Result<ExitCode> {
     if a.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "layers": infos }))
-                .expect("plain data serialises")
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "layers": infos, "file_bytes": file_bytes })
+            )
+            .expect("plain data serialises")
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -94,6 +99,11 @@ pub fn run(a: &InfoArgs) -> Result<ExitCode> {
         super::human_bytes(dense),
         super::human_bytes(comp),
         dense as f64 / comp as f64
+    );
+    println!(
+        "file: {} on disk ({:.1}x smaller than dense f32)",
+        super::human_bytes(file_bytes),
+        dense as f64 / file_bytes as f64
     );
     Ok(ExitCode::SUCCESS)
 }

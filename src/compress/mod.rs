@@ -3,9 +3,11 @@
 //! is reserved for zero, then EIE encoding.
 
 mod codebook;
+mod plan;
 mod prune;
 
 pub use codebook::{share_weights, SharedWeights};
+pub use plan::{compress_model, CompressPlan, LayerSettings, Setting};
 pub use prune::prune_by_magnitude;
 
 use crate::error::{check_finite, Error, Result};

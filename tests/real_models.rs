@@ -1,0 +1,257 @@
+//! Per-layer compression settings, and the committed MNIST classifier (`assets/lenet`) really
+//! classifying on the CPU.
+
+use eie::classify::{self, LenetAssets};
+use eie::compress::{compress_model, CompressPlan, DenseLayer, Setting};
+use eie::{Activation, CpuEngine, Precision};
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn eie(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_eie"))
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A two-layer model, 40 -> 48 -> 10, with seeded Gaussian weights, as `a.weight` / `b.weight`
+/// (each with a bias) in a .safetensors file.
+fn two_layers(dir: &Path) -> (Vec<DenseLayer>, std::path::PathBuf) {
+    let mut a = eie::synth::dense_layer("a.weight", 48, 40, true, 11);
+    let mut b = eie::synth::dense_layer("b.weight", 10, 48, true, 12);
+    a.name = "a.weight".into();
+    b.name = "b.weight".into();
+    let bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    let data = [
+        ("a.weight", vec![48, 40], bytes(&a.weights)),
+        ("a.bias", vec![48], bytes(a.bias.as_ref().unwrap())),
+        ("b.weight", vec![10, 48], bytes(&b.weights)),
+        ("b.bias", vec![10], bytes(b.bias.as_ref().unwrap())),
+    ];
+    let views: Vec<(String, safetensors::tensor::TensorView)> = data
+        .iter()
+        .map(|(n, shape, d)| {
+            let v = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), d)
+                .unwrap();
+            (n.to_string(), v)
+        })
+        .collect();
+    let path = dir.join("two.safetensors");
+    safetensors::serialize_to_file(views, None, &path).unwrap();
+    (vec![a, b], path)
+}
+
+fn info_layers(model: &Path) -> Vec<serde_json::Value> {
+    let o = eie(&["info", s(model), "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["layers"].as_array().unwrap().clone()
+}
+
+/// (name, density, bits, PEs) of every layer `eie info` reports.
+fn settings(layers: &[serde_json::Value]) -> Vec<(String, f64, u64, u64)> {
+    layers
+        .iter()
+        .map(|l| {
+            (
+                l["name"].as_str().unwrap().to_string(),
+                l["density"].as_f64().unwrap(),
+                l["bits"].as_u64().unwrap(),
+                l["pes"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn each_layer_gets_its_own_density_bits_and_pes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dense, input) = two_layers(dir.path());
+    let expected = vec![
+        ("a.weight".to_string(), 0.25, 3, 4),
+        ("b.weight".to_string(), 0.5, 5, 3),
+    ];
+
+    // Lists on the command line (a bare value is the default of the layers a list leaves out).
+    let listed = dir.path().join("listed.safetensors");
+    let o = eie(&[
+        "compress",
+        s(&input),
+        "-o",
+        s(&listed),
+        "--density",
+        "a.weight=0.25,b.weight=0.5",
+        "--bits",
+        "5,a.weight=3",
+        "--pes",
+        "b.weight=3,a.weight=4",
+        "--activations",
+        "relu,identity",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(settings(&info_layers(&listed)), expected);
+
+    // The same from a plan file.
+    let plan_path = dir.path().join("plan.json");
+    std::fs::write(
+        &plan_path,
+        r#"{"default": {"bits": 5}, "layers": {
+             "a.weight": {"density": 0.25, "bits": 3, "pes": 4},
+             "b.weight": {"density": 0.5, "pes": 3}}}"#,
+    )
+    .unwrap();
+    let planned = dir.path().join("planned.safetensors");
+    let o = eie(&[
+        "compress",
+        s(&input),
+        "-o",
+        s(&planned),
+        "--plan",
+        s(&plan_path),
+        "--activations",
+        "relu,identity",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(settings(&info_layers(&planned)), expected);
+
+    // The library gives the same model, and each layer holds its own settings.
+    let plan = CompressPlan::load(&plan_path).unwrap();
+    let model = compress_model(&dense, &plan, &[Activation::Relu, Activation::Identity]).unwrap();
+    assert_eq!(model, eie::Model::load(&listed).unwrap());
+    assert_eq!(model, eie::Model::load(&planned).unwrap());
+    let l = model.layers();
+    assert_eq!((l[0].nnz(), l[0].bits(), l[0].pes()), (480, 3, 4));
+    assert_eq!((l[1].nnz(), l[1].bits(), l[1].pes()), (240, 5, 3));
+    // At most 2^bits - 1 distinct shared weights per layer.
+    for layer in l {
+        let mut v: Vec<f32> = layer
+            .dense_weights()
+            .into_iter()
+            .filter(|&w| w != 0.0)
+            .collect();
+        v.sort_by(f32::total_cmp);
+        v.dedup();
+        assert!(v.len() < 1 << layer.bits(), "{}", layer.name());
+    }
+}
+
+#[test]
+fn an_unknown_layer_name_is_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dense, input) = two_layers(dir.path());
+    let out = dir.path().join("m.safetensors");
+    let o = eie(&[
+        "compress",
+        s(&input),
+        "-o",
+        s(&out),
+        "--density",
+        "a.weight=0.2,fc9=0.3",
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("`fc9`") && err.contains("a.weight, b.weight"),
+        "{err}"
+    );
+    assert!(!out.exists());
+
+    let plan_path = dir.path().join("plan.json");
+    std::fs::write(&plan_path, r#"{"layers": {"c.weight": {"bits": 3}}}"#).unwrap();
+    let o = eie(&[
+        "compress",
+        s(&input),
+        "-o",
+        s(&out),
+        "--plan",
+        s(&plan_path),
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("`c.weight`"));
+
+    let mut plan = CompressPlan::default();
+    plan.set_from_list(Setting::Pes, "b=2").unwrap();
+    let e = compress_model(&dense, &plan, &[]).unwrap_err().to_string();
+    assert!(e.contains("`b`") && e.contains("a.weight, b.weight"), "{e}");
+
+    // Out-of-range values name their layer.
+    let o = eie(&["compress", s(&input), "-o", s(&out), "--bits", "b.weight=9"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("b.weight"), "{err}");
+}
+
+fn recorded_layers() -> serde_json::Value {
+    let text = std::fs::read_to_string(LenetAssets::source_dir().join("results.json")).unwrap();
+    serde_json::from_str::<serde_json::Value>(&text).unwrap()["layers"].clone()
+}
+
+#[test]
+fn committed_mnist_model_classifies_as_recorded() {
+    let assets = LenetAssets::load(LenetAssets::source_dir()).unwrap();
+    assert_eq!(assets.labels.len(), 1000);
+    let (x, labels) = assets.first(200);
+    let rec = &assets.recorded;
+
+    // The compressed model on the CPU engine: within 0.5 points (one image of 200) of the
+    // script's own figure for these images.
+    let engine = CpuEngine::new(assets.model.clone()).unwrap();
+    let y = engine.run(x, Precision::F32).unwrap();
+    let got = classify::correct(&classify::top1(&y, 10), labels);
+    assert!(
+        got.abs_diff(rec.correct_of_first_200.compressed) <= 1,
+        "compressed: {got}/200 correct, the script recorded {}",
+        rec.correct_of_first_200.compressed
+    );
+    // The dense weights, forward in f32.
+    let yd = assets.dense_outputs(x).unwrap();
+    let dense = classify::correct(&classify::top1(&yd, 10), labels);
+    assert!(
+        dense.abs_diff(rec.correct_of_first_200.dense) <= 1,
+        "dense: {dense}/200 correct, the script recorded {}",
+        rec.correct_of_first_200.dense
+    );
+    // And they are real classifiers: far above chance.
+    assert!(got >= 190 && dense >= 190, "{got} {dense}");
+}
+
+#[test]
+fn committed_model_is_the_scripts_quantised_network() {
+    let assets = LenetAssets::load(LenetAssets::source_dir()).unwrap();
+    let recorded = recorded_layers();
+    let plan = CompressPlan::load(LenetAssets::source_dir().join("plan.json")).unwrap();
+    let acts: Vec<&str> = assets
+        .model
+        .layers()
+        .iter()
+        .map(|l| l.activation().name())
+        .collect();
+    assert_eq!(acts, ["relu", "relu", "identity"]);
+    for l in assets.model.layers() {
+        let r = &recorded[l.name()];
+        let config = plan.config_for(l.name());
+        assert_eq!(l.bits(), config.bits, "{}", l.name());
+        assert_eq!(l.pes(), config.pes, "{}", l.name());
+        assert_eq!(r["bits"].as_u64(), Some(config.bits as u64));
+        assert_eq!(
+            l.nnz(),
+            (config.density * (l.rows() * l.cols()) as f64).round() as usize
+        );
+        assert_eq!(l.nnz() as u64, r["nonzeros"].as_u64().unwrap());
+        // The codebook holds exactly the script's centroids (index 0 = zero).
+        let centroids: Vec<f32> = r["centroids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        let cb = l.codebook();
+        assert_eq!(cb[0], 0.0);
+        assert_eq!(&cb[1..=centroids.len()], &centroids[..], "{}", l.name());
+        assert!(cb[centroids.len() + 1..].iter().all(|&c| c == 0.0));
+    }
+}
