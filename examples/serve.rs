@@ -8,10 +8,11 @@
 //!     [--requests 40] [--backend cpu|gpu|all] [--max-batch 64] [--max-delay-us 2000]
 //! ```
 //!
-//! Without `--model` it serves the committed LeNet-300-100 MNIST model when it is present
-//! (`assets/lenet/lenet-300-100.eie`, inputs `assets/lenet/test_images.npy`), otherwise a
-//! synthetic layer stack of LeNet-300-100's shape (784 → 300 → 100 → 10 at 8 %, 9 % and 26 %
-//! weight density) on seeded inputs.
+//! Without `--model` it serves the committed LeNet-300-100 MNIST model
+//! (`assets/lenet/lenet-300-100.eie.safetensors`) on the committed test images
+//! (`assets/lenet/test-images.npy`); when those are absent, a synthetic layer stack of
+//! LeNet-300-100's shape (784 → 300 → 100 → 10 at 8 %, 9 % and 26 % weight density) on seeded
+//! inputs.
 
 use eie::batching::{BatchConfig, Batcher};
 use eie::compress::{compress_layer, CompressConfig};
@@ -211,8 +212,8 @@ fn main() -> std::process::ExitCode {
 
 fn run(a: &Args) -> Result<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/lenet");
-    let default_model = root.join("lenet-300-100.eie");
-    let default_inputs = root.join("test_images.npy");
+    let default_model = root.join("lenet-300-100.eie.safetensors");
+    let default_inputs = root.join("test-images.npy");
     let model_path = a
         .model
         .clone()
@@ -231,7 +232,14 @@ fn run(a: &Args) -> Result<()> {
         .or_else(|| (model_path.is_some() && default_inputs.exists()).then_some(default_inputs));
     let inputs: Vec<Vec<f32>> = match &inputs_path {
         Some(p) => {
-            let (batch, values) = eie::import::read_input(p, n)?;
+            // u8 pixels are scaled to [0, 1], as the model was trained.
+            let (batch, features, values) = eie::classify::read_images(p)?;
+            if features != n {
+                return Err(eie::Error::Shape(format!(
+                    "{} holds {features} values per input; the model takes {n}",
+                    p.display()
+                )));
+            }
             (0..batch)
                 .map(|b| values[b * n..(b + 1) * n].to_vec())
                 .collect()

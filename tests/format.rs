@@ -125,9 +125,14 @@ proptest! {
             .unwrap();
         prop_assert_eq!(l.sparse_codes().to_dense(), dense.clone());
         prop_assert_eq!(l.nnz(), dense.iter().filter(|&&c| c != 0).count());
-        // Re-interleaving keeps the matrix.
-        let other = l.with_pes(pes % 5 + 1).unwrap();
-        prop_assert_eq!(other.sparse_codes().to_dense(), dense.clone());
+        // Re-interleaving keeps the matrix, and is exactly what encoding at that PE count gives.
+        for q in [1, pes % 5 + 1, pes + 3, rows + 2] {
+            let other = l.with_pes(q).unwrap();
+            prop_assert_eq!(other.sparse_codes().to_dense(), dense.clone());
+            let direct = EieLayer::encode(&codes, codebook(bits), bits, q, None, Activation::Identity)
+                .unwrap();
+            prop_assert_eq!(&other, &direct);
+        }
         // Dequantised weights are the codebook looked up at every code.
         let w = l.dense_weights();
         for (x, &c) in w.iter().zip(&dense) {

@@ -666,20 +666,107 @@ impl EieLayer {
             .collect()
     }
 
-    /// The same layer re-interleaved over a different number of PEs.
+    /// The same layer re-interleaved over a different number of PEs (the same layer, not a
+    /// copy, when `pes` is already its count).
+    ///
+    /// Linear in the entries, rows and pointers, with no sorting: two counting passes put the
+    /// non-zeros in row order, then in (PE, column) slices whose rows come out increasing, and
+    /// each slice is encoded with its runs and padding.
     pub fn with_pes(&self, pes: usize) -> Result<Self> {
         if pes == self.pes {
             return Ok(self.clone());
         }
-        let mut out = Self::encode(
-            &self.sparse_codes(),
-            self.codebook.clone(),
-            self.bits,
+        if pes == 0 {
+            return Err(Error::InvalidArgument("PE count must be at least 1".into()));
+        }
+        let (rows, cols) = (self.rows, self.cols);
+        let nnz = self.nnz();
+        // The non-zeros in row order: (column, code), counted then placed per row.
+        let mut row_start = try_filled(rows + 1, 0u32, "row counts")?;
+        self.for_each_nonzero(|row, _, _| row_start[row + 1] += 1);
+        for i in 0..rows {
+            row_start[i + 1] += row_start[i];
+        }
+        let mut by_row = try_filled(nnz, (0u32, 0u8), "non-zeros by row")?;
+        let mut fill = row_start.clone();
+        self.for_each_nonzero(|row, j, code| {
+            by_row[fill[row] as usize] = (j as u32, code);
+            fill[row] += 1;
+        });
+        // The same non-zeros in (PE, column) slices, rows increasing within each slice.
+        let slots = pes
+            .checked_mul(cols)
+            .ok_or_else(|| Error::InvalidArgument(format!("{pes} PEs × {cols} columns")))?;
+        let mut slot_start = try_filled(slots + 1, 0u32, "slice counts")?;
+        for (row, w) in row_start.windows(2).enumerate() {
+            let q = row % pes;
+            for &(j, _) in &by_row[w[0] as usize..w[1] as usize] {
+                slot_start[q * cols + j as usize + 1] += 1;
+            }
+        }
+        for s in 0..slots {
+            slot_start[s + 1] += slot_start[s];
+        }
+        let mut by_slot = try_filled(nnz, (0u32, 0u8), "non-zeros by slice")?;
+        let mut fill = slot_start.clone();
+        for (row, w) in row_start.windows(2).enumerate() {
+            let (q, local) = (row % pes, (row / pes) as u32);
+            for &(j, code) in &by_row[w[0] as usize..w[1] as usize] {
+                let s = q * cols + j as usize;
+                by_slot[fill[s] as usize] = (local, code);
+                fill[s] += 1;
+            }
+        }
+        drop(by_row);
+        // Encode every slice, PE after PE, column after column.
+        let mut pe_ptr = Vec::with_capacity(pes + 1);
+        let mut col_ptr = try_with_capacity(slots + pes, "column pointers")?;
+        let mut entries = try_with_capacity(nnz + nnz / 8, "entries")?;
+        for q in 0..pes {
+            let first = entries.len();
+            pe_ptr.push(u32::try_from(first).map_err(|_| too_many(first))?);
+            for j in 0..cols {
+                col_ptr.push((entries.len() - first) as u32);
+                let s = q * cols + j;
+                let slice = &by_slot[slot_start[s] as usize..slot_start[s + 1] as usize];
+                encode_column(slice.iter().map(|&(r, c)| (r as usize, c)), &mut entries)?;
+            }
+            let len = entries.len() - first;
+            col_ptr.push(u32::try_from(len).map_err(|_| too_many(len))?);
+        }
+        pe_ptr.push(u32::try_from(entries.len()).map_err(|_| too_many(entries.len()))?);
+        Self::from_parts(
+            self.name.clone(),
+            rows,
+            cols,
             pes,
+            self.bits,
+            self.codebook.clone(),
             self.bias.clone(),
             self.activation,
-        )?;
-        out.name = self.name.clone();
-        Ok(out)
+            pe_ptr,
+            col_ptr,
+            entries,
+        )
     }
+
+    /// Calls `f(global row, column, code)` for every non-zero, PE by PE, column by column.
+    fn for_each_nonzero(&self, mut f: impl FnMut(usize, usize, u8)) {
+        for p in 0..self.pes {
+            let pe = self.pe(p);
+            for j in 0..self.cols {
+                let mut row = usize::MAX; // "-1": the first entry lands on row `run`
+                for &e in pe.column(j) {
+                    row = row.wrapping_add(entry_run(e) as usize + 1);
+                    if entry_code(e) != 0 {
+                        f(row * self.pes + p, j, entry_code(e));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn too_many(n: usize) -> Error {
+    Error::InvalidArgument(format!("{n} entries exceed the format's 2^32 limit"))
 }

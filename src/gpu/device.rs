@@ -397,6 +397,7 @@ impl GpuContext {
         let mut l = DeviceLimits::from(&self.limits);
         if self.adapter_info().device_type == wgpu::DeviceType::Cpu {
             l.target_workgroups = crate::schedule::EIE_TARGET_WORKGROUPS_CPU;
+            l.batch_tile = 1;
         }
         l
     }

@@ -369,7 +369,7 @@ impl GpuEngine {
             program.input_bits = Some(InputBits {
                 base: layouts[0].bits_base,
                 stride: layouts[0].bits_stride,
-                tile: EIE_BATCH_TILE,
+                tile: plans.first().map_or(1, |p| p.batched.tile),
             });
             Ok(GpuEngine {
                 inner: Arc::new(Resident {

@@ -71,6 +71,9 @@ pub struct DeviceLimits {
     /// Workgroups an EIE dispatch should aim for on this device ([`EIE_TARGET_WORKGROUPS`],
     /// or [`EIE_TARGET_WORKGROUPS_CPU`] on a CPU adapter).
     pub target_workgroups: usize,
+    /// Inputs per EIE workgroup at batch > 1 ([`EIE_BATCH_TILE`]; 1 on a CPU adapter, where a
+    /// tile's union of non-zero columns costs more than decoding an entry once saves).
+    pub batch_tile: usize,
 }
 
 impl Default for DeviceLimits {
@@ -82,6 +85,7 @@ impl Default for DeviceLimits {
             max_compute_workgroups_per_dimension: 65535,
             max_compute_workgroup_storage_size: 16384,
             target_workgroups: EIE_TARGET_WORKGROUPS,
+            batch_tile: EIE_BATCH_TILE,
         }
     }
 }
@@ -103,6 +107,7 @@ impl From<&wgpu::Limits> for DeviceLimits {
             max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
             max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
             target_workgroups: EIE_TARGET_WORKGROUPS,
+            batch_tile: EIE_BATCH_TILE,
         }
     }
 }
@@ -193,7 +198,7 @@ pub fn plan_pes(
 /// `GROUPS`) and the column slices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct EieLaunch {
-    /// Inputs per workgroup (1 at batch 1, [`EIE_BATCH_TILE`] otherwise).
+    /// Inputs per workgroup (1 at batch 1, the device's batch tile otherwise).
     pub tile: usize,
     /// Column groups per workgroup: listed columns walked at the same time.
     pub groups: usize,
@@ -292,7 +297,14 @@ impl EieLayerPlan {
             pes,
             local_rows: rows.div_ceil(pes),
             single: eie_launch(rows, cols, pes, 1, 1, limits)?,
-            batched: eie_launch(rows, cols, pes, EIE_BATCH_TILE, 4, limits)?,
+            batched: eie_launch(
+                rows,
+                cols,
+                pes,
+                limits.batch_tile.clamp(1, EIE_BATCH_TILE),
+                4,
+                limits,
+            )?,
         })
     }
 
