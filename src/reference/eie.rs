@@ -1,4 +1,4 @@
-use crate::error::{try_filled, Error, Result};
+use crate::error::{try_filled, try_with_capacity, Error, Result};
 use crate::fixed16::{self, FixedCodebook};
 use crate::format::{entry_code, entry_run, Activation, EieLayer, Model, PeSlice};
 use rayon::prelude::*;
@@ -126,6 +126,68 @@ fn layer_f32_with(layer: &EieLayer, values: &[f32], x: &[f32], out: &mut [f32]) 
     })
 }
 
+/// Inputs the CPU engine walks together at batch > 1 (f32 and f16): each entry is decoded once
+/// and multiplied into this many accumulators.
+pub const CPU_BATCH_TILE: usize = 8;
+
+/// [`layer_f32_with`] for up to [`CPU_BATCH_TILE`] inputs at once (`xs`: `t` inputs back to
+/// back, `out`: `t` outputs back to back). The columns walked are those non-zero in any of the
+/// inputs, in increasing order, so every row sums its terms in the same order as one input
+/// alone (an input's zero activation adds a zero product, which leaves its sum unchanged).
+fn layer_f32_tile(layer: &EieLayer, values: &[f32], xs: &[f32], out: &mut [f32]) -> Result<()> {
+    const T: usize = CPU_BATCH_TILE;
+    let (rows, cols, pes) = (layer.rows(), layer.cols(), layer.pes());
+    let t = xs.len() / cols.max(1);
+    if t == 0 || t > T || xs.len() != t * cols || out.len() != t * rows {
+        return Err(Error::Shape(format!(
+            "a tile of {} inputs and {} outputs for layer `{}` ({rows}x{cols}, at most {T} inputs)",
+            xs.len(),
+            out.len(),
+            layer.name()
+        )));
+    }
+    let mut codebook = [0f32; 256];
+    codebook[..values.len()].copy_from_slice(values);
+    let mut listed: Vec<(usize, [f32; T])> = try_with_capacity(cols, "listed columns")?;
+    for j in 0..cols {
+        let mut a = [0f32; T];
+        for (b, v) in a.iter_mut().enumerate().take(t) {
+            *v = xs[b * cols + j];
+        }
+        if a.iter().any(|&v| v != 0.0) {
+            listed.push((j, a));
+        }
+    }
+    let locals: Vec<Vec<[f32; T]>> = (0..pes)
+        .map(|p| -> Result<Vec<[f32; T]>> {
+            let mut acc = try_filled(layer.rows_of_pe(p), [0f32; T], "PE accumulators")?;
+            let PeSlice { col_ptr, entries } = layer.pe(p);
+            for (j, a) in &listed {
+                let mut row = usize::MAX;
+                for &e in &entries[col_ptr[*j] as usize..col_ptr[*j + 1] as usize] {
+                    row = row.wrapping_add(entry_run(e) as usize + 1);
+                    let w = codebook[entry_code(e) as usize];
+                    let r = &mut acc[row];
+                    for b in 0..T {
+                        r[b] += w * a[b];
+                    }
+                }
+            }
+            Ok(acc)
+        })
+        .collect::<Result<_>>()?;
+    for (p, acc) in locals.iter().enumerate() {
+        for (k, r) in acc.iter().enumerate() {
+            let row = p + k * pes;
+            let bias = layer.bias().map_or(0.0, |b| b[row]);
+            for (b, &v) in r.iter().enumerate().take(t) {
+                out[b * rows + row] = layer.activation().apply(v + bias);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One layer in 16-bit fixed point (see [`crate::fixed16`]); inputs and outputs are Q5.10.
 ///
 /// `x` must hold `layer.cols()` values and `out` `layer.rows()` ([`Error::Shape`] otherwise).
@@ -251,6 +313,11 @@ impl CpuEngine {
         if batch == 1 {
             // One input: the PEs of each layer run in parallel.
             forward(input, &mut out)?;
+        } else if precision != Precision::Fixed16 {
+            // Tiles of inputs in parallel, each decoding every entry once for all its inputs.
+            out.par_chunks_mut(n_out * CPU_BATCH_TILE)
+                .zip(input.par_chunks(n_in * CPU_BATCH_TILE))
+                .try_for_each(|(y, x)| self.forward_tile(x, y, precision == Precision::F16))?;
         } else {
             // Several: the inputs run in parallel, each one's PEs on its own thread (the
             // forward pass makes no rayon calls then, so no other task interleaves on it).
@@ -264,6 +331,30 @@ impl CpuEngine {
                 })?;
         }
         Ok(out)
+    }
+
+    /// Up to [`CPU_BATCH_TILE`] inputs through every layer together (f32, or f16 storage).
+    fn forward_tile(&self, x: &[f32], y: &mut [f32], f16: bool) -> Result<()> {
+        let round = |v: f32| {
+            if f16 {
+                half::f16::from_f32(v).to_f32()
+            } else {
+                v
+            }
+        };
+        let mut cur: Vec<f32> = x.iter().map(|&v| round(v)).collect();
+        let t = x.len() / self.model.input_size();
+        for l in self.model.layers() {
+            let codebook: Vec<f32> = l.codebook().iter().map(|&v| round(v)).collect();
+            let mut next = try_filled(t * l.rows(), 0f32, "layer outputs")?;
+            layer_f32_tile(l, &codebook, &cur, &mut next)?;
+            if f16 {
+                next.iter_mut().for_each(|v| *v = round(*v));
+            }
+            cur = next;
+        }
+        y.copy_from_slice(&cur);
+        Ok(())
     }
 
     fn forward_f32(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
