@@ -123,6 +123,7 @@ fn main() -> eie::Result<()> {
                 precision,
                 pes: a.pes,
                 max_batch: 1,
+                ..EngineOptions::default()
             };
             let e = GpuEngine::new(ctx.clone(), &model, opts)?;
             pes = e.pes();

@@ -11,7 +11,7 @@
 use eie::format::{Activation, EieLayer, Model, SparseCodes};
 use eie::gpu::{
     compact_nonzeros, BaselineEngine, BaselineKind, DeviceOptions, EngineOptions, GpuContext,
-    GpuEngine, PePlan, TimingOptions,
+    GpuEngine, PePlan, TimingOptions, Walk,
 };
 use eie::{CpuEngine, Precision};
 use rand::Rng;
@@ -130,11 +130,15 @@ fn check_all(model: &Model, x: &[f32], pes: PePlan, max_batch: usize) {
     let want_f32 = cpu.run(x, Precision::F32).unwrap();
     let want_fixed = cpu.run(x, Precision::Fixed16).unwrap();
     let want_f16 = cpu.run(x, Precision::F16).unwrap();
-    for precision in Precision::ALL {
+    for (precision, walk) in Precision::ALL
+        .into_iter()
+        .flat_map(|p| [(p, Walk::Columns), (p, Walk::Rows)])
+    {
         let opts = EngineOptions {
             precision,
             pes,
             max_batch,
+            walk,
         };
         let e = GpuEngine::new(ctx.clone(), model, opts).unwrap();
         let got = e.run(x).unwrap();
@@ -143,12 +147,12 @@ fn check_all(model: &Model, x: &[f32], pes: PePlan, max_batch: usize) {
                 got.iter()
                     .zip(&want_fixed)
                     .all(|(a, b)| a.to_bits() == b.to_bits()),
-                "fixed16 differs from the CPU model (pes {:?})",
+                "fixed16 differs from the CPU model ({walk:?}, pes {:?})",
                 e.pes()
             ),
             Precision::F32 => {
                 let err = rel_err(&got, &want_f32);
-                assert!(err <= 1e-5, "f32 error {err} (pes {:?})", e.pes());
+                assert!(err <= 1e-5, "f32 error {err} ({walk:?}, pes {:?})", e.pes());
             }
             Precision::F16 => {
                 let err = rel_err(&got, &want_f32);

@@ -1,14 +1,19 @@
-//! Every WGSL kernel in `shaders/` parses and validates with naga under the default
-//! capabilities (no GPU needed), and declares one compute entry point named after its file.
+//! Every WGSL kernel parses and validates with naga under the default capabilities (no GPU
+//! needed), as the module the backend compiles (shared prelude + the kernel's file); each file
+//! in `shaders/` is one kernel with one compute entry point named after it, and its workgroup
+//! memory fits the WebGPU default of 16 KiB.
+#![cfg(feature = "gpu")]
 
+use eie::gpu::kernels;
 use std::path::Path;
 
-fn shader_files() -> Vec<std::path::PathBuf> {
+fn shader_files() -> Vec<String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
     let mut v: Vec<_> = std::fs::read_dir(&dir)
         .expect("shaders/ exists")
         .map(|e| e.expect("readable entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "wgsl"))
+        .map(|p| p.file_stem().unwrap().to_str().unwrap().to_string())
         .collect();
     v.sort();
     v
@@ -16,27 +21,33 @@ fn shader_files() -> Vec<std::path::PathBuf> {
 
 #[test]
 fn every_kernel_validates_with_naga() {
-    let files = shader_files();
-    assert!(
-        files.len() >= 4,
-        "expected the four kernels, found {files:?}"
-    );
-    for path in files {
-        let src = std::fs::read_to_string(&path).unwrap();
-        let stem = path.file_stem().unwrap().to_str().unwrap();
+    let mut names: Vec<String> = kernels::ALL.iter().map(|k| k.name.to_string()).collect();
+    names.sort();
+    assert_eq!(shader_files(), names, "one kernel per file in shaders/");
+    for kernel in kernels::ALL {
+        let src = kernel.module_source();
+        let file = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("shaders")
+                .join(format!("{}.wgsl", kernel.name)),
+        )
+        .unwrap();
+        assert_eq!(
+            kernel.source, file,
+            "{} is built from its file",
+            kernel.name
+        );
         let module = naga::front::wgsl::parse_str(&src)
-            .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&src)));
-        let info = naga::valid::Validator::new(
+            .unwrap_or_else(|e| panic!("{}: {}", kernel.name, e.emit_to_string(&src)));
+        naga::valid::Validator::new(
             naga::valid::ValidationFlags::all(),
             naga::valid::Capabilities::default(),
         )
         .validate(&module)
-        .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&src)));
-        let _ = info;
+        .unwrap_or_else(|e| panic!("{}: {}", kernel.name, e.emit_to_string(&src)));
         let entries: Vec<_> = module.entry_points.iter().map(|e| e.name.clone()).collect();
-        assert_eq!(entries, vec![stem.to_string()], "{}", path.display());
+        assert_eq!(entries, vec![kernel.name.to_string()], "{}", kernel.name);
         assert_eq!(module.entry_points[0].stage, naga::ShaderStage::Compute);
-        // Every workgroup-memory declaration fits the WebGPU default of 16 KiB.
         let bytes: u32 = module
             .global_variables
             .iter()
@@ -46,7 +57,13 @@ fn every_kernel_validates_with_naga() {
         assert!(
             bytes <= 16384,
             "{}: {bytes} bytes of workgroup memory",
-            path.display()
+            kernel.name
         );
     }
+}
+
+#[test]
+fn the_shared_prelude_declares_no_entry_point() {
+    let module = naga::front::wgsl::parse_str(kernels::EIE_COMMON).unwrap();
+    assert!(module.entry_points.is_empty());
 }

@@ -121,6 +121,18 @@ pub fn gpu_contenders(
             kernel: Kernel::Eie(e),
         }));
     }
+    // The same codes walked by rows, to find where it beats the column walk on this device.
+    let opts = EngineOptions {
+        max_batch,
+        walk: crate::gpu::Walk::Rows,
+        ..EngineOptions::default()
+    };
+    v.push(Box::new(GpuContender {
+        name: "gpu-eie-rows/f32".into(),
+        device: device.clone(),
+        precision: Precision::F32,
+        kernel: Kernel::Eie(GpuEngine::new(ctx.clone(), model, opts)?),
+    }));
     Ok(v)
 }
 

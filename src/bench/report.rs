@@ -35,11 +35,13 @@ fn columns(results: &[&WorkloadResult]) -> Vec<(String, Metric)> {
 }
 
 /// The kernel pairs whose speed-ups the summary states: (faster candidate, baseline).
-const SPEEDUPS: [(&str, &str); 6] = [
+const SPEEDUPS: [(&str, &str); 8] = [
     ("cpu-eie/f32", "cpu-dense/f32"),
     ("cpu-eie/f32", "cpu-csr/f32"),
     ("gpu-eie/f32", "gpu-dense/f32"),
     ("gpu-eie/f32", "gpu-csr/f32"),
+    ("gpu-eie-rows/f32", "gpu-csr/f32"),
+    ("gpu-eie-rows/f32", "gpu-eie/f32"),
     ("gpu-eie/fixed16", "gpu-dense/f32"),
     ("gpu-eie/f16", "gpu-dense/f32"),
 ];

@@ -187,7 +187,7 @@ impl Devices {
         let gpu = self
             .gpu
             .as_ref()
-            .map_or(0, |_| 2 + eie::Precision::ALL.len());
+            .map_or(0, |_| 3 + eie::Precision::ALL.len());
         #[cfg(not(feature = "gpu"))]
         let gpu = 0;
         4 * usize::from(self.cpu) + gpu

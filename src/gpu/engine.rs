@@ -11,9 +11,11 @@ use super::program::{
 };
 use crate::error::{Error, Result};
 use crate::fixed16::{self, FixedCodebook};
-use crate::format::{entry_code, entry_run, Activation, EieLayer, Model};
+use crate::format::{encode_column, entry_code, entry_run, Activation, EieLayer, Model};
 use crate::reference::Precision;
-use crate::schedule::{EieLaunch, EieLayerPlan, PePlan, EIE_BATCH_TILE, EIE_MAX_CODES};
+use crate::schedule::{
+    EieLaunch, EieLayerPlan, PePlan, EIE_BATCH_TILE, EIE_MAX_CODES, ROWS_PER_WORKGROUP,
+};
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -27,6 +29,8 @@ pub struct EngineOptions {
     pub pes: PePlan,
     /// Largest batch one submission carries; larger batches are split.
     pub max_batch: usize,
+    /// How the layers are walked.
+    pub walk: Walk,
 }
 
 impl Default for EngineOptions {
@@ -35,8 +39,23 @@ impl Default for EngineOptions {
             precision: Precision::F32,
             pes: PePlan::Auto,
             max_batch: 64,
+            walk: Walk::Columns,
         }
     }
+}
+
+/// How the EIE kernels walk a layer's codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize)]
+pub enum Walk {
+    /// EIE's dataflow (`eie_spmv.wgsl`): the columns of the non-zero activations only, each PE
+    /// accumulating into its own rows ("push").
+    #[default]
+    Columns,
+    /// The same codes stored row by row (`eie_spmv_rows.wgsl`): each row gathers its
+    /// activations ("pull"), zero or not; for layers whose inputs are mostly non-zero. Which
+    /// walk wins at which input density is a property of the device, measured by `eie bench`
+    /// (`gpu-eie-rows/f32` beside `gpu-eie/f32`).
+    Rows,
 }
 
 /// `Params` of `eie_spmv.wgsl`.
@@ -109,18 +128,71 @@ fn layer_words(layer: &EieLayer, precision: Precision) -> (Vec<u32>, [usize; 3],
     );
     let entries_base = w.len();
     let wide = layer.codebook().len() > 16;
+    pack_entries(&mut w, layer.entries(), wide);
+    (w, [bias_base, ptr_base, entries_base], frac, wide)
+}
+
+/// Appends entries packed for the kernels: 8-bit `code | run << 4` (four per word) or, `wide`,
+/// 16-bit `code | run << 8` (two per word), little-endian; at least one word.
+fn pack_entries(w: &mut Vec<u32>, entries: &[u16], wide: bool) {
+    let base = w.len();
     let per_word = if wide { 2 } else { 4 };
-    let entries = layer.entries();
-    w.resize(entries_base + entries.len().div_ceil(per_word).max(1), 0);
+    w.resize(base + entries.len().div_ceil(per_word).max(1), 0);
     for (i, &e) in entries.iter().enumerate() {
         let v = if wide {
             e as u32
         } else {
             entry_code(e) as u32 | (entry_run(e) as u32) << 4
         };
-        w[entries_base + i / per_word] |= v << ((i % per_word) * (32 / per_word));
+        w[base + i / per_word] |= v << ((i % per_word) * (32 / per_word));
     }
-    (w, [bias_base, ptr_base, entries_base], frac, wide)
+}
+
+/// The layer buffer of `eie_spmv_rows.wgsl`: codebook, bias, row pointers `[rows + 1]`
+/// (absolute entry indices) and the same codes re-encoded row by row, each entry's run counting
+/// the zero columns before it in its row (padding entries for gaps over 15).
+fn row_words(layer: &EieLayer, precision: Precision) -> Result<(Vec<u32>, [usize; 3], u32, bool)> {
+    let (mut w, frac) = meta_words(layer, precision);
+    let bias_base = layer.codebook().len();
+    let ptr_base = w.len();
+    let (rows, codes) = (layer.rows(), layer.sparse_codes());
+    // Counting pass from column order to row order: columns come out increasing in each row.
+    let mut start = vec![0usize; rows + 1];
+    for &r in &codes.row_idx {
+        start[r as usize + 1] += 1;
+    }
+    for i in 0..rows {
+        start[i + 1] += start[i];
+    }
+    let mut by_row = vec![(0usize, 0u8); codes.nnz()];
+    let mut fill = start.clone();
+    for j in 0..codes.cols {
+        for k in codes.col_ptr[j]..codes.col_ptr[j + 1] {
+            let r = codes.row_idx[k] as usize;
+            by_row[fill[r]] = (j, codes.code[k]);
+            fill[r] += 1;
+        }
+    }
+    let mut entries = Vec::with_capacity(codes.nnz() + codes.nnz() / 4);
+    let mut ptrs = Vec::with_capacity(rows + 1);
+    for i in 0..rows {
+        ptrs.push(entries.len());
+        encode_column(by_row[start[i]..start[i + 1]].iter().copied(), &mut entries)?;
+    }
+    ptrs.push(entries.len());
+    let words = ptrs.len() + entries.len() / 2;
+    if words > u32::MAX as usize || entries.len() > u32::MAX as usize {
+        return Err(Error::InvalidArgument(format!(
+            "layer `{}`: {} row-ordered entries exceed the kernel's 32-bit indices",
+            layer.name(),
+            entries.len()
+        )));
+    }
+    w.extend(ptrs.iter().map(|&p| p as u32));
+    let entries_base = w.len();
+    let wide = layer.codebook().len() > 16;
+    pack_entries(&mut w, &entries, wide);
+    Ok((w, [bias_base, ptr_base, entries_base], frac, wide))
 }
 
 /// Codebook then bias, as the kernel's first words.
@@ -175,6 +247,103 @@ fn zeroed(ctx: &GpuContext, label: &str, words: usize) -> Result<wgpu::Buffer> {
             | wgpu::BufferUsages::COPY_SRC,
         mapped_at_creation: false,
     }))
+}
+
+/// The dispatches of one layer walked by rows (`eie_spmv_rows.wgsl`): one for a single input,
+/// one for tiles of `tile` inputs when the engine takes batches. Buffers go to `buffers`.
+#[allow(clippy::too_many_arguments)]
+fn row_dispatches(
+    ctx: &Arc<GpuContext>,
+    layer: &EieLayer,
+    opts: &EngineOptions,
+    tile: usize,
+    (input, xl): (&wgpu::Buffer, ActLayout),
+    (output, yl): (&wgpu::Buffer, ActLayout),
+    lbl: &dyn Fn(&str) -> String,
+    buffers: &mut Vec<wgpu::Buffer>,
+) -> Result<Vec<Dispatch>> {
+    let limits = ctx.device_limits();
+    let (words, [bias_base, ptr_base, entries_base], frac, wide) =
+        row_words(layer, opts.precision)?;
+    if 4 * words.len() as u64 > limits.max_binding() {
+        return Err(Error::InvalidArgument(format!(
+            "layer `{}`: {} bytes of codebook, row pointers and entries exceed the device's \
+             storage binding limit of {}",
+            layer.name(),
+            4 * words.len(),
+            limits.max_binding()
+        )));
+    }
+    let groups = layer.rows().div_ceil(ROWS_PER_WORKGROUP);
+    if groups > limits.max_compute_workgroups_per_dimension as usize {
+        return Err(Error::InvalidArgument(format!(
+            "layer `{}`: {} rows need more workgroups than the device's {} per dimension",
+            layer.name(),
+            layer.rows(),
+            limits.max_compute_workgroups_per_dimension
+        )));
+    }
+    let lb = storage_init(ctx, &lbl("rows/layer"), bytemuck::cast_slice(&words));
+    let classes: &[(usize, usize, usize)] = if opts.max_batch > 1 {
+        &[(1, 1, 1), (2, usize::MAX, tile)]
+    } else {
+        &[(1, 1, 1)]
+    };
+    let mut out = Vec::new();
+    for &(lo, hi, tile) in classes {
+        let params = EieParams {
+            rows: layer.rows() as u32,
+            cols: layer.cols() as u32,
+            pes: 1,
+            local_rows: layer.rows() as u32,
+            slices: 1,
+            slice_cols: 0,
+            x_stride: xl.stride as u32,
+            x_bits_base: xl.bits_base as u32,
+            x_bits_stride: xl.bits_stride as u32,
+            y_stride: yl.stride as u32,
+            y_bits_base: yl.bits_base as u32,
+            y_bits_stride: yl.bits_stride as u32,
+            codes: layer.codebook().len() as u32,
+            bias_base: bias_base as u32,
+            ptr_base: ptr_base as u32,
+            entries_base: entries_base as u32,
+            relu: (layer.activation() == Activation::Relu) as u32,
+            has_bias: layer.bias().is_some() as u32,
+            frac,
+            part_base: 0,
+        };
+        let constants = [
+            ("FIXED", (opts.precision == Precision::Fixed16) as u8 as f64),
+            ("HALF", (opts.precision == Precision::F16) as u8 as f64),
+            ("WIDE", wide as u8 as f64),
+            ("TILE", tile as f64),
+        ];
+        let pipeline = ctx
+            .pipelines()
+            .get(ctx, kernels::EIE_SPMV_ROWS, &constants)?;
+        let ub = uniform_init(
+            ctx,
+            &lbl(&format!("rows/tile-{tile}/params")),
+            bytemuck::bytes_of(&params),
+        );
+        let bg = bind(
+            ctx,
+            &lbl(&format!("rows/tile-{tile}/bind-group")),
+            &pipeline,
+            &[&ub, &lb, input, output],
+        );
+        out.push(Dispatch {
+            pipeline,
+            bind_group: bg,
+            x: groups as u32,
+            batch_group: tile as u32,
+            batches: (lo, hi),
+        });
+        buffers.push(ub);
+    }
+    buffers.push(lb);
+    Ok(out)
 }
 
 /// An EIE model resident on the GPU. Cloning is cheap (the device state is shared), and one
@@ -255,6 +424,22 @@ impl GpuEngine {
                     entry_bytes,
                     &limits,
                 )?;
+                let lbl = |w: &str| format!("eie/gpu/layer-{li}/{w}");
+                if opts.walk == Walk::Rows {
+                    let (xl, yl) = (layouts[li], layouts[li + 1]);
+                    dispatches.push(row_dispatches(
+                        &ctx,
+                        layer,
+                        &opts,
+                        plan.batched.tile,
+                        (&act[li], xl),
+                        (&act[li + 1], yl),
+                        &lbl,
+                        &mut buffers,
+                    )?);
+                    plans.push(plan);
+                    continue;
+                }
                 let layer: Cow<EieLayer> = if plan.pes == layer.pes() {
                     Cow::Borrowed(layer)
                 } else {
@@ -262,7 +447,6 @@ impl GpuEngine {
                 };
                 let (words, [bias_base, ptr_base, entries_base], frac, wide) =
                     layer_words(&layer, opts.precision);
-                let lbl = |w: &str| format!("eie/gpu/layer-{li}/{w}");
                 if 4 * words.len() as u64 > limits.max_binding() || words.len() > u32::MAX as usize
                 {
                     return Err(Error::InvalidArgument(format!(

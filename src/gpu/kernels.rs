@@ -11,8 +11,20 @@ use std::sync::Mutex;
 pub struct Kernel {
     /// File stem and entry point.
     pub name: &'static str,
-    /// WGSL source.
+    /// WGSL source of the kernel's own file.
     pub source: &'static str,
+    /// Shared declarations the source is compiled after (`shaders/common/`), or "".
+    pub prelude: &'static str,
+}
+
+/// Declarations and helpers shared by the EIE kernels (`shaders/common/eie.wgsl`).
+pub const EIE_COMMON: &str = include_str!("../../shaders/common/eie.wgsl");
+
+impl Kernel {
+    /// The complete WGSL module: the prelude, then the kernel's own source.
+    pub fn module_source(&self) -> String {
+        format!("{}\n{}", self.prelude, self.source)
+    }
 }
 
 /// EIE SpMV, one dispatch per layer: fused leading non-zero detection from the input's
@@ -21,25 +33,43 @@ pub struct Kernel {
 pub const EIE_SPMV: Kernel = Kernel {
     name: "eie_spmv",
     source: include_str!("../../shaders/eie_spmv.wgsl"),
+    prelude: EIE_COMMON,
+};
+/// EIE SpMV walked by rows, for layers whose inputs are mostly non-zero: the same codes with
+/// relative column indices stored row by row, lanes of a row gathering activations; bias,
+/// ReLU and the output's bitmap as in [`EIE_SPMV`].
+pub const EIE_SPMV_ROWS: Kernel = Kernel {
+    name: "eie_spmv_rows",
+    source: include_str!("../../shaders/eie_spmv_rows.wgsl"),
+    prelude: EIE_COMMON,
 };
 /// Stand-alone non-zero compaction: dense vectors to (index, value) lists.
 pub const COMPACT_NONZEROS: Kernel = Kernel {
     name: "compact_nonzeros",
     source: include_str!("../../shaders/compact_nonzeros.wgsl"),
+    prelude: "",
 };
 /// Dense f32 GEMV/GEMM baseline.
 pub const DENSE_GEMV: Kernel = Kernel {
     name: "dense_gemv",
     source: include_str!("../../shaders/dense_gemv.wgsl"),
+    prelude: "",
 };
 /// Plain CSR f32 SpMV baseline.
 pub const CSR_SPMV: Kernel = Kernel {
     name: "csr_spmv",
     source: include_str!("../../shaders/csr_spmv.wgsl"),
+    prelude: "",
 };
 
 /// Every kernel of the backend.
-pub const ALL: [Kernel; 4] = [EIE_SPMV, COMPACT_NONZEROS, DENSE_GEMV, CSR_SPMV];
+pub const ALL: [Kernel; 5] = [
+    EIE_SPMV,
+    EIE_SPMV_ROWS,
+    COMPACT_NONZEROS,
+    DENSE_GEMV,
+    CSR_SPMV,
+];
 
 /// Compiled pipelines of one device.
 #[derive(Default)]
@@ -66,7 +96,7 @@ impl PipelineCache {
         let pipeline = ctx.scoped(&format!("compiling {label} {constants:?}"), || {
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(&label),
-                source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
+                source: wgpu::ShaderSource::Wgsl(kernel.module_source().into()),
             });
             device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(&label),

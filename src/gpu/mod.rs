@@ -27,7 +27,7 @@ pub use backend::{gpu_backends, gpu_backends_on};
 pub use baseline::{BaselineEngine, BaselineKind, BASELINE_MAX_BATCH};
 pub use compact::compact_nonzeros;
 pub use device::{list_adapters, AdapterSummary, DeviceOptions, GpuContext};
-pub use engine::{EngineOptions, GpuEngine};
+pub use engine::{EngineOptions, GpuEngine, Walk};
 pub use program::{PipelineTiming, Timing, TimingOptions};
 /// The wgpu version this backend is built on (for `wgpu::Backends`, adapter info, ...).
 pub use wgpu;

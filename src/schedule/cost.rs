@@ -211,6 +211,69 @@ fn precision_name(p: Precision) -> &'static str {
     }
 }
 
+/// The EIE kernel walked by rows (`eie_spmv_rows.wgsl`: 8 rows per workgroup, 32 lanes per
+/// row, the same codes with relative column indices stored row by row, a tile of inputs per
+/// workgroup at batch > 1 (`tile`), every activation of a row's columns gathered).
+pub fn eie_rows(
+    layer: &EieLayer,
+    input: &[f32],
+    tile: usize,
+    precision: Precision,
+) -> Result<KernelCost> {
+    let batch = check_input(layer, input)?;
+    let rows = layer.rows();
+    let tile = if batch == 1 { 1 } else { tile.max(1) };
+    let tiles = batch.div_ceil(tile) as u64;
+    let padded = tiles * tile as u64;
+    let entry_bytes: u64 = if layer.codebook().len() > 16 { 2 } else { 1 };
+    let ab = act_bytes(precision);
+    // Each row's columns in increasing order, then its entries: one per non-zero plus a
+    // padding entry per 16 zero columns skipped.
+    let codes = layer.sparse_codes();
+    let mut cols_of: Vec<Vec<u32>> = vec![Vec::new(); rows];
+    for j in 0..codes.cols {
+        for k in codes.col_ptr[j]..codes.col_ptr[j + 1] {
+            cols_of[codes.row_idx[k] as usize].push(j as u32);
+        }
+    }
+    let (mut total, mut busiest, mut decoded) = (0u64, 0u64, 0u64);
+    for cols in &cols_of {
+        let mut next = 0u32;
+        let mut n = 0u64;
+        for &c in cols {
+            n += 1 + ((c - next) / 16) as u64;
+            next = c + 1;
+        }
+        total += n;
+        busiest = busiest.max(n.div_ceil(32));
+        decoded += n;
+    }
+    let nnz = codes.nnz() as u64;
+    let groups = rows.div_ceil(ROWS_PER_WORKGROUP) as u64;
+    let workgroups = groups * tiles;
+    let bias = if layer.bias().is_some() { 4 } else { 0 };
+    Ok(KernelCost {
+        layer: layer.name().to_string(),
+        kernel: format!("gpu-eie-rows/{}", precision_name(precision)),
+        batch,
+        workgroups,
+        pes_slices: None,
+        listed_columns: (layer.cols() * batch) as u64,
+        dispatches: 1,
+        bytes: Bytes {
+            entries: total * entry_bytes * tiles,
+            metadata: (rows as u64 * (8 + bias) + groups * layer.codebook().len() as u64 * 4)
+                * tiles,
+            activations: nnz * tile as u64 * ab * tiles,
+            output: padded * rows as u64 * (ab + 4),
+        },
+        entries_per_lane: PerLane {
+            max: busiest,
+            mean: (decoded * tiles) as f64 / (workgroups * WORKGROUP_SIZE as u64) as f64,
+        },
+    })
+}
+
 /// The plain CSR kernel (`csr_spmv.wgsl`: 8 rows and 4 inputs per workgroup, 32 lanes per
 /// row, f32 values and u32 column indices, no activation skipping).
 pub fn csr(layer: &EieLayer, input: &[f32]) -> Result<KernelCost> {
@@ -290,7 +353,8 @@ pub fn dense(layer: &EieLayer, input: &[f32], tiles: usize) -> Result<KernelCost
     })
 }
 
-/// Every GPU kernel (EIE in f32, fixed16 and f16, dense, CSR) on every layer of `model` for
+/// Every GPU kernel (EIE in f32, fixed16 and f16, EIE walked by rows in f32, dense, CSR) on
+/// every layer of `model` for
 /// the batch `input`, each layer's input being the previous layer's output on the CPU model
 /// (f32), with PEs from `pes` on a device with `limits`.
 pub fn model_costs(
@@ -316,6 +380,7 @@ pub fn model_costs(
         for p in [Precision::F32, Precision::Fixed16, Precision::F16] {
             out.push(eie(&interleaved, &plan, &x, p)?);
         }
+        out.push(eie_rows(layer, &x, plan.batched.tile, Precision::F32)?);
         out.push(dense(
             layer,
             &x,
