@@ -91,7 +91,7 @@ impl Engine {
         match &self.kind {
             Kind::Cpu(_, p) => format!("cpu-eie/{}", p.name()),
             #[cfg(feature = "gpu")]
-            Kind::Gpu(g) => format!("gpu-eie/{}", g.precision().name()),
+            Kind::Gpu(g) => g.name(),
         }
     }
 

@@ -57,7 +57,11 @@ fn plan_command_prints_the_documented_json() {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let layers = v["layers"].as_array().unwrap();
-    assert_eq!(layers.len(), 6, "three EIE precisions, the row walk, dense and CSR");
+    assert_eq!(
+        layers.len(),
+        6,
+        "three EIE precisions, the row walk, dense and CSR"
+    );
     for l in layers {
         assert_eq!(l["batch"], 3);
         assert!(l["workgroups"].as_u64().unwrap() > 0);

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 impl Backend for GpuEngine {
     fn name(&self) -> String {
-        format!("gpu-eie/{}", self.precision().name())
+        GpuEngine::name(self)
     }
     fn precision(&self) -> Precision {
         GpuEngine::precision(self)
@@ -33,8 +33,8 @@ impl Backend for BaselineEngine {
     }
 }
 
-/// Every GPU kernel variant on `ctx`: gpu-eie/f32, gpu-eie/fixed16, gpu-eie/f16, gpu-dense/f32
-/// and gpu-csr/f32.
+/// Every GPU kernel variant on `ctx`: gpu-eie/f32, gpu-eie/fixed16, gpu-eie/f16,
+/// gpu-eie-rows/f32, gpu-dense/f32 and gpu-csr/f32.
 pub fn gpu_backends_on(ctx: &Arc<GpuContext>, model: &Model) -> Result<Vec<Box<dyn Backend>>> {
     let mut v: Vec<Box<dyn Backend>> = Vec::new();
     for precision in Precision::ALL {
@@ -44,6 +44,11 @@ pub fn gpu_backends_on(ctx: &Arc<GpuContext>, model: &Model) -> Result<Vec<Box<d
         };
         v.push(Box::new(GpuEngine::new(ctx.clone(), model, opts)?));
     }
+    let rows = EngineOptions {
+        walk: super::engine::Walk::Rows,
+        ..EngineOptions::default()
+    };
+    v.push(Box::new(GpuEngine::new(ctx.clone(), model, rows)?));
     for kind in [BaselineKind::Dense, BaselineKind::Csr] {
         v.push(Box::new(BaselineEngine::new(ctx.clone(), model, kind)?));
     }

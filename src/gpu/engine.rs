@@ -357,6 +357,7 @@ struct Resident {
     program: Program,
     plans: Vec<EieLayerPlan>,
     precision: Precision,
+    walk: Walk,
     // Buffers referenced by the bind groups, kept alive with the engine.
     _buffers: Vec<wgpu::Buffer>,
 }
@@ -560,6 +561,7 @@ impl GpuEngine {
                     program,
                     plans,
                     precision: opts.precision,
+                    walk: opts.walk,
                     _buffers: buffers,
                 }),
             })
@@ -579,6 +581,20 @@ impl GpuEngine {
     /// The arithmetic.
     pub fn precision(&self) -> Precision {
         self.inner.precision
+    }
+
+    /// How the layers are walked.
+    pub fn walk(&self) -> Walk {
+        self.inner.walk
+    }
+
+    /// The kernel's name in reports: `gpu-eie/f32`, `gpu-eie-rows/f32`, ...
+    pub fn name(&self) -> String {
+        let walk = match self.inner.walk {
+            Walk::Columns => "",
+            Walk::Rows => "-rows",
+        };
+        format!("gpu-eie{walk}/{}", self.inner.precision.name())
     }
 
     /// The device context.
