@@ -6,8 +6,8 @@
 use super::device::GpuContext;
 use super::kernels;
 use super::program::{
-    bind, storage_init, stride, uniform_init, Dispatch, Encoding, InputBits, PipelineTiming,
-    Program, Timing, TimingOptions,
+    bind, storage_init, stride, uniform_init, zeroed, Dispatch, Encoding, InputBits,
+    PipelineTiming, Program, Timing, TimingOptions,
 };
 use crate::error::{Error, Result};
 use crate::fixed16::{self, FixedCodebook};
@@ -82,6 +82,41 @@ struct EieParams {
     has_bias: u32,
     frac: u32,
     part_base: u32,
+}
+
+impl EieParams {
+    /// The fields both walks share: shape, activation strides and bitmaps, the layer buffer's
+    /// offsets, write-back flags; the walk-specific ones (PEs, slices, partial sums) zero.
+    fn new(
+        layer: &EieLayer,
+        xl: ActLayout,
+        yl: ActLayout,
+        [bias_base, ptr_base, entries_base]: [usize; 3],
+        frac: u32,
+    ) -> Self {
+        EieParams {
+            rows: layer.rows() as u32,
+            cols: layer.cols() as u32,
+            pes: 0,
+            local_rows: 0,
+            slices: 0,
+            slice_cols: 0,
+            x_stride: xl.stride as u32,
+            x_bits_base: xl.bits_base as u32,
+            x_bits_stride: xl.bits_stride as u32,
+            y_stride: yl.stride as u32,
+            y_bits_base: yl.bits_base as u32,
+            y_bits_stride: yl.bits_stride as u32,
+            codes: layer.codebook().len() as u32,
+            bias_base: bias_base as u32,
+            ptr_base: ptr_base as u32,
+            entries_base: entries_base as u32,
+            relu: (layer.activation() == Activation::Relu) as u32,
+            has_bias: layer.bias().is_some() as u32,
+            frac,
+            part_base: 0,
+        }
+    }
 }
 
 /// The layout of one activation buffer of the EIE engine: `[batch][stride]` value words, then
@@ -230,25 +265,6 @@ fn meta_words(layer: &EieLayer, precision: Precision) -> (Vec<u32>, u32) {
     (w, frac)
 }
 
-/// Creates a zeroed storage buffer of `words` u32 words (at least 16 bytes).
-fn zeroed(ctx: &GpuContext, label: &str, words: usize) -> Result<wgpu::Buffer> {
-    let size = (4 * words).max(16) as u64;
-    if size > ctx.device_limits().max_binding() {
-        return Err(Error::InvalidArgument(format!(
-            "{label}: {size} bytes exceed the device's storage binding limit; lower max_batch or \
-             use fewer PEs"
-        )));
-    }
-    Ok(ctx.device().create_buffer(&wgpu::BufferDescriptor {
-        label: Some(label),
-        size,
-        usage: wgpu::BufferUsages::STORAGE
-            | wgpu::BufferUsages::COPY_DST
-            | wgpu::BufferUsages::COPY_SRC,
-        mapped_at_creation: false,
-    }))
-}
-
 /// The dispatches of one layer walked by rows (`eie_spmv_rows.wgsl`): one for a single input,
 /// one for tiles of `tile` inputs when the engine takes batches. Buffers go to `buffers`.
 #[allow(clippy::too_many_arguments)]
@@ -292,26 +308,12 @@ fn row_dispatches(
     let mut out = Vec::new();
     for &(lo, hi, tile) in classes {
         let params = EieParams {
-            rows: layer.rows() as u32,
-            cols: layer.cols() as u32,
             pes: 1,
             local_rows: layer.rows() as u32,
             slices: 1,
             slice_cols: 0,
-            x_stride: xl.stride as u32,
-            x_bits_base: xl.bits_base as u32,
-            x_bits_stride: xl.bits_stride as u32,
-            y_stride: yl.stride as u32,
-            y_bits_base: yl.bits_base as u32,
-            y_bits_stride: yl.bits_stride as u32,
-            codes: layer.codebook().len() as u32,
-            bias_base: bias_base as u32,
-            ptr_base: ptr_base as u32,
-            entries_base: entries_base as u32,
-            relu: (layer.activation() == Activation::Relu) as u32,
-            has_bias: layer.bias().is_some() as u32,
-            frac,
             part_base: 0,
+            ..EieParams::new(layer, xl, yl, [bias_base, ptr_base, entries_base], frac)
         };
         let constants = [
             ("FIXED", (opts.precision == Precision::Fixed16) as u8 as f64),
@@ -484,26 +486,12 @@ impl GpuEngine {
                 for &(lo, hi) in classes {
                     let launch = plan.launch(lo);
                     let params = EieParams {
-                        rows: layer.rows() as u32,
-                        cols: layer.cols() as u32,
                         pes: plan.pes as u32,
                         local_rows: plan.local_rows as u32,
                         slices: launch.slices as u32,
                         slice_cols: launch.slice_cols as u32,
-                        x_stride: xl.stride as u32,
-                        x_bits_base: xl.bits_base as u32,
-                        x_bits_stride: xl.bits_stride as u32,
-                        y_stride: yl.stride as u32,
-                        y_bits_base: yl.bits_base as u32,
-                        y_bits_stride: yl.bits_stride as u32,
-                        codes: layer.codebook().len() as u32,
-                        bias_base: bias_base as u32,
-                        ptr_base: ptr_base as u32,
-                        entries_base: entries_base as u32,
-                        relu: (layer.activation() == Activation::Relu) as u32,
-                        has_bias: layer.bias().is_some() as u32,
-                        frac,
                         part_base: counters as u32,
+                        ..EieParams::new(&layer, xl, yl, [bias_base, ptr_base, entries_base], frac)
                     };
                     let constants = [
                         ("FIXED", (opts.precision == Precision::Fixed16) as u8 as f64),

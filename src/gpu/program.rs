@@ -164,11 +164,17 @@ pub(crate) fn activations(
     n: usize,
     enc: Encoding,
 ) -> Result<wgpu::Buffer> {
-    let size = (batch * stride(n) * enc.bytes()).max(16) as u64;
+    zeroed(ctx, label, (batch * stride(n) * enc.bytes()).div_ceil(4))
+}
+
+/// Creates a zeroed storage buffer of `words` u32 words (at least 16 bytes), or a typed error
+/// when it exceeds the device's storage binding limit.
+pub(crate) fn zeroed(ctx: &GpuContext, label: &str, words: usize) -> Result<wgpu::Buffer> {
+    let size = (4 * words).max(16) as u64;
     if size > ctx.device_limits().max_binding() {
         return Err(Error::InvalidArgument(format!(
-            "{label}: {size} bytes of activations exceed the device's storage binding limit; \
-             lower max_batch"
+            "{label}: {size} bytes exceed the device's storage binding limit; lower max_batch \
+             (or, for the EIE engine, use fewer PEs)"
         )));
     }
     Ok(ctx.device().create_buffer(&wgpu::BufferDescriptor {
