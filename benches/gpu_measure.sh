@@ -14,8 +14,8 @@
 #
 #   On the GPU machine, from a copy of the repository with .gl/ and target/release/eie:
 #     OUT=results bash benches/gpu_measure.sh run
-#   writes devices.txt, cuda.jsonl, verify.txt, plan-b1.json, plan-b64.json, before/ and
-#   after/ (each with bench.md, bench.csv, bench.json and the logs) under $OUT.
+#   writes devices.txt, cuda.jsonl, verify.txt, mnist.txt, plan-b1.json, plan-b64.json,
+#   before/ and after/ (each with bench.md, bench.csv, bench.json; logs beside) under $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,8 +57,11 @@ run() {
     python3 benches/cuda_baselines.py --batch 64 >>"$out/cuda.jsonl" 2>>"$out/cuda.log"
     "$eie" plan --paper --batch 1 --json >"$out/plan-b1.json" 2>&1
     "$eie" plan --paper --batch 64 --json >"$out/plan-b64.json" 2>&1
-    # Every kernel against the dense oracle and the CPU model on an Alex-7-sized model.
+    # Every kernel against the dense oracle and the CPU model on an Alex-7-sized model, and the
+    # committed MNIST classifier's accuracy on every backend.
+    mkdir -p "$out/demo"
     "$eie" demo --out-dir "$out/demo" --no-bench >"$out/verify.txt" 2>&1
+    "$eie" demo --mnist >"$out/mnist.txt" 2>&1
     local bench=(bench --gpu-only --batch 1,64 --samples 10 --cuda "$out/cuda.jsonl")
     if [ -x "$before" ]; then
         "$before" "${bench[@]}" --out "$out/before" >"$out/before.log" 2>&1
