@@ -36,7 +36,7 @@ pub fn run(a: &InfoArgs) -> Result<ExitCode> {
     let file_bytes = std::fs::metadata(&a.model)
         .map_err(|e| eie::Error::io(&a.model, e))?
         .len() as usize;
-    let infos: Vec<LayerInfo> = model
+    let mut infos: Vec<LayerInfo> = model
         .layers()
         .iter()
         .map(|l| LayerInfo {
@@ -52,11 +52,18 @@ pub fn run(a: &InfoArgs) -> Result<ExitCode> {
             entries: l.entry_count(),
             padding_entries: l.padding_count(),
             dense_f32_bytes: l.dense_bytes(),
-            compressed_bytes: l.compressed_bytes(),
+            compressed_bytes: if version == "1" {
+                l.compressed_bytes_v1()
+            } else {
+                l.compressed_bytes()
+            },
             len_bits: l.len_bits(),
-            compression_ratio: l.dense_bytes() as f64 / l.compressed_bytes() as f64,
+            compression_ratio: 0.0,
         })
         .collect();
+    for i in &mut infos {
+        i.compression_ratio = i.dense_f32_bytes as f64 / i.compressed_bytes as f64;
+    }
     if a.json {
         println!(
             "{}",
