@@ -647,7 +647,7 @@ impl EieLayer {
             if bytes < best.0 {
                 best = (bytes, pes);
             }
-            stamp.iter_mut().for_each(|s| *s = usize::MAX);
+            stamp.fill(usize::MAX);
         }
         best.1
     }
