@@ -59,7 +59,9 @@ pub enum Error {
     #[error("corrupt model: {0}")]
     CorruptModel(String),
     /// A model file written by an incompatible version of the format.
-    #[error("unsupported model format version {found} (this build reads version {supported})")]
+    #[error(
+        "unsupported model format version {found} (this build reads versions 1 to {supported})"
+    )]
     UnsupportedVersion {
         /// Version recorded in the file.
         found: String,

@@ -309,3 +309,55 @@ fn gpu_devices_run_and_verify() {
     ]);
     assert!(err.contains("--backend gpu"), "{err}");
 }
+
+#[test]
+fn compress_stores_each_layer_at_its_smallest_interleaving_unless_pes_is_given() {
+    let f = fixture();
+    let by_default = f.root.join("small.safetensors");
+    ok(&[
+        "compress",
+        s(&f.weights),
+        "-o",
+        s(&by_default),
+        "--density",
+        "0.05",
+    ]);
+    let model = eie::Model::load(&by_default).unwrap();
+    let l = &model.layers()[0];
+    assert!(l.pes() <= l.rows());
+    assert_eq!(l.pes(), l.smallest_pes());
+    let at_64 = l.with_pes(64).unwrap();
+    assert!(l.compressed_bytes() < at_64.compressed_bytes());
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["info", s(&by_default), "--json"])).unwrap();
+    assert_eq!(json["format_version"], "2");
+    assert_eq!(json["layers"][0]["pes"], l.pes());
+    assert_eq!(json["layers"][0]["compressed_bytes"], l.compressed_bytes());
+    // An explicit count is kept, bare or for the named layer, or from a plan file.
+    for pes in ["8", "w=8"] {
+        let given = f.root.join("given.safetensors");
+        ok(&[
+            "compress",
+            s(&f.weights),
+            "-o",
+            s(&given),
+            "--density",
+            "0.05",
+            "--pes",
+            pes,
+        ]);
+        assert_eq!(eie::Model::load(&given).unwrap().layers()[0].pes(), 8);
+    }
+    let plan = f.root.join("plan.json");
+    std::fs::write(&plan, r#"{"default": {"pes": 5}, "layers": {}}"#).unwrap();
+    let planned = f.root.join("planned.safetensors");
+    ok(&[
+        "compress",
+        s(&f.weights),
+        "-o",
+        s(&planned),
+        "--plan",
+        s(&plan),
+    ]);
+    assert_eq!(eie::Model::load(&planned).unwrap().layers()[0].pes(), 5);
+}

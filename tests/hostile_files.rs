@@ -5,7 +5,7 @@
 //! abort, no hang; every model that loads must run.
 
 use eie::compress::{compress_layer, CompressConfig};
-use eie::format::file::{from_bytes, from_bytes_with_limits, to_bytes};
+use eie::format::file::{from_bytes, from_bytes_with_limits, to_bytes, to_bytes_v1};
 use eie::format::{encode_column, rows_of_pe, EieLayer, SparseCodes};
 use eie::import::{load_dense_layers, read_input, read_npy, write_npy, SafetensorsFile};
 use eie::reference::{layer_f32, layer_fixed16, ErrorStats};
@@ -660,8 +660,9 @@ fn mutate_container_header(rng: &mut ChaCha8Rng, seed: &[u8]) -> (String, Vec<u8
     (what, join_container(&header, &data))
 }
 
-/// Valid model files to mutate: 4-bit (one byte per entry) and 6-bit (two) codebooks, with and
-/// without bias, several PEs, and a layer with long zero runs (padding entries).
+/// Valid model files to mutate, each in format versions 1 and 2: 4-bit (one byte per entry) and
+/// 6-bit (two) codebooks, with and without bias, several PEs, and a layer with long zero runs
+/// (padding entries).
 fn model_seeds() -> Vec<Vec<u8>> {
     let make = |bits: u8, pes: usize, density: f64| {
         let config = CompressConfig {
@@ -677,7 +678,10 @@ fn model_seeds() -> Vec<Vec<u8>> {
             compress_layer(&b, &config, Activation::Identity).unwrap(),
         ])
         .unwrap();
-        canonical(&to_bytes(&m).unwrap())
+        [
+            canonical(&to_bytes(&m).unwrap()),
+            canonical(&to_bytes_v1(&m).unwrap()),
+        ]
     };
     let sparse = {
         let d = eie::synth::dense_layer("tall", 80, 3, false, 4);
@@ -689,12 +693,17 @@ fn model_seeds() -> Vec<Vec<u8>> {
         };
         let l = compress_layer(&d, &config, Activation::Identity).unwrap();
         assert!(l.padding_count() > 0);
-        canonical(&to_bytes(&Model::new(vec![l]).unwrap()).unwrap())
+        let m = Model::new(vec![l]).unwrap();
+        [
+            canonical(&to_bytes(&m).unwrap()),
+            canonical(&to_bytes_v1(&m).unwrap()),
+        ]
     };
-    vec![make(4, 3, 0.4), make(6, 2, 0.3), sparse]
+    [make(4, 3, 0.4), make(6, 2, 0.3), sparse].concat()
 }
 
-/// Edits the model description: a layer's rows, cols, pes or bits (or the layer list).
+/// Edits the model description: a layer's rows, cols, pes, bits or (version 2) len_bits (or the
+/// layer list).
 fn mutate_model_json(rng: &mut ChaCha8Rng, seed: &[u8]) -> (String, Vec<u8>) {
     let (mut header, data) = split_container(seed);
     let meta = header["__metadata__"].as_object_mut().unwrap();
@@ -718,7 +727,16 @@ fn mutate_model_json(rng: &mut ChaCha8Rng, seed: &[u8]) -> (String, Vec<u8>) {
         }
         _ => {
             let k = rng.random_range(0..layers.len());
-            let field = ["rows", "cols", "pes", "bits"][rng.random_range(0..4)];
+            let field = ["rows", "cols", "pes", "bits", "len_bits"][rng.random_range(0..5)];
+            if layers[k].get(field).is_none() {
+                // A version-1 layer has no `len_bits`: adding one is a mutation too.
+                layers[k][field] = json!(3);
+                meta.insert("model".into(), json!(model.to_string()));
+                return (
+                    format!("layer {k} {field} added"),
+                    join_container(&header, &data),
+                );
+            }
             let v = if rng.random_bool(0.8) {
                 hostile_number(rng)
             } else {

@@ -1,7 +1,7 @@
 //! The model file: every kind of corruption is a typed error, never a panic or a bad model.
 
 use eie::compress::{compress_layer, CompressConfig};
-use eie::format::file::{from_bytes, to_bytes};
+use eie::format::file::{from_bytes, to_bytes, to_bytes_v1};
 use eie::{Activation, Error, Model};
 use safetensors::tensor::TensorView;
 use safetensors::SafeTensors;
@@ -128,24 +128,61 @@ fn flipped_bytes_never_panic_and_data_flips_are_always_caught() {
 
 #[test]
 fn wrong_version_is_reported_as_such() {
-    let bytes = to_bytes(&small_model(4)).unwrap();
-    let patched = replace_bytes(
-        &bytes,
-        "\"format_version\":\"1\"",
-        "\"format_version\":\"9\"",
-    );
-    match from_bytes(&patched) {
-        Err(Error::UnsupportedVersion { found, supported }) => {
-            assert_eq!(found, "9");
-            assert_eq!(supported, 1);
+    for (bytes, old) in [
+        (to_bytes(&small_model(4)).unwrap(), "2"),
+        (to_bytes_v1(&small_model(4)).unwrap(), "1"),
+    ] {
+        for new in ["9", "0", "3"] {
+            let patched = replace_bytes(
+                &bytes,
+                &format!("\"format_version\":\"{old}\""),
+                &format!("\"format_version\":\"{new}\""),
+            );
+            match from_bytes(&patched) {
+                Err(Error::UnsupportedVersion { found, supported }) => {
+                    assert_eq!(found, new);
+                    assert_eq!(supported, 2);
+                }
+                other => panic!("expected a version error, got {other:?}"),
+            }
         }
-        other => panic!("expected a version error, got {other:?}"),
     }
+    // A version-2 description under version 1, and the reverse, are corrupt files.
+    let v2 = to_bytes(&small_model(4)).unwrap();
+    let as_v1 = replace_bytes(&v2, "\"format_version\":\"2\"", "\"format_version\":\"1\"");
+    corrupt_message(&as_v1);
+    let v1 = to_bytes_v1(&small_model(4)).unwrap();
+    let as_v2 = replace_bytes(&v1, "\"format_version\":\"1\"", "\"format_version\":\"2\"");
+    corrupt_message(&as_v2);
+}
+
+#[test]
+fn slice_lengths_that_disagree_with_the_entries() {
+    let bytes = to_bytes(&small_model(4)).unwrap();
+    // A length one larger somewhere: the lengths no longer sum to the entries.
+    let b = rewrite(&bytes, "layers.0.col_len", |d| d[0] ^= 1);
+    let m = corrupt_message(&b);
+    assert!(m.contains("slice lengths") || m.contains("PE"), "{m}");
+    // A byte more or less than pes × cols × len_bits needs.
+    let b = rewrite(&bytes, "layers.0.col_len", |d| d.push(0));
+    assert!(corrupt_message(&b).contains("col_len"));
+    let b = rewrite(&bytes, "layers.0.col_len", |d| {
+        d.pop();
+    });
+    assert!(corrupt_message(&b).contains("col_len"));
+    // Every length at its largest value overruns the entries.
+    let b = rewrite(&bytes, "layers.1.col_len", |d| d.fill(0xff));
+    assert!(corrupt_message(&b).contains("exceed"));
+    // A width of 0 (outside 1..=32).
+    let l = small_model(4).layers()[0].len_bits();
+    assert!(l < 10, "a one-digit width keeps the header's length");
+    let b = replace_bytes(&bytes, &format!(r#"\"len_bits\":{l}"#), r#"\"len_bits\":0"#);
+    assert!(corrupt_message(&b).contains("len_bits"));
 }
 
 #[test]
 fn pointer_out_of_range() {
-    let bytes = to_bytes(&small_model(4)).unwrap();
+    let bytes = to_bytes_v1(&small_model(4)).unwrap();
     let b = rewrite(&bytes, "layers.0.col_ptr", |d| set_u32(d, 3, 1_000_000));
     assert!(corrupt_message(&b).contains("PE 0"));
     let b = rewrite(&bytes, "layers.0.pe_ptr", |d| set_u32(d, 1, u32::MAX));
@@ -186,10 +223,14 @@ fn non_finite_codebook_and_nonzero_padding_value() {
 
 #[test]
 fn shapes_that_do_not_chain_are_rejected() {
-    let bytes = to_bytes(&small_model(4)).unwrap();
+    let bytes = to_bytes_v1(&small_model(4)).unwrap();
     // Claim layer 1 takes 41 inputs: its col_ptr tensor shape no longer matches.
     let patched = replace_bytes(&bytes, r#"\"cols\":40"#, r#"\"cols\":41"#);
     assert!(corrupt_message(&patched).contains("col_ptr"));
+    // In version 2, its slice lengths no longer fill `col_len`.
+    let bytes = to_bytes(&small_model(4)).unwrap();
+    let patched = replace_bytes(&bytes, r#"\"cols\":40"#, r#"\"cols\":41"#);
+    assert!(corrupt_message(&patched).contains("col_len"));
 }
 
 #[test]

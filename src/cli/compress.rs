@@ -28,8 +28,9 @@ pub struct CompressArgs {
     /// or per layer, `name=B,...`.
     #[arg(long, value_name = "B | NAME=B,...")]
     bits: Option<String>,
-    /// Processing elements the rows are interleaved over (default 64). One value or per layer,
-    /// `name=N,...`.
+    /// Processing elements the rows are stored interleaved over. One value or per layer,
+    /// `name=N,...`. A layer not given a count is stored at the count (at most its rows) that
+    /// makes its file smallest; engines re-interleave at load for their own hardware.
     #[arg(long, value_name = "N | NAME=N,...")]
     pes: Option<String>,
     /// Per-layer settings from a JSON file:
@@ -89,7 +90,12 @@ pub fn run(a: &CompressArgs) -> Result<ExitCode> {
         } else {
             a.activations.get(i).copied().unwrap_or_default()
         };
-        layers.push(compress_layer(d, &plan.config_for(&d.name), act)?);
+        let layer = compress_layer(d, &plan.config_for(&d.name), act)?;
+        layers.push(if pes_given(a, &plan, &d.name)? {
+            layer
+        } else {
+            layer.compact()?
+        });
         pb.inc(1);
     }
     pb.finish_and_clear();
@@ -113,6 +119,24 @@ pub fn run(a: &CompressArgs) -> Result<ExitCode> {
     }
     println!("wrote {}", a.output.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the user gave layer `name` a PE count: `--pes` with a bare value or naming the
+/// layer, or a plan file whose default or entry for the layer sets `pes`.
+fn pes_given(a: &CompressArgs, plan: &CompressPlan, name: &str) -> Result<bool> {
+    let named = plan.layers.get(name).is_some_and(|s| s.pes.is_some());
+    if let Some(spec) = &a.pes {
+        return Ok(named || spec.split(',').any(|item| !item.contains('=')));
+    }
+    if let Some(path) = &a.plan {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Parse {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        return Ok(named || json["default"].get("pes").is_some());
+    }
+    Ok(false)
 }
 
 fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {

@@ -26,15 +26,17 @@ struct LayerInfo {
     padding_entries: usize,
     dense_f32_bytes: usize,
     compressed_bytes: usize,
+    len_bits: u8,
     compression_ratio: f64,
 }
 
 pub fn run(a: &InfoArgs) -> Result<ExitCode> {
     let model = Model::load(&a.model)?;
+    let version = eie::format::file::version_of(&a.model)?;
     let file_bytes = std::fs::metadata(&a.model)
         .map_err(|e| eie::Error::io(&a.model, e))?
         .len() as usize;
-    let infos: Vec<LayerInfo> = model
+    let mut infos: Vec<LayerInfo> = model
         .layers()
         .iter()
         .map(|l| LayerInfo {
@@ -50,16 +52,27 @@ pub fn run(a: &InfoArgs) -> Result<ExitCode> {
             entries: l.entry_count(),
             padding_entries: l.padding_count(),
             dense_f32_bytes: l.dense_bytes(),
-            compressed_bytes: l.compressed_bytes(),
-            compression_ratio: l.dense_bytes() as f64 / l.compressed_bytes() as f64,
+            compressed_bytes: if version == "1" {
+                l.compressed_bytes_v1()
+            } else {
+                l.compressed_bytes()
+            },
+            len_bits: l.len_bits(),
+            compression_ratio: 0.0,
         })
         .collect();
+    for i in &mut infos {
+        i.compression_ratio = i.dense_f32_bytes as f64 / i.compressed_bytes as f64;
+    }
     if a.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({ "layers": infos, "file_bytes": file_bytes })
-            )
+            serde_json::to_string_pretty(&serde_json::json!({
+                "layers": infos,
+                "file_bytes": file_bytes,
+                "format_version": version,
+                "dense_f32_bytes": infos.iter().map(|i| i.dense_f32_bytes).sum::<usize>(),
+            }))
             .expect("plain data serialises")
         );
         return Ok(ExitCode::SUCCESS);
@@ -74,7 +87,7 @@ pub fn run(a: &InfoArgs) -> Result<ExitCode> {
         "act",
         "padding",
         "dense f32",
-        "compressed",
+        "stored",
         "ratio"
     );
     for i in &infos {
@@ -101,7 +114,7 @@ pub fn run(a: &InfoArgs) -> Result<ExitCode> {
         dense as f64 / comp as f64
     );
     println!(
-        "file: {} on disk ({:.1}x smaller than dense f32)",
+        "file: {} on disk, format version {version} ({:.1}x smaller than dense f32)",
         super::human_bytes(file_bytes),
         dense as f64 / file_bytes as f64
     );

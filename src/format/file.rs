@@ -9,8 +9,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
 
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes ([`to_bytes`], [`save`]); it reads this one and every
+/// earlier one (1 and 2).
+pub const FORMAT_VERSION: u32 = 2;
+/// The first format version, still read, and written by [`to_bytes_v1`].
+pub const FORMAT_VERSION_1: u32 = 1;
 /// Value of the `format` metadata key.
 pub const FORMAT_NAME: &str = "eie";
 
@@ -57,6 +60,9 @@ struct LayerHeader {
     bits: u8,
     activation: Activation,
     bias: bool,
+    /// Version 2 only: the width in bits of each slice length in `col_len`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    len_bits: Option<u8>,
 }
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -108,11 +114,46 @@ fn tensor_name(layer: usize, what: &str) -> String {
     format!("layers.{layer}.{what}")
 }
 
-/// Serialises a model to the bytes of a model file.
+/// Serialises a model to the bytes of a model file in the current format (version 2: slice
+/// lengths packed in as few bits as the longest slice needs, see `docs/FORMAT.md`). Every layer
+/// is stored at its own PE count; [`EieLayer::compact`] chooses the count that stores smallest.
 pub fn to_bytes(model: &Model) -> Result<Vec<u8>> {
+    serialise(model, FORMAT_VERSION)
+}
+
+/// Serialises a model to the bytes of a version-1 model file (32-bit PE and column pointers).
+/// Kept so that the compatibility of the reader with version-1 files stays tested; new files
+/// should use [`to_bytes`].
+pub fn to_bytes_v1(model: &Model) -> Result<Vec<u8>> {
+    serialise(model, FORMAT_VERSION_1)
+}
+
+/// Packs `values` as `width`-bit fields (1..=32), least significant bit first; the unused high
+/// bits of the last byte are 0.
+pub fn pack_bits(values: impl IntoIterator<Item = u32>, width: u8) -> Vec<u8> {
+    let width = u32::from(width);
+    let mut out = Vec::new();
+    let (mut acc, mut have) = (0u64, 0u32);
+    for v in values {
+        acc |= u64::from(v) << have;
+        have += width;
+        while have >= 8 {
+            out.push(acc as u8);
+            acc >>= 8;
+            have -= 8;
+        }
+    }
+    if have > 0 {
+        out.push(acc as u8);
+    }
+    out
+}
+
+fn serialise(model: &Model, version: u32) -> Result<Vec<u8>> {
     let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     let mut headers = Vec::new();
     for (i, l) in model.layers().iter().enumerate() {
+        let len_bits = (version >= 2).then(|| l.len_bits());
         headers.push(LayerHeader {
             name: l.name().to_string(),
             rows: l.rows(),
@@ -121,6 +162,7 @@ pub fn to_bytes(model: &Model) -> Result<Vec<u8>> {
             bits: l.bits(),
             activation: l.activation(),
             bias: l.bias().is_some(),
+            len_bits,
         });
         let f32s = |v: &[f32]| bytemuck::cast_slice::<f32, u8>(v).to_vec();
         let u32s = |v: &[u32]| bytemuck::cast_slice::<u32, u8>(v).to_vec();
@@ -133,18 +175,31 @@ pub fn to_bytes(model: &Model) -> Result<Vec<u8>> {
         if let Some(b) = l.bias() {
             owned.push((tensor_name(i, "bias"), Dtype::F32, vec![b.len()], f32s(b)));
         }
-        owned.push((
-            tensor_name(i, "pe_ptr"),
-            Dtype::U32,
-            vec![l.pes() + 1],
-            u32s(l.pe_ptr()),
-        ));
-        owned.push((
-            tensor_name(i, "col_ptr"),
-            Dtype::U32,
-            vec![l.pes(), l.cols() + 1],
-            u32s(l.col_ptr()),
-        ));
+        if let Some(width) = len_bits {
+            let lengths = (0..l.pes())
+                .flat_map(|p| l.pe(p).col_ptr.windows(2).map(|w| w[1] - w[0]))
+                .collect::<Vec<u32>>();
+            let packed = pack_bits(lengths, width);
+            owned.push((
+                tensor_name(i, "col_len"),
+                Dtype::U8,
+                vec![packed.len()],
+                packed,
+            ));
+        } else {
+            owned.push((
+                tensor_name(i, "pe_ptr"),
+                Dtype::U32,
+                vec![l.pes() + 1],
+                u32s(l.pe_ptr()),
+            ));
+            owned.push((
+                tensor_name(i, "col_ptr"),
+                Dtype::U32,
+                vec![l.pes(), l.cols() + 1],
+                u32s(l.col_ptr()),
+            ));
+        }
         let packed = pack_entries(l.entries(), l.bits());
         owned.push((
             tensor_name(i, "entries"),
@@ -164,7 +219,7 @@ pub fn to_bytes(model: &Model) -> Result<Vec<u8>> {
         .collect();
     let mut meta = HashMap::new();
     meta.insert("format".to_string(), FORMAT_NAME.to_string());
-    meta.insert("format_version".to_string(), FORMAT_VERSION.to_string());
+    meta.insert("format_version".to_string(), version.to_string());
     meta.insert(
         "model".to_string(),
         serde_json::to_string(&ModelHeader { layers: headers }).expect("plain structs serialise"),
@@ -220,6 +275,24 @@ pub fn load_with_limits(path: &Path, limits: &LoadLimits) -> Result<Model> {
     from_bytes_with_limits(&bytes, limits)
 }
 
+/// The `format_version` a model file states, read from its header alone (the file is not
+/// validated: [`load`] does that).
+pub fn version_of(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut len = [0u8; 8];
+    std::io::Read::read_exact(&mut f, &mut len).map_err(|e| Error::io(path, e))?;
+    let n = u64::from_le_bytes(len).min(100 << 20);
+    let mut header = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(&mut f, n), &mut header)
+        .map_err(|e| Error::io(path, e))?;
+    let json: serde_json::Value = serde_json::from_slice(&header)
+        .map_err(|e| corrupt(format!("not a valid safetensors header: {e}")))?;
+    json["__metadata__"]["format_version"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| corrupt("metadata key `format_version` missing"))
+}
+
 fn corrupt(msg: impl Into<String>) -> Error {
     Error::CorruptModel(msg.into())
 }
@@ -270,13 +343,16 @@ pub fn from_bytes_with_limits(bytes: &[u8], limits: &LoadLimits) -> Result<Model
             get("format")?
         )));
     }
-    let version = get("format_version")?;
-    if version.parse::<u32>().ok() != Some(FORMAT_VERSION) {
-        return Err(Error::UnsupportedVersion {
-            found: version.clone(),
-            supported: FORMAT_VERSION,
-        });
-    }
+    let version_text = get("format_version")?;
+    let version = match version_text.parse::<u32>() {
+        Ok(v @ (FORMAT_VERSION_1 | FORMAT_VERSION)) if v.to_string() == *version_text => v,
+        _ => {
+            return Err(Error::UnsupportedVersion {
+                found: version_text.clone(),
+                supported: FORMAT_VERSION,
+            })
+        }
+    };
     let header: ModelHeader = serde_json::from_str(get("model")?)
         .map_err(|e| corrupt(format!("metadata `model` is not valid: {e}")))?;
     if header.layers.is_empty() {
@@ -294,12 +370,13 @@ pub fn from_bytes_with_limits(bytes: &[u8], limits: &LoadLimits) -> Result<Model
         .iter()
         .enumerate()
         .flat_map(|(i, h)| {
-            let mut v = vec![
-                tensor_name(i, "codebook"),
-                tensor_name(i, "pe_ptr"),
-                tensor_name(i, "col_ptr"),
-                tensor_name(i, "entries"),
-            ];
+            let mut v = vec![tensor_name(i, "codebook"), tensor_name(i, "entries")];
+            if version == FORMAT_VERSION_1 {
+                v.push(tensor_name(i, "pe_ptr"));
+                v.push(tensor_name(i, "col_ptr"));
+            } else {
+                v.push(tensor_name(i, "col_len"));
+            }
             if h.bias {
                 v.push(tensor_name(i, "bias"));
             }
@@ -380,18 +457,32 @@ pub fn from_bytes_with_limits(bytes: &[u8], limits: &LoadLimits) -> Result<Model
         } else {
             None
         };
-        let pe_ptr = u32s(tensor(
-            &tensor_name(i, "pe_ptr"),
-            Dtype::U32,
-            &[pe_ptr_len],
-        )?)?;
-        let col_ptr = u32s(tensor(
-            &tensor_name(i, "col_ptr"),
-            Dtype::U32,
-            &[h.pes, h.cols + 1],
-        )?)?;
         let packed = tensor(&tensor_name(i, "entries"), Dtype::U8, &[])?;
         let entries = unpack_entries(packed, h.bits)?;
+        let (pe_ptr, col_ptr) = match (version, h.len_bits) {
+            (FORMAT_VERSION_1, None) => (
+                u32s(tensor(
+                    &tensor_name(i, "pe_ptr"),
+                    Dtype::U32,
+                    &[pe_ptr_len],
+                )?)?,
+                u32s(tensor(
+                    &tensor_name(i, "col_ptr"),
+                    Dtype::U32,
+                    &[h.pes, h.cols + 1],
+                )?)?,
+            ),
+            (FORMAT_VERSION, Some(width)) => {
+                let data = tensor(&tensor_name(i, "col_len"), Dtype::U8, &[])?;
+                pointers_from_lengths(i, data, width, h.pes, h.cols, entries.len())?
+            }
+            (_, Some(_)) => {
+                return Err(corrupt(format!(
+                    "layer {i}: `len_bits` is not a field of format version {version}"
+                )))
+            }
+            (_, None) => return Err(corrupt(format!("layer {i}: `len_bits` missing"))),
+        };
         layers.push(EieLayer::from_parts(
             h.name,
             h.rows,
@@ -408,4 +499,84 @@ pub fn from_bytes_with_limits(bytes: &[u8], limits: &LoadLimits) -> Result<Model
     }
     // Layers that do not chain are a corrupt file here, not a caller's shape mismatch.
     Model::new(layers).map_err(|e| corrupt(e.to_string()))
+}
+
+/// Rebuilds a version-2 layer's PE and column pointers from its packed slice lengths (`data`,
+/// `pes × cols` fields of `width` bits, PE after PE, column after column), checking the tensor's
+/// length before allocating anything from `pes` or `cols`, and the lengths' sum against the
+/// `entries` stored.
+fn pointers_from_lengths(
+    layer: usize,
+    data: &[u8],
+    width: u8,
+    pes: usize,
+    cols: usize,
+    entries: usize,
+) -> Result<(Vec<u32>, Vec<u32>)> {
+    if !(1..=32).contains(&width) {
+        return Err(corrupt(format!(
+            "layer {layer}: `len_bits` {width} outside 1..=32"
+        )));
+    }
+    // pes × (cols + 1) fits a usize (checked by the caller), so pes × cols does too.
+    let slices = pes * cols;
+    let want_bits = slices as u128 * u128::from(width);
+    if want_bits.div_ceil(8) != data.len() as u128 {
+        return Err(corrupt(format!(
+            "layer {layer}: `col_len` holds {} bytes, {pes} PEs × {cols} columns × {width} bits \
+             take {}",
+            data.len(),
+            want_bits.div_ceil(8)
+        )));
+    }
+    if entries > u32::MAX as usize {
+        return Err(corrupt(format!(
+            "layer {layer}: {entries} entries exceed the format's 2^32 limit"
+        )));
+    }
+    // Every slice takes at least one bit of the tensor, so these allocations are bounded by
+    // the file's length.
+    let mut pe_ptr = try_with_capacity(pes + 1, "model pointers")?;
+    let mut col_ptr = try_with_capacity(slices + pes, "model pointers")?;
+    let mask = (1u64 << width) - 1;
+    let (mut acc, mut have) = (0u64, 0u32);
+    let mut bytes = data.iter();
+    let mut total = 0u64;
+    for p in 0..pes {
+        pe_ptr.push(total as u32);
+        let mut local = 0u64;
+        col_ptr.push(0);
+        for j in 0..cols {
+            while have < u32::from(width) {
+                // The length check above guarantees the bytes are there.
+                let b = bytes.next().copied().unwrap_or(0);
+                acc |= u64::from(b) << have;
+                have += 8;
+            }
+            let len = acc & mask;
+            acc >>= width;
+            have -= u32::from(width);
+            local += len;
+            if total + local > entries as u64 {
+                return Err(corrupt(format!(
+                    "layer {layer}: slice lengths up to PE {p} column {j} exceed the {entries} \
+                     entries stored"
+                )));
+            }
+            col_ptr.push(local as u32);
+        }
+        total += local;
+    }
+    if acc != 0 {
+        return Err(corrupt(format!(
+            "layer {layer}: unused bits at the end of `col_len` are not zero"
+        )));
+    }
+    if total != entries as u64 {
+        return Err(corrupt(format!(
+            "layer {layer}: slice lengths sum to {total}, the layer stores {entries} entries"
+        )));
+    }
+    pe_ptr.push(total as u32);
+    Ok((pe_ptr, col_ptr))
 }

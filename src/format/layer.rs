@@ -578,12 +578,84 @@ impl EieLayer {
     pub fn density(&self) -> f64 {
         self.nnz() as f64 / (self.rows as f64 * self.cols as f64)
     }
-    /// Bytes the layer takes in the model file's packed form (entries, pointers, codebook, bias).
+    /// Bytes of the packed entries, padding included: one per entry when `bits <= 4`, else two.
+    pub fn entry_bytes(&self) -> usize {
+        self.entries.len() * if self.bits <= 4 { 1 } else { 2 }
+    }
+    /// Width in bits of a slice length in the model file (format version 2): the bit length of
+    /// the longest (PE, column) slice, at least 1.
+    pub fn len_bits(&self) -> u8 {
+        let longest = (0..self.pes)
+            .flat_map(|p| self.pe(p).col_ptr.windows(2).map(|w| w[1] - w[0]))
+            .max()
+            .unwrap_or(0);
+        len_bits_for(longest)
+    }
+    /// Bytes the layer's tensors take in the model file (format version 2): packed entries,
+    /// slice lengths of [`Self::len_bits`] bits each, codebook and bias.
     pub fn compressed_bytes(&self) -> usize {
-        let entry_bytes = if self.bits <= 4 { 1 } else { 2 };
-        self.entries.len() * entry_bytes
+        self.entry_bytes()
+            + packed_len_bytes(self.pes, self.cols, self.len_bits())
+            + 4 * (self.codebook.len() + self.bias.as_ref().map_or(0, |b| b.len()))
+    }
+    /// Bytes the layer's tensors took in a version-1 model file (32-bit PE and column
+    /// pointers), for comparison.
+    pub fn compressed_bytes_v1(&self) -> usize {
+        self.entry_bytes()
             + 4 * (self.pe_ptr.len() + self.col_ptr.len() + self.codebook.len())
             + self.bias.as_ref().map_or(0, |b| 4 * b.len())
+    }
+
+    /// The PE count, at most `min(rows, 256)`, at which the layer's model file tensors
+    /// ([`Self::compressed_bytes`]) are smallest; the smallest such count on a tie.
+    ///
+    /// More PEs mean more slice lengths but fewer padding entries (the zeros below a slice's
+    /// last entry need none). Each count is costed exactly from the non-zeros, without
+    /// re-encoding, in time linear in the non-zeros and columns; the search stops once the
+    /// slice lengths alone (one bit each at least) outweigh the best total so far.
+    pub fn smallest_pes(&self) -> usize {
+        let codes = self.sparse_codes();
+        let per_entry = if self.bits <= 4 { 1 } else { 2 };
+        let nnz = codes.row_idx.len();
+        let most = self.rows.min(SMALLEST_PES_SEARCH);
+        let mut stamp = vec![usize::MAX; most];
+        let mut next = vec![0usize; most];
+        let mut len = vec![0u32; most];
+        let mut best = (usize::MAX, 1);
+        for pes in 1..=most {
+            let floor = (nnz * per_entry).saturating_add(self.cols.saturating_mul(pes).div_ceil(8));
+            if floor >= best.0 {
+                break;
+            }
+            let (mut entries, mut longest) = (0usize, 0u32);
+            for j in 0..self.cols {
+                for &row in &codes.row_idx[codes.col_ptr[j]..codes.col_ptr[j + 1]] {
+                    let (q, local) = (row as usize % pes, row as usize / pes);
+                    if stamp[q] != j {
+                        (stamp[q], next[q], len[q]) = (j, 0, 0);
+                    }
+                    // A gap of g zero rows takes g / 16 padding entries (see `encode_column`).
+                    let n = (local - next[q]) / (MAX_RUN as usize + 1) + 1;
+                    entries += n;
+                    len[q] += n as u32;
+                    next[q] = local + 1;
+                    longest = longest.max(len[q]);
+                }
+            }
+            let bytes =
+                entries * per_entry + packed_len_bytes(pes, self.cols, len_bits_for(longest));
+            if bytes < best.0 {
+                best = (bytes, pes);
+            }
+            stamp.fill(usize::MAX);
+        }
+        best.1
+    }
+
+    /// The same layer re-interleaved over [`Self::smallest_pes`] PEs: the interleaving that
+    /// stores smallest. Engines re-interleave at load for their own hardware.
+    pub fn compact(&self) -> Result<Self> {
+        self.with_pes(self.smallest_pes())
     }
     /// Bytes of the same layer as dense f32 (weights plus bias), saturated at `usize::MAX`.
     pub fn dense_bytes(&self) -> usize {
@@ -765,6 +837,20 @@ impl EieLayer {
             }
         }
     }
+}
+
+/// The largest PE count [`EieLayer::smallest_pes`] considers.
+const SMALLEST_PES_SEARCH: usize = 256;
+
+/// Bit length of `longest`, at least 1: the width of a slice length in the model file.
+fn len_bits_for(longest: u32) -> u8 {
+    (32 - longest.leading_zeros()).max(1) as u8
+}
+
+/// Bytes of `pes × cols` packed fields of `width` bits, saturated at `usize::MAX`.
+fn packed_len_bytes(pes: usize, cols: usize, width: u8) -> usize {
+    let bits = pes as u128 * cols as u128 * u128::from(width);
+    usize::try_from(bits.div_ceil(8)).unwrap_or(usize::MAX)
 }
 
 fn too_many(n: usize) -> Error {

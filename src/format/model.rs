@@ -63,6 +63,18 @@ impl Model {
         })
     }
 
+    /// The same model with every layer re-interleaved to the PE count at which it stores
+    /// smallest ([`EieLayer::compact`]).
+    pub fn compact(&self) -> Result<Self> {
+        Ok(Model {
+            layers: self
+                .layers
+                .iter()
+                .map(EieLayer::compact)
+                .collect::<Result<_>>()?,
+        })
+    }
+
     /// Checks that `input` holds a whole number of finite input vectors; returns the batch size.
     pub fn check_input(&self, input: &[f32]) -> Result<usize> {
         check_batch(self.input_size(), input)
