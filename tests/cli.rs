@@ -14,8 +14,9 @@ fn ok(args: &[&str]) -> String {
     let o = eie(args);
     assert!(
         o.status.success(),
-        "eie {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
+        "eie {args:?} failed: {}\nstdout:\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
     );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
