@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
     let x: Vec<f32> = (0..model.input_size())
         .map(|i| (i % 5) as f32 * 0.5 - 1.0)
         .collect();
-    let engine = CpuEngine::new(model.clone());
+    let engine = CpuEngine::new(model.clone()).expect("the CPU engine takes a loaded model");
     let stored = CpuEngine::as_stored(model);
     for precision in [Precision::F32, Precision::Fixed16] {
         let y = engine.run(&x, precision).expect("a loaded model runs");
