@@ -417,8 +417,7 @@ impl GpuEngine {
                         layer.codebook().len()
                     )));
                 }
-                let entry_bytes =
-                    layer.entry_count() * if layer.codebook().len() > 16 { 2 } else { 1 };
+                let entry_bytes = layer.entry_bytes();
                 let plan = EieLayerPlan::new(
                     opts.pes,
                     layer.rows(),

@@ -367,7 +367,7 @@ pub fn model_costs(
     let mut x = input.to_vec();
     let mut out = Vec::new();
     for layer in model.layers() {
-        let entry_bytes = layer.entry_count() * if layer.codebook().len() > 16 { 2 } else { 1 };
+        let entry_bytes = layer.entry_bytes();
         let plan = EieLayerPlan::new(
             pes,
             layer.rows(),
