@@ -271,6 +271,8 @@ pub struct GpuContext {
     poll_timeout: Duration,
     state: Arc<DeviceState>,
     poller: Arc<Poller>,
+    // Joined on drop, so the poller's handle on the device is gone before the context is.
+    poller_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     pipelines: PipelineCache,
 }
 
@@ -352,7 +354,7 @@ impl GpuContext {
             shutdown: AtomicBool::new(false),
         });
         let (p, d, t) = (poller.clone(), device.clone(), opts.poll_timeout);
-        std::thread::Builder::new()
+        let poller_thread = std::thread::Builder::new()
             .name("eie-gpu-poller".into())
             .spawn(move || p.run(d, t))
             .map_err(|e| Error::Gpu(format!("cannot start the poller thread: {e}")))?;
@@ -364,6 +366,7 @@ impl GpuContext {
             poll_timeout: opts.poll_timeout,
             state,
             poller,
+            poller_thread: Mutex::new(Some(poller_thread)),
             pipelines: PipelineCache::default(),
         }))
     }
@@ -517,14 +520,30 @@ impl GpuContext {
 }
 
 impl Drop for GpuContext {
+    /// Stops the poller thread and waits for it: it holds a handle on the device, and a
+    /// device torn down by a detached thread while the process exits can crash the driver
+    /// (seen with lavapipe as an occasional segmentation fault at exit).
     fn drop(&mut self) {
         self.poller.shutdown.store(true, Ordering::Release);
-        let _guard = self
-            .poller
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        self.poller.wake.notify_all();
+        {
+            let _guard = self
+                .poller
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            self.poller.wake.notify_all();
+        }
+        let handle = self
+            .poller_thread
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(h) = handle {
+            // The poller never drops the last context itself, but never wait on oneself.
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
+        }
     }
 }
 
