@@ -247,26 +247,6 @@ impl Program {
             _ => batch,
         };
         let b = self.encoding.bytes();
-        let bits = self.input_bits.map(|layout| {
-            let mut words = vec![0u32; padded * layout.stride];
-            for (row, xs) in words
-                .chunks_exact_mut(layout.stride)
-                .zip(x.chunks_exact(self.in_size))
-            {
-                for (j, &v) in xs.iter().enumerate() {
-                    let nonzero = match self.encoding {
-                        Encoding::Fixed16 => fixed16::quantize_activation(v) != 0,
-                        Encoding::F16 => half::f16::from_f32(v).to_bits() & 0x7fff != 0,
-                        Encoding::F32 => v != 0.0,
-                    };
-                    row[j / 32] |= (nonzero as u32) << (j % 32);
-                }
-            }
-            (
-                (4 * layout.base) as u64,
-                bytemuck::cast_slice(&words).to_vec(),
-            )
-        });
         let mut out = vec![0u8; padded * s * b];
         for (row, xs) in out
             .chunks_exact_mut(s * b)
@@ -282,6 +262,25 @@ impl Program {
                 }
             }
         }
+        // The bitmaps from the encoded values: a value is non-zero when any bit but its sign
+        // bit is set (f32 and f16 -0.0 count as zero; a Q5.10 i32 is never 0x80000000).
+        let bits = self.input_bits.map(|layout| {
+            let mut words = vec![0u32; padded * layout.stride];
+            for (bits, row) in words
+                .chunks_exact_mut(layout.stride)
+                .zip(out.chunks_exact(s * b))
+            {
+                for (j, o) in row.chunks_exact(b).take(self.in_size).enumerate() {
+                    let (last, rest) = o.split_last().expect("values have bytes");
+                    let nonzero = last & 0x7f != 0 || rest.iter().any(|&v| v != 0);
+                    bits[j / 32] |= (nonzero as u32) << (j % 32);
+                }
+            }
+            (
+                (4 * layout.base) as u64,
+                bytemuck::cast_slice(&words).to_vec(),
+            )
+        });
         Encoded { values: out, bits }
     }
 
