@@ -18,6 +18,7 @@ pub mod paper;
 pub mod reference;
 pub mod schedule;
 pub mod sim;
+mod simd;
 pub mod synth;
 pub mod verify;
 

@@ -1,5 +1,6 @@
 //! CPU contenders: every [`Backend`] of [`crate::backend::cpu_backends`] (EIE engine in f32 and
-//! fixed16, dense f32 through the `gemm` crate, plain CSR), timed by wall clock.
+//! fixed16, dense f32 through OpenBLAS or the `gemm` crate, plain CSR), timed by wall clock;
+//! each names the library or kernel behind it ([`crate::baseline::dense_library`], ...).
 
 use super::{time_wall, BenchConfig, Contender, Metric, Timing};
 use crate::backend::Backend;
@@ -26,6 +27,7 @@ pub fn cpu_name() -> String {
 struct HostContender {
     backend: Box<dyn Backend>,
     device: String,
+    library: Option<String>,
 }
 
 impl Contender for HostContender {
@@ -37,6 +39,9 @@ impl Contender for HostContender {
     }
     fn precision(&self) -> Precision {
         self.backend.precision()
+    }
+    fn library(&self) -> Option<String> {
+        self.library.clone()
     }
     fn run(&mut self, input: &[f32]) -> Result<Vec<f32>> {
         self.backend.run(input)
@@ -62,10 +67,26 @@ pub fn cpu_contenders(model: &Model) -> Result<Vec<Box<dyn Contender>>> {
     Ok(backends
         .into_iter()
         .map(|backend| {
+            let library = library_of(&backend.name());
             Box::new(HostContender {
                 backend,
                 device: device.clone(),
+                library,
             }) as Box<dyn Contender>
         })
         .collect())
+}
+
+/// The library or kernel behind a CPU backend, by its name.
+pub fn library_of(name: &str) -> Option<String> {
+    use crate::baseline::{BaselineLayer, CsrLayerF32, DenseLayerF32};
+    if name == DenseLayerF32::NAME {
+        Some(crate::baseline::dense_library())
+    } else if name == CsrLayerF32::NAME {
+        Some(crate::baseline::csr_library())
+    } else if name.starts_with("cpu-eie/") {
+        Some(crate::reference::cpu_engine_kernels())
+    } else {
+        None
+    }
 }

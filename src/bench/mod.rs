@@ -165,6 +165,11 @@ pub trait Contender {
     fn device(&self) -> String;
     /// Its arithmetic (decides how its output is checked).
     fn precision(&self) -> Precision;
+    /// The library or kernel that does the work, where the name alone does not say (e.g. the
+    /// BLAS behind a dense baseline); reports print it beside the kernel.
+    fn library(&self) -> Option<String> {
+        None
+    }
     /// Runs one batch.
     fn run(&mut self, input: &[f32]) -> Result<Vec<f32>>;
     /// Times calls over `inputs` (each one batch), rotating through them.
@@ -206,6 +211,8 @@ pub struct KernelResult {
     pub kernel: String,
     /// Device name.
     pub device: String,
+    /// The library or kernel that does the work, where the kernel names one.
+    pub library: Option<String>,
     /// Error of its checked output against the CPU model.
     pub error: Option<ErrorStats>,
     /// Timings (absent when the check failed).
@@ -273,6 +280,7 @@ pub fn measure(
     let mut result = KernelResult {
         kernel: c.name(),
         device: c.device(),
+        library: c.library(),
         error: None,
         timings: Vec::new(),
         failure: None,

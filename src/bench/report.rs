@@ -146,6 +146,19 @@ pub fn markdown(results: &[WorkloadResult]) -> String {
     for (d, ks) in &by_device {
         let _ = writeln!(s, "- **{d}**: {}", ks.join(", "));
     }
+    let mut libraries: Vec<(&str, &str)> = Vec::new();
+    for r in results {
+        for k in &r.kernels {
+            if let Some(l) = &k.library {
+                if !libraries.iter().any(|(n, _)| *n == k.kernel) {
+                    libraries.push((&k.kernel, l));
+                }
+            }
+        }
+    }
+    for (k, l) in libraries {
+        let _ = writeln!(s, "  - `{k}`: {l}");
+    }
     let batches: BTreeSet<usize> = results.iter().map(|r| r.batch).collect();
     for b in batches {
         let rows: Vec<&WorkloadResult> = results.iter().filter(|r| r.batch == b).collect();
@@ -211,7 +224,7 @@ pub fn markdown(results: &[WorkloadResult]) -> String {
 /// A CSV with one row per (workload, batch, kernel, metric).
 pub fn csv(results: &[WorkloadResult]) -> String {
     let mut s = String::from(
-        "workload,batch,kernel,device,metric,median_us,min_us,max_us,samples,max_rel_error,failure\n",
+        "workload,batch,kernel,device,library,metric,median_us,min_us,max_us,samples,max_rel_error,failure\n",
     );
     let quote = |x: &str| format!("\"{}\"", x.replace('"', "\"\""));
     for r in results {
@@ -220,10 +233,11 @@ pub fn csv(results: &[WorkloadResult]) -> String {
                 .error
                 .map_or(String::new(), |e| format!("{:.3e}", e.max_rel));
             let fail = k.failure.as_deref().map(quote).unwrap_or_default();
+            let lib = quote(k.library.as_deref().unwrap_or(""));
             if k.timings.is_empty() {
                 let _ = writeln!(
                     s,
-                    "{},{},{},{},,,,,,{err},{fail}",
+                    "{},{},{},{},{lib},,,,,,{err},{fail}",
                     quote(&r.name),
                     r.batch,
                     k.kernel,
@@ -237,7 +251,7 @@ pub fn csv(results: &[WorkloadResult]) -> String {
                 };
                 let _ = writeln!(
                     s,
-                    "{},{},{},{},{metric},{:.3},{:.3},{:.3},{},{err},{fail}",
+                    "{},{},{},{},{lib},{metric},{:.3},{:.3},{:.3},{},{err},{fail}",
                     quote(&r.name),
                     r.batch,
                     k.kernel,

@@ -1,3 +1,4 @@
+use super::row_order::{self, RowCodes};
 use crate::error::{try_filled, try_with_capacity, Error, Result};
 use crate::fixed16::{self, FixedCodebook};
 use crate::format::{entry_code, entry_run, Activation, EieLayer, Model, PeSlice};
@@ -103,20 +104,57 @@ pub fn layer_f32(layer: &EieLayer, x: &[f32], out: &mut [f32]) -> Result<()> {
 /// [`layer_f32`] with the codebook values replaced by `values` (one per codebook entry).
 fn layer_f32_with(layer: &EieLayer, values: &[f32], x: &[f32], out: &mut [f32]) -> Result<()> {
     check_lengths(layer, x.len(), out.len())?;
-    let nonzero = nonzero(x);
-    // A 256-entry table covers every possible 8-bit code without a bounds check; padding
-    // entries (code 0) add codebook[0] = 0.0 * a_j, which leaves the sum unchanged.
+    columns_f32(layer, &table(values), &nonzero(x), out)
+}
+
+/// A 256-entry codebook table: it covers every possible 8-bit code without a bounds check;
+/// padding entries (code 0) read `values[0] = 0.0`, whose product leaves a sum unchanged.
+fn table(values: &[f32]) -> [f32; 256] {
     let mut codebook = [0f32; 256];
     codebook[..values.len()].copy_from_slice(values);
+    codebook
+}
+
+/// The column walk of [`layer_f32`] over the listed non-zero activations, PEs in parallel
+/// (unless the thread already runs one input of a batch).
+///
+/// For a column slice at least as long as the codebook, the products `codebook[k] * a_j` are
+/// computed once into a table (the same values the entries would compute one by one).
+fn columns_f32(
+    layer: &EieLayer,
+    codebook: &[f32; 256],
+    nonzero: &[(usize, f32)],
+    out: &mut [f32],
+) -> Result<()> {
     per_pe(layer, out, |p, acc| {
         let PeSlice { col_ptr, entries } = layer.pe(p);
-        for &(j, a) in &nonzero {
-            let mut row = usize::MAX;
-            for &e in &entries[col_ptr[j] as usize..col_ptr[j + 1] as usize] {
-                row = row.wrapping_add(entry_run(e) as usize + 1);
-                acc[row] += codebook[entry_code(e) as usize] * a;
+        crate::simd::dispatch(|| {
+            let mut scaled = [0f32; 256];
+            for &(j, a) in nonzero {
+                let column = &entries[col_ptr[j] as usize..col_ptr[j + 1] as usize];
+                let mut row = usize::MAX;
+                if column.len() >= 16 {
+                    for (s, &c) in scaled.iter_mut().zip(codebook.iter()).take(16) {
+                        *s = c * a;
+                    }
+                    for &e in column {
+                        row = row.wrapping_add(entry_run(e) as usize + 1);
+                        let code = entry_code(e) as usize;
+                        let term = if code < 16 {
+                            scaled[code]
+                        } else {
+                            codebook[code] * a
+                        };
+                        acc[row] += term;
+                    }
+                } else {
+                    for &e in column {
+                        row = row.wrapping_add(entry_run(e) as usize + 1);
+                        acc[row] += codebook[entry_code(e) as usize] * a;
+                    }
+                }
             }
-        }
+        });
         let pes = layer.pes();
         for (k, v) in acc.iter_mut().enumerate() {
             let b = layer.bias().map_or(0.0, |b| b[p + k * pes]);
@@ -128,13 +166,18 @@ fn layer_f32_with(layer: &EieLayer, values: &[f32], x: &[f32], out: &mut [f32]) 
 
 /// Inputs the CPU engine walks together at batch > 1 (f32 and f16): each entry is decoded once
 /// and multiplied into this many accumulators.
-pub const CPU_BATCH_TILE: usize = 8;
+pub const CPU_BATCH_TILE: usize = row_order::TILE;
 
 /// [`layer_f32_with`] for up to [`CPU_BATCH_TILE`] inputs at once (`xs`: `t` inputs back to
 /// back, `out`: `t` outputs back to back). The columns walked are those non-zero in any of the
 /// inputs, in increasing order, so every row sums its terms in the same order as one input
 /// alone (an input's zero activation adds a zero product, which leaves its sum unchanged).
-fn layer_f32_tile(layer: &EieLayer, values: &[f32], xs: &[f32], out: &mut [f32]) -> Result<()> {
+fn layer_f32_tile(
+    layer: &EieLayer,
+    codebook: &[f32; 256],
+    xs: &[f32],
+    out: &mut [f32],
+) -> Result<()> {
     const T: usize = CPU_BATCH_TILE;
     let (rows, cols, pes) = (layer.rows(), layer.cols(), layer.pes());
     let t = xs.len() / cols.max(1);
@@ -146,8 +189,6 @@ fn layer_f32_tile(layer: &EieLayer, values: &[f32], xs: &[f32], out: &mut [f32])
             layer.name()
         )));
     }
-    let mut codebook = [0f32; 256];
-    codebook[..values.len()].copy_from_slice(values);
     let mut listed: Vec<(usize, [f32; T])> = try_with_capacity(cols, "listed columns")?;
     for j in 0..cols {
         let mut a = [0f32; T];
@@ -238,19 +279,85 @@ pub fn layer_fixed16(layer: &EieLayer, x: &[i16], out: &mut [i16]) -> Result<()>
     })
 }
 
+/// Which walk of a layer's codes the CPU engine uses (f32 and f16; fixed16 always walks
+/// columns).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CpuWalk {
+    /// Per layer and input (or tile of inputs), the walk with less estimated work: see
+    /// [`CpuEngine::walk_for`].
+    #[default]
+    Auto,
+    /// EIE's column walk: every PE walks its slice of each non-zero activation's column.
+    Columns,
+    /// The row-ordered walk of the same codes ([`RowCodes`]): each row gathers its inputs.
+    Rows,
+}
+
+/// Measured cost of one slot of the row walk, in units of one entry of the column walk (both
+/// in f32, one input, one thread, on the paper's layers on the development machine: 2-core AMD
+/// EPYC with AVX2). The column walk does a read-modify-write per entry where the row walk does
+/// a gather into a register.
+pub const ROW_SLOT_COST: f64 = 0.6;
+
+/// Measured cost of starting one column slice of the column walk (pointer pair, loop exit the
+/// branch predictor misses), in entries.
+pub const SLICE_COST: f64 = 6.0;
+
+/// The kernels the CPU engine uses, as the bench report names them.
+pub fn cpu_engine_kernels() -> String {
+    format!(
+        "this crate's EIE engine ({}, {} rayon threads): f32 column walk where activations are \
+         sparse, row-ordered walk of the same codes where dense (chosen per layer and input), \
+         tiles of {} inputs at batch > 1; fixed16 column walk",
+        if crate::simd::avx2() { "AVX2" } else { "SSE2" },
+        rayon::current_num_threads(),
+        CPU_BATCH_TILE
+    )
+}
+
 /// The EIE CPU engine: runs a whole model on a batch of inputs, multi-threaded over inputs and
 /// PEs, straight from the compressed format.
 ///
 /// Like the GPU scheduler, the engine picks its own PE count per layer for the machine (see
-/// [`cpu_pes`]) and re-interleaves layers whose stored PE count differs. Every output row still
-/// sums its terms in increasing column order, so results equal the hardware-order reference
-/// ([`layer_f32`], [`layer_fixed16`]) at the file's PE count exactly.
+/// [`cpu_pes`]) and re-interleaves layers whose stored PE count differs. In f32 and f16 it also
+/// keeps a row-ordered copy of each layer's codes ([`RowCodes`]) and walks that instead of the
+/// columns where most activations are non-zero ([`CpuWalk`]). Every output row still sums its
+/// terms in increasing column order whichever the walk, so results equal the hardware-order
+/// reference ([`layer_f32`], [`layer_fixed16`]) at the file's PE count exactly.
 ///
 /// Cloning is cheap (the model is shared), and an engine is `Send + Sync`: one engine serves
 /// many threads.
 #[derive(Clone, Debug)]
 pub struct CpuEngine {
     model: std::sync::Arc<Model>,
+    layers: std::sync::Arc<Vec<LayerWalks>>,
+    walk: CpuWalk,
+}
+
+/// What the engine keeps per layer besides the layer itself.
+#[derive(Debug)]
+struct LayerWalks {
+    /// The row-ordered copy of the codes.
+    rows: RowCodes,
+    /// Entries of each column summed over the PEs (padding included): the column walk's work.
+    column_entries: Vec<u32>,
+}
+
+impl LayerWalks {
+    fn new(layer: &EieLayer) -> Result<Self> {
+        let mut column_entries: Vec<u32> = try_filled(layer.cols(), 0, "column lengths")?;
+        for p in 0..layer.pes() {
+            let ptr = layer.pe(p).col_ptr;
+            for (j, n) in column_entries.iter_mut().enumerate() {
+                *n = n.saturating_add(ptr[j + 1] - ptr[j]);
+            }
+        }
+        Ok(LayerWalks {
+            rows: RowCodes::new(layer)?,
+            column_entries,
+        })
+    }
 }
 
 /// The PE count the CPU engine uses for `layer`: one PE per thread.
@@ -266,8 +373,8 @@ pub fn cpu_pes(layer: &EieLayer, threads: usize) -> usize {
 
 impl CpuEngine {
     /// Wraps a model, re-interleaving each layer to [`cpu_pes`] PEs for this machine's threads
-    /// (a layer already at that count is kept as it is). Fails only where re-interleaving does
-    /// (memory, or the format's 2^32-entry limit).
+    /// (a layer already at that count is kept as it is), and builds each layer's row-ordered
+    /// copy. Fails only where re-interleaving does (memory, or the format's 2^32-entry limit).
     pub fn new(model: Model) -> Result<Self> {
         let threads = rayon::current_num_threads();
         let layers: Vec<EieLayer> = model
@@ -275,21 +382,61 @@ impl CpuEngine {
             .iter()
             .map(|l| l.with_pes(cpu_pes(l, threads)))
             .collect::<Result<_>>()?;
-        Ok(CpuEngine {
-            model: std::sync::Arc::new(Model::new(layers)?),
-        })
+        Self::with_model(Model::new(layers)?)
     }
 
     /// Wraps a model as stored, without re-interleaving.
+    ///
+    /// # Panics
+    /// Where memory for the row-ordered copies runs out (see [`CpuEngine::new`] for a
+    /// fallible constructor).
     pub fn as_stored(model: Model) -> Self {
-        CpuEngine {
+        Self::with_model(model).expect("memory for the row-ordered copies")
+    }
+
+    fn with_model(model: Model) -> Result<Self> {
+        let layers: Vec<LayerWalks> = model
+            .layers()
+            .par_iter()
+            .map(LayerWalks::new)
+            .collect::<Result<_>>()?;
+        Ok(CpuEngine {
             model: std::sync::Arc::new(model),
-        }
+            layers: std::sync::Arc::new(layers),
+            walk: CpuWalk::Auto,
+        })
+    }
+
+    /// The same engine with the f32 / f16 walk forced (for measuring the crossover and for
+    /// tests; results do not depend on it).
+    pub fn with_walk(mut self, walk: CpuWalk) -> Self {
+        self.walk = walk;
+        self
     }
 
     /// The model this engine runs (at the engine's PE counts).
     pub fn model(&self) -> &Model {
         &self.model
+    }
+
+    /// The walk the engine takes for layer `index` when `listed` columns are non-zero in the
+    /// input (or in any input of a tile) and `listed_entries` entries lie in them: the row walk
+    /// where its slots cost less than the listed entries and slices (see [`ROW_SLOT_COST`],
+    /// [`SLICE_COST`]).
+    pub fn walk_for(&self, index: usize, listed: usize, listed_entries: usize) -> CpuWalk {
+        match self.walk {
+            CpuWalk::Auto => {
+                let layer = &self.model.layers()[index];
+                let rows = self.layers[index].rows.slots() as f64 * ROW_SLOT_COST;
+                let columns = listed_entries as f64 + (listed * layer.pes()) as f64 * SLICE_COST;
+                if rows < columns {
+                    CpuWalk::Rows
+                } else {
+                    CpuWalk::Columns
+                }
+            }
+            forced => forced,
+        }
     }
 
     /// Runs a batch: `input` holds `batch * input_size` values, the result `batch * output_size`.
@@ -305,19 +452,24 @@ impl CpuEngine {
             bytes: u64::MAX,
         })?;
         let mut out = try_filled(len, 0f32, "outputs")?;
-        let forward = |x: &[f32], y: &mut [f32]| match precision {
-            Precision::F32 => self.forward_f32(x, y),
-            Precision::F16 => self.forward_f16(x, y),
-            Precision::Fixed16 => self.forward_fixed16(x, y),
-        };
-        if batch == 1 {
+        let f16 = precision == Precision::F16;
+        if precision != Precision::Fixed16 {
+            if batch == 1 {
+                // One input: the PEs (or row groups) of each layer run in parallel.
+                self.forward_one(input, &mut out, f16, true)?;
+            } else if batch <= CPU_BATCH_TILE {
+                // One tile: its layers' PEs (or row groups) run in parallel.
+                self.forward_tile(input, &mut out, f16, true)?;
+            } else {
+                // Tiles of inputs in parallel, each decoding every entry once for all its
+                // inputs.
+                out.par_chunks_mut(n_out * CPU_BATCH_TILE)
+                    .zip(input.par_chunks(n_in * CPU_BATCH_TILE))
+                    .try_for_each(|(y, x)| self.forward_tile(x, y, f16, false))?;
+            }
+        } else if batch == 1 {
             // One input: the PEs of each layer run in parallel.
-            forward(input, &mut out)?;
-        } else if precision != Precision::Fixed16 {
-            // Tiles of inputs in parallel, each decoding every entry once for all its inputs.
-            out.par_chunks_mut(n_out * CPU_BATCH_TILE)
-                .zip(input.par_chunks(n_in * CPU_BATCH_TILE))
-                .try_for_each(|(y, x)| self.forward_tile(x, y, precision == Precision::F16))?;
+            self.forward_fixed16(input, &mut out)?;
         } else {
             // Several: the inputs run in parallel, each one's PEs on its own thread (the
             // forward pass makes no rayon calls then, so no other task interleaves on it).
@@ -325,7 +477,7 @@ impl CpuEngine {
                 .zip(input.par_chunks(n_in))
                 .try_for_each(|(y, x)| {
                     BATCHED.with(|b| b.set(true));
-                    let r = forward(x, y);
+                    let r = self.forward_fixed16(x, y);
                     BATCHED.with(|b| b.set(false));
                     r
                 })?;
@@ -333,23 +485,44 @@ impl CpuEngine {
         Ok(out)
     }
 
-    /// Up to [`CPU_BATCH_TILE`] inputs through every layer together (f32, or f16 storage).
-    fn forward_tile(&self, x: &[f32], y: &mut [f32], f16: bool) -> Result<()> {
-        let round = |v: f32| {
-            if f16 {
-                half::f16::from_f32(v).to_f32()
-            } else {
-                v
-            }
+    /// Codebook table of layer `l`, rounded to f16 where `f16`.
+    fn codebook(l: &EieLayer, f16: bool) -> [f32; 256] {
+        let mut t = table(l.codebook());
+        if f16 {
+            t.iter_mut().for_each(|v| *v = round_f16(*v));
+        }
+        t
+    }
+
+    /// One input through every layer (f32, or f16 storage: the input, each layer's codebook
+    /// and each layer's output rounded to f16, products and sums in f32, bias in f32, as the
+    /// GPU's f16 kernel). `parallel`: split each layer over the rayon threads.
+    fn forward_one(&self, x: &[f32], y: &mut [f32], f16: bool, parallel: bool) -> Result<()> {
+        let mut cur: Vec<f32> = if f16 {
+            x.iter().map(|&v| round_f16(v)).collect()
+        } else {
+            x.to_vec()
         };
-        let mut cur: Vec<f32> = x.iter().map(|&v| round(v)).collect();
-        let t = x.len() / self.model.input_size();
-        for l in self.model.layers() {
-            let codebook: Vec<f32> = l.codebook().iter().map(|&v| round(v)).collect();
-            let mut next = try_filled(t * l.rows(), 0f32, "layer outputs")?;
-            layer_f32_tile(l, &codebook, &cur, &mut next)?;
+        for (i, l) in self.model.layers().iter().enumerate() {
+            let codebook = Self::codebook(l, f16);
+            let mut next = try_filled(l.rows(), 0f32, "layer outputs")?;
+            let walks = &self.layers[i];
+            let nonzero = nonzero(&cur);
+            let listed_entries: usize = nonzero
+                .iter()
+                .map(|&(j, _)| walks.column_entries[j] as usize)
+                .sum();
+            match self.walk_for(i, nonzero.len(), listed_entries) {
+                CpuWalk::Rows => rows_f32(l, &walks.rows, &codebook, &cur, &mut next, parallel)?,
+                _ => {
+                    BATCHED.with(|b| b.set(!parallel));
+                    let r = columns_f32(l, &codebook, &nonzero, &mut next);
+                    BATCHED.with(|b| b.set(false));
+                    r?
+                }
+            }
             if f16 {
-                next.iter_mut().for_each(|v| *v = round(*v));
+                next.iter_mut().for_each(|v| *v = round_f16(*v));
             }
             cur = next;
         }
@@ -357,27 +530,39 @@ impl CpuEngine {
         Ok(())
     }
 
-    fn forward_f32(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
-        let mut cur = x.to_vec();
-        for l in self.model.layers() {
-            let mut next = try_filled(l.rows(), 0f32, "layer outputs")?;
-            layer_f32(l, &cur, &mut next)?;
-            cur = next;
+    /// Up to [`CPU_BATCH_TILE`] inputs through every layer together (f32, or f16 storage as in
+    /// [`CpuEngine::forward_one`]).
+    fn forward_tile(&self, x: &[f32], y: &mut [f32], f16: bool, parallel: bool) -> Result<()> {
+        let t = x.len() / self.model.input_size();
+        if t == 1 {
+            return self.forward_one(x, y, f16, parallel);
         }
-        y.copy_from_slice(&cur);
-        Ok(())
-    }
-
-    /// f16 storage, as the GPU's f16 kernel: the input, each layer's codebook and each layer's
-    /// output rounded to f16 (round to nearest even); products and sums in f32, bias in f32.
-    fn forward_f16(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
-        let half = |v: f32| half::f16::from_f32(v).to_f32();
-        let mut cur: Vec<f32> = x.iter().map(|&v| half(v)).collect();
-        for l in self.model.layers() {
-            let codebook: Vec<f32> = l.codebook().iter().map(|&v| half(v)).collect();
-            let mut next = try_filled(l.rows(), 0f32, "layer outputs")?;
-            layer_f32_with(l, &codebook, &cur, &mut next)?;
-            next.iter_mut().for_each(|v| *v = half(*v));
+        let mut cur: Vec<f32> = if f16 {
+            x.iter().map(|&v| round_f16(v)).collect()
+        } else {
+            x.to_vec()
+        };
+        for (i, l) in self.model.layers().iter().enumerate() {
+            let codebook = Self::codebook(l, f16);
+            let cols = l.cols();
+            let walks = &self.layers[i];
+            let (mut listed, mut listed_entries) = (0usize, 0usize);
+            for j in 0..cols {
+                if (0..t).any(|b| cur[b * cols + j] != 0.0) {
+                    listed += 1;
+                    listed_entries += walks.column_entries[j] as usize;
+                }
+            }
+            let mut next = try_filled(t * l.rows(), 0f32, "layer outputs")?;
+            match self.walk_for(i, listed, listed_entries) {
+                CpuWalk::Rows => {
+                    rows_f32_tile(l, &walks.rows, &codebook, &cur, &mut next, parallel)?
+                }
+                _ => layer_f32_tile(l, &codebook, &cur, &mut next)?,
+            }
+            if f16 {
+                next.iter_mut().for_each(|v| *v = round_f16(*v));
+            }
             cur = next;
         }
         y.copy_from_slice(&cur);
@@ -396,4 +581,96 @@ impl CpuEngine {
         }
         Ok(())
     }
+}
+
+/// `v` rounded to f16 (round to nearest even) and back.
+fn round_f16(v: f32) -> f32 {
+    half::f16::from_f32(v).to_f32()
+}
+
+/// Row groups per parallel task of the row walk.
+const GROUPS_PER_TASK: usize = 16;
+
+/// Bias and activation of row `i` applied to its sum.
+#[inline]
+fn write_back(layer: &EieLayer, i: usize, sum: f32) -> f32 {
+    let b = layer.bias().map_or(0.0, |b| b[i]);
+    layer.activation().apply(sum + b)
+}
+
+/// One layer in f32 by the row-ordered walk: each row sums its terms in increasing column
+/// order, as the column walk does, then bias and activation. `parallel`: row groups spread over
+/// the rayon threads.
+fn rows_f32(
+    layer: &EieLayer,
+    rows: &RowCodes,
+    codebook: &[f32; 256],
+    x: &[f32],
+    out: &mut [f32],
+    parallel: bool,
+) -> Result<()> {
+    check_lengths(layer, x.len(), out.len())?;
+    let mut xz: Vec<f32> = try_with_capacity(x.len() + 1, "input")?;
+    xz.extend_from_slice(x);
+    xz.push(0.0);
+    let groups = rows.groups();
+    let mut sums: Vec<f32> = try_filled(groups * row_order::GROUP, 0f32, "row sums")?;
+    let task = GROUPS_PER_TASK * row_order::GROUP;
+    if parallel {
+        sums.par_chunks_mut(task)
+            .enumerate()
+            .for_each(|(k, s)| rows.sums(codebook, &xz, k * GROUPS_PER_TASK, s));
+    } else {
+        rows.sums(codebook, &xz, 0, &mut sums);
+    }
+    for (i, (o, &s)) in out.iter_mut().zip(&sums).enumerate() {
+        *o = write_back(layer, i, s);
+    }
+    Ok(())
+}
+
+/// [`rows_f32`] for a tile of up to [`CPU_BATCH_TILE`] inputs (`xs`: `t` inputs back to back,
+/// `out`: `t` outputs back to back).
+fn rows_f32_tile(
+    layer: &EieLayer,
+    rows: &RowCodes,
+    codebook: &[f32; 256],
+    xs: &[f32],
+    out: &mut [f32],
+    parallel: bool,
+) -> Result<()> {
+    const T: usize = CPU_BATCH_TILE;
+    let (n_rows, cols) = (layer.rows(), layer.cols());
+    let t = xs.len() / cols.max(1);
+    if t == 0 || t > T || xs.len() != t * cols || out.len() != t * n_rows {
+        return Err(Error::Shape(format!(
+            "a tile of {} inputs and {} outputs for layer `{}` ({n_rows}x{cols}, at most {T} inputs)",
+            xs.len(),
+            out.len(),
+            layer.name()
+        )));
+    }
+    // The tile input-minor, with a zero row at the end for the padding slots.
+    let mut xt: Vec<f32> = try_filled((cols + 1) * T, 0f32, "input tile")?;
+    for (b, x) in xs.chunks_exact(cols).enumerate() {
+        for (j, &v) in x.iter().enumerate() {
+            xt[j * T + b] = v;
+        }
+    }
+    let groups = rows.groups();
+    let mut sums: Vec<f32> = try_filled(groups * row_order::GROUP * T, 0f32, "row sums")?;
+    let task = GROUPS_PER_TASK * row_order::GROUP * T;
+    if parallel {
+        sums.par_chunks_mut(task)
+            .enumerate()
+            .for_each(|(k, s)| rows.sums_tile(codebook, &xt, k * GROUPS_PER_TASK, s));
+    } else {
+        rows.sums_tile(codebook, &xt, 0, &mut sums);
+    }
+    for i in 0..n_rows {
+        for b in 0..t {
+            out[b * n_rows + i] = write_back(layer, i, sums[i * T + b]);
+        }
+    }
+    Ok(())
 }

@@ -3,9 +3,13 @@
 
 mod dense;
 mod eie;
+pub mod row_order;
 
 pub use dense::DenseOracle;
-pub use eie::{layer_f32, layer_fixed16, CpuEngine, Precision};
+pub use eie::{
+    cpu_engine_kernels, layer_f32, layer_fixed16, CpuEngine, CpuWalk, Precision, ROW_SLOT_COST,
+    SLICE_COST,
+};
 
 /// How far one result is from another.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
