@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the CPU kernels on two of the paper's layers at batch 1: the EIE
-//! engine (f32, fixed16) against dense f32 (gemm) and plain CSR. `cargo bench --bench cpu`.
+//! engine (f32, fixed16) against dense f32 (OpenBLAS, or the `gemm` crate without the `openblas`
+//! feature) and plain CSR. `cargo bench --bench cpu`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use eie::backend::cpu_backends;

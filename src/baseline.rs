@@ -4,7 +4,7 @@
 //! * dense f32 GEMV / GEMM through the system's OpenBLAS (CBLAS `sgemv` at batch 1, `sgemm`
 //!   above; feature `openblas`, on by default), or through the `gemm` crate without it;
 //! * plain CSR SpMV / SpMM (f32 values, u32 column indices, no codebook, no activation
-//!   skipping): four partial sums per row at batch 1, a tile of 16 inputs per weight read at
+//!   skipping): four partial sums per row at batch 1, a tile of 64 inputs per weight read at
 //!   larger batches, AVX2 where the CPU has it, rows split over the rayon threads.
 //!
 //! [`dense_library`] and [`csr_library`] name what runs, for the bench report.
@@ -202,7 +202,7 @@ pub fn dense_library() -> String {
 pub fn csr_library() -> String {
     format!(
         "this crate's CSR kernel ({}, u32 indices, f32 values, {} rayon threads over row blocks; \
-         4 partial sums per row at batch 1, 16 inputs per weight read above)",
+         4 partial sums per row at batch 1, 64 inputs per weight read above)",
         if crate::simd::avx2() { "AVX2" } else { "SSE2" },
         rayon::current_num_threads()
     )
@@ -345,9 +345,10 @@ impl CsrLayerF32 {
     /// Rows `r0..r0 + acc.len()` against a tile of inputs stored input-minor.
     #[inline(always)]
     fn rows_tile(&self, r0: usize, xt: &[f32], acc: &mut [[f32; CSR_TILE]]) {
-        for (o, a) in acc.iter_mut().enumerate() {
+        for (o, out) in acc.iter_mut().enumerate() {
             let i = r0 + o;
             let (s, e) = (self.row_ptr[i] as usize, self.row_ptr[i + 1] as usize);
+            let mut a = [0f32; CSR_TILE];
             for (&c, &v) in self.col_idx[s..e].iter().zip(&self.values[s..e]) {
                 let xs: &[f32; CSR_TILE] = xt[c as usize * CSR_TILE..][..CSR_TILE]
                     .try_into()
@@ -356,12 +357,14 @@ impl CsrLayerF32 {
                     a[b] += v * xs[b];
                 }
             }
+            *out = a;
         }
     }
 }
 
-/// Inputs the CSR baseline multiplies each non-zero into at batch > 1.
-const CSR_TILE: usize = 16;
+/// Inputs the CSR baseline multiplies each non-zero into at batch > 1 (as scipy's
+/// `csr_matvecs` does for all the inputs of a batch): eight AVX2 registers of sums per row.
+const CSR_TILE: usize = 64;
 
 /// A baseline layer kind: built from a compressed layer, run on a batch.
 pub trait BaselineLayer: Send + Sync + Sized {

@@ -118,8 +118,9 @@ fn table(values: &[f32]) -> [f32; 256] {
 /// The column walk of [`layer_f32`] over the listed non-zero activations, PEs in parallel
 /// (unless the thread already runs one input of a batch).
 ///
-/// For a column slice at least as long as the codebook, the products `codebook[k] * a_j` are
-/// computed once into a table (the same values the entries would compute one by one).
+/// For a column slice at least as long as a 4-bit codebook, the products `codebook[k] * a_j`
+/// are computed once into a table (the same values the entries would compute one by one) and
+/// the slice is decoded eight entries at a time ([`super::column_walk`]).
 fn columns_f32(
     layer: &EieLayer,
     codebook: &[f32; 256],
@@ -128,25 +129,18 @@ fn columns_f32(
 ) -> Result<()> {
     per_pe(layer, out, |p, acc| {
         let PeSlice { col_ptr, entries } = layer.pe(p);
+        // 4-bit codebooks: codes below 16 (checked when the layer was built).
+        let four_bit = layer.codebook().len() <= 16;
         crate::simd::dispatch(|| {
-            let mut scaled = [0f32; 256];
+            let mut scaled = [0f32; 16];
             for &(j, a) in nonzero {
                 let column = &entries[col_ptr[j] as usize..col_ptr[j + 1] as usize];
                 let mut row = usize::MAX;
-                if column.len() >= 16 {
-                    for (s, &c) in scaled.iter_mut().zip(codebook.iter()).take(16) {
+                if four_bit && column.len() >= 16 {
+                    for (s, &c) in scaled.iter_mut().zip(codebook.iter()) {
                         *s = c * a;
                     }
-                    for &e in column {
-                        row = row.wrapping_add(entry_run(e) as usize + 1);
-                        let code = entry_code(e) as usize;
-                        let term = if code < 16 {
-                            scaled[code]
-                        } else {
-                            codebook[code] * a
-                        };
-                        acc[row] += term;
-                    }
+                    super::column_walk::add_column(column, &scaled, acc);
                 } else {
                     for &e in column {
                         row = row.wrapping_add(entry_run(e) as usize + 1);
@@ -294,15 +288,19 @@ pub enum CpuWalk {
     Rows,
 }
 
-/// Measured cost of one slot of the row walk, in units of one entry of the column walk (both
-/// in f32, one input, one thread, on the paper's layers on the development machine: 2-core AMD
-/// EPYC with AVX2). The column walk does a read-modify-write per entry where the row walk does
-/// a gather into a register.
-pub const ROW_SLOT_COST: f64 = 0.6;
+/// Measured cost of one slot of the row walk for one input, in units of one entry of the
+/// column walk (f32, on the paper's nine layers, 2 threads, on the development machine: 2-core
+/// AMD EPYC, AVX2 gathers). The column walk does a scattered read-modify-write per entry where
+/// the row walk gathers eight activations per instruction into registers.
+pub const ROW_SLOT_COST: f64 = 0.30;
+
+/// [`ROW_SLOT_COST`] for a tile of [`CPU_BATCH_TILE`] inputs: the row walk keeps its sums in
+/// registers, where the column walk reads and writes a tile of sums per entry.
+pub const ROW_SLOT_COST_TILE: f64 = 0.16;
 
 /// Measured cost of starting one column slice of the column walk (pointer pair, loop exit the
 /// branch predictor misses), in entries.
-pub const SLICE_COST: f64 = 6.0;
+pub const SLICE_COST: f64 = 4.0;
 
 /// The kernels the CPU engine uses, as the bench report names them.
 pub fn cpu_engine_kernels() -> String {
@@ -331,15 +329,15 @@ pub fn cpu_engine_kernels() -> String {
 #[derive(Clone, Debug)]
 pub struct CpuEngine {
     model: std::sync::Arc<Model>,
-    layers: std::sync::Arc<Vec<LayerWalks>>,
+    layers: std::sync::Arc<Vec<Option<LayerWalks>>>,
     walk: CpuWalk,
 }
 
 /// What the engine keeps per layer besides the layer itself.
 #[derive(Debug)]
 struct LayerWalks {
-    /// The row-ordered copy of the codes.
-    rows: RowCodes,
+    /// The row-ordered copy of the codes, where one was built (see [`RowCodes::new`]).
+    rows: Option<RowCodes>,
     /// Entries of each column summed over the PEs (padding included): the column walk's work.
     column_entries: Vec<u32>,
 }
@@ -354,7 +352,9 @@ impl LayerWalks {
             }
         }
         Ok(LayerWalks {
-            rows: RowCodes::new(layer)?,
+            // Without a row-ordered copy (no memory for it, or rows too uneven for it to pay)
+            // the engine walks columns.
+            rows: RowCodes::new(layer).ok(),
             column_entries,
         })
     }
@@ -385,20 +385,26 @@ impl CpuEngine {
         Self::with_model(Model::new(layers)?)
     }
 
-    /// Wraps a model as stored, without re-interleaving.
-    ///
-    /// # Panics
-    /// Where memory for the row-ordered copies runs out (see [`CpuEngine::new`] for a
-    /// fallible constructor).
+    /// Wraps a model as stored, without re-interleaving. A layer whose row-ordered copy or
+    /// column lengths cannot be held in memory is walked by columns only.
     pub fn as_stored(model: Model) -> Self {
-        Self::with_model(model).expect("memory for the row-ordered copies")
+        let layers: Vec<Option<LayerWalks>> = model
+            .layers()
+            .par_iter()
+            .map(|l| LayerWalks::new(l).ok())
+            .collect();
+        CpuEngine {
+            model: std::sync::Arc::new(model),
+            layers: std::sync::Arc::new(layers),
+            walk: CpuWalk::Auto,
+        }
     }
 
     fn with_model(model: Model) -> Result<Self> {
-        let layers: Vec<LayerWalks> = model
+        let layers: Vec<Option<LayerWalks>> = model
             .layers()
             .par_iter()
-            .map(LayerWalks::new)
+            .map(|l| LayerWalks::new(l).map(Some))
             .collect::<Result<_>>()?;
         Ok(CpuEngine {
             model: std::sync::Arc::new(model),
@@ -420,14 +426,28 @@ impl CpuEngine {
     }
 
     /// The walk the engine takes for layer `index` when `listed` columns are non-zero in the
-    /// input (or in any input of a tile) and `listed_entries` entries lie in them: the row walk
-    /// where its slots cost less than the listed entries and slices (see [`ROW_SLOT_COST`],
-    /// [`SLICE_COST`]).
-    pub fn walk_for(&self, index: usize, listed: usize, listed_entries: usize) -> CpuWalk {
+    /// input (or, for a `tile`, in any of its inputs) and `listed_entries` entries lie in them:
+    /// the row walk where its slots cost less than the listed entries and slices (see
+    /// [`ROW_SLOT_COST`], [`ROW_SLOT_COST_TILE`], [`SLICE_COST`]).
+    pub fn walk_for(
+        &self,
+        index: usize,
+        listed: usize,
+        listed_entries: usize,
+        tile: bool,
+    ) -> CpuWalk {
+        let Some(rows) = self.layers[index].as_ref().and_then(|w| w.rows.as_ref()) else {
+            return CpuWalk::Columns;
+        };
         match self.walk {
             CpuWalk::Auto => {
                 let layer = &self.model.layers()[index];
-                let rows = self.layers[index].rows.slots() as f64 * ROW_SLOT_COST;
+                let slot = if tile {
+                    ROW_SLOT_COST_TILE
+                } else {
+                    ROW_SLOT_COST
+                };
+                let rows = rows.slots() as f64 * slot;
                 let columns = listed_entries as f64 + (listed * layer.pes()) as f64 * SLICE_COST;
                 if rows < columns {
                     CpuWalk::Rows
@@ -506,14 +526,19 @@ impl CpuEngine {
         for (i, l) in self.model.layers().iter().enumerate() {
             let codebook = Self::codebook(l, f16);
             let mut next = try_filled(l.rows(), 0f32, "layer outputs")?;
-            let walks = &self.layers[i];
+            let walks = self.layers[i].as_ref();
             let nonzero = nonzero(&cur);
-            let listed_entries: usize = nonzero
-                .iter()
-                .map(|&(j, _)| walks.column_entries[j] as usize)
-                .sum();
-            match self.walk_for(i, nonzero.len(), listed_entries) {
-                CpuWalk::Rows => rows_f32(l, &walks.rows, &codebook, &cur, &mut next, parallel)?,
+            let listed_entries: usize = walks.map_or(0, |w| {
+                nonzero
+                    .iter()
+                    .map(|&(j, _)| w.column_entries[j] as usize)
+                    .sum()
+            });
+            let rows = walks.and_then(|w| w.rows.as_ref());
+            match (self.walk_for(i, nonzero.len(), listed_entries, false), rows) {
+                (CpuWalk::Rows, Some(rows)) => {
+                    rows_f32(l, rows, &codebook, &cur, &mut next, parallel)?
+                }
                 _ => {
                     BATCHED.with(|b| b.set(!parallel));
                     let r = columns_f32(l, &codebook, &nonzero, &mut next);
@@ -545,18 +570,19 @@ impl CpuEngine {
         for (i, l) in self.model.layers().iter().enumerate() {
             let codebook = Self::codebook(l, f16);
             let cols = l.cols();
-            let walks = &self.layers[i];
+            let walks = self.layers[i].as_ref();
             let (mut listed, mut listed_entries) = (0usize, 0usize);
             for j in 0..cols {
                 if (0..t).any(|b| cur[b * cols + j] != 0.0) {
                     listed += 1;
-                    listed_entries += walks.column_entries[j] as usize;
+                    listed_entries += walks.map_or(0, |w| w.column_entries[j] as usize);
                 }
             }
             let mut next = try_filled(t * l.rows(), 0f32, "layer outputs")?;
-            match self.walk_for(i, listed, listed_entries) {
-                CpuWalk::Rows => {
-                    rows_f32_tile(l, &walks.rows, &codebook, &cur, &mut next, parallel)?
+            let rows = walks.and_then(|w| w.rows.as_ref());
+            match (self.walk_for(i, listed, listed_entries, true), rows) {
+                (CpuWalk::Rows, Some(rows)) => {
+                    rows_f32_tile(l, rows, &codebook, &cur, &mut next, parallel)?
                 }
                 _ => layer_f32_tile(l, &codebook, &cur, &mut next)?,
             }

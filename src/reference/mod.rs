@@ -1,6 +1,7 @@
 //! The CPU model: a dense oracle and EIE's sparse matrix-vector product computed straight from
 //! the compressed format in hardware order, in f32 and in 16-bit fixed point.
 
+mod column_walk;
 mod dense;
 mod eie;
 pub mod row_order;
@@ -8,7 +9,7 @@ pub mod row_order;
 pub use dense::DenseOracle;
 pub use eie::{
     cpu_engine_kernels, layer_f32, layer_fixed16, CpuEngine, CpuWalk, Precision, ROW_SLOT_COST,
-    SLICE_COST,
+    ROW_SLOT_COST_TILE, SLICE_COST,
 };
 
 /// How far one result is from another.

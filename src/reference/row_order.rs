@@ -19,8 +19,11 @@ use crate::format::{entry_code, entry_run, EieLayer};
 /// Rows walked together: one independent sum per row, so the adds of a group overlap.
 pub const GROUP: usize = 8;
 
-/// Inputs a tile of the batched kernels multiplies each weight into.
-pub const TILE: usize = 8;
+/// Inputs a tile of the batched kernels multiplies each weight into (two AVX2 registers).
+pub const TILE: usize = 16;
+
+/// Rows of a group the batched kernel walks at once: `HALF * TILE` sums stay in registers.
+const HALF: usize = GROUP / 2;
 
 /// Column indices of a [`RowCodes`]: `u16` for layers under 65 536 columns, `u32` otherwise.
 #[derive(Clone, Debug)]
@@ -47,7 +50,8 @@ pub struct RowCodes {
 }
 
 impl RowCodes {
-    /// Builds the row-ordered copy of `layer`'s codes (any PE count).
+    /// Builds the row-ordered copy of `layer`'s codes (any PE count). Fails where memory runs
+    /// out, or where padding the row groups would take more than four slots per weight.
     pub fn new(layer: &EieLayer) -> Result<Self> {
         let (rows, cols, pes) = (layer.rows(), layer.cols(), layer.pes());
         // Row lengths, then the row-major (column, code) lists by a counting pass.
@@ -85,6 +89,15 @@ impl RowCodes {
             })?);
         }
         let slots = step_ptr[groups] as usize * GROUP;
+        // Rows of very uneven lengths pad their groups to many times the weights: the row walk
+        // would not pay there, so such a layer keeps the column walk only.
+        let nnz: usize = len.iter().map(|&n| n as usize).sum();
+        if slots > 4 * nnz + GROUP * groups {
+            return Err(crate::Error::InvalidArgument(format!(
+                "layer `{}`: rows too uneven for the row walk ({slots} slots for {nnz} weights)",
+                layer.name()
+            )));
+        }
         let mut column: Vec<u32> = try_filled(slots, cols as u32, "row-ordered columns")?;
         let mut codes: Vec<u8> = try_filled(slots, 0, "row-ordered codes")?;
         let mut fill: Vec<u32> = try_filled(rows, 0, "row fill")?;
@@ -225,7 +238,8 @@ fn sums_groups<I: Copy + Into<u32>>(
     }
 }
 
-/// One group's sums for a tile of [`TILE`] inputs.
+/// One group's sums for a tile of [`TILE`] inputs, in two passes of [`HALF`] rows each (so
+/// that the `HALF * TILE` sums stay in registers).
 #[inline(always)]
 fn tile_groups<I: Copy + Into<u32>>(
     step_ptr: &[u32],
@@ -242,24 +256,27 @@ fn tile_groups<I: Copy + Into<u32>>(
             step_ptr[g] as usize * GROUP,
             step_ptr[g + 1] as usize * GROUP,
         );
-        let mut acc = [[0f32; TILE]; GROUP];
-        for (c, q) in columns[s..e]
-            .chunks_exact(GROUP)
-            .zip(codes[s..e].chunks_exact(GROUP))
-        {
-            for r in 0..GROUP {
-                let j = c[r].into() as usize;
-                let w = codebook[q[r] as usize];
-                // SAFETY: every stored column is at most `cols` and `xt` holds `cols + 1` rows
-                // of TILE values (asserted by the caller).
-                let xs = unsafe { &*(xt.as_ptr().add(j * TILE) as *const [f32; TILE]) };
-                for b in 0..TILE {
-                    acc[r][b] += w * xs[b];
+        for half in 0..GROUP / HALF {
+            let mut acc = [[0f32; TILE]; HALF];
+            for (c, q) in columns[s..e]
+                .chunks_exact(GROUP)
+                .zip(codes[s..e].chunks_exact(GROUP))
+            {
+                for r in 0..HALF {
+                    let j = c[half * HALF + r].into() as usize;
+                    let w = codebook[q[half * HALF + r] as usize];
+                    // SAFETY: every stored column is at most `cols` and `xt` holds `cols + 1`
+                    // rows of TILE values (asserted by the caller).
+                    let xs = unsafe { &*(xt.as_ptr().add(j * TILE) as *const [f32; TILE]) };
+                    for b in 0..TILE {
+                        acc[r][b] += w * xs[b];
+                    }
                 }
             }
-        }
-        for (r, a) in acc.iter().enumerate() {
-            o[r * TILE..(r + 1) * TILE].copy_from_slice(a);
+            for (r, a) in acc.iter().enumerate() {
+                let row = half * HALF + r;
+                o[row * TILE..(row + 1) * TILE].copy_from_slice(a);
+            }
         }
     }
 }
