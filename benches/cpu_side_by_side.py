@@ -24,6 +24,10 @@ Usage (from the repository root):
 
     python3 benches/cpu_side_by_side.py [--eie target/release/eie] [--batch 1,64]
         [--samples 15] [--layers Alex-6,NT-We] [--out target/side-by-side]
+        [--before OTHER_EIE]
+
+``--before`` also runs another build of ``eie`` (e.g. an earlier commit's) on each layer in the
+same run and adds its ``cpu-eie/f32`` and ``cpu-dense/f32`` beside the others.
 
 Writes side_by_side.md (the tables) and side_by_side.json (every number) to --out, and prints
 the tables.
@@ -170,6 +174,7 @@ def main():
     p.add_argument("--layers", default="")
     p.add_argument("--seed", type=int, default=2016)
     p.add_argument("--out", default="target/side-by-side")
+    p.add_argument("--before", default="")
     a = p.parse_args()
     batches = [int(b) for b in a.batch.split(",")]
     wanted = [n for n in a.layers.split(",") if n]
@@ -198,8 +203,16 @@ def main():
                 env["machine"] = line.split(":", 1)[1].strip()
                 break
 
+    def loadavg():
+        try:
+            with open("/proc/loadavg") as f:
+                return " ".join(f.read().split()[:3])
+        except OSError:
+            return "unknown"
+
+    env["load average at start (1, 5, 15 min)"] = loadavg()
     rows = []
-    libraries = {}
+    libraries, before_libraries = {}, {}
     for i, layer in enumerate(layers):
         name = layer[0]
         print(f"[{i + 1}/{len(layers)}] {name}: numpy / scipy", file=sys.stderr)
@@ -208,15 +221,39 @@ def main():
         ours, libs, cmd = measure_eie(a.eie, name, batches, a.samples, a.out)
         libraries.update(libs)
         env["eie command"] = cmd.replace(name, "<layer>")
-        rows.append({"layer": name, "weight_density": layer[3], "python": py, "eie": ours})
+        row = {"layer": name, "weight_density": layer[3], "python": py, "eie": ours}
+        if a.before:
+            print(f"[{i + 1}/{len(layers)}] {name}: eie bench (before)", file=sys.stderr)
+            before, libs, _ = measure_eie(a.before, name, batches, a.samples, a.out + "/before")
+            before_libraries.update(libs)
+            for b, ks in before.items():
+                for k in ["cpu-eie/f32", "cpu-dense/f32"]:
+                    if k in ks:
+                        ours.setdefault(b, {})[k + " (before)"] = ks[k]
+        rows.append(row)
 
+    env["load average at end (1, 5, 15 min)"] = loadavg()
     kernels = ["cpu-eie/f32", "cpu-eie/fixed16", "cpu-dense/f32", "cpu-csr/f32"]
-    md = ["- **machine**: " + f"{env['machine']}, {env['cpus']} CPUs"]
+    if a.before:
+        kernels += ["cpu-eie/f32 (before)", "cpu-dense/f32 (before)"]
+    md = [
+        "- **machine**: "
+        + f"{env['machine']}, {env['cpus']} CPUs; load average (1, 5, 15 min) "
+        + f"{env['load average at start (1, 5, 15 min)']} at the start, "
+        + f"{env['load average at end (1, 5, 15 min)']} at the end"
+    ]
     md.append(f"- **numpy dense**: numpy {env['numpy']}, `W @ x` / `W @ X` (float32)")
     md.append(f"- **scipy CSR**: scipy {env['scipy']}, `A @ x` / `A @ X` (float32, int32 indices)")
     for k in kernels:
         if k in libraries:
             md.append(f"- **{k}**: {libraries[k]}")
+    if a.before:
+        md.append(
+            f"- **(before)**: `{a.before}`, same command: "
+            + "; ".join(f"`{k}`: {v}" for k, v in before_libraries.items()
+                        if k in ("cpu-dense/f32", "cpu-eie/f32"))
+            if before_libraries else f"- **(before)**: `{a.before}`, same command"
+        )
     md.append(f"- **commands**: `{env['command']}`; per layer `{env['eie command']}`")
     summary = {}
     for b in batches:
@@ -259,6 +296,7 @@ def main():
             "eie_over_scipy": g["scipy CSR"] / g["cpu-eie/f32"],
             "eie_over_dense": g["cpu-dense/f32"] / g["cpu-eie/f32"],
             "fixed16_over_f32": g["cpu-eie/fixed16"] / g["cpu-eie/f32"],
+            "before_over_after": g.get("cpu-eie/f32 (before)", float("nan")) / g["cpu-eie/f32"],
             "slower_than_dense_at_density_le_10pct": slower,
         }
         summary[b] = s
@@ -281,6 +319,10 @@ def main():
             f"fixed16 / f32 time (geometric mean): **{s['fixed16_over_f32']:.2f}** "
             f"({'no slower' if s['fixed16_over_f32'] <= 1 else 'slower'})."
         )
+        if a.before:
+            md.append(
+                f"cpu-eie/f32 before / after (geometric mean): **{s['before_over_after']:.2f}×**."
+            )
     text = "\n".join(md) + "\n"
     with open(os.path.join(a.out, "side_by_side.md"), "w") as f:
         f.write(text)

@@ -11,7 +11,7 @@
 /// layer of at most 4 bits); an entry past `acc` panics.
 pub fn add_column(column: &[u16], scaled: &[f32; 16], acc: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if crate::simd::avx2() {
+    if crate::simd::avx2() && acc.len() <= i32::MAX as usize {
         // SAFETY: the CPU has AVX2 (checked just above).
         unsafe { avx2::add_column(column, scaled, acc) };
         return;
@@ -35,7 +35,8 @@ mod avx2 {
     /// See [`super::add_column`].
     ///
     /// # Safety
-    /// The CPU has AVX2.
+    /// The CPU has AVX2, and `acc` holds at most `i32::MAX` values (so that rows, computed in
+    /// 32 bits, rise without wrapping: each step is at most 256).
     #[target_feature(enable = "avx2")]
     pub unsafe fn add_column(column: &[u16], scaled: &[f32; 16], acc: &mut [f32]) {
         let lo = _mm256_loadu_ps(scaled.as_ptr());
@@ -68,8 +69,16 @@ mod avx2 {
             );
             _mm256_storeu_si256(rows.as_mut_ptr() as *mut __m256i, r);
             _mm256_storeu_ps(terms.as_mut_ptr(), t);
+            // Rows rise strictly within a slice (every step is at least 1), so the last lane
+            // bounds them all: one check per eight entries.
+            assert!(
+                (rows[7] as u32 as usize) < acc.len(),
+                "a run past the PE's rows"
+            );
             for k in 0..8 {
-                acc[rows[k] as u32 as usize] += terms[k];
+                // SAFETY: rows[k] <= rows[7] < acc.len() (asserted above), and rows[0] >= 0
+                // (the walk starts at -1 and steps by at least 1).
+                *acc.get_unchecked_mut(rows[k] as u32 as usize) += terms[k];
             }
         }
         let row = _mm256_cvtsi256_si32(base) as u32 as usize;
