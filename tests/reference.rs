@@ -209,3 +209,43 @@ fn row_walk_handles_wide_layers_and_empty_rows() {
     let oracle = DenseOracle::new(&m).run(&x).unwrap();
     assert!(ErrorStats::compare(&rows, &oracle).max_rel < 1e-5);
 }
+
+#[test]
+fn column_walk_copy_spans_gaps_longer_than_its_runs() {
+    // The engine's column copy holds 12-bit runs: a gap of 4096 rows or more still needs a
+    // padding entry. Rows 0, 5000 and 9999 of column 0 and row 9999 of column 1 leave gaps of
+    // over 4096 rows in each PE's slice at 1 and 2 PEs.
+    use eie::format::SparseCodes;
+    use eie::reference::CpuWalk;
+    let codes = SparseCodes {
+        rows: 10_000,
+        cols: 3,
+        col_ptr: vec![0, 3, 4, 4],
+        row_idx: vec![0, 5000, 9999, 9999],
+        code: vec![3, 15, 7, 1],
+    };
+    let codebook: Vec<f32> = (0..16)
+        .map(|k| k as f32 * 0.25 - 1.5 * (k > 0) as i32 as f32)
+        .collect();
+    for pes in [1, 2, 3] {
+        let layer =
+            eie::EieLayer::encode(&codes, codebook.clone(), 4, pes, None, Activation::Identity)
+                .unwrap();
+        let m = Model::new(vec![layer]).unwrap();
+        let x = [0.5f32, -2.0, 1.0];
+        let mut want = vec![0f32; 10_000];
+        layer_f32(&m.layers()[0], &x, &mut want).unwrap();
+        for walk in [CpuWalk::Columns, CpuWalk::Rows, CpuWalk::Auto] {
+            for e in [
+                CpuEngine::new(m.clone()).unwrap(),
+                CpuEngine::as_stored(m.clone()),
+            ] {
+                let got = e.with_walk(walk).run(&x, Precision::F32).unwrap();
+                assert_eq!(got, want, "pes {pes}, {walk:?}");
+            }
+        }
+        assert_eq!(want[0], codebook[3] * 0.5);
+        assert_eq!(want[5000], codebook[15] * 0.5);
+        assert_eq!(want[9999], codebook[7] * 0.5 + codebook[1] * -2.0);
+    }
+}

@@ -1,3 +1,4 @@
+use super::column_walk::{self, ColumnCodes};
 use super::row_order::{self, RowCodes};
 use crate::error::{try_filled, try_with_capacity, Error, Result};
 use crate::fixed16::{self, FixedCodebook};
@@ -104,7 +105,7 @@ pub fn layer_f32(layer: &EieLayer, x: &[f32], out: &mut [f32]) -> Result<()> {
 /// [`layer_f32`] with the codebook values replaced by `values` (one per codebook entry).
 fn layer_f32_with(layer: &EieLayer, values: &[f32], x: &[f32], out: &mut [f32]) -> Result<()> {
     check_lengths(layer, x.len(), out.len())?;
-    columns_f32(layer, &table(values), &nonzero(x), out)
+    columns_f32(layer, None, &table(values), &nonzero(x), out)
 }
 
 /// A 256-entry codebook table: it covers every possible 8-bit code without a bounds check;
@@ -116,39 +117,42 @@ fn table(values: &[f32]) -> [f32; 256] {
 }
 
 /// The column walk of [`layer_f32`] over the listed non-zero activations, PEs in parallel
-/// (unless the thread already runs one input of a batch).
-///
-/// For a column slice at least as long as a 4-bit codebook, the products `codebook[k] * a_j`
-/// are computed once into a table (the same values the entries would compute one by one) and
-/// the slice is decoded eight entries at a time ([`super::column_walk`]).
+/// (unless the thread already runs one input of a batch), on the layer's own entries or on the
+/// engine's `compact` copy of them ([`ColumnCodes`]: no padding entries, each slice decoded
+/// eight entries at a time against the column's scaled codebook).
 fn columns_f32(
     layer: &EieLayer,
+    compact: Option<&ColumnCodes>,
     codebook: &[f32; 256],
     nonzero: &[(usize, f32)],
     out: &mut [f32],
 ) -> Result<()> {
     per_pe(layer, out, |p, acc| {
-        let PeSlice { col_ptr, entries } = layer.pe(p);
-        // 4-bit codebooks: codes below 16 (checked when the layer was built).
-        let four_bit = layer.codebook().len() <= 16;
-        crate::simd::dispatch(|| {
-            let mut scaled = [0f32; 16];
-            for &(j, a) in nonzero {
-                let column = &entries[col_ptr[j] as usize..col_ptr[j + 1] as usize];
-                let mut row = usize::MAX;
-                if four_bit && column.len() >= 16 {
-                    for (s, &c) in scaled.iter_mut().zip(codebook.iter()) {
-                        *s = c * a;
+        match compact {
+            Some(c) => {
+                let mut scaled = [0f32; 16];
+                for &(j, a) in nonzero {
+                    let column = c.column(p, j);
+                    if column.is_empty() {
+                        continue;
                     }
-                    super::column_walk::add_column(column, &scaled, acc);
-                } else {
-                    for &e in column {
+                    for (s, &v) in scaled.iter_mut().zip(codebook.iter()) {
+                        *s = v * a;
+                    }
+                    column_walk::add_column(column, &scaled, acc);
+                }
+            }
+            None => {
+                let PeSlice { col_ptr, entries } = layer.pe(p);
+                for &(j, a) in nonzero {
+                    let mut row = usize::MAX;
+                    for &e in &entries[col_ptr[j] as usize..col_ptr[j + 1] as usize] {
                         row = row.wrapping_add(entry_run(e) as usize + 1);
                         acc[row] += codebook[entry_code(e) as usize] * a;
                     }
                 }
             }
-        });
+        }
         let pes = layer.pes();
         for (k, v) in acc.iter_mut().enumerate() {
             let b = layer.bias().map_or(0.0, |b| b[p + k * pes]);
@@ -289,10 +293,11 @@ pub enum CpuWalk {
 }
 
 /// Measured cost of one slot of the row walk for one input, in units of one entry of the
-/// column walk (f32, on the paper's nine layers, 2 threads, on the development machine: 2-core
-/// AMD EPYC, AVX2 gathers). The column walk does a scattered read-modify-write per entry where
-/// the row walk gathers eight activations per instruction into registers.
-pub const ROW_SLOT_COST: f64 = 0.30;
+/// column walk (f32, AVX2, 2 threads, the fastest call of each on the paper's nine layers with
+/// `cargo bench --bench cpu_walks` on the development machine, a 2-core AMD EPYC: 0.38–0.52).
+/// The column walk does a scattered read-modify-write per entry where the row walk gathers
+/// eight activations per instruction into registers.
+pub const ROW_SLOT_COST: f64 = 0.5;
 
 /// [`ROW_SLOT_COST`] for a tile of [`CPU_BATCH_TILE`] inputs: the row walk keeps its sums in
 /// registers, where the column walk reads and writes a tile of sums per entry.
@@ -338,23 +343,37 @@ pub struct CpuEngine {
 struct LayerWalks {
     /// The row-ordered copy of the codes, where one was built (see [`RowCodes::new`]).
     rows: Option<RowCodes>,
-    /// Entries of each column summed over the PEs (padding included): the column walk's work.
+    /// The copy of the columns without padding, for 4-bit codebooks.
+    columns: Option<ColumnCodes>,
+    /// Entries of each column summed over the PEs (in the compact copy where there is one):
+    /// the column walk's work.
     column_entries: Vec<u32>,
 }
 
 impl LayerWalks {
     fn new(layer: &EieLayer) -> Result<Self> {
+        let columns = ColumnCodes::new(layer).ok();
         let mut column_entries: Vec<u32> = try_filled(layer.cols(), 0, "column lengths")?;
         for p in 0..layer.pes() {
-            let ptr = layer.pe(p).col_ptr;
-            for (j, n) in column_entries.iter_mut().enumerate() {
-                *n = n.saturating_add(ptr[j + 1] - ptr[j]);
+            match &columns {
+                Some(c) => {
+                    for (j, n) in column_entries.iter_mut().enumerate() {
+                        *n = n.saturating_add(c.column(p, j).len() as u32);
+                    }
+                }
+                None => {
+                    let ptr = layer.pe(p).col_ptr;
+                    for (j, n) in column_entries.iter_mut().enumerate() {
+                        *n = n.saturating_add(ptr[j + 1] - ptr[j]);
+                    }
+                }
             }
         }
         Ok(LayerWalks {
             // Without a row-ordered copy (no memory for it, or rows too uneven for it to pay)
             // the engine walks columns.
             rows: RowCodes::new(layer).ok(),
+            columns,
             column_entries,
         })
     }
@@ -541,7 +560,8 @@ impl CpuEngine {
                 }
                 _ => {
                     BATCHED.with(|b| b.set(!parallel));
-                    let r = columns_f32(l, &codebook, &nonzero, &mut next);
+                    let compact = walks.and_then(|w| w.columns.as_ref());
+                    let r = columns_f32(l, compact, &codebook, &nonzero, &mut next);
                     BATCHED.with(|b| b.set(false));
                     r?
                 }
