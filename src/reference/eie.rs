@@ -118,8 +118,8 @@ fn table(values: &[f32]) -> [f32; 256] {
 
 /// The column walk of [`layer_f32`] over the listed non-zero activations, PEs in parallel
 /// (unless the thread already runs one input of a batch), on the layer's own entries or on the
-/// engine's `compact` copy of them ([`ColumnCodes`]: no padding entries, each slice decoded
-/// eight entries at a time against the column's scaled codebook).
+/// engine's `compact` copy of them ([`ColumnCodes`]: no padding entries under 4096-row gaps,
+/// each term looked up in the column's scaled codebook).
 fn columns_f32(
     layer: &EieLayer,
     compact: Option<&ColumnCodes>,
@@ -294,7 +294,7 @@ pub enum CpuWalk {
 
 /// Measured cost of one slot of the row walk for one input, in units of one entry of the
 /// column walk (f32, AVX2, 2 threads, the fastest call of each on the paper's nine layers with
-/// `cargo bench --bench cpu_walks` on the development machine, a 2-core AMD EPYC: 0.38–0.52).
+/// `cargo bench --bench cpu_walks` on the development machine, a 2-core AMD EPYC: 0.41–0.51).
 /// The column walk does a scattered read-modify-write per entry where the row walk gathers
 /// eight activations per instruction into registers.
 pub const ROW_SLOT_COST: f64 = 0.5;
@@ -310,9 +310,9 @@ pub const SLICE_COST: f64 = 4.0;
 /// The kernels the CPU engine uses, as the bench report names them.
 pub fn cpu_engine_kernels() -> String {
     format!(
-        "this crate's EIE engine ({}, {} rayon threads): f32 column walk where activations are \
-         sparse, row-ordered walk of the same codes where dense (chosen per layer and input), \
-         tiles of {} inputs at batch > 1; fixed16 column walk",
+        "this crate's EIE engine ({}, {} rayon threads): f32 column walk (12-bit-run copy) where \
+         activations are sparse, row-ordered walk of the same codes (gathers) where dense, chosen \
+         per layer and input; tiles of {} inputs at batch > 1; fixed16 column walk",
         if crate::simd::avx2() { "AVX2" } else { "SSE2" },
         rayon::current_num_threads(),
         CPU_BATCH_TILE
