@@ -263,15 +263,18 @@ def main():
         md.append("| " + " | ".join(head) + " |")
         md.append("|" + "---|" * len(head))
         med = {k: [] for k in ["numpy dense", "scipy CSR"] + kernels}
+        fastest = {k: [] for k in ["numpy dense", "scipy CSR"] + kernels}
         slower = []
         for r in rows:
             py, ours = r["python"][b], r["eie"].get(b, {})
             cells = [r["layer"], cell(py["numpy dense"]), cell(py["scipy CSR"])]
             for k in ["numpy dense", "scipy CSR"]:
                 med[k].append(py[k]["median"])
+                fastest[k].append(py[k]["min"])
             for k in kernels:
                 cells.append(cell(ours[k]) if k in ours else "–")
                 med[k].append(ours[k]["median"] if k in ours else float("nan"))
+                fastest[k].append(ours[k]["min"] if k in ours else float("nan"))
             e = ours["cpu-eie/f32"]["median"]
             cells += [
                 f"{py['numpy dense']['median'] / e:.2f}×",
@@ -284,6 +287,7 @@ def main():
                 slower.append(r["layer"])
             md.append("| " + " | ".join(cells) + " |")
         g = {k: geomean(v) for k, v in med.items()}
+        gmin = {k: geomean(v) for k, v in fastest.items()}
         md.append(
             "| geometric mean | "
             + " | ".join(fmt(g[k]) for k in ["numpy dense", "scipy CSR"] + kernels)
@@ -295,18 +299,31 @@ def main():
             "eie_over_numpy": g["numpy dense"] / g["cpu-eie/f32"],
             "eie_over_scipy": g["scipy CSR"] / g["cpu-eie/f32"],
             "eie_over_dense": g["cpu-dense/f32"] / g["cpu-eie/f32"],
+            "fastest_eie_over_numpy": gmin["numpy dense"] / gmin["cpu-eie/f32"],
+            "fastest_eie_over_scipy": gmin["scipy CSR"] / gmin["cpu-eie/f32"],
+            "fastest_eie_over_dense": gmin["cpu-dense/f32"] / gmin["cpu-eie/f32"],
             "fixed16_over_f32": g["cpu-eie/fixed16"] / g["cpu-eie/f32"],
             "before_over_after": g.get("cpu-eie/f32 (before)", float("nan")) / g["cpu-eie/f32"],
             "slower_than_dense_at_density_le_10pct": slower,
         }
         summary[b] = s
+        md.append(
+            "| geometric mean of the fastest samples | "
+            + " | ".join(fmt(gmin[k]) for k in ["numpy dense", "scipy CSR"] + kernels)
+            + f" | {s['fastest_eie_over_numpy']:.2f}×"
+            + f" | {s['fastest_eie_over_scipy']:.2f}×"
+            + f" | {s['fastest_eie_over_dense']:.2f}× |"
+        )
         md.append("")
         if b == 1:
             md.append(
-                f"Targets (batch 1, geometric mean): ≥ 6× numpy dense: "
-                f"**{s['eie_over_numpy']:.2f}× — {'met' if s['eie_over_numpy'] >= 6 else 'MISSED'}**; "
+                f"Targets (batch 1, geometric mean of medians; of the fastest samples in "
+                f"brackets): ≥ 6× numpy dense: **{s['eie_over_numpy']:.2f}× — "
+                f"{'met' if s['eie_over_numpy'] >= 6 else 'MISSED'}** "
+                f"({s['fastest_eie_over_numpy']:.2f}×); "
                 f"≥ 3× scipy CSR: **{s['eie_over_scipy']:.2f}× — "
-                f"{'met' if s['eie_over_scipy'] >= 3 else 'MISSED'}**."
+                f"{'met' if s['eie_over_scipy'] >= 3 else 'MISSED'}** "
+                f"({s['fastest_eie_over_scipy']:.2f}×)."
             )
         else:
             md.append(
