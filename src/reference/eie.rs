@@ -299,7 +299,7 @@ pub enum CpuWalk {
 /// eight activations per instruction into registers.
 pub const ROW_SLOT_COST: f64 = 0.5;
 
-/// [`ROW_SLOT_COST`] for a tile of [`CPU_BATCH_TILE`] inputs: the row walk keeps its sums in
+/// [`ROW_SLOT_COST`] for a tile of [`row_order::TILE`] inputs: the row walk keeps its sums in
 /// registers, where the column walk reads and writes a tile of sums per entry.
 pub const ROW_SLOT_COST_TILE: f64 = 0.16;
 
