@@ -2,13 +2,20 @@
 //! pruning to a target density, then weight sharing through a per-layer codebook whose entry 0
 //! is reserved for zero, then EIE encoding.
 
+mod chart;
 mod codebook;
 mod plan;
 mod prune;
+mod search;
 
+pub use chart::sensitivity_chart;
 pub use codebook::{share_weights, SharedWeights};
 pub use plan::{compress_model, CompressPlan, LayerSettings, Setting};
 pub use prune::prune_by_magnitude;
+pub use search::{
+    accuracy_loss, mean_cosine, search, Budget, Fixed, LayerChoice, LayerSensitivity, Progress,
+    SearchOptions, SearchResult, SearchSpace, SensitivityPoint, DEFAULT_MARGIN,
+};
 
 use crate::error::{check_finite, Error, Result};
 use crate::format::{Activation, EieLayer, SparseCodes};
@@ -117,6 +124,17 @@ pub fn compress_layer(
     config.validate()?;
     layer.validate()?;
     let kept = prune_by_magnitude(&layer.weights, config.density)?;
+    compress_kept(layer, &kept, config, activation)
+}
+
+/// Weight-shares and EIE-encodes the weights of `layer` at the flat indices `kept` (increasing,
+/// each a non-zero weight), the rest pruned.
+pub(crate) fn compress_kept(
+    layer: &DenseLayer,
+    kept: &[usize],
+    config: &CompressConfig,
+    activation: Activation,
+) -> Result<EieLayer> {
     let values: Vec<f32> = kept.iter().map(|&i| layer.weights[i]).collect();
     let shared = share_weights(&values, config.bits, config.max_iterations)?;
     let mut codes = vec![0u8; layer.rows * layer.cols];
