@@ -340,7 +340,7 @@ fn print_search(r: &SearchResult, budget: &Budget) {
         .fold((0, 0), |(b, d), l| (b + l.bytes, d + l.dense_bytes));
     println!(
         "model: {} -> {} ({:.1}x smaller); {} on the calibration inputs: uncompressed {:.4}, \
-         compressed {:.4} (k-means codebooks: {:.4}); {} models evaluated",
+         compressed {:.4} (before the final re-fit: {:.4}); {} models evaluated",
         super::human_bytes(dense),
         super::human_bytes(bytes),
         dense as f64 / bytes as f64,
