@@ -143,15 +143,14 @@ pub fn run(a: &CompressArgs) -> Result<ExitCode> {
             "--labels is only used with --calibration and --max-accuracy-drop".into(),
         ));
     }
+    let given = explicit_defaults(a)?;
     let pb = super::bar(dense.len() as u64, "compressing");
     let mut layers = Vec::with_capacity(dense.len());
     for (i, d) in dense.iter().enumerate() {
         pb.set_message(format!("compressing {} ({}x{})", d.name, d.rows, d.cols));
         let layer = compress_layer(d, &plan.config_for(&d.name), activations[i])?;
         layers.push(
-            if explicit_defaults(a)?.pes.is_some()
-                || plan.layers.get(&d.name).is_some_and(|s| s.pes.is_some())
-            {
+            if given.pes.is_some() || plan.layers.get(&d.name).is_some_and(|s| s.pes.is_some()) {
                 layer
             } else {
                 layer.compact()?
