@@ -74,8 +74,9 @@ pub struct CompressArgs {
     /// `.sensitivity.svg` appended).
     #[arg(long, value_name = "SVG", requires = "calibration")]
     sensitivity_chart: Option<PathBuf>,
-    /// Keep the k-means codebooks as they are (by default the search re-fits each layer's
-    /// shared weights by least squares on the calibration inputs).
+    /// Keep the pruned weights and the k-means codebooks as they are (by default the search
+    /// re-fits both by least squares so that each layer's outputs on the calibration inputs
+    /// match the uncompressed layer's).
     #[arg(long, requires = "calibration")]
     no_refine: bool,
     /// With --max-accuracy-drop: standard errors of the paired accuracy difference added to

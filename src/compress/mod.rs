@@ -124,19 +124,21 @@ pub fn compress_layer(
     config.validate()?;
     layer.validate()?;
     let kept = prune_by_magnitude(&layer.weights, config.density)?;
-    compress_kept(layer, &kept, config, activation)
+    let values: Vec<f32> = kept.iter().map(|&i| layer.weights[i]).collect();
+    compress_kept(layer, &kept, &values, config, activation)
 }
 
-/// Weight-shares and EIE-encodes the weights of `layer` at the flat indices `kept` (increasing,
-/// each a non-zero weight), the rest pruned.
+/// Weight-shares and EIE-encodes a pruned `layer`: `values` (finite, non-zero) at the flat
+/// indices `kept` (increasing), every other weight zero. `layer` gives the shape, name and
+/// bias.
 pub(crate) fn compress_kept(
     layer: &DenseLayer,
     kept: &[usize],
+    values: &[f32],
     config: &CompressConfig,
     activation: Activation,
 ) -> Result<EieLayer> {
-    let values: Vec<f32> = kept.iter().map(|&i| layer.weights[i]).collect();
-    let shared = share_weights(&values, config.bits, config.max_iterations)?;
+    let shared = share_weights(values, config.bits, config.max_iterations)?;
     let mut codes = vec![0u8; layer.rows * layer.cols];
     for (&i, &c) in kept.iter().zip(&shared.codes) {
         codes[i] = c;

@@ -8,8 +8,9 @@
 //!    [`SearchSpace`] while the others stay uncompressed, and the whole network's quality is
 //!    measured on the calibration inputs. A candidate is pruned by `|w_ij| × rms(x_j)` (the
 //!    RMS of its input over the calibration inputs; plain magnitude when
-//!    [`SearchOptions::activation_aware`] is off), weight-shared by k-means, and its codebook
-//!    re-fitted by least squares so that its outputs on the calibration inputs match the
+//!    [`SearchOptions::activation_aware`] is off); its kept weights are re-fitted by damped
+//!    least squares, it is weight-shared by k-means, and its codebook re-fitted by least
+//!    squares, both re-fits so that its outputs on the calibration inputs match the
 //!    uncompressed layer's ([`SearchOptions::refine_codebooks`]). Each point records the
 //!    layer's file bytes (at the interleaving that stores smallest, or the one the user fixed),
 //!    the budget's loss and the distortion (`1 −` the mean cosine similarity of the network's
@@ -216,9 +217,9 @@ pub struct SearchOptions {
     pub fixed: BTreeMap<String, Fixed>,
     /// Largest number of k-means iterations per layer (0: [`CompressConfig`]'s default).
     pub max_iterations: usize,
-    /// Re-fit each candidate's codebook on the calibration inputs (least squares against the
-    /// uncompressed layer's outputs), and the chosen layers' once more where that lowers the
-    /// loss.
+    /// Re-fit each candidate's kept weights (before weight sharing) and codebook (after) on
+    /// the calibration inputs, by least squares against the uncompressed layer's outputs, and
+    /// the chosen layers' codebooks once more where that lowers the loss.
     pub refine_codebooks: bool,
     /// With an accuracy budget: how many standard errors of the paired accuracy difference
     /// are added to the measured drop before it is held against the budget (see
@@ -596,6 +597,16 @@ pub fn search(
             })
         })
         .collect();
+    // Per layer, the calibration inputs' Gram matrix for re-fitting the kept weights.
+    let grams: Vec<Option<Gram>> = (0..dense.len())
+        .map(|k| {
+            if options.refine_codebooks {
+                Gram::new(&dense[k], &inputs[k])
+            } else {
+                None
+            }
+        })
+        .collect();
     let max_iterations = if options.max_iterations == 0 {
         CompressConfig::default().max_iterations
     } else {
@@ -632,7 +643,14 @@ pub fn search(
             }
             None => prune_by_magnitude(&dense[k].weights, density)?,
         };
-        let layer = compress_kept(&dense[k], &kept, &config, activations[k])?;
+        let (kept, values) = match &grams[k] {
+            Some(gram) => gram.reconstruct(&dense[k], &kept),
+            None => {
+                let values = kept.iter().map(|&i| dense[k].weights[i]).collect();
+                (kept, values)
+            }
+        };
+        let layer = compress_kept(&dense[k], &kept, &values, &config, activations[k])?;
         let layer = match f.pes {
             Some(_) => layer,
             None => layer.compact()?,
@@ -921,6 +939,131 @@ fn front(points: &[Candidate]) -> Vec<Candidate> {
         }
     }
     out
+}
+
+/// Layers with more inputs than this keep their pruned weights as they are (the Gram matrix
+/// takes `inputs²` values).
+const RECONSTRUCT_MAX_COLS: usize = 4096;
+/// Largest sum over rows of `kept³` (the Cholesky factorisations) for a re-fit of the kept
+/// weights.
+const RECONSTRUCT_MAX_WORK: f64 = 3e10;
+/// Damping of the Gram matrix: this fraction of its mean diagonal is added to the diagonal.
+const RECONSTRUCT_DAMPING: f64 = 0.01;
+
+/// The calibration inputs' Gram matrix `H = XᵀX / n` of a layer, and `H wᵣ` for each of its
+/// uncompressed rows `wᵣ`: what a least-squares re-fit of a pruned row needs.
+struct Gram {
+    cols: usize,
+    h: Vec<f64>,
+    hw: Vec<f64>,
+    damping: f64,
+}
+
+impl Gram {
+    /// `None` when the layer has more than [`RECONSTRUCT_MAX_COLS`] inputs or the inputs are
+    /// all zero.
+    fn new(dense: &DenseLayer, x: &[f32]) -> Option<Gram> {
+        let cols = dense.cols;
+        if cols > RECONSTRUCT_MAX_COLS {
+            return None;
+        }
+        let n = x.len() / cols;
+        let mut h = vec![0f64; cols * cols];
+        let mut nz: Vec<(usize, f64)> = Vec::with_capacity(cols);
+        for xi in x.chunks_exact(cols) {
+            nz.clear();
+            nz.extend(
+                xi.iter()
+                    .enumerate()
+                    .filter(|(_, &v)| v != 0.0)
+                    .map(|(j, &v)| (j, v as f64)),
+            );
+            for &(p, a) in &nz {
+                let row = &mut h[p * cols..(p + 1) * cols];
+                for &(q, b) in &nz {
+                    row[q] += a * b;
+                }
+            }
+        }
+        h.iter_mut().for_each(|v| *v /= n as f64);
+        let mean_diag = (0..cols).map(|j| h[j * cols + j]).sum::<f64>() / cols as f64;
+        if mean_diag <= 0.0 || !mean_diag.is_finite() {
+            return None;
+        }
+        let mut hw = vec![0f64; dense.rows * cols];
+        hw.par_chunks_mut(cols)
+            .zip(dense.weights.par_chunks(cols))
+            .for_each(|(out, w)| {
+                for (o, hrow) in out.iter_mut().zip(h.chunks_exact(cols)) {
+                    *o = hrow.iter().zip(w).map(|(&a, &b)| a * b as f64).sum();
+                }
+            });
+        Some(Gram {
+            cols,
+            h,
+            hw,
+            damping: RECONSTRUCT_DAMPING * mean_diag,
+        })
+    }
+
+    /// Re-fits the weights each row keeps (`kept`: increasing flat indices) by damped least
+    /// squares, so that the pruned row's outputs on the calibration inputs match the
+    /// uncompressed row's, damped towards the row's own weights: `(H_SS + λI) w_S = (H w)_S +
+    /// λ w_S⁰` (a row that keeps every weight comes out unchanged). Rows too costly to solve keep their
+    /// weights; weights that come out exactly zero are dropped. Returns the kept indices and
+    /// their values.
+    fn reconstruct(&self, dense: &DenseLayer, kept: &[usize]) -> (Vec<usize>, Vec<f32>) {
+        let cols = self.cols;
+        // Row boundaries in `kept`.
+        let mut bounds = vec![0usize; dense.rows + 1];
+        for &i in kept {
+            bounds[i / cols + 1] += 1;
+        }
+        for r in 0..dense.rows {
+            bounds[r + 1] += bounds[r];
+        }
+        let work: f64 = (0..dense.rows)
+            .map(|r| ((bounds[r + 1] - bounds[r]) as f64).powi(3))
+            .sum();
+        let original = |i: usize| dense.weights[i];
+        if work > RECONSTRUCT_MAX_WORK {
+            return (kept.to_vec(), kept.iter().map(|&i| original(i)).collect());
+        }
+        let solved: Vec<Vec<f32>> = (0..dense.rows)
+            .into_par_iter()
+            .map(|r| {
+                let idx = &kept[bounds[r]..bounds[r + 1]];
+                let m = idx.len();
+                let mut a = vec![0f64; m * m];
+                let mut b = vec![0f64; m];
+                for (p, &i) in idx.iter().enumerate() {
+                    let jp = i % cols;
+                    for (q, &i2) in idx.iter().enumerate() {
+                        a[p * m + q] = self.h[jp * cols + i2 % cols];
+                    }
+                    a[p * m + p] += self.damping;
+                    b[p] = self.hw[r * cols + jp] + self.damping * original(i) as f64;
+                }
+                match solve_spd(&mut a, &mut b, m) {
+                    Some(w) if w.iter().all(|v| v.is_finite()) => {
+                        w.iter().map(|&v| v as f32).collect()
+                    }
+                    _ => idx.iter().map(|&i| original(i)).collect(),
+                }
+            })
+            .collect();
+        let mut out_idx = Vec::with_capacity(kept.len());
+        let mut out_val = Vec::with_capacity(kept.len());
+        for (r, values) in solved.iter().enumerate() {
+            for (&i, &v) in kept[bounds[r]..bounds[r + 1]].iter().zip(values) {
+                if v != 0.0 && v.is_finite() {
+                    out_idx.push(i);
+                    out_val.push(v);
+                }
+            }
+        }
+        (out_idx, out_val)
+    }
 }
 
 /// Codebooks this large are not re-fitted: the normal equations grow with the square of the
