@@ -1233,3 +1233,81 @@ fn solve_spd(a: &mut [f64], b: &mut [f64], m: usize) -> Option<Vec<f64>> {
     }
     Some(b.to_vec())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cholesky_solves_and_rejects_indefinite_systems() {
+        // [[4, 2], [2, 3]] x = [2, 1] -> x = [0.5, 0].
+        let x = solve_spd(&mut [4.0, 2.0, 2.0, 3.0], &mut [2.0, 1.0], 2).unwrap();
+        assert!((x[0] - 0.5).abs() < 1e-12 && x[1].abs() < 1e-12, "{x:?}");
+        assert!(solve_spd(&mut [1.0, 2.0, 2.0, 1.0], &mut [1.0, 1.0], 2).is_none());
+    }
+
+    #[test]
+    fn a_row_that_keeps_every_weight_is_not_changed_and_pruned_rows_fit_better() {
+        let d = crate::synth::dense_layer("l", 6, 12, false, 3);
+        let x = crate::synth::activations(200 * 12, 0.7, 4);
+        let gram = Gram::new(&d, &x).unwrap();
+        let all: Vec<usize> = (0..d.weights.len()).collect();
+        let (idx, values) = gram.reconstruct(&d, &all);
+        assert_eq!(idx, all);
+        for (v, w) in values.iter().zip(&d.weights) {
+            assert!((v - w).abs() < 1e-4 * w.abs().max(1.0), "{v} vs {w}");
+        }
+        // Half the weights: the re-fit's outputs are closer to the dense outputs than the
+        // plain pruned weights' on the calibration inputs.
+        let kept = prune_by_magnitude(&d.weights, 0.5).unwrap();
+        let (idx, refit) = gram.reconstruct(&d, &kept);
+        let err = |idx: &[usize], vals: &[f32]| -> f64 {
+            let mut w = vec![0f32; d.weights.len()];
+            for (&i, &v) in idx.iter().zip(vals) {
+                w[i] = v;
+            }
+            x.chunks_exact(12)
+                .map(|xi| {
+                    (0..6)
+                        .map(|r| {
+                            let row = |m: &[f32]| -> f64 {
+                                m[r * 12..(r + 1) * 12]
+                                    .iter()
+                                    .zip(xi)
+                                    .map(|(&a, &b)| a as f64 * b as f64)
+                                    .sum()
+                            };
+                            (row(&w) - row(&d.weights)).powi(2)
+                        })
+                        .sum::<f64>()
+                })
+                .sum()
+        };
+        let plain: Vec<f32> = kept.iter().map(|&i| d.weights[i]).collect();
+        let (e_refit, e_plain) = (err(&idx, &refit), err(&kept, &plain));
+        assert!(e_refit < 0.8 * e_plain, "{e_refit} vs {e_plain}");
+    }
+
+    #[test]
+    fn codebook_refit_keeps_an_exact_codebook() {
+        // Weights that take exactly the codebook's values: the least-squares fit is the
+        // codebook itself.
+        let d = crate::synth::dense_layer("l", 8, 16, true, 5);
+        let config = CompressConfig {
+            bits: 3,
+            pes: 1,
+            ..CompressConfig::default()
+        };
+        let layer = super::super::compress_layer(&d, &config, Activation::Identity).unwrap();
+        let quantised = DenseLayer {
+            weights: layer.dense_weights(),
+            ..d
+        };
+        let x = crate::synth::activations(64 * 16, 0.8, 6);
+        let targets = refit_targets(&quantised, &x);
+        let refit = refit_codebook(&layer, &x, &targets).unwrap().unwrap();
+        for (a, b) in refit.codebook().iter().zip(layer.codebook()) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+    }
+}
