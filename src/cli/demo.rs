@@ -187,7 +187,9 @@ pub fn run(a: &DemoArgs) -> Result<ExitCode> {
     );
 
     let t = Instant::now();
-    Model::new(vec![layer])?.save(&path)?;
+    let mut model = Model::new(vec![layer])?;
+    eie::fixed16::choose_formats(&mut model, None)?;
+    model.save(&path)?;
     let model = Model::load(&path)?;
     println!(
         "  saved + reloaded         {:>9.3} s   {}",
@@ -209,6 +211,7 @@ pub fn run(a: &DemoArgs) -> Result<ExitCode> {
     let reports = super::verify::check(&model, &input, &backends)?;
     println!();
     super::verify::print_reports(&reports);
+    super::verify::print_saturations(&model, &reports);
     let mut ok = reports.iter().all(|r| r.passed);
     println!(
         "\n{}",
