@@ -262,10 +262,15 @@ fn per_layer_fixed16_formats_are_bit_exact() {
     ])
     .unwrap();
     let x = input(150, 4, 0.5, 34);
-    // Write-back shifts right by 16, left by 5 and right by 10; layer 1's narrow Q3.12
-    // saturates, and the Q0.15 input clips the inputs' -1.0.
+    // Write-back shifts right by 16, left by 5 and right by 1; the last layer's Q0.15 (range
+    // ±1) saturates.
     let mut m = base.clone();
-    m.set_fixed16_fracs(15, &[3, 12, 6]).unwrap();
+    m.set_fixed16_fracs(15, &[3, 12, 15]).unwrap();
+    let (_, sat) = CpuEngine::new(m.clone()).unwrap().run_fixed16(&x).unwrap();
+    assert!(sat.layers[2].write_back > 0, "{sat:?}");
+    check_all(&m, &x, PePlan::Auto, 8);
+    // The extremes: right by 19 (Q.19 to Q15.0), left by 11 (Q.4 to Q0.15, saturating).
+    m.set_fixed16_fracs(15, &[0, 15, 15]).unwrap();
     let (_, sat) = CpuEngine::new(m.clone()).unwrap().run_fixed16(&x).unwrap();
     assert!(sat.layers[1].write_back > 0, "{sat:?}");
     check_all(&m, &x, PePlan::Auto, 8);
