@@ -3,15 +3,17 @@
 //! Every layer has its own activation format, chosen at compression time
 //! ([`choose_formats`]) and stored in the model file:
 //!
-//! * **Activations** are `i16` with `f` fraction bits, `f` in 0..=15 ([`MAX_ACT_FRAC`]):
-//!   value = `q / 2^f`, range [-2^(15-f), 2^(15-f)), step 2^-f. A layer's input format is the
+//! * **Activations** are `i16` with `f` fraction bits, `f` in 0..=24 ([`MAX_ACT_FRAC`]):
+//!   value = `q / 2^f`, range [-2^(15-f), 2^(15-f)), step 2^-f (Q(15-f).f; above 15 fraction
+//!   bits the range is below ±1, for small activations). A layer's input format is the
 //!   previous layer's output format (the model's first input format for layer 0), so each
 //!   layer has an input fraction `fi` and an output fraction `fo` ([`LayerFormat`]). A float
 //!   becomes `round(x * 2^f)` (half away from zero), saturated to the `i16` range. Files
 //!   without stored formats (written before formats were stored) run with Q5.10 throughout
 //!   ([`DEFAULT_ACT_FRAC`]), as they always did.
 //! * **Codebook** entries are `i16` with a per-layer number of fraction bits `fc`: the largest
-//!   `fc` in 0..=15 for which every `round(c * 2^fc)` fits in an `i16` (see [`codebook_frac`]).
+//!   `fc` in 0..=24 for which every `round(c * 2^fc)` fits in an `i16` (see [`codebook_frac`]).
+//!   (Up to 24 rather than 15, so that a layer of small weights keeps 15 significant bits.)
 //! * **Products** `a * c` are exact in `i32` (Q(fi + fc)) and are brought to the accumulator's
 //!   format, Q(fi + 4) (4 guard bits below the input activation's LSB, [`GUARD_BITS`]), by an
 //!   arithmetic right shift of `fc - 4` after adding half an LSB: round half up. For `fc < 4`
@@ -45,8 +47,10 @@ use crate::format::{entry_code, entry_run, Activation, EieLayer, Model};
 /// Fraction bits of the default activation format, Q5.10: files that store no formats use it
 /// for every activation.
 pub const DEFAULT_ACT_FRAC: u32 = 10;
-/// The most fraction bits an activation format may have (Q0.15).
-pub const MAX_ACT_FRAC: u32 = 15;
+/// The most fraction bits an activation format, or a codebook, may have (Q-9.24: range
+/// ±2^-9, step 2^-24). Products stay exact in `i32` and the largest accumulator (Q.28) still
+/// holds ±8.
+pub const MAX_ACT_FRAC: u32 = 24;
 /// Guard bits the accumulator keeps below the input activation's least significant bit.
 pub const GUARD_BITS: u32 = 4;
 /// The input range [`choose_formats`] assumes without calibration inputs: every input value
@@ -108,9 +112,9 @@ impl LayerFormat {
     }
 }
 
-/// The name of an activation format, e.g. `Q5.10` for 10 fraction bits.
+/// The name of an activation format, e.g. `Q5.10` for 10 fraction bits (`Q-3.18` for 18).
 pub fn format_name(frac: u32) -> String {
-    format!("Q{}.{frac}", 15u32.saturating_sub(frac))
+    format!("Q{}.{frac}", 15 - frac as i64)
 }
 
 /// Converts a float activation to `frac` fraction bits (round half away from zero,
@@ -144,7 +148,8 @@ pub fn frac_for(magnitude: f32) -> u32 {
         .unwrap_or(0)
 }
 
-/// Fraction bits used for a codebook: the largest `fc <= 15` with all entries representable.
+/// Fraction bits used for a codebook: the largest `fc <= `[`MAX_ACT_FRAC`] with all entries
+/// representable.
 pub fn codebook_frac(codebook: &[f32]) -> u32 {
     let max = codebook.iter().fold(0f32, |m, c| m.max(c.abs()));
     frac_for(max)
@@ -473,6 +478,7 @@ mod tests {
         assert_eq!(dequantize_activation(12800, 7), 100.0);
         assert_eq!(format_name(10), "Q5.10");
         assert_eq!(format_name(0), "Q15.0");
+        assert_eq!(format_name(18), "Q-3.18");
     }
 
     #[test]
@@ -480,7 +486,9 @@ mod tests {
         assert_eq!(codebook_frac(&[0.0, 0.5, -0.9]), 15);
         assert_eq!(codebook_frac(&[0.0, 1.5]), 14);
         assert_eq!(codebook_frac(&[0.0, 3.0]), 13);
-        assert_eq!(codebook_frac(&[0.0; 4]), 15);
+        assert_eq!(codebook_frac(&[0.0; 4]), 24);
+        assert_eq!(codebook_frac(&[0.0, 0.001, -0.0003]), 24);
+        assert_eq!(codebook_frac(&[0.0, 0.01]), 21);
         assert_eq!(frac_for(148.0), 7);
         assert_eq!(frac_for(1.0), 14);
         assert_eq!(frac_for(1e9), 0);
@@ -494,6 +502,12 @@ mod tests {
         assert_eq!(product_term(1, 1, 15), 0);
         // fc < 4 shifts left
         assert_eq!(product_term(3, 2, 1), 3 * 2 * 8);
+        // fc = 24, the largest: shift 20, no overflow at the extremes.
+        assert_eq!(product_term(i16::MIN, i16::MIN, 24), 1 << 10);
+        assert_eq!(
+            product_term(i16::MAX, i16::MIN, 24),
+            -(i16::MAX as i32) * 32768 >> 20
+        );
     }
 
     #[test]
@@ -517,6 +531,10 @@ mod tests {
         assert_eq!(write_back(-16, -11, false), (i16::MIN, false));
         assert_eq!(write_back(-17, -11, false), (i16::MIN, true));
         assert_eq!(write_back(5, 0, false), (5, false));
+        // The extremes: right by 28, left by 20.
+        assert_eq!(write_back(3 << 27, 28, false), (2, false));
+        assert_eq!(write_back(-1, -20, false), (i16::MIN, true));
+        assert_eq!(write_back(0, -20, false), (0, false));
     }
 
     #[test]
@@ -534,8 +552,10 @@ mod tests {
     fn layer_formats_are_checked() {
         let f = LayerFormat::new(14, 7).unwrap();
         assert_eq!((f.acc_frac(), f.write_back_shift()), (18, 11));
-        assert!(LayerFormat::new(16, 7).is_err());
-        assert!(LayerFormat::new(7, 16).is_err());
+        assert!(LayerFormat::new(25, 7).is_err());
+        assert!(LayerFormat::new(7, 25).is_err());
+        let f = LayerFormat::new(24, 0).unwrap();
+        assert_eq!((f.acc_frac(), f.write_back_shift()), (28, 28));
         assert_eq!(LayerFormat::default(), LayerFormat::new(10, 10).unwrap());
     }
 }

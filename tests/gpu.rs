@@ -274,6 +274,10 @@ fn per_layer_fixed16_formats_are_bit_exact() {
     let (_, sat) = CpuEngine::new(m.clone()).unwrap().run_fixed16(&x).unwrap();
     assert!(sat.layers[1].write_back > 0, "{sat:?}");
     check_all(&m, &x, PePlan::Auto, 8);
+    // Beyond 15 fraction bits: right by 28 (Q.28 to Q15.0), left by 20 (Q.4 to ), and a
+    // small identity output in.
+    m.set_fixed16_fracs(24, &[0, 24, 20]).unwrap();
+    check_all(&m, &x, PePlan::Auto, 8);
     // Equal formats (shift 4 as Q5.10 throughout, but elsewhere) and a zero shift.
     m.set_fixed16_fracs(7, &[7, 11, 15]).unwrap();
     check_all(&m, &x, PePlan::Fixed(3), 8);

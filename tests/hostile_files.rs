@@ -261,7 +261,7 @@ fn fixed16_formats_out_of_range_or_partly_stated_are_corrupt_files() {
         from_bytes(&join_container(&h, &data))
     };
     let cases: [(&str, &dyn Fn(&mut Value)); 7] = [
-        ("`input_frac` is 16", &|m| m["input_frac"] = json!(16)),
+        ("`input_frac` is 25", &|m| m["input_frac"] = json!(25)),
         ("`output_frac` is 99", &|m| {
             m["layers"][1]["output_frac"] = json!(99)
         }),
@@ -301,7 +301,7 @@ fn fixed16_formats_out_of_range_or_partly_stated_are_corrupt_files() {
     layers[1].set_fixed16_format(eie::fixed16::LayerFormat::new(11, 9).unwrap());
     assert!(matches!(Model::new(layers), Err(Error::Shape(_))));
     let mut m = model.clone();
-    assert!(m.set_fixed16_fracs(3, &[16, 2]).is_err());
+    assert!(m.set_fixed16_fracs(3, &[25, 2]).is_err());
     assert!(m.set_fixed16_fracs(3, &[2]).is_err());
     assert_eq!(m, model);
 }

@@ -373,7 +373,7 @@ proptest! {
         act_regs in 1usize..12,
         batch in 1usize..3,
         bias in any::<bool>(),
-        fracs in prop::collection::vec(0u32..16, 4),
+        fracs in prop::collection::vec(0u32..25, 4),
         default_formats in any::<bool>(),
     ) {
         let mut model = random_model(seed, &sizes, density, model_pes, bias);

@@ -63,7 +63,7 @@ struct LayerHeader {
     /// Version 2 only: the width in bits of each slice length in `col_len`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     len_bits: Option<u8>,
-    /// Fraction bits of the layer's fixed16 output activations (0..=15); absent in files
+    /// Fraction bits of the layer's fixed16 output activations (0..=24); absent in files
     /// written before formats were stored, which run with Q5.10.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     output_frac: Option<u32>,
@@ -72,7 +72,7 @@ struct LayerHeader {
 #[derive(Serialize, Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 struct ModelHeader {
-    /// Fraction bits of the model's fixed16 input activations (0..=15); present exactly when
+    /// Fraction bits of the model's fixed16 input activations (0..=24); present exactly when
     /// every layer has `output_frac`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     input_frac: Option<u32>,
@@ -521,7 +521,7 @@ pub fn from_bytes_with_limits(bytes: &[u8], limits: &LoadLimits) -> Result<Model
 
 /// The stored fixed16 formats: the input's fraction bits and each layer's output's, or `None`
 /// for a file that stores none (it runs with Q5.10 throughout). Either the model and every
-/// layer state them, each in 0..=15, or none does.
+/// layer state them, each in 0..=24 (`fixed16::MAX_ACT_FRAC`), or none does.
 fn fixed16_fracs(header: &ModelHeader) -> Result<Option<(u32, Vec<u32>)>> {
     let stated = header
         .layers
