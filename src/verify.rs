@@ -11,12 +11,13 @@ use std::time::Instant;
 /// Largest normwise relative error (see [`ErrorStats::max_rel`]) a backend may show against the
 /// dense oracle: f32 differs only by summation order and f32 vs f64 accumulation; fixed16 adds
 /// the quantisation of the codebook, the inputs and every layer's outputs to each layer's
-/// stored format; f16 rounds the codebook, the inputs, the products and every layer's outputs
+/// stored format (chosen so that it stays within 1e-2; files without stored formats run Q5.10
+/// throughout, which fails this where outputs leave ±32 or are small); f16 rounds the codebook, the inputs, the products and every layer's outputs
 /// to 11 significant bits.
 pub fn tolerance(precision: Precision) -> f64 {
     match precision {
         Precision::F32 => 1e-4,
-        Precision::Fixed16 => 2e-2,
+        Precision::Fixed16 => 1e-2,
         Precision::F16 => 2e-2,
     }
 }
