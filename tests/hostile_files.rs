@@ -260,7 +260,8 @@ fn fixed16_formats_out_of_range_or_partly_stated_are_corrupt_files() {
         meta.insert("model".into(), json!(m.to_string()));
         from_bytes(&join_container(&h, &data))
     };
-    let cases: [(&str, &dyn Fn(&mut Value)); 7] = [
+    type Edit<'a> = &'a dyn Fn(&mut Value);
+    let cases: [(&str, Edit); 7] = [
         ("`input_frac` is 25", &|m| m["input_frac"] = json!(25)),
         ("`output_frac` is 99", &|m| {
             m["layers"][1]["output_frac"] = json!(99)

@@ -178,7 +178,8 @@ fn compressed(shapes: &[(usize, usize)], scale: f32, density: f64, seed: u64) ->
 fn chosen_formats_keep_fixed16_within_1e_2_of_f32() {
     // Layers whose outputs Q5.10 could not hold (a 300 x 40 layer of N(0, 1) weights, a
     // classifier head with logits in the hundreds) or would resolve poorly (tiny weights).
-    let cases: &[(&[(usize, usize)], f32, f64)] = &[
+    type Case = (&'static [(usize, usize)], f32, f64);
+    let cases: &[Case] = &[
         (&[(300, 40)], 40f32.sqrt(), 1.0),
         (&[(300, 40)], 1.0, 0.5),
         (&[(300, 40)], 10.0 * 40f32.sqrt(), 1.0),
