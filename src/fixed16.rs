@@ -9,8 +9,8 @@
 //!   previous layer's output format (the model's first input format for layer 0), so each
 //!   layer has an input fraction `fi` and an output fraction `fo` ([`LayerFormat`]). A float
 //!   becomes `round(x * 2^f)` (half away from zero), saturated to the `i16` range. Files
-//!   without stored formats (written before formats were stored) run with Q5.10 throughout
-//!   ([`DEFAULT_ACT_FRAC`]), as they always did.
+//!   without stored formats (written before formats were stored) run with Q5.10 activations
+//!   throughout ([`DEFAULT_ACT_FRAC`]), as they always did.
 //! * **Codebook** entries are `i16` with a per-layer number of fraction bits `fc`: the largest
 //!   `fc` in 0..=24 for which every `round(c * 2^fc)` fits in an `i16` (see [`codebook_frac`]).
 //!   (Up to 24 rather than 15, so that a layer of small weights keeps 15 significant bits.)
@@ -35,9 +35,9 @@
 //! magnitudes are bounded from the weights and bias by interval arithmetic, for inputs in
 //! `[-`[`DEFAULT_INPUT_BOUND`]`, `[`DEFAULT_INPUT_BOUND`]`]` (pixels scaled to [0, 1] and
 //! activations of that order): a row's range is `bias + Σ_j w_ij · [lo_j, hi_j]`, ReLU clips
-//! it at 0, and the next layer takes these ranges as its inputs'. Such a bound is never
-//! exceeded by inputs in range, so nothing saturates, at the cost of resolution where the bound
-//! is loose. Either way a layer's input format is also capped so that its accumulator holds the
+//! it at 0, and the next layer takes these ranges as its inputs'. Inputs in range never exceed
+//! such a bound, so nothing saturates (short of rounding at the very edge of a format), at the
+//! cost of resolution where the bound is loose. Either way a layer's input format is also capped so that its accumulator holds the
 //! largest pre-activation magnitude and bias (the same magnitudes, before the activation
 //! function).
 
