@@ -43,6 +43,7 @@
 
 use crate::error::{Error, Result};
 use crate::format::{entry_code, entry_run, Activation, EieLayer, Model};
+use rayon::prelude::*;
 
 /// Fraction bits of the default activation format, Q5.10: files that store no formats use it
 /// for every activation.
@@ -396,20 +397,32 @@ fn calibrated_magnitudes(model: &Model, calibration: &[f32]) -> Result<(f64, Vec
             l
         })
         .collect();
-    let mut mags = vec![Magnitudes::default(); linear.len()];
-    for x in calibration.chunks_exact(n) {
-        let mut cur = x.to_vec();
-        for ((l, orig), m) in linear.iter().zip(model.layers()).zip(&mut mags) {
-            let mut next = crate::error::try_filled(l.rows(), 0f32, "calibration outputs")?;
-            crate::reference::layer_f32(l, &cur, &mut next)?;
-            for v in &mut next {
-                m.pre = m.pre.max(v.abs() as f64);
-                *v = orig.activation().apply(*v);
-                m.post = m.post.max(v.abs() as f64);
+    let zero = || vec![Magnitudes::default(); linear.len()];
+    // The inputs in parallel, each through every layer; the largest magnitudes of all.
+    let mags = calibration
+        .par_chunks_exact(n)
+        .map(|x| -> Result<Vec<Magnitudes>> {
+            let mut mags = zero();
+            let mut cur = x.to_vec();
+            for ((l, orig), m) in linear.iter().zip(model.layers()).zip(&mut mags) {
+                let mut next = crate::error::try_filled(l.rows(), 0f32, "calibration outputs")?;
+                crate::reference::layer_f32(l, &cur, &mut next)?;
+                for v in &mut next {
+                    m.pre = m.pre.max(v.abs() as f64);
+                    *v = orig.activation().apply(*v);
+                    m.post = m.post.max(v.abs() as f64);
+                }
+                cur = next;
             }
-            cur = next;
-        }
-    }
+            Ok(mags)
+        })
+        .try_reduce(zero, |mut a, b| {
+            for (m, o) in a.iter_mut().zip(b) {
+                m.pre = m.pre.max(o.pre);
+                m.post = m.post.max(o.post);
+            }
+            Ok(a)
+        })?;
     Ok((input, mags))
 }
 
