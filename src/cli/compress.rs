@@ -160,7 +160,8 @@ pub fn run(a: &CompressArgs) -> Result<ExitCode> {
         pb.inc(1);
     }
     pb.finish_and_clear();
-    let model = Model::new(layers)?;
+    let model = Model::new(layers)
+        .and_then(|mut m| eie::fixed16::choose_formats(&mut m, None).map(|()| m))?;
     model.save(&a.output)?;
     for l in model.layers() {
         println!(

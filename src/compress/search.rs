@@ -23,6 +23,8 @@
 //!    steps that keep the budget, the one that saves most bytes is taken, until none does.
 //! 5. **Final re-fit.** Each layer's codebook is re-fitted once more on the compressed
 //!    network's own inputs to it, kept where that lowers the loss.
+//! 6. **Fixed point.** The model's fixed16 activation formats are chosen from the calibration
+//!    inputs ([`crate::fixed16::choose_formats`]).
 //!
 //! With an accuracy budget the loss is the measured drop plus a margin of
 //! [`SearchOptions::margin`] standard errors ([`accuracy_loss`]): the search makes hundreds of
@@ -885,8 +887,11 @@ pub fn search(
             refined: refined[k],
         })
         .collect();
+    // EIE's 16-bit activation formats, from the same calibration inputs.
+    let mut model = Model::new(layers)?;
+    crate::fixed16::choose_formats(&mut model, Some(calibration))?;
     Ok(SearchResult {
-        model: Model::new(layers)?,
+        model,
         layers: choices,
         sensitivity,
         dense_metric,
