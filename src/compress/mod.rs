@@ -115,6 +115,31 @@ impl DenseLayer {
     }
 }
 
+/// Checks a dense network: at least one layer, one activation per layer, every layer valid
+/// ([`DenseLayer::validate`]) and each layer taking as many inputs as the previous one gives.
+pub fn validate_network(layers: &[DenseLayer], activations: &[Activation]) -> Result<()> {
+    if layers.is_empty() || activations.len() != layers.len() {
+        return Err(Error::InvalidArgument(format!(
+            "{} activations for {} layers",
+            activations.len(),
+            layers.len()
+        )));
+    }
+    for (k, l) in layers.iter().enumerate() {
+        l.validate()?;
+        if k > 0 && l.cols != layers[k - 1].rows {
+            return Err(Error::Shape(format!(
+                "layer `{}` takes {} inputs but `{}` gives {}",
+                l.name,
+                l.cols,
+                layers[k - 1].name,
+                layers[k - 1].rows
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Prunes, weight-shares and EIE-encodes one dense layer.
 pub fn compress_layer(
     layer: &DenseLayer,

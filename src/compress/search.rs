@@ -510,25 +510,7 @@ pub fn search(
     options: &SearchOptions,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<SearchResult> {
-    if dense.is_empty() || activations.len() != dense.len() {
-        return Err(Error::InvalidArgument(format!(
-            "{} activations for {} layers",
-            activations.len(),
-            dense.len()
-        )));
-    }
-    for (k, l) in dense.iter().enumerate() {
-        l.validate()?;
-        if k > 0 && l.cols != dense[k - 1].rows {
-            return Err(Error::Shape(format!(
-                "layer `{}` takes {} inputs but `{}` gives {}",
-                l.name,
-                l.cols,
-                dense[k - 1].name,
-                dense[k - 1].rows
-            )));
-        }
-    }
+    super::validate_network(dense, activations)?;
     let names: Vec<&str> = dense.iter().map(|d| d.name.as_str()).collect();
     if let Some(unknown) = options.fixed.keys().find(|n| !names.contains(&n.as_str())) {
         return Err(Error::InvalidArgument(format!(
