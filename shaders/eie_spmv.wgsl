@@ -23,11 +23,13 @@
 //     of its PE and tile to finish (a counter) adds the S partials in slice order. Either way the
 //     order of every addition is fixed, so f32 output is bit-identical from run to run, and the
 //     fixed16 sums (wrapping i32) equal the CPU model's bit for bit.
-//  4. Write-back: bias, ReLU (fixed16: rounding to Q5.10 and saturation), the output value and
-//     its bit of the output's non-zero bitmap, which is the next layer's input bitmap.
+//  4. Write-back: bias, ReLU (fixed16: rounding to the output format and saturation), the
+//     output value and its bit of the output's non-zero bitmap, which is the next layer's input
+//     bitmap.
 //
-// Activations are 32-bit words (f32 bits, or Q5.10 values as i32 bits) or, with HALF, f16
-// values packed two per word. Sums are f32 (f32 and HALF) or wrapping i32 Q.14 (FIXED).
+// Activations are 32-bit words (f32 bits, or fixed16 values as i32 bits) or, with HALF, f16
+// values packed two per word. Sums are f32 (f32 and HALF) or wrapping i32 in the accumulator's
+// format (FIXED).
 
 // The shared declarations and helpers are in shaders/common/eie.wgsl.
 

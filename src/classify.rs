@@ -167,25 +167,7 @@ pub fn dense_forward(
     activations: &[Activation],
     input: &[f32],
 ) -> Result<Vec<f32>> {
-    if layers.is_empty() || activations.len() != layers.len() {
-        return Err(Error::InvalidArgument(format!(
-            "{} activations for {} layers",
-            activations.len(),
-            layers.len()
-        )));
-    }
-    for (k, l) in layers.iter().enumerate() {
-        l.validate()?;
-        if k > 0 && l.cols != layers[k - 1].rows {
-            return Err(Error::Shape(format!(
-                "layer `{}` takes {} inputs but `{}` gives {}",
-                l.name,
-                l.cols,
-                layers[k - 1].name,
-                layers[k - 1].rows
-            )));
-        }
-    }
+    crate::compress::validate_network(layers, activations)?;
     let n_in = layers[0].cols;
     crate::format::check_batch(n_in, input)?;
     let n_out = layers[layers.len() - 1].rows;

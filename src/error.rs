@@ -68,6 +68,9 @@ pub enum Error {
         /// Version this build understands.
         supported: u32,
     },
+    /// Accuracy-aware compression found no setting that keeps the quality budget.
+    #[error("no compression setting meets the budget: {0}")]
+    BudgetUnreachable(String),
     /// No GPU adapter matches the request (backend, adapter name).
     #[error("no GPU adapter: {0}")]
     NoAdapter(String),

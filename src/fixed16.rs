@@ -1,46 +1,159 @@
 //! EIE's 16-bit fixed-point arithmetic, as this crate defines it (the paper gives no Q-format).
 //!
-//! * **Activations** are `i16` in Q5.10: value = `q / 2^10`, range [-32, 32), step 2^-10.
-//!   A float becomes `round(x * 2^10)` (half away from zero), saturated to the `i16` range.
+//! Every layer has its own activation format, chosen at compression time
+//! ([`choose_formats`]) and stored in the model file:
+//!
+//! * **Activations** are `i16` with `f` fraction bits, `f` in 0..=24 ([`MAX_ACT_FRAC`]):
+//!   value = `q / 2^f`, range [-2^(15-f), 2^(15-f)), step 2^-f (Q(15-f).f; above 15 fraction
+//!   bits the range is below ±1, for small activations). A layer's input format is the
+//!   previous layer's output format (the model's first input format for layer 0), so each
+//!   layer has an input fraction `fi` and an output fraction `fo` ([`LayerFormat`]). A float
+//!   becomes `round(x * 2^f)` (half away from zero), saturated to the `i16` range. Files
+//!   without stored formats (written before formats were stored) run with Q5.10 activations
+//!   throughout ([`DEFAULT_ACT_FRAC`]), as they always did.
 //! * **Codebook** entries are `i16` with a per-layer number of fraction bits `fc`: the largest
-//!   `fc` in 0..=15 for which every `round(c * 2^fc)` fits in an `i16` (see [`codebook_frac`]).
-//! * **Products** `a * c` are exact in `i32` (Q(10 + fc)) and are brought to the accumulator's
-//!   Q.14 format (4 guard bits below the activation's LSB) by an arithmetic right shift of
-//!   `fc - 4` after adding half an LSB: round half up. For `fc < 4` the shift is to the left.
-//! * The **accumulator** is `i32`, Q17.14, and adds with two's-complement wrap-around. Wrapping
-//!   addition is associative, so every summation order (CPU, simulator, GPU atomics) gives the
-//!   same bits; results are exact as long as the true sum stays within ±2^17.
-//! * **Bias** starts the accumulator at `round(b * 2^14)` (saturated to `i32`).
-//! * **Write-back** rounds the accumulator to Q5.10 (add 8, shift right 4), saturates to `i16`,
-//!   then applies ReLU if the layer has it.
+//!   `fc` in 0..=24 for which every `round(c * 2^fc)` fits in an `i16` (see [`codebook_frac`]).
+//!   (Up to 24 rather than 15, so that a layer of small weights keeps 15 significant bits.)
+//! * **Products** `a * c` are exact in `i32` (Q(fi + fc)) and are brought to the accumulator's
+//!   format, Q(fi + 4) (4 guard bits below the input activation's LSB, [`GUARD_BITS`]), by an
+//!   arithmetic right shift of `fc - 4` after adding half an LSB: round half up. For `fc < 4`
+//!   the shift is to the left.
+//! * The **accumulator** is `i32` with `fa = fi + 4` fraction bits and adds with two's-complement
+//!   wrap-around. Wrapping addition is associative, so every summation order (CPU, simulator,
+//!   GPU atomics) gives the same bits; results are exact as long as the true sum stays within
+//!   ±2^(31 - fa). The CPU model counts the rows where it does not (accumulator overflows).
+//! * **Bias** starts the accumulator at `round(b * 2^fa)` (saturated to `i32`).
+//! * **Write-back** brings the accumulator to the output format: for `s = fa - fo > 0` it adds
+//!   half an output LSB and shifts right by `s` (round half up), for `s <= 0` it shifts left by
+//!   `-s`; the result saturates to `i16` and ReLU applies if the layer has it. The CPU model
+//!   counts saturated outputs (a ReLU layer's negative ones excepted: ReLU zeroes them anyway).
+//!
+//! **Choosing the formats** ([`choose_formats`]): with calibration inputs, the f32 forward pass
+//! over them gives each layer's largest output magnitude `m` (after the activation function)
+//! and the input's; each format takes the most fraction bits for which
+//! `m * `[`CALIBRATION_HEADROOM`] still fits in an `i16`. Without calibration inputs the
+//! magnitudes are bounded from the weights and bias by interval arithmetic, for inputs in
+//! `[-`[`DEFAULT_INPUT_BOUND`]`, `[`DEFAULT_INPUT_BOUND`]`]` (pixels scaled to [0, 1] and
+//! activations of that order): a row's range is `bias + Σ_j w_ij · [lo_j, hi_j]`, ReLU clips
+//! it at 0, and the next layer takes these ranges as its inputs'. Inputs in range never exceed
+//! such a bound, so nothing saturates (short of rounding at the very edge of a format), at the
+//! cost of resolution where the bound is loose. Either way a layer's input format is also capped so that its accumulator holds the
+//! largest pre-activation magnitude and bias (the same magnitudes, before the activation
+//! function).
 
-/// Fraction bits of an activation (Q5.10).
-pub const ACT_FRAC: u32 = 10;
-/// Guard bits the accumulator keeps below the activation's least significant bit.
+use crate::error::{Error, Result};
+use crate::format::{entry_code, entry_run, Activation, EieLayer, Model};
+use rayon::prelude::*;
+
+/// Fraction bits of the default activation format, Q5.10: files that store no formats use it
+/// for every activation.
+pub const DEFAULT_ACT_FRAC: u32 = 10;
+/// The most fraction bits an activation format, or a codebook, may have (Q-9.24: range
+/// ±2^-9, step 2^-24). Products stay exact in `i32` and the largest accumulator (Q.28) still
+/// holds ±8.
+pub const MAX_ACT_FRAC: u32 = 24;
+/// Guard bits the accumulator keeps below the input activation's least significant bit.
 pub const GUARD_BITS: u32 = 4;
-/// Fraction bits of the accumulator (Q17.14).
-pub const ACC_FRAC: u32 = ACT_FRAC + GUARD_BITS;
+/// The input range [`choose_formats`] assumes without calibration inputs: every input value
+/// within `±DEFAULT_INPUT_BOUND`.
+pub const DEFAULT_INPUT_BOUND: f32 = 1.0;
+/// Headroom [`choose_formats`] leaves above the largest magnitude seen on the calibration
+/// inputs: a format holds at least `1.25 ×` that magnitude.
+pub const CALIBRATION_HEADROOM: f32 = 1.25;
 
-/// Converts a float activation to Q5.10 (round half away from zero, saturating).
-#[inline]
-pub fn quantize_activation(x: f32) -> i16 {
-    let q = (x * (1u32 << ACT_FRAC) as f32).round();
-    q.clamp(i16::MIN as f32, i16::MAX as f32) as i16
+/// The fixed-point formats of one layer's activations: fraction bits of its input and of its
+/// output (each in 0..=[`MAX_ACT_FRAC`]). The accumulator has `input_frac + GUARD_BITS`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct LayerFormat {
+    input_frac: u32,
+    output_frac: u32,
 }
 
-/// Converts a Q5.10 activation back to a float.
-#[inline]
-pub fn dequantize_activation(q: i16) -> f32 {
-    q as f32 / (1u32 << ACT_FRAC) as f32
+impl Default for LayerFormat {
+    /// Q5.10 in and out.
+    fn default() -> Self {
+        LayerFormat {
+            input_frac: DEFAULT_ACT_FRAC,
+            output_frac: DEFAULT_ACT_FRAC,
+        }
+    }
 }
 
-/// Fraction bits used for a codebook: the largest `fc <= 15` with all entries representable.
+impl LayerFormat {
+    /// A layer format; [`Error::InvalidArgument`] if a fraction is above [`MAX_ACT_FRAC`].
+    pub fn new(input_frac: u32, output_frac: u32) -> Result<Self> {
+        for (what, f) in [("input", input_frac), ("output", output_frac)] {
+            if f > MAX_ACT_FRAC {
+                return Err(Error::InvalidArgument(format!(
+                    "fixed16 {what} fraction bits {f} outside 0..={MAX_ACT_FRAC}"
+                )));
+            }
+        }
+        Ok(LayerFormat {
+            input_frac,
+            output_frac,
+        })
+    }
+    /// Fraction bits of the input activations.
+    pub fn input_frac(self) -> u32 {
+        self.input_frac
+    }
+    /// Fraction bits of the output activations.
+    pub fn output_frac(self) -> u32 {
+        self.output_frac
+    }
+    /// Fraction bits of the accumulator: `input_frac + GUARD_BITS`.
+    pub fn acc_frac(self) -> u32 {
+        self.input_frac + GUARD_BITS
+    }
+    /// The write-back's right shift from the accumulator to the output format (negative: a
+    /// left shift).
+    pub fn write_back_shift(self) -> i32 {
+        self.acc_frac() as i32 - self.output_frac as i32
+    }
+}
+
+/// The name of an activation format, e.g. `Q5.10` for 10 fraction bits (`Q-3.18` for 18).
+pub fn format_name(frac: u32) -> String {
+    format!("Q{}.{frac}", 15 - frac as i64)
+}
+
+/// Converts a float activation to `frac` fraction bits (round half away from zero,
+/// saturating); the flag says whether it saturated.
+#[inline]
+pub fn quantize(x: f32, frac: u32) -> (i16, bool) {
+    let q = (x * (1u32 << frac) as f32).round();
+    let sat = !(i16::MIN as f32..=i16::MAX as f32).contains(&q);
+    (q.clamp(i16::MIN as f32, i16::MAX as f32) as i16, sat)
+}
+
+/// Converts a float activation to `frac` fraction bits (round half away from zero,
+/// saturating).
+#[inline]
+pub fn quantize_activation(x: f32, frac: u32) -> i16 {
+    quantize(x, frac).0
+}
+
+/// Converts an activation with `frac` fraction bits back to a float.
+#[inline]
+pub fn dequantize_activation(q: i16, frac: u32) -> f32 {
+    q as f32 / (1u32 << frac) as f32
+}
+
+/// The most fraction bits (at most [`MAX_ACT_FRAC`]) with which `magnitude` still fits in an
+/// `i16` (0 when it does not fit even with none).
+pub fn frac_for(magnitude: f32) -> u32 {
+    (0..=MAX_ACT_FRAC)
+        .rev()
+        .find(|&f| (magnitude as f64 * (1u64 << f) as f64).round() <= i16::MAX as f64)
+        .unwrap_or(0)
+}
+
+/// Fraction bits used for a codebook: the largest `fc <= `[`MAX_ACT_FRAC`] with all entries
+/// representable.
 pub fn codebook_frac(codebook: &[f32]) -> u32 {
     let max = codebook.iter().fold(0f32, |m, c| m.max(c.abs()));
-    (0..=15u32)
-        .rev()
-        .find(|&f| (max * (1u32 << f) as f32).round() <= i16::MAX as f32)
-        .unwrap_or(0)
+    frac_for(max)
 }
 
 /// A codebook in fixed point: the entries and their fraction bits.
@@ -56,22 +169,23 @@ impl FixedCodebook {
     /// Quantises a float codebook (round half away from zero, saturating).
     pub fn new(codebook: &[f32]) -> Self {
         let frac = codebook_frac(codebook);
-        let scale = (1u32 << frac) as f32;
         let values = codebook
             .iter()
-            .map(|c| (c * scale).round().clamp(i16::MIN as f32, i16::MAX as f32) as i16)
+            .map(|&c| quantize_activation(c, frac))
             .collect();
         FixedCodebook { values, frac }
     }
 
-    /// One product `a * c` in accumulator format (Q.14).
+    /// One product `a * c` in the accumulator's format (Q(fi + 4) for inputs with `fi`
+    /// fraction bits).
     #[inline]
     pub fn term(&self, a: i16, code: u8) -> i32 {
         product_term(a, self.values[code as usize], self.frac)
     }
 }
 
-/// `a * c` with `c` in Q(`frac`), rounded to the accumulator's Q.14 (round half up).
+/// `a * c` with `c` in Q(`frac`), rounded to the accumulator's format, `GUARD_BITS` below `a`'s
+/// LSB (round half up).
 #[inline]
 pub fn product_term(a: i16, c: i16, frac: u32) -> i32 {
     let p = a as i32 * c as i32;
@@ -83,24 +197,279 @@ pub fn product_term(a: i16, c: i16, frac: u32) -> i32 {
     }
 }
 
-/// A bias value as the accumulator's starting value (Q.14, saturating).
+/// A bias value as the accumulator's starting value with `acc_frac` fraction bits
+/// (saturating).
 #[inline]
-pub fn bias_to_acc(b: f32) -> i32 {
-    (b as f64 * (1u64 << ACC_FRAC) as f64)
-        .round()
-        .clamp(i32::MIN as f64, i32::MAX as f64) as i32
+pub fn bias_to_acc(b: f32, acc_frac: u32) -> i32 {
+    bias_exact(b, acc_frac).clamp(i32::MIN as i64, i32::MAX as i64) as i32
 }
 
-/// Write-back: accumulator to Q5.10 (round half up, saturate), then ReLU if asked.
+/// `round(b * 2^acc_frac)` in 64 bits (saturated there): the bias the accumulator would start
+/// from with no 32-bit limit.
 #[inline]
-pub fn write_back(acc: i32, relu: bool) -> i16 {
-    let y = (acc as i64 + (1 << (GUARD_BITS - 1))) >> GUARD_BITS;
-    let y = y.clamp(i16::MIN as i64, i16::MAX as i64) as i16;
-    if relu {
-        y.max(0)
+fn bias_exact(b: f32, acc_frac: u32) -> i64 {
+    (b as f64 * (1u64 << acc_frac) as f64)
+        .round()
+        .clamp(-(2f64.powi(62)), 2f64.powi(62)) as i64
+}
+
+/// Write-back: the accumulator brought to the output format by `shift` (see
+/// [`LayerFormat::write_back_shift`]; right with round half up, or left), saturated to `i16`,
+/// then ReLU if asked. The flag says whether the output saturated (not counting a ReLU layer's
+/// negative values, which ReLU sets to 0 anyway).
+#[inline]
+pub fn write_back(acc: i32, shift: i32, relu: bool) -> (i16, bool) {
+    let acc = acc as i64;
+    let y = if shift > 0 {
+        (acc + (1 << (shift - 1))) >> shift
     } else {
-        y
+        acc << -shift
+    };
+    let q = y.clamp(i16::MIN as i64, i16::MAX as i64) as i16;
+    if relu {
+        (q.max(0), y > i16::MAX as i64)
+    } else {
+        (q, q as i64 != y)
     }
+}
+
+/// Saturation counts of one layer in a fixed16 run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LayerSaturations {
+    /// Outputs clipped to the `i16` range on write-back (a ReLU layer's negative values,
+    /// zeroed anyway, not counted).
+    pub write_back: u64,
+    /// Rows whose bias or sum did not fit the `i32` accumulator (the result wrapped around).
+    pub accumulator: u64,
+}
+
+/// Saturation counts of a fixed16 run (over every input of a batch), from the CPU model
+/// ([`crate::CpuEngine::run_fixed16`]); every fixed16 backend gives the same bits, so the same
+/// counts apply to each.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Saturations {
+    /// Input values clipped when quantised to the first layer's input format.
+    pub input: u64,
+    /// One entry per layer, in order.
+    pub layers: Vec<LayerSaturations>,
+}
+
+impl Saturations {
+    /// No saturations for a model of `layers` layers.
+    pub fn zero(layers: usize) -> Self {
+        Saturations {
+            input: 0,
+            layers: vec![LayerSaturations::default(); layers],
+        }
+    }
+
+    /// Adds `other`'s counts (a run over more inputs of the same model).
+    pub fn add(&mut self, other: &Saturations) {
+        self.input += other.input;
+        if self.layers.len() < other.layers.len() {
+            self.layers
+                .resize(other.layers.len(), LayerSaturations::default());
+        }
+        for (a, b) in self.layers.iter_mut().zip(&other.layers) {
+            a.write_back += b.write_back;
+            a.accumulator += b.accumulator;
+        }
+    }
+
+    /// All saturations together.
+    pub fn total(&self) -> u64 {
+        self.input
+            + self
+                .layers
+                .iter()
+                .map(|l| l.write_back + l.accumulator)
+                .sum::<u64>()
+    }
+
+    /// One line for reports, e.g. `input 0, fc1 0, fc2 3 (1 accumulator)`.
+    pub fn summary(&self, model: &Model) -> String {
+        let mut parts = vec![format!("input {}", self.input)];
+        for (l, s) in model.layers().iter().zip(&self.layers) {
+            let name = if l.name().is_empty() {
+                "layer"
+            } else {
+                l.name()
+            };
+            let mut p = format!("{name} {}", s.write_back);
+            if s.accumulator > 0 {
+                p += &format!(" (+{} accumulator overflows)", s.accumulator);
+            }
+            parts.push(p);
+        }
+        parts.join(", ")
+    }
+}
+
+/// The accumulator of one output row from the sum of its product terms (each an `i32` from
+/// [`product_term`], added in 64 bits) and its bias (0.0 without): the `i32` value every
+/// backend computes (wrapping addition, bias saturated to `i32` by [`bias_to_acc`]) and
+/// whether the true value did not fit in `i32` (an accumulator overflow).
+#[inline]
+pub fn finish_row(sum: i64, bias: f32, acc_frac: u32) -> (i32, bool) {
+    let wrapped = (bias_to_acc(bias, acc_frac) as i64).wrapping_add(sum) as i32;
+    let exact = bias_exact(bias, acc_frac).saturating_add(sum);
+    (wrapped, exact != wrapped as i64)
+}
+
+/// Largest magnitudes of one layer's values: before the activation function (its accumulator
+/// must hold them, and its bias) and after (its output format must).
+#[derive(Clone, Copy, Debug, Default)]
+struct Magnitudes {
+    pre: f64,
+    post: f64,
+}
+
+/// Chooses every layer's activation formats for `model` (see the module documentation) and
+/// stores them in its layers: from the f32 forward pass over `calibration` (a batch of input
+/// vectors back to back) when given, else from the weights and bias for inputs within
+/// `±`[`DEFAULT_INPUT_BOUND`].
+///
+/// Fails on a calibration batch that is empty, not a whole number of input vectors, or not
+/// finite ([`Error::Shape`], [`Error::InvalidArgument`]), or when memory runs out.
+pub fn choose_formats(model: &mut Model, calibration: Option<&[f32]>) -> Result<()> {
+    match calibration {
+        Some(x) => {
+            let (input, layers) = calibrated_magnitudes(model, x)?;
+            set_formats(model, input, &layers, CALIBRATION_HEADROOM)
+        }
+        None => choose_formats_for_bound(model, DEFAULT_INPUT_BOUND),
+    }
+}
+
+/// Chooses every layer's activation formats for inputs within `±input_bound`, from the weights
+/// and bias alone (interval arithmetic, see the module documentation).
+///
+/// [`Error::InvalidArgument`] when `input_bound` is negative or not finite.
+pub fn choose_formats_for_bound(model: &mut Model, input_bound: f32) -> Result<()> {
+    if !(input_bound.is_finite() && input_bound >= 0.0) {
+        return Err(Error::InvalidArgument(format!(
+            "input bound {input_bound} must be finite and non-negative"
+        )));
+    }
+    let layers = bounded_magnitudes(model, input_bound as f64)?;
+    set_formats(model, input_bound as f64, &layers, 1.0)
+}
+
+/// Fraction bits for `magnitude × headroom`, and the most an accumulator holding
+/// `acc × headroom` allows.
+fn set_formats(model: &mut Model, input: f64, layers: &[Magnitudes], headroom: f32) -> Result<()> {
+    let h = headroom as f64;
+    let frac = |m: f64| frac_for((m * h).min(f32::MAX as f64) as f32);
+    // The accumulator has `fi + GUARD_BITS` fraction bits in an i32.
+    let acc_cap = |m: f64| {
+        (0..=MAX_ACT_FRAC)
+            .rev()
+            .find(|&f| (m * h * (1u64 << (f + GUARD_BITS)) as f64).round() <= i32::MAX as f64)
+            .unwrap_or(0)
+    };
+    let n = layers.len();
+    // fracs[k]: the format of layer k's input (k < n) or of the model's output (k = n).
+    let mut fracs = Vec::with_capacity(n + 1);
+    fracs.push(frac(input));
+    fracs.extend(layers.iter().map(|m| frac(m.post)));
+    for (k, m) in layers.iter().enumerate() {
+        let bias = model.layers()[k]
+            .bias()
+            .map_or(0.0, |b| b.iter().fold(0f64, |a, &v| a.max(v.abs() as f64)));
+        fracs[k] = fracs[k].min(acc_cap(m.pre.max(bias)));
+    }
+    model.set_fixed16_fracs(fracs[0], &fracs[1..])
+}
+
+/// The largest input magnitude and each layer's magnitudes over the f32 forward pass of
+/// `calibration`.
+fn calibrated_magnitudes(model: &Model, calibration: &[f32]) -> Result<(f64, Vec<Magnitudes>)> {
+    model.check_input(calibration)?;
+    let n = model.input_size();
+    let input = calibration.iter().fold(0f64, |a, &v| a.max(v.abs() as f64));
+    // Each layer without its activation function gives the pre-activation values.
+    let linear: Vec<EieLayer> = model
+        .layers()
+        .iter()
+        .map(|l| {
+            let mut l = l.clone();
+            l.set_activation(Activation::Identity);
+            l
+        })
+        .collect();
+    let zero = || vec![Magnitudes::default(); linear.len()];
+    // The inputs in parallel, each through every layer; the largest magnitudes of all.
+    let mags = calibration
+        .par_chunks_exact(n)
+        .map(|x| -> Result<Vec<Magnitudes>> {
+            let mut mags = zero();
+            let mut cur = x.to_vec();
+            for ((l, orig), m) in linear.iter().zip(model.layers()).zip(&mut mags) {
+                let mut next = crate::error::try_filled(l.rows(), 0f32, "calibration outputs")?;
+                crate::reference::layer_f32(l, &cur, &mut next)?;
+                for v in &mut next {
+                    m.pre = m.pre.max(v.abs() as f64);
+                    *v = orig.activation().apply(*v);
+                    m.post = m.post.max(v.abs() as f64);
+                }
+                cur = next;
+            }
+            Ok(mags)
+        })
+        .try_reduce(zero, |mut a, b| {
+            for (m, o) in a.iter_mut().zip(b) {
+                m.pre = m.pre.max(o.pre);
+                m.post = m.post.max(o.post);
+            }
+            Ok(a)
+        })?;
+    Ok((input, mags))
+}
+
+/// Each layer's magnitudes bounded by interval arithmetic for inputs within `±bound`.
+fn bounded_magnitudes(model: &Model, bound: f64) -> Result<Vec<Magnitudes>> {
+    let mut lo = crate::error::try_filled(model.input_size(), -bound, "input ranges")?;
+    let mut hi = crate::error::try_filled(model.input_size(), bound, "input ranges")?;
+    let mut mags = Vec::with_capacity(model.layers().len());
+    for l in model.layers() {
+        let (mut rlo, mut rhi) = match l.bias() {
+            Some(b) => (
+                b.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+                b.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+            ),
+            None => (
+                crate::error::try_filled(l.rows(), 0f64, "row ranges")?,
+                crate::error::try_filled(l.rows(), 0f64, "row ranges")?,
+            ),
+        };
+        let codebook = l.codebook();
+        for p in 0..l.pes() {
+            let pe = l.pe(p);
+            for j in 0..l.cols() {
+                let mut local = usize::MAX;
+                for &e in pe.column(j) {
+                    local = local.wrapping_add(entry_run(e) as usize + 1);
+                    let w = codebook[entry_code(e) as usize] as f64;
+                    let i = local * l.pes() + p;
+                    let (a, b) = (w * lo[j], w * hi[j]);
+                    rlo[i] += a.min(b);
+                    rhi[i] += a.max(b);
+                }
+            }
+        }
+        let mut m = Magnitudes::default();
+        for (a, b) in rlo.iter_mut().zip(rhi.iter_mut()) {
+            m.pre = m.pre.max(a.abs()).max(b.abs());
+            if l.activation() == Activation::Relu {
+                *a = a.max(0.0);
+                *b = b.max(0.0);
+            }
+            m.post = m.post.max(a.abs()).max(b.abs());
+        }
+        mags.push(m);
+        (lo, hi) = (rlo, rhi);
+    }
+    Ok(mags)
 }
 
 #[cfg(test)]
@@ -109,11 +478,20 @@ mod tests {
 
     #[test]
     fn activation_round_trip_and_saturation() {
-        assert_eq!(quantize_activation(1.0), 1024);
-        assert_eq!(quantize_activation(-0.5), -512);
-        assert_eq!(quantize_activation(1e9), i16::MAX);
-        assert_eq!(quantize_activation(-1e9), i16::MIN);
-        assert_eq!(dequantize_activation(quantize_activation(0.75)), 0.75);
+        assert_eq!(quantize_activation(1.0, 10), 1024);
+        assert_eq!(quantize_activation(-0.5, 10), -512);
+        assert_eq!(quantize(1e9, 10), (i16::MAX, true));
+        assert_eq!(quantize(-1e9, 10), (i16::MIN, true));
+        assert_eq!(quantize(31.0, 10), (31 * 1024, false));
+        assert_eq!(
+            dequantize_activation(quantize_activation(0.75, 10), 10),
+            0.75
+        );
+        assert_eq!(quantize_activation(100.0, 7), 12800);
+        assert_eq!(dequantize_activation(12800, 7), 100.0);
+        assert_eq!(format_name(10), "Q5.10");
+        assert_eq!(format_name(0), "Q15.0");
+        assert_eq!(format_name(18), "Q-3.18");
     }
 
     #[test]
@@ -121,7 +499,12 @@ mod tests {
         assert_eq!(codebook_frac(&[0.0, 0.5, -0.9]), 15);
         assert_eq!(codebook_frac(&[0.0, 1.5]), 14);
         assert_eq!(codebook_frac(&[0.0, 3.0]), 13);
-        assert_eq!(codebook_frac(&[0.0; 4]), 15);
+        assert_eq!(codebook_frac(&[0.0; 4]), 24);
+        assert_eq!(codebook_frac(&[0.0, 0.001, -0.0003]), 24);
+        assert_eq!(codebook_frac(&[0.0, 0.01]), 21);
+        assert_eq!(frac_for(148.0), 7);
+        assert_eq!(frac_for(1.0), 14);
+        assert_eq!(frac_for(1e9), 0);
     }
 
     #[test]
@@ -132,11 +515,58 @@ mod tests {
         assert_eq!(product_term(1, 1, 15), 0);
         // fc < 4 shifts left
         assert_eq!(product_term(3, 2, 1), 3 * 2 * 8);
-        assert_eq!(write_back(8, false), 1);
-        assert_eq!(write_back(7, false), 0);
-        assert_eq!(write_back(-8, false), 0);
-        assert_eq!(write_back(-9, false), -1);
-        assert_eq!(write_back(-16 * 5, true), 0);
-        assert_eq!(write_back(i32::MAX, false), i16::MAX);
+        // fc = 24, the largest: shift 20, no overflow at the extremes.
+        assert_eq!(product_term(i16::MIN, i16::MIN, 24), 1 << 10);
+        // -32767 * 32768 / 2^20 = -1023.97 rounds to -1024.
+        assert_eq!(product_term(i16::MAX, i16::MIN, 24), -1024);
+    }
+
+    #[test]
+    fn write_back_shifts_either_way_and_saturates() {
+        // Q.14 -> Q.10 (shift 4), round half up.
+        assert_eq!(write_back(8, 4, false), (1, false));
+        assert_eq!(write_back(7, 4, false), (0, false));
+        assert_eq!(write_back(-8, 4, false), (0, false));
+        assert_eq!(write_back(-9, 4, false), (-1, false));
+        assert_eq!(write_back(-16 * 5, 4, true), (0, false));
+        assert_eq!(write_back(i32::MAX, 4, false), (i16::MAX, true));
+        assert_eq!(write_back(i32::MIN, 4, false), (i16::MIN, true));
+        // A ReLU layer's negative saturation is not counted; its positive one is.
+        assert_eq!(write_back(i32::MIN, 4, true), (0, false));
+        assert_eq!(write_back(i32::MAX, 4, true), (i16::MAX, true));
+        // Q.18 -> Q.7 (shift 11): 148.0 exactly.
+        assert_eq!(write_back(148 << 18, 11, false), (148 << 7, false));
+        // Q.4 -> Q.15 (shift -11): left, saturating.
+        assert_eq!(write_back(3, -11, false), (3 << 11, false));
+        assert_eq!(write_back(16, -11, false), (i16::MAX, true));
+        assert_eq!(write_back(-16, -11, false), (i16::MIN, false));
+        assert_eq!(write_back(-17, -11, false), (i16::MIN, true));
+        assert_eq!(write_back(5, 0, false), (5, false));
+        // The extremes: right by 28, left by 20.
+        assert_eq!(write_back(3 << 27, 28, false), (2, false));
+        assert_eq!(write_back(-1, -20, false), (i16::MIN, true));
+        assert_eq!(write_back(0, -20, false), (0, false));
+    }
+
+    #[test]
+    fn rows_that_overflow_the_accumulator_are_flagged() {
+        assert_eq!(finish_row(5, 0.0, 14), (5, false));
+        assert_eq!(finish_row(i32::MAX as i64, 0.0, 14), (i32::MAX, false));
+        let (v, over) = finish_row(i32::MAX as i64 + 1, 0.0, 14);
+        assert_eq!((v, over), (i32::MIN, true));
+        // A bias beyond the accumulator saturates, and the row is flagged.
+        assert!(finish_row(0, 1e6, 14).1);
+        assert_eq!(finish_row(-16384, 1.0, 14), (0, false));
+    }
+
+    #[test]
+    fn layer_formats_are_checked() {
+        let f = LayerFormat::new(14, 7).unwrap();
+        assert_eq!((f.acc_frac(), f.write_back_shift()), (18, 11));
+        assert!(LayerFormat::new(25, 7).is_err());
+        assert!(LayerFormat::new(7, 25).is_err());
+        let f = LayerFormat::new(24, 0).unwrap();
+        assert_eq!((f.acc_frac(), f.write_back_shift()), (28, 28));
+        assert_eq!(LayerFormat::default(), LayerFormat::new(10, 10).unwrap());
     }
 }

@@ -362,3 +362,68 @@ fn compress_stores_each_layer_at_its_smallest_interleaving_unless_pes_is_given()
     ]);
     assert_eq!(eie::Model::load(&planned).unwrap().layers()[0].pes(), 5);
 }
+
+#[test]
+fn fixed16_formats_and_saturations_are_reported() {
+    let f = fixture();
+    // `eie compress` stored formats chosen from the weights; `eie info` shows them.
+    let model = eie::Model::load(&f.model).unwrap();
+    assert_eq!(model.input_frac(), 14);
+    let info = ok(&["info", s(&f.model)]);
+    assert!(info.contains("fixed16 formats: input Q1.14, w Q"), "{info}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["info", s(&f.model), "--json"])).unwrap();
+    assert_eq!(json["fixed16_input"], "Q1.14");
+    assert!(json["layers"][0]["fixed16_output"]
+        .as_str()
+        .unwrap()
+        .starts_with('Q'));
+
+    // `eie run --fixed16` prints the saturations: none for inputs in range, some for inputs
+    // far outside it.
+    let out = f.root.join("y.npy");
+    let run = |input: &Path| {
+        let o = eie(&[
+            "run",
+            s(&f.model),
+            "--input",
+            s(input),
+            "--output",
+            s(&out),
+            "--fixed16",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let err = run(&f.input);
+    assert!(
+        err.contains("fixed16 saturations (input Q1.14, outputs Q") && err.contains("input 0, w 0"),
+        "{err}"
+    );
+    let big = f.root.join("big.npy");
+    let mut x = eie::import::read_npy(&f.input).unwrap().data;
+    x.iter_mut().for_each(|v| *v *= 100.0);
+    eie::import::write_npy(&big, &[3, 40], &x).unwrap();
+    let err = run(&big);
+    assert!(!err.contains("input 0,"), "{err}");
+
+    // `eie verify` prints them under its table and in each fixed16 report of its JSON.
+    // (Saturated, fixed16 is far off: verify fails.)
+    let o = eie(&["verify", s(&f.model), "--input", s(&big)]);
+    let verify = String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success(), "{verify}");
+    assert!(
+        verify.contains("fixed16 saturations") && !verify.contains("input 0,"),
+        "{verify}"
+    );
+    let o = eie(&["verify", s(&f.model), "--input", s(&f.input), "--json"]);
+    let reports: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for r in reports.as_array().unwrap() {
+        if r["precision"] == "fixed16" {
+            assert_eq!(r["saturations"]["input"], 0, "{r}");
+            assert_eq!(r["saturations"]["layers"][0]["write_back"], 0, "{r}");
+        } else {
+            assert!(r.get("saturations").is_none(), "{r}");
+        }
+    }
+}

@@ -251,6 +251,45 @@ fn three_layer_model_in_one_submission() {
 }
 
 #[test]
+fn per_layer_fixed16_formats_are_bit_exact() {
+    if gpu().is_none() {
+        return;
+    }
+    let base = Model::new(vec![
+        layer(96, 150, 0.15, 4, 8, true, Activation::Relu, 31),
+        layer(64, 96, 0.25, 6, 4, true, Activation::Relu, 32),
+        layer(10, 64, 0.5, 4, 2, true, Activation::Identity, 33),
+    ])
+    .unwrap();
+    let x = input(150, 4, 0.5, 34);
+    // Write-back shifts right by 16, left by 5 and right by 1; the last layer's Q0.15 (range
+    // ±1) saturates.
+    let mut m = base.clone();
+    m.set_fixed16_fracs(15, &[3, 12, 15]).unwrap();
+    let (_, sat) = CpuEngine::new(m.clone()).unwrap().run_fixed16(&x).unwrap();
+    assert!(sat.layers[2].write_back > 0, "{sat:?}");
+    check_all(&m, &x, PePlan::Auto, 8);
+    // The extremes: right by 19 (Q.19 to Q15.0), left by 11 (Q.4 to Q0.15, saturating).
+    m.set_fixed16_fracs(15, &[0, 15, 15]).unwrap();
+    let (_, sat) = CpuEngine::new(m.clone()).unwrap().run_fixed16(&x).unwrap();
+    assert!(sat.layers[1].write_back > 0, "{sat:?}");
+    check_all(&m, &x, PePlan::Auto, 8);
+    // Beyond 15 fraction bits: right by 28 (Q.28 to Q15.0), left by 20 (Q.4 to ), and a
+    // small identity output in.
+    m.set_fixed16_fracs(24, &[0, 24, 20]).unwrap();
+    check_all(&m, &x, PePlan::Auto, 8);
+    // Equal formats (shift 4 as Q5.10 throughout, but elsewhere) and a zero shift.
+    m.set_fixed16_fracs(7, &[7, 11, 15]).unwrap();
+    check_all(&m, &x, PePlan::Fixed(3), 8);
+    // The formats the chooser picks, from the weights and from calibration inputs.
+    let mut m = base.clone();
+    eie::fixed16::choose_formats(&mut m, None).unwrap();
+    check_all(&m, &x, PePlan::Auto, 8);
+    eie::fixed16::choose_formats(&mut m, Some(&x)).unwrap();
+    check_all(&m, &x, PePlan::Auto, 8);
+}
+
+#[test]
 fn paper_layer_fixed16_is_bit_exact() {
     if gpu().is_none() {
         return;

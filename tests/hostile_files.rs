@@ -234,6 +234,80 @@ fn empty_and_unchained_models_are_corrupt_files() {
 }
 
 #[test]
+fn fixed16_formats_out_of_range_or_partly_stated_are_corrupt_files() {
+    let layer = eie::synth::dense_layer("fc", 6, 5, true, 3);
+    let config = CompressConfig {
+        density: 0.5,
+        ..CompressConfig::default()
+    };
+    let a = compress_layer(&layer, &config, Activation::Relu).unwrap();
+    let b = compress_layer(
+        &eie::synth::dense_layer("fc2", 4, 6, false, 4),
+        &config,
+        Activation::Identity,
+    )
+    .unwrap();
+    let mut model = Model::new(vec![a, b]).unwrap();
+    model.set_fixed16_fracs(13, &[12, 9]).unwrap();
+    let good = to_bytes(&model).unwrap();
+    assert_eq!(from_bytes(&good).unwrap(), model);
+    let (header, data) = split_container(&good);
+    let edit = |f: &dyn Fn(&mut Value)| {
+        let mut h = header.clone();
+        let meta = h["__metadata__"].as_object_mut().unwrap();
+        let mut m: Value = serde_json::from_str(meta["model"].as_str().unwrap()).unwrap();
+        f(&mut m);
+        meta.insert("model".into(), json!(m.to_string()));
+        from_bytes(&join_container(&h, &data))
+    };
+    type Edit<'a> = &'a dyn Fn(&mut Value);
+    let cases: [(&str, Edit); 7] = [
+        ("`input_frac` is 25", &|m| m["input_frac"] = json!(25)),
+        ("`output_frac` is 99", &|m| {
+            m["layers"][1]["output_frac"] = json!(99)
+        }),
+        ("not valid", &|m| m["layers"][0]["output_frac"] = json!(-1)),
+        ("not valid", &|m| m["input_frac"] = json!("Q5.10")),
+        ("not valid", &|m| m["input_frac"] = json!(1e40)),
+        ("1 of 2 layers lack", &|m| {
+            m["layers"][0]
+                .as_object_mut()
+                .unwrap()
+                .remove("output_frac");
+        }),
+        ("no `input_frac`", &|m| {
+            m.as_object_mut().unwrap().remove("input_frac");
+        }),
+    ];
+    for (want, f) in cases {
+        let msg = corrupt_message(edit(f));
+        assert!(msg.contains(want), "{want}: {msg}");
+    }
+    // A file that states no formats at all (as written before they were stored) runs Q5.10.
+    let old = edit(&|m| {
+        m.as_object_mut().unwrap().remove("input_frac");
+        for l in m["layers"].as_array_mut().unwrap() {
+            l.as_object_mut().unwrap().remove("output_frac");
+        }
+    })
+    .unwrap();
+    assert_eq!((old.input_frac(), old.output_frac()), (10, 10));
+    assert!(old
+        .layers()
+        .iter()
+        .all(|l| l.fixed16_format() == eie::fixed16::LayerFormat::default()));
+    // A chain whose formats do not meet is refused by Model::new, and bad fractions by the
+    // setter, leaving the model as it was.
+    let mut layers = model.clone().into_layers();
+    layers[1].set_fixed16_format(eie::fixed16::LayerFormat::new(11, 9).unwrap());
+    assert!(matches!(Model::new(layers), Err(Error::Shape(_))));
+    let mut m = model.clone();
+    assert!(m.set_fixed16_fracs(3, &[25, 2]).is_err());
+    assert!(m.set_fixed16_fracs(3, &[2]).is_err());
+    assert_eq!(m, model);
+}
+
+#[test]
 fn from_parts_and_encode_reject_inconsistent_arguments() {
     let codebook = vec![0.0, 1.0, 2.0, 3.0];
     let r = EieLayer::from_parts(
@@ -702,8 +776,8 @@ fn model_seeds() -> Vec<Vec<u8>> {
     [make(4, 3, 0.4), make(6, 2, 0.3), sparse].concat()
 }
 
-/// Edits the model description: a layer's rows, cols, pes, bits or (version 2) len_bits (or the
-/// layer list).
+/// Edits the model description: a layer's rows, cols, pes, bits, (version 2) len_bits or
+/// fixed16 output_frac, the model's fixed16 input_frac, or the layer list.
 fn mutate_model_json(rng: &mut ChaCha8Rng, seed: &[u8]) -> (String, Vec<u8>) {
     let (mut header, data) = split_container(seed);
     let meta = header["__metadata__"].as_object_mut().unwrap();
@@ -725,9 +799,21 @@ fn mutate_model_json(rng: &mut ChaCha8Rng, seed: &[u8]) -> (String, Vec<u8>) {
             layers[k]["bias"] = json!(!b);
             format!("layer {k} bias flipped")
         }
+        3 => {
+            // The model's fixed16 input format: removed, or any number.
+            if rng.random_bool(0.3) {
+                model.as_object_mut().unwrap().remove("input_frac");
+                "input_frac removed".to_string()
+            } else {
+                let v = hostile_number(rng);
+                model["input_frac"] = v.clone();
+                format!("input_frac = {v}")
+            }
+        }
         _ => {
             let k = rng.random_range(0..layers.len());
-            let field = ["rows", "cols", "pes", "bits", "len_bits"][rng.random_range(0..5)];
+            let field =
+                ["rows", "cols", "pes", "bits", "len_bits", "output_frac"][rng.random_range(0..6)];
             if layers[k].get(field).is_none() {
                 // A version-1 layer has no `len_bits`: adding one is a mutation too.
                 layers[k][field] = json!(3);
@@ -742,7 +828,7 @@ fn mutate_model_json(rng: &mut ChaCha8Rng, seed: &[u8]) -> (String, Vec<u8>) {
             } else {
                 // A near miss: one more or one less.
                 let old = layers[k][field].as_u64().unwrap();
-                json!(if rng.random_bool(0.5) {
+                json!(if rng.random_bool(0.5) || old == 0 {
                     old + 1
                 } else {
                     old - 1

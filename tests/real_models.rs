@@ -255,3 +255,94 @@ fn committed_model_is_the_scripts_quantised_network() {
         assert!(cb[centroids.len() + 1..].iter().all(|&c| c == 0.0));
     }
 }
+
+/// Normwise relative difference of `got` from `want`: the largest absolute difference over the
+/// largest magnitude of `want` (as `eie verify`).
+fn rel_diff(got: &[f32], want: &[f32]) -> f64 {
+    eie::reference::ErrorStats::compare(got, want).max_rel
+}
+
+#[test]
+fn committed_mnist_model_classifies_in_fixed16_on_the_cpu() {
+    let assets = LenetAssets::load(LenetAssets::source_dir()).unwrap();
+    let rec = &assets.recorded;
+    let engine = CpuEngine::new(assets.model.clone()).unwrap();
+    // The stored formats are the chooser's, from the weights (what `eie compress` stores).
+    let mut chosen = assets.model.clone();
+    eie::fixed16::choose_formats(&mut chosen, None).unwrap();
+    assert_eq!(chosen, assets.model);
+    let (x, labels) = assets.first(200);
+    let (y, sat) = engine.run_fixed16(x).unwrap();
+    let got = classify::correct(&classify::top1(&y, 10), labels);
+    assert!(
+        got.abs_diff(rec.correct_of_first_200.compressed) <= 1,
+        "fixed16: {got}/200 correct, the script recorded {}",
+        rec.correct_of_first_200.compressed
+    );
+    assert_eq!(sat.total(), 0, "{sat:?}");
+    // Within 1e-2 of f32 (normwise, per image and over all 1000 images).
+    let all = &assets.images;
+    let (yq, sat) = engine.run_fixed16(all).unwrap();
+    let yf = engine.run(all, Precision::F32).unwrap();
+    assert_eq!(sat.total(), 0, "{sat:?}");
+    let worst = yq
+        .chunks(10)
+        .zip(yf.chunks(10))
+        .map(|(q, f)| rel_diff(q, f))
+        .fold(0f64, f64::max);
+    assert!(worst <= 1e-2, "fixed16 differs from f32 by {worst:.2e}");
+    assert!(rel_diff(&yq, &yf) <= 1e-2);
+}
+
+/// The shared GPU context, or `None` after one line saying why when this machine has no
+/// adapter; where a GPU is required (`CI=true` or `EIE_REQUIRE_GPU=1`) a missing adapter fails.
+#[cfg(feature = "gpu")]
+fn gpu() -> Option<std::sync::Arc<eie::gpu::GpuContext>> {
+    use std::io::Write;
+    let required = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+        || std::env::var("EIE_REQUIRE_GPU").is_ok_and(|v| v == "1");
+    match eie::gpu::GpuContext::new(&eie::gpu::DeviceOptions::default()) {
+        Ok(ctx) => Some(ctx),
+        Err(e) if !required => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "GPU tests skipped: no GPU adapter ({e}); on Debian/Ubuntu \
+                 `apt-get install libvulkan1 mesa-vulkan-drivers` provides lavapipe"
+            );
+            None
+        }
+        Err(e) => panic!("a GPU adapter is required here (CI / EIE_REQUIRE_GPU): {e}"),
+    }
+}
+
+#[cfg(feature = "gpu")]
+#[test]
+fn committed_mnist_model_classifies_as_recorded_on_the_gpu() {
+    use eie::gpu::{EngineOptions, GpuEngine};
+    let Some(ctx) = gpu() else { return };
+    let assets = LenetAssets::load(LenetAssets::source_dir()).unwrap();
+    let rec = assets.recorded.correct_of_first_200.compressed;
+    let (x, labels) = assets.first(200);
+    let cpu = CpuEngine::new(assets.model.clone()).unwrap();
+    for precision in [Precision::F32, Precision::Fixed16] {
+        let opts = EngineOptions {
+            precision,
+            ..EngineOptions::default()
+        };
+        let e = GpuEngine::new(ctx.clone(), &assets.model, opts).unwrap();
+        let y = e.run(x).unwrap();
+        let got = classify::correct(&classify::top1(&y, 10), labels);
+        assert!(
+            got.abs_diff(rec) <= 1,
+            "GPU {}: {got}/200 correct, the script recorded {rec}",
+            precision.name()
+        );
+        let want = cpu.run(x, precision).unwrap();
+        if precision == Precision::Fixed16 {
+            assert_eq!(y, want, "GPU fixed16 differs from the CPU model");
+        } else {
+            let d = rel_diff(&y, &want);
+            assert!(d <= 1e-5, "GPU f32 differs from the CPU by {d:.2e}");
+        }
+    }
+}

@@ -249,3 +249,155 @@ fn column_walk_copy_spans_gaps_longer_than_its_runs() {
         assert_eq!(want[9999], codebook[7] * 0.5 + codebook[1] * -2.0);
     }
 }
+
+/// A model compressed the way `eie compress` does (formats chosen from the weights), from
+/// seeded Gaussian layers whose weights are scaled by `scale` (1.0: N(0, 1/cols)).
+fn compressed(shapes: &[(usize, usize)], scale: f32, density: f64, seed: u64) -> Model {
+    let n = shapes.len();
+    let dense: Vec<eie::compress::DenseLayer> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, &(rows, cols))| {
+            let mut d =
+                eie::synth::dense_layer(&format!("l{i}"), rows, cols, true, seed + i as u64);
+            d.weights.iter_mut().for_each(|w| *w *= scale);
+            d
+        })
+        .collect();
+    let mut plan = eie::compress::CompressPlan::default();
+    plan.default.density = density;
+    plan.default.pes = 4;
+    let acts: Vec<Activation> = (0..n)
+        .map(|i| {
+            if i + 1 < n {
+                Activation::Relu
+            } else {
+                Activation::Identity
+            }
+        })
+        .collect();
+    eie::compress::compress_model(&dense, &plan, &acts).unwrap()
+}
+
+#[test]
+fn chosen_formats_keep_fixed16_within_1e_2_of_f32() {
+    // Layers whose outputs Q5.10 could not hold (a 300 x 40 layer of N(0, 1) weights, a
+    // classifier head with logits in the hundreds) or would resolve poorly (tiny weights).
+    type Case = (&'static [(usize, usize)], f32, f64);
+    let cases: &[Case] = &[
+        (&[(300, 40)], 40f32.sqrt(), 1.0),
+        (&[(300, 40)], 1.0, 0.5),
+        (&[(300, 40)], 10.0 * 40f32.sqrt(), 1.0),
+        (&[(10, 100)], 100.0, 0.3),
+        (&[(64, 2000)], 0.01, 0.2),
+        (&[(300, 784), (100, 300), (10, 100)], 2.0, 0.1),
+    ];
+    for (i, &(shapes, scale, density)) in cases.iter().enumerate() {
+        let m = compressed(shapes, scale, density, 40 + i as u64);
+        let x = eie::synth::activations(m.input_size() * 4, 0.5, 7);
+        let oracle = DenseOracle::new(&m).run(&x).unwrap();
+        let engine = CpuEngine::new(m.clone()).unwrap();
+        let (q, sat) = engine.run_fixed16(&x).unwrap();
+        let err = ErrorStats::compare(&q, &oracle).max_rel;
+        assert!(err <= 1e-2, "case {i}: fixed16 error {err:.2e}");
+        // Inputs within ±1 never saturate with formats chosen from the weights.
+        assert_eq!(sat.total(), 0, "case {i}: {sat:?}");
+        // The same formats as Q5.10 everywhere: the cases above that it cannot hold fail.
+        let mut q510 = m.clone();
+        q510.set_fixed16_fracs(10, &vec![10; m.layers().len()])
+            .unwrap();
+        let (q, _) = CpuEngine::new(q510).unwrap().run_fixed16(&x).unwrap();
+        if i == 2 || i == 3 {
+            assert!(ErrorStats::compare(&q, &oracle).max_rel > 0.1, "case {i}");
+        }
+        // Calibrating on the inputs themselves: no saturation either, and a closer result.
+        let mut cal = m.clone();
+        eie::fixed16::choose_formats(&mut cal, Some(&x)).unwrap();
+        let (qc, sat) = CpuEngine::new(cal).unwrap().run_fixed16(&x).unwrap();
+        assert_eq!(sat.total(), 0, "case {i} calibrated: {sat:?}");
+        let cal_err = ErrorStats::compare(&qc, &oracle).max_rel;
+        assert!(
+            cal_err <= 1e-2,
+            "case {i}: calibrated fixed16 error {cal_err:.2e}"
+        );
+    }
+}
+
+#[test]
+fn saturations_are_counted_per_layer() {
+    let mut m = model(&[(20, 30), (5, 20)], 0.5, 3, 9);
+    m.set_fixed16_fracs(10, &[10, 10]).unwrap();
+    let engine = CpuEngine::as_stored(m.clone());
+    let mut x = eie::synth::activations(30 * 2, 0.5, 3);
+    let (_, sat) = engine.run_fixed16(&x).unwrap();
+    assert_eq!(sat, eie::fixed16::Saturations::zero(2));
+    // Inputs beyond Q5.10's ±32 are clipped, one count each.
+    x[0] = 100.0;
+    x[31] = -40.0;
+    let (y, sat) = engine.run_fixed16(&x).unwrap();
+    assert_eq!(sat.input, 2);
+    assert_eq!(y, engine.run(&x, Precision::Fixed16).unwrap());
+    // A narrow output format saturates on write-back (counted, over the whole batch).
+    m.set_fixed16_fracs(10, &[15, 15]).unwrap();
+    let (_, sat) = CpuEngine::as_stored(m.clone()).run_fixed16(&x).unwrap();
+    assert!(sat.layers.iter().any(|l| l.write_back > 0), "{sat:?}");
+    let one: u64 = (0..2)
+        .map(|b| {
+            let (_, s) = CpuEngine::as_stored(m.clone())
+                .run_fixed16(&x[b * 30..(b + 1) * 30])
+                .unwrap();
+            s.total()
+        })
+        .sum();
+    assert_eq!(sat.total(), one);
+
+    // An accumulator that cannot hold the sum: 5000 inputs of 0.99 times weights near 0.9,
+    // with inputs in Q0.15 (accumulator Q.19: ±4096).
+    let d = eie::compress::DenseLayer {
+        name: "wide".into(),
+        rows: 2,
+        cols: 5000,
+        weights: vec![0.9; 10_000],
+        bias: None,
+    };
+    let config = CompressConfig {
+        density: 1.0,
+        bits: 2,
+        pes: 1,
+        ..CompressConfig::default()
+    };
+    let mut m = Model::new(vec![
+        compress_layer(&d, &config, Activation::Identity).unwrap()
+    ])
+    .unwrap();
+    m.set_fixed16_fracs(15, &[0]).unwrap();
+    let (_, sat) = CpuEngine::as_stored(m.clone())
+        .run_fixed16(&[0.99; 5000])
+        .unwrap();
+    assert_eq!(sat.layers[0].accumulator, 2);
+    // The chooser gives the input fewer fraction bits so that the sum fits.
+    eie::fixed16::choose_formats(&mut m, None).unwrap();
+    let (y, sat) = CpuEngine::as_stored(m).run_fixed16(&[0.99; 5000]).unwrap();
+    assert_eq!(sat.total(), 0);
+    assert!((y[0] - 0.9 * 0.99 * 5000.0).abs() < 0.01 * 4455.0, "{y:?}");
+}
+
+#[test]
+fn chooser_rejects_bad_calibration_and_bounds() {
+    let mut m = model(&[(8, 6)], 0.5, 2, 1);
+    let before = m.clone();
+    assert!(matches!(
+        eie::fixed16::choose_formats(&mut m, Some(&[0.5; 7])),
+        Err(Error::Shape(_))
+    ));
+    assert!(eie::fixed16::choose_formats(&mut m, Some(&[])).is_err());
+    assert!(eie::fixed16::choose_formats(&mut m, Some(&[f32::NAN; 6])).is_err());
+    assert!(eie::fixed16::choose_formats_for_bound(&mut m, -1.0).is_err());
+    assert!(eie::fixed16::choose_formats_for_bound(&mut m, f32::INFINITY).is_err());
+    assert_eq!(m, before);
+    // A larger input range gives the input fewer fraction bits.
+    eie::fixed16::choose_formats_for_bound(&mut m, 1.0).unwrap();
+    let narrow = m.input_frac();
+    eie::fixed16::choose_formats_for_bound(&mut m, 100.0).unwrap();
+    assert_eq!(narrow - m.input_frac(), 6);
+}

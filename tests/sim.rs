@@ -373,8 +373,15 @@ proptest! {
         act_regs in 1usize..12,
         batch in 1usize..3,
         bias in any::<bool>(),
+        fracs in prop::collection::vec(0u32..25, 4),
+        default_formats in any::<bool>(),
     ) {
-        let model = random_model(seed, &sizes, density, model_pes, bias);
+        let mut model = random_model(seed, &sizes, density, model_pes, bias);
+        // Per-layer fixed16 formats, any of them (saturating ones included), or Q5.10.
+        if !default_formats {
+            let n = model.layers().len();
+            model.set_fixed16_fracs(fracs[0], &fracs[1..=n]).unwrap();
+        }
         let x = eie::synth::activations(batch * sizes[0], act_density, seed + 1);
         let c = SimConfig {
             pes,

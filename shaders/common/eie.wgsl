@@ -35,12 +35,13 @@ struct Params {
     has_bias: u32,      // 1: add the bias
     frac: u32,          // fixed16: fraction bits of the codebook
     part_base: u32,     // first partial-sum word in `scratch` (after the counters)
+    shift: i32,         // fixed16: write-back shift, accumulator to output format (< 0: left)
 }
 
 // Layer shape, strides and offsets.
 @group(0) @binding(0) var<uniform> params: Params;
 // The layer: codebook [codes] (f32 bits, or i32 Q(frac) values for fixed16), bias [rows] (f32
-// bits, or i32 Q.14), pointers, entries (u8 or u16, little-endian in u32 words). eie_spmv:
+// bits, or i32 in the accumulator's format), pointers, entries (u8 or u16, little-endian in u32 words). eie_spmv:
 // column pointers [N][cols + 1] (absolute entry indices, PE after PE), entries PE after PE,
 // column after column. eie_spmv_rows: row pointers [rows + 1], entries row after row.
 @group(0) @binding(1) var<storage, read> layer: array<u32>;
@@ -51,7 +52,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> y: array<atomic<u32>>;
 
 fn product_fixed(a: i32, c: i32) -> i32 {
-    // a * c is exact in i32 (|a|, |c| <= 2^15); bring Q(10 + frac) to Q.14, round half up.
+    // a * c is exact in i32 (|a|, |c| <= 2^15); bring Q(fi + frac) to the accumulator's
+    // Q(fi + 4), round half up (fi: the input's fraction bits).
     let p = a * c;
     let frac = params.frac;
     if frac > 4u {
@@ -120,7 +122,7 @@ fn f32_to_f16(v: f32) -> u32 {
     return sign | h;
 }
 
-// Activation `j` of input `bi` as a 32-bit word: f32 bits (f16 widened), or Q5.10 as i32.
+// Activation `j` of input `bi` as a 32-bit word: f32 bits (f16 widened), or fixed16 as i32.
 fn load_x(bi: u32, j: u32) -> u32 {
     if HALF {
         let w = x[bi * params.x_stride + (j >> 1u)];
@@ -189,9 +191,19 @@ fn write_back(bi: u32, p: u32, r: u32, s: u32) {
         if params.has_bias == 1u {
             v += bitcast<i32>(layer[params.bias_base + row]);
         }
-        // Q17.14 -> Q5.10: add half an LSB, arithmetic shift, saturate (no overflow:
-        // (v >> 4) + ((v & 15) + 8) >> 4 == (v + 8) >> 4 computed in 64 bits).
-        var q = (v >> 4u) + (((v & 15i) + 8i) >> 4u);
+        // Accumulator to output format (as fixed16::write_back). Right by s > 0: add half an
+        // LSB, arithmetic shift (no overflow: (v >> s) + ((v & (2^s - 1)) + 2^(s-1)) >> s ==
+        // (v + 2^(s-1)) >> s computed in 64 bits). Left by k = -s >= 0: saturating, since
+        // v << k fits an i16 exactly when (-32768 >> k) <= v <= (32767 >> k).
+        var q: i32;
+        if params.shift > 0i {
+            let sh = u32(params.shift);
+            q = (v >> sh) + (((v & ((1i << sh) - 1i)) + (1i << (sh - 1u))) >> sh);
+        } else {
+            let k = u32(-params.shift);
+            q = select(v << k, 32767i, v > (32767i >> k));
+            q = select(q, -32768i, v < (-32768i >> k));
+        }
         q = clamp(q, -32768i, 32767i);
         if params.relu == 1u {
             q = max(q, 0i);

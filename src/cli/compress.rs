@@ -1,4 +1,7 @@
-use eie::compress::{compress_layer, CompressPlan, Setting};
+use eie::compress::{
+    compress_layer, search, sensitivity_chart, Budget, CompressPlan, Fixed, LayerSettings,
+    Progress, SearchOptions, SearchResult, Setting,
+};
 use eie::format::Activation;
 use eie::{Error, Model, Result};
 use std::path::PathBuf;
@@ -43,6 +46,49 @@ pub struct CompressArgs {
     /// Per-layer activations, comma-separated (relu|identity), e.g. relu,relu,identity.
     #[arg(long, value_delimiter = ',')]
     activations: Vec<Activation>,
+    /// Accuracy-aware compression: calibration inputs, a `[n, inputs]` .npy (u8 pixels are
+    /// scaled by 1/255, floats taken as they are). Each layer's sensitivity is measured on them
+    /// and the search picks every density and bit width not given on the command line (or in
+    /// the plan) for the smallest file that keeps the budget (--max-accuracy-drop with
+    /// --labels, or --min-cosine).
+    #[arg(long, value_name = "X.npy")]
+    calibration: Option<PathBuf>,
+    /// The class of each calibration input: an integer .npy `[n]`, each below the model's
+    /// output size.
+    #[arg(long, value_name = "LABELS.npy", requires = "calibration")]
+    labels: Option<PathBuf>,
+    /// Budget: top-1 accuracy on the calibration inputs may fall at most P percentage points
+    /// below the uncompressed model's. Needs --labels.
+    #[arg(
+        long,
+        value_name = "P",
+        requires = "labels",
+        conflicts_with = "min_cosine"
+    )]
+    max_accuracy_drop: Option<f64>,
+    /// Budget: the mean cosine similarity of the compressed model's outputs with the
+    /// uncompressed model's, on the calibration inputs, must be at least C. Needs no labels.
+    #[arg(long, value_name = "C", requires = "calibration")]
+    min_cosine: Option<f64>,
+    /// Where the search writes its sensitivity chart (default: the model path with
+    /// `.sensitivity.svg` appended).
+    #[arg(long, value_name = "SVG", requires = "calibration")]
+    sensitivity_chart: Option<PathBuf>,
+    /// Keep the pruned weights and the k-means codebooks as they are (by default the search
+    /// re-fits both by least squares so that each layer's outputs on the calibration inputs
+    /// match the uncompressed layer's).
+    #[arg(long, requires = "calibration")]
+    no_refine: bool,
+    /// With --max-accuracy-drop: standard errors of the paired accuracy difference added to
+    /// the measured drop before it is held against the budget, so that the budget also holds
+    /// on inputs the search did not see. 0 trusts the calibration drop as measured.
+    #[arg(long, value_name = "SIGMAS", default_value_t = eie::compress::DEFAULT_MARGIN)]
+    margin: f64,
+    /// Prune by weight magnitude alone (by default the search prunes by |weight| × the RMS of
+    /// its input over the calibration inputs, so weights on inputs that are always zero go
+    /// first).
+    #[arg(long, requires = "calibration")]
+    magnitude_pruning: bool,
 }
 
 pub fn run(a: &CompressArgs) -> Result<ExitCode> {
@@ -81,25 +127,41 @@ pub fn run(a: &CompressArgs) -> Result<ExitCode> {
     }
     let names: Vec<&str> = dense.iter().map(|d| d.name.as_str()).collect();
     plan.check_names(&names)?;
+    let activations: Vec<Activation> = (0..dense.len())
+        .map(|i| {
+            if a.relu {
+                Activation::Relu
+            } else {
+                a.activations.get(i).copied().unwrap_or_default()
+            }
+        })
+        .collect();
+    if let Some(calibration) = &a.calibration {
+        return run_search(a, &plan, &dense, &activations, calibration);
+    }
+    if a.labels.is_some() {
+        return Err(Error::InvalidArgument(
+            "--labels is only used with --calibration and --max-accuracy-drop".into(),
+        ));
+    }
+    let given = explicit_defaults(a)?;
     let pb = super::bar(dense.len() as u64, "compressing");
     let mut layers = Vec::with_capacity(dense.len());
     for (i, d) in dense.iter().enumerate() {
         pb.set_message(format!("compressing {} ({}x{})", d.name, d.rows, d.cols));
-        let act = if a.relu {
-            Activation::Relu
-        } else {
-            a.activations.get(i).copied().unwrap_or_default()
-        };
-        let layer = compress_layer(d, &plan.config_for(&d.name), act)?;
-        layers.push(if pes_given(a, &plan, &d.name)? {
-            layer
-        } else {
-            layer.compact()?
-        });
+        let layer = compress_layer(d, &plan.config_for(&d.name), activations[i])?;
+        layers.push(
+            if given.pes.is_some() || plan.layers.get(&d.name).is_some_and(|s| s.pes.is_some()) {
+                layer
+            } else {
+                layer.compact()?
+            },
+        );
         pb.inc(1);
     }
     pb.finish_and_clear();
-    let model = Model::new(layers)?;
+    let model = Model::new(layers)
+        .and_then(|mut m| eie::fixed16::choose_formats(&mut m, None).map(|()| m))?;
     model.save(&a.output)?;
     for l in model.layers() {
         println!(
@@ -121,22 +183,174 @@ pub fn run(a: &CompressArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Whether the user gave layer `name` a PE count: `--pes` with a bare value or naming the
-/// layer, or a plan file whose default or entry for the layer sets `pes`.
-fn pes_given(a: &CompressArgs, plan: &CompressPlan, name: &str) -> Result<bool> {
-    let named = plan.layers.get(name).is_some_and(|s| s.pes.is_some());
-    if let Some(spec) = &a.pes {
-        return Ok(named || spec.split(',').any(|item| !item.contains('=')));
-    }
+/// The settings given for every layer at once: bare values in `--density/--bits/--pes`, or
+/// the `default` fields of a `--plan` file. (The plan's merged default cannot tell a given
+/// value from the built-in default.)
+fn explicit_defaults(a: &CompressArgs) -> Result<LayerSettings> {
     if let Some(path) = &a.plan {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Parse {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        return Ok(named || json["default"].get("pes").is_some());
+        let d = &json["default"];
+        return Ok(LayerSettings {
+            density: d.get("density").and_then(|v| v.as_f64()),
+            bits: d.get("bits").and_then(|v| v.as_u64()).map(|v| v as u8),
+            pes: d.get("pes").and_then(|v| v.as_u64()).map(|v| v as usize),
+        });
     }
-    Ok(false)
+    let bare = |spec: &Option<String>| {
+        spec.as_ref()
+            .and_then(|s| s.split(',').map(str::trim).find(|i| !i.contains('=')))
+            .map(str::to_string)
+    };
+    Ok(LayerSettings {
+        density: bare(&a.density).and_then(|v| v.parse().ok()),
+        bits: bare(&a.bits).and_then(|v| v.parse().ok()),
+        pes: bare(&a.pes).and_then(|v| v.parse().ok()),
+    })
+}
+
+/// Accuracy-aware compression: the search, its table, the model and the sensitivity chart.
+fn run_search(
+    a: &CompressArgs,
+    plan: &CompressPlan,
+    dense: &[eie::compress::DenseLayer],
+    activations: &[Activation],
+    calibration: &std::path::Path,
+) -> Result<ExitCode> {
+    let budget = match (a.max_accuracy_drop, a.min_cosine, &a.labels) {
+        (Some(points), None, Some(labels)) => Budget::MaxAccuracyDrop {
+            points,
+            labels: eie::classify::read_labels(labels, dense[dense.len() - 1].rows)?,
+        },
+        (None, Some(c), None) => Budget::MinCosine(c),
+        (None, Some(_), Some(_)) => {
+            return Err(Error::InvalidArgument(
+                "--labels goes with --max-accuracy-drop, not --min-cosine".into(),
+            ))
+        }
+        _ => {
+            return Err(Error::InvalidArgument(
+                "--calibration needs a budget: --max-accuracy-drop P with --labels, or \
+                 --min-cosine C"
+                    .into(),
+            ))
+        }
+    };
+    let (n, features, x) = eie::classify::read_images(calibration)?;
+    if features != dense[0].cols {
+        return Err(Error::Shape(format!(
+            "calibration inputs {} have {features} values each; the first layer takes {}",
+            calibration.display(),
+            dense[0].cols
+        )));
+    }
+    let given = explicit_defaults(a)?;
+    let fixed = dense
+        .iter()
+        .map(|d| {
+            let s = plan.layers.get(&d.name).cloned().unwrap_or_default();
+            let f = Fixed {
+                density: s.density.or(given.density),
+                bits: s.bits.or(given.bits),
+                pes: s.pes.or(given.pes),
+            };
+            (d.name.clone(), f)
+        })
+        .collect();
+    let options = SearchOptions {
+        fixed,
+        refine_codebooks: !a.no_refine,
+        margin: a.margin,
+        activation_aware: !a.magnitude_pruning,
+        ..SearchOptions::default()
+    };
+    println!(
+        "calibration: {n} inputs from {}; budget: {}",
+        calibration.display(),
+        budget.describe()
+    );
+    let pb = super::bar(0, "measuring sensitivity");
+    let mut on_progress = |p: Progress| match p {
+        Progress::Sensitivity { done, total } => {
+            pb.set_length(total as u64);
+            pb.set_position(done as u64);
+        }
+        Progress::Search { evaluations, bytes } => {
+            pb.set_message(format!(
+                "searching: {evaluations} models tried, best {}",
+                super::human_bytes(bytes)
+            ));
+        }
+    };
+    let result = search(dense, activations, &x, &budget, &options, &mut on_progress)?;
+    pb.finish_and_clear();
+    let chart = a.sensitivity_chart.clone().unwrap_or_else(|| {
+        let mut p = a.output.clone().into_os_string();
+        p.push(".sensitivity.svg");
+        PathBuf::from(p)
+    });
+    sensitivity_chart(
+        &result.sensitivity,
+        budget.metric_name(),
+        result.dense_metric,
+        &chart,
+    )?;
+    result.model.save(&a.output)?;
+    print_search(&result, &budget);
+    println!("sensitivity chart: {}", chart.display());
+    println!("wrote {}", a.output.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_search(r: &SearchResult, budget: &Budget) {
+    let metric = match budget {
+        Budget::MaxAccuracyDrop { .. } => "top-1 % alone",
+        Budget::MinCosine(_) => "cosine alone",
+    };
+    let width = r
+        .layers
+        .iter()
+        .map(|l| l.name.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    println!(
+        "{:width$}  {:>8}  {:>4}  {:>4}  {:>10}  {:>10}  {:>7}  {:>13}  codebook",
+        "layer", "density", "bits", "PEs", "bytes", "dense", "ratio", metric
+    );
+    for l in &r.layers {
+        println!(
+            "{:width$}  {:>7.1}%  {:>4}  {:>4}  {:>10}  {:>10}  {:>6.1}x  {:>13.4}  {}",
+            l.name,
+            100.0 * l.density,
+            l.bits,
+            l.pes,
+            super::human_bytes(l.bytes),
+            super::human_bytes(l.dense_bytes),
+            l.dense_bytes as f64 / l.bytes as f64,
+            l.metric,
+            if l.refined { "re-fitted" } else { "k-means" }
+        );
+    }
+    let (bytes, dense): (usize, usize) = r
+        .layers
+        .iter()
+        .fold((0, 0), |(b, d), l| (b + l.bytes, d + l.dense_bytes));
+    println!(
+        "model: {} -> {} ({:.1}x smaller); {} on the calibration inputs: uncompressed {:.4}, \
+         compressed {:.4} (before the final re-fit: {:.4}); {} models evaluated",
+        super::human_bytes(dense),
+        super::human_bytes(bytes),
+        dense as f64 / bytes as f64,
+        budget.metric_name(),
+        r.dense_metric,
+        r.metric,
+        r.unrefined_metric,
+        r.evaluations
+    );
 }
 
 fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {

@@ -136,6 +136,27 @@ fn run_mnist(a: &DemoArgs) -> Result<ExitCode> {
         "\n(cpu-dense and gpu-dense run the compressed model's shared weights as dense \
          matrices; the first row is the uncompressed network)"
     );
+    // fixed16 against f32 on the CPU model, image by image (normwise, as `eie verify`).
+    let engine = eie::CpuEngine::new(model.clone())?;
+    let (fixed, sat) = engine.run_fixed16(&assets.images)?;
+    let float = engine.run(&assets.images, eie::Precision::F32)?;
+    let worst = fixed
+        .chunks(LenetAssets::CLASSES)
+        .zip(float.chunks(LenetAssets::CLASSES))
+        .map(|(q, f)| eie::reference::ErrorStats::compare(q, f).max_rel)
+        .fold(0f64, f64::max);
+    let formats: Vec<String> = model
+        .layers()
+        .iter()
+        .map(|l| eie::fixed16::format_name(l.fixed16_format().output_frac()))
+        .collect();
+    println!(
+        "fixed16 (input {}, layer outputs {}): largest relative difference from f32 on one \
+         image {worst:.1e}; saturations: {}",
+        eie::fixed16::format_name(model.input_frac()),
+        formats.join(", "),
+        sat.summary(model)
+    );
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
@@ -187,7 +208,9 @@ pub fn run(a: &DemoArgs) -> Result<ExitCode> {
     );
 
     let t = Instant::now();
-    Model::new(vec![layer])?.save(&path)?;
+    let mut model = Model::new(vec![layer])?;
+    eie::fixed16::choose_formats(&mut model, None)?;
+    model.save(&path)?;
     let model = Model::load(&path)?;
     println!(
         "  saved + reloaded         {:>9.3} s   {}",
@@ -209,6 +232,7 @@ pub fn run(a: &DemoArgs) -> Result<ExitCode> {
     let reports = super::verify::check(&model, &input, &backends)?;
     println!();
     super::verify::print_reports(&reports);
+    super::verify::print_saturations(&model, &reports);
     let mut ok = reports.iter().all(|r| r.passed);
     println!(
         "\n{}",

@@ -28,6 +28,8 @@ struct LayerInfo {
     compressed_bytes: usize,
     len_bits: u8,
     compression_ratio: f64,
+    /// The fixed16 format of the layer's outputs, e.g. `Q5.10`.
+    fixed16_output: String,
 }
 
 pub fn run(a: &InfoArgs) -> Result<ExitCode> {
@@ -59,6 +61,7 @@ pub fn run(a: &InfoArgs) -> Result<ExitCode> {
             },
             len_bits: l.len_bits(),
             compression_ratio: 0.0,
+            fixed16_output: eie::fixed16::format_name(l.fixed16_format().output_frac()),
         })
         .collect();
     for i in &mut infos {
@@ -71,6 +74,7 @@ pub fn run(a: &InfoArgs) -> Result<ExitCode> {
                 "layers": infos,
                 "file_bytes": file_bytes,
                 "format_version": version,
+                "fixed16_input": eie::fixed16::format_name(model.input_frac()),
                 "dense_f32_bytes": infos.iter().map(|i| i.dense_f32_bytes).sum::<usize>(),
             }))
             .expect("plain data serialises")
@@ -113,6 +117,17 @@ pub fn run(a: &InfoArgs) -> Result<ExitCode> {
         super::human_bytes(comp),
         dense as f64 / comp as f64
     );
+    let formats: Vec<String> = std::iter::once(format!(
+        "input {}",
+        eie::fixed16::format_name(model.input_frac())
+    ))
+    .chain(
+        infos
+            .iter()
+            .map(|i| format!("{} {}", i.name, i.fixed16_output)),
+    )
+    .collect();
+    println!("fixed16 formats: {}", formats.join(", "));
     println!(
         "file: {} on disk, format version {version} ({:.1}x smaller than dense f32)",
         super::human_bytes(file_bytes),

@@ -28,6 +28,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Prune, weight-share and encode dense weights (.npy / .safetensors) into a model file.
+    ///
+    /// The model file also stores every activation's fixed16 format (used by `eie run
+    /// --fixed16`, `eie verify` and `eie sim --fixed16`), chosen from the weights and bias for
+    /// inputs within ±1 (`eie::fixed16::DEFAULT_INPUT_BOUND`): interval arithmetic bounds each
+    /// layer's outputs, and each format takes the most fraction bits that hold its bound, so
+    /// inputs in that range never saturate.
     Compress(compress::CompressArgs),
     /// Describe a model file: shapes, densities, storage and compression ratio.
     Info(info::InfoArgs),

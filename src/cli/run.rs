@@ -26,7 +26,8 @@ pub struct RunArgs {
     /// Where to run.
     #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
     backend: BackendKind,
-    /// Use EIE's 16-bit fixed-point arithmetic instead of f32.
+    /// Use EIE's 16-bit fixed-point arithmetic (each layer's formats as stored in the model)
+    /// instead of f32; also prints the saturations per layer.
     #[arg(long, conflicts_with = "f16")]
     fixed16: bool,
     /// GPU only: f16 activations and codebook (f32 arithmetic).
@@ -101,5 +102,15 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
         a.output.display(),
         shape
     );
+    if a.fixed16 {
+        // Every fixed16 backend gives the CPU model's bits, so its counts hold for all.
+        let (_, sat) = eie::CpuEngine::as_stored(model.clone()).run_fixed16(&values)?;
+        eprintln!(
+            "fixed16 saturations (input {}, outputs {}): {}",
+            eie::fixed16::format_name(model.input_frac()),
+            eie::fixed16::format_name(model.output_frac()),
+            sat.summary(&model)
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

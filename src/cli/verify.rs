@@ -75,6 +75,7 @@ pub fn run(a: &VerifyArgs) -> Result<ExitCode> {
         );
     } else {
         print_reports(&reports);
+        print_saturations(&model, &reports);
     }
     Ok(if reports.iter().all(|r| r.passed) {
         ExitCode::SUCCESS
@@ -96,6 +97,18 @@ pub fn check(
     })?;
     pb.finish_and_clear();
     Ok(reports)
+}
+
+/// Prints the fixed16 saturations (the same for every fixed16 backend) under the table.
+pub fn print_saturations(model: &Model, reports: &[BackendReport]) {
+    if let Some(s) = reports.iter().find_map(|r| r.saturations.as_ref()) {
+        println!(
+            "fixed16 saturations (input {}, outputs {}): {}",
+            eie::fixed16::format_name(model.input_frac()),
+            eie::fixed16::format_name(model.output_frac()),
+            s.summary(model)
+        );
+    }
 }
 
 /// Prints one line per backend.

@@ -2,13 +2,20 @@
 //! pruning to a target density, then weight sharing through a per-layer codebook whose entry 0
 //! is reserved for zero, then EIE encoding.
 
+mod chart;
 mod codebook;
 mod plan;
 mod prune;
+mod search;
 
+pub use chart::sensitivity_chart;
 pub use codebook::{share_weights, SharedWeights};
 pub use plan::{compress_model, CompressPlan, LayerSettings, Setting};
 pub use prune::prune_by_magnitude;
+pub use search::{
+    accuracy_loss, mean_cosine, search, Budget, Fixed, LayerChoice, LayerSensitivity, Progress,
+    SearchOptions, SearchResult, SearchSpace, SensitivityPoint, DEFAULT_MARGIN,
+};
 
 use crate::error::{check_finite, Error, Result};
 use crate::format::{Activation, EieLayer, SparseCodes};
@@ -108,6 +115,31 @@ impl DenseLayer {
     }
 }
 
+/// Checks a dense network: at least one layer, one activation per layer, every layer valid
+/// ([`DenseLayer::validate`]) and each layer taking as many inputs as the previous one gives.
+pub fn validate_network(layers: &[DenseLayer], activations: &[Activation]) -> Result<()> {
+    if layers.is_empty() || activations.len() != layers.len() {
+        return Err(Error::InvalidArgument(format!(
+            "{} activations for {} layers",
+            activations.len(),
+            layers.len()
+        )));
+    }
+    for (k, l) in layers.iter().enumerate() {
+        l.validate()?;
+        if k > 0 && l.cols != layers[k - 1].rows {
+            return Err(Error::Shape(format!(
+                "layer `{}` takes {} inputs but `{}` gives {}",
+                l.name,
+                l.cols,
+                layers[k - 1].name,
+                layers[k - 1].rows
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Prunes, weight-shares and EIE-encodes one dense layer.
 pub fn compress_layer(
     layer: &DenseLayer,
@@ -118,7 +150,20 @@ pub fn compress_layer(
     layer.validate()?;
     let kept = prune_by_magnitude(&layer.weights, config.density)?;
     let values: Vec<f32> = kept.iter().map(|&i| layer.weights[i]).collect();
-    let shared = share_weights(&values, config.bits, config.max_iterations)?;
+    compress_kept(layer, &kept, &values, config, activation)
+}
+
+/// Weight-shares and EIE-encodes a pruned `layer`: `values` (finite, non-zero) at the flat
+/// indices `kept` (increasing), every other weight zero. `layer` gives the shape, name and
+/// bias.
+pub(crate) fn compress_kept(
+    layer: &DenseLayer,
+    kept: &[usize],
+    values: &[f32],
+    config: &CompressConfig,
+    activation: Activation,
+) -> Result<EieLayer> {
+    let shared = share_weights(values, config.bits, config.max_iterations)?;
     let mut codes = vec![0u8; layer.rows * layer.cols];
     for (&i, &c) in kept.iter().zip(&shared.codes) {
         codes[i] = c;

@@ -63,11 +63,19 @@ struct LayerHeader {
     /// Version 2 only: the width in bits of each slice length in `col_len`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     len_bits: Option<u8>,
+    /// Fraction bits of the layer's fixed16 output activations (0..=24); absent in files
+    /// written before formats were stored, which run with Q5.10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    output_frac: Option<u32>,
 }
 
 #[derive(Serialize, Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 struct ModelHeader {
+    /// Fraction bits of the model's fixed16 input activations (0..=24); present exactly when
+    /// every layer has `output_frac`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    input_frac: Option<u32>,
     layers: Vec<LayerHeader>,
 }
 
@@ -163,6 +171,7 @@ fn serialise(model: &Model, version: u32) -> Result<Vec<u8>> {
             activation: l.activation(),
             bias: l.bias().is_some(),
             len_bits,
+            output_frac: Some(l.fixed16_format().output_frac()),
         });
         let f32s = |v: &[f32]| bytemuck::cast_slice::<f32, u8>(v).to_vec();
         let u32s = |v: &[u32]| bytemuck::cast_slice::<u32, u8>(v).to_vec();
@@ -222,7 +231,11 @@ fn serialise(model: &Model, version: u32) -> Result<Vec<u8>> {
     meta.insert("format_version".to_string(), version.to_string());
     meta.insert(
         "model".to_string(),
-        serde_json::to_string(&ModelHeader { layers: headers }).expect("plain structs serialise"),
+        serde_json::to_string(&ModelHeader {
+            input_frac: Some(model.input_frac()),
+            layers: headers,
+        })
+        .expect("plain structs serialise"),
     );
     meta.insert(
         "crc32".to_string(),
@@ -358,6 +371,7 @@ pub fn from_bytes_with_limits(bytes: &[u8], limits: &LoadLimits) -> Result<Model
     if header.layers.is_empty() {
         return Err(corrupt("the model has no layers"));
     }
+    let fracs = fixed16_fracs(&header)?;
     check_limit(
         "layer count",
         header.layers.len() as u64,
@@ -498,7 +512,61 @@ pub fn from_bytes_with_limits(bytes: &[u8], limits: &LoadLimits) -> Result<Model
         )?);
     }
     // Layers that do not chain are a corrupt file here, not a caller's shape mismatch.
-    Model::new(layers).map_err(|e| corrupt(e.to_string()))
+    let mut model = Model::new(layers).map_err(|e| corrupt(e.to_string()))?;
+    if let Some((input, outputs)) = fracs {
+        model.set_fixed16_fracs(input, &outputs)?;
+    }
+    Ok(model)
+}
+
+/// The stored fixed16 formats: the input's fraction bits and each layer's output's, or `None`
+/// for a file that stores none (it runs with Q5.10 throughout). Either the model and every
+/// layer state them, each in 0..=24 (`fixed16::MAX_ACT_FRAC`), or none does.
+fn fixed16_fracs(header: &ModelHeader) -> Result<Option<(u32, Vec<u32>)>> {
+    let stated = header
+        .layers
+        .iter()
+        .filter(|l| l.output_frac.is_some())
+        .count();
+    let input = match (header.input_frac, stated) {
+        (None, 0) => return Ok(None),
+        (Some(f), n) if n == header.layers.len() => f,
+        (None, _) => {
+            return Err(corrupt(
+                "layers state `output_frac` but the model has no `input_frac`",
+            ))
+        }
+        (Some(_), n) => {
+            return Err(corrupt(format!(
+                "`input_frac` is stated, but {} of {} layers lack `output_frac`",
+                header.layers.len() - n,
+                header.layers.len()
+            )))
+        }
+    };
+    let check = |what: String, f: u32| {
+        if f > crate::fixed16::MAX_ACT_FRAC {
+            Err(corrupt(format!(
+                "{what} is {f}, outside 0..={}",
+                crate::fixed16::MAX_ACT_FRAC
+            )))
+        } else {
+            Ok(f)
+        }
+    };
+    let input = check("`input_frac`".into(), input)?;
+    let outputs = header
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            check(
+                format!("layer {i}: `output_frac`"),
+                l.output_frac.unwrap_or(0),
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some((input, outputs)))
 }
 
 /// Rebuilds a version-2 layer's PE and column pointers from its packed slice lengths (`data`,

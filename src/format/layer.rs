@@ -1,4 +1,5 @@
 use crate::error::{check_finite, try_filled, try_with_capacity, Error, Result};
+use crate::fixed16::LayerFormat;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -275,6 +276,8 @@ pub struct EieLayer {
     col_ptr: Vec<u32>,
     /// All entries, PE after PE, column after column.
     entries: Vec<u16>,
+    /// Fixed16 activation formats of the input and output (Q5.10 unless set).
+    fixed16: LayerFormat,
 }
 
 /// The number of rows PE `p` owns out of `rows` interleaved over `pes` (0 when `p >= pes`).
@@ -496,6 +499,7 @@ impl EieLayer {
             pe_ptr,
             col_ptr,
             entries,
+            fixed16: LayerFormat::default(),
         })
     }
 
@@ -538,6 +542,17 @@ impl EieLayer {
     /// Sets the activation function.
     pub fn set_activation(&mut self, activation: Activation) {
         self.activation = activation;
+    }
+    /// The fixed16 formats of the layer's input and output activations (see
+    /// [`crate::fixed16`]); Q5.10 both unless set.
+    pub fn fixed16_format(&self) -> LayerFormat {
+        self.fixed16
+    }
+    /// Sets the fixed16 formats of the layer's input and output activations. In a
+    /// [`super::Model`] a layer's input format must be the previous layer's output format;
+    /// [`super::Model::set_fixed16_fracs`] sets a whole chain at once.
+    pub fn set_fixed16_format(&mut self, format: LayerFormat) {
+        self.fixed16 = format;
     }
     /// Entry ranges of the PEs (`pes + 1` values).
     pub fn pe_ptr(&self) -> &[u32] {
@@ -807,7 +822,7 @@ impl EieLayer {
             col_ptr.push(u32::try_from(len).map_err(|_| too_many(len))?);
         }
         pe_ptr.push(u32::try_from(entries.len()).map_err(|_| too_many(entries.len()))?);
-        Self::from_parts(
+        let mut layer = Self::from_parts(
             self.name.clone(),
             rows,
             cols,
@@ -819,7 +834,9 @@ impl EieLayer {
             pe_ptr,
             col_ptr,
             entries,
-        )
+        )?;
+        layer.fixed16 = self.fixed16;
+        Ok(layer)
     }
 
     /// Calls `f(global row, column, code)` for every non-zero, PE by PE, column by column.

@@ -9,7 +9,9 @@ pub struct Model {
 }
 
 impl Model {
-    /// Builds a model, checking that there is at least one layer and that shapes chain.
+    /// Builds a model, checking that there is at least one layer, that shapes chain and that
+    /// each layer's fixed16 input format is the previous layer's output format
+    /// ([`Error::Shape`] otherwise).
     pub fn new(layers: Vec<EieLayer>) -> Result<Self> {
         if layers.is_empty() {
             return Err(Error::InvalidArgument(
@@ -28,8 +30,56 @@ impl Model {
                     pair[1].cols()
                 )));
             }
+            let (out, inp) = (pair[0].fixed16_format(), pair[1].fixed16_format());
+            if inp.input_frac() != out.output_frac() {
+                return Err(Error::Shape(format!(
+                    "layer {} (`{}`) outputs fixed16 {} but layer {} (`{}`) takes {}",
+                    k,
+                    pair[0].name(),
+                    crate::fixed16::format_name(out.output_frac()),
+                    k + 1,
+                    pair[1].name(),
+                    crate::fixed16::format_name(inp.input_frac())
+                )));
+            }
         }
         Ok(Model { layers })
+    }
+
+    /// Sets every layer's fixed16 activation formats: the model's input gets `input_frac`
+    /// fraction bits and layer `k`'s output `output_fracs[k]` (also layer `k + 1`'s input).
+    /// [`Error::InvalidArgument`] for a count that is not one per layer or a fraction above
+    /// [`crate::fixed16::MAX_ACT_FRAC`]; the model is unchanged then.
+    pub fn set_fixed16_fracs(&mut self, input_frac: u32, output_fracs: &[u32]) -> Result<()> {
+        if output_fracs.len() != self.layers.len() {
+            return Err(Error::InvalidArgument(format!(
+                "{} output formats for {} layers",
+                output_fracs.len(),
+                self.layers.len()
+            )));
+        }
+        let mut formats = Vec::with_capacity(output_fracs.len());
+        let mut input = input_frac;
+        for &out in output_fracs {
+            formats.push(crate::fixed16::LayerFormat::new(input, out)?);
+            input = out;
+        }
+        for (l, f) in self.layers.iter_mut().zip(formats) {
+            l.set_fixed16_format(f);
+        }
+        Ok(())
+    }
+
+    /// Fraction bits of the model's fixed16 input (the first layer's input format).
+    pub fn input_frac(&self) -> u32 {
+        self.layers[0].fixed16_format().input_frac()
+    }
+
+    /// Fraction bits of the model's fixed16 output (the last layer's output format).
+    pub fn output_frac(&self) -> u32 {
+        self.layers[self.layers.len() - 1]
+            .fixed16_format()
+            .output_frac()
     }
 
     /// The layers in evaluation order.
@@ -53,6 +103,7 @@ impl Model {
     }
 
     /// The same model with every layer re-interleaved over `pes` PEs.
+    /// (Each layer keeps its fixed16 formats, as [`EieLayer::with_pes`] does.)
     pub fn with_pes(&self, pes: usize) -> Result<Self> {
         Ok(Model {
             layers: self

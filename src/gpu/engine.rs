@@ -82,6 +82,7 @@ struct EieParams {
     has_bias: u32,
     frac: u32,
     part_base: u32,
+    shift: i32,
 }
 
 impl EieParams {
@@ -115,6 +116,7 @@ impl EieParams {
             has_bias: layer.bias().is_some() as u32,
             frac,
             part_base: 0,
+            shift: layer.fixed16_format().write_back_shift(),
         }
     }
 }
@@ -240,7 +242,8 @@ fn meta_words(layer: &EieLayer, precision: Precision) -> (Vec<u32>, u32) {
             frac = cb.frac;
             w.extend(cb.values.iter().map(|&v| v as i32 as u32));
             if let Some(b) = layer.bias() {
-                w.extend(b.iter().map(|&v| fixed16::bias_to_acc(v) as u32));
+                let acc_frac = layer.fixed16_format().acc_frac();
+                w.extend(b.iter().map(|&v| fixed16::bias_to_acc(v, acc_frac) as u32));
             }
         }
         Precision::F32 => {
@@ -538,6 +541,7 @@ impl GpuEngine {
                 opts.max_batch,
                 encoding,
             );
+            program.fixed16_fracs = (model.input_frac(), model.output_frac());
             program.input_bits = Some(InputBits {
                 base: layouts[0].bits_base,
                 stride: layouts[0].bits_stride,

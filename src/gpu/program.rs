@@ -17,7 +17,8 @@ use wgpu::util::DeviceExt;
 pub(crate) enum Encoding {
     /// f32, 4 bytes.
     F32,
-    /// Q5.10 values as i32, 4 bytes.
+    /// fixed16 values (in the model's input and output formats, see
+    /// `Program::fixed16_fracs`) as i32, 4 bytes.
     Fixed16,
     /// f16, 2 bytes.
     F16,
@@ -117,6 +118,8 @@ pub(crate) struct Program {
     pub max_batch: usize,
     pub encoding: Encoding,
     pub input_bits: Option<InputBits>,
+    /// fixed16: fraction bits of the model's input and output activations.
+    pub fixed16_fracs: (u32, u32),
     submit: Mutex<()>,
     staging: Mutex<Vec<wgpu::Buffer>>,
 }
@@ -231,6 +234,10 @@ impl Program {
             max_batch,
             encoding,
             input_bits: None,
+            fixed16_fracs: (
+                crate::fixed16::DEFAULT_ACT_FRAC,
+                crate::fixed16::DEFAULT_ACT_FRAC,
+            ),
             submit: Mutex::new(()),
             staging: Mutex::new(Vec::new()),
         }
@@ -256,14 +263,15 @@ impl Program {
                 match self.encoding {
                     Encoding::F32 => o.copy_from_slice(&v.to_le_bytes()),
                     Encoding::Fixed16 => {
-                        o.copy_from_slice(&(fixed16::quantize_activation(v) as i32).to_le_bytes())
+                        let q = fixed16::quantize_activation(v, self.fixed16_fracs.0);
+                        o.copy_from_slice(&(q as i32).to_le_bytes())
                     }
                     Encoding::F16 => o.copy_from_slice(&half::f16::from_f32(v).to_le_bytes()),
                 }
             }
         }
         // The bitmaps from the encoded values: a value is non-zero when any bit but its sign
-        // bit is set (f32 and f16 -0.0 count as zero; a Q5.10 i32 is never 0x80000000).
+        // bit is set (f32 and f16 -0.0 count as zero; a fixed16 i32 is never 0x80000000).
         let bits = self.input_bits.map(|layout| {
             let mut words = vec![0u32; padded * layout.stride];
             for (bits, row) in words
@@ -293,11 +301,10 @@ impl Program {
             for o in row.chunks_exact(b).take(self.out_size) {
                 out.push(match self.encoding {
                     Encoding::F32 => f32::from_le_bytes([o[0], o[1], o[2], o[3]]),
-                    Encoding::Fixed16 => {
-                        fixed16::dequantize_activation(
-                            i32::from_le_bytes([o[0], o[1], o[2], o[3]]) as i16
-                        )
-                    }
+                    Encoding::Fixed16 => fixed16::dequantize_activation(
+                        i32::from_le_bytes([o[0], o[1], o[2], o[3]]) as i16,
+                        self.fixed16_fracs.1,
+                    ),
                     Encoding::F16 => half::f16::from_le_bytes([o[0], o[1]]).to_f32(),
                 });
             }

@@ -227,23 +227,29 @@ fn layer_f32_tile(
     Ok(())
 }
 
-/// One layer in 16-bit fixed point (see [`crate::fixed16`]); inputs and outputs are Q5.10.
+/// One layer in 16-bit fixed point (see [`crate::fixed16`]): inputs in the layer's input
+/// format, outputs in its output format ([`EieLayer::fixed16_format`]). Returns the layer's
+/// saturation counts.
 ///
 /// `x` must hold `layer.cols()` values and `out` `layer.rows()` ([`Error::Shape`] otherwise).
-pub fn layer_fixed16(layer: &EieLayer, x: &[i16], out: &mut [i16]) -> Result<()> {
+pub fn layer_fixed16(
+    layer: &EieLayer,
+    x: &[i16],
+    out: &mut [i16],
+) -> Result<fixed16::LayerSaturations> {
     check_lengths(layer, x.len(), out.len())?;
     let nonzero = nonzero(x);
     let codebook = FixedCodebook::new(layer.codebook());
     let relu = layer.activation() == Activation::Relu;
+    let format = layer.fixed16_format();
+    let (acc_frac, shift) = (format.acc_frac(), format.write_back_shift());
+    let counts = std::sync::Mutex::new(fixed16::LayerSaturations::default());
     per_pe(layer, out, |p, y| {
         let pe = layer.pe(p);
         let pes = layer.pes();
-        let mut acc: Vec<i32> = try_filled(y.len(), 0, "PE accumulators")?;
-        if let Some(b) = layer.bias() {
-            for (k, a) in acc.iter_mut().enumerate() {
-                *a = fixed16::bias_to_acc(b[p + k * pes]);
-            }
-        }
+        // Sums of the i32 product terms in 64 bits: the i32 accumulator every backend keeps
+        // is their wrapped value, and the 64-bit one tells whether it overflowed.
+        let mut acc: Vec<i64> = try_filled(y.len(), 0, "PE accumulators")?;
         // Products of a_j with every codebook entry, computed once per slice when the slice
         // is at least as long as the codebook (the same values `term` gives per entry; the
         // table's entry 0 stays 0 for padding).
@@ -258,23 +264,33 @@ pub fn layer_fixed16(layer: &EieLayer, x: &[i16], out: &mut [i16]) -> Result<()>
                 }
                 for &e in column {
                     row = row.wrapping_add(entry_run(e) as usize + 1);
-                    acc[row] = acc[row].wrapping_add(terms[entry_code(e) as usize]);
+                    acc[row] += terms[entry_code(e) as usize] as i64;
                 }
             } else {
                 for &e in column {
                     row = row.wrapping_add(entry_run(e) as usize + 1);
                     let code = entry_code(e);
                     if code != 0 {
-                        acc[row] = acc[row].wrapping_add(codebook.term(a, code));
+                        acc[row] += codebook.term(a, code) as i64;
                     }
                 }
             }
         }
-        for (v, &s) in y.iter_mut().zip(&acc) {
-            *v = fixed16::write_back(s, relu);
+        let mut local = fixed16::LayerSaturations::default();
+        for (k, (v, &s)) in y.iter_mut().zip(&acc).enumerate() {
+            let b = layer.bias().map_or(0.0, |b| b[p + k * pes]);
+            let (sum, overflow) = fixed16::finish_row(s, b, acc_frac);
+            let (q, saturated) = fixed16::write_back(sum, shift, relu);
+            *v = q;
+            local.accumulator += overflow as u64;
+            local.write_back += saturated as u64;
         }
+        let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
+        c.accumulator += local.accumulator;
+        c.write_back += local.write_back;
         Ok(())
-    })
+    })?;
+    Ok(counts.into_inner().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// Which walk of a layer's codes the CPU engine uses (f32 and f16; fixed16 always walks
@@ -516,7 +532,7 @@ impl CpuEngine {
                 .zip(input.par_chunks(n_in))
                 .try_for_each(|(y, x)| {
                     BATCHED.with(|b| b.set(true));
-                    let r = self.forward_fixed16(x, y);
+                    let r = self.forward_fixed16(x, y).map(drop);
                     BATCHED.with(|b| b.set(false));
                     r
                 })?;
@@ -615,17 +631,62 @@ impl CpuEngine {
         Ok(())
     }
 
-    fn forward_fixed16(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
-        let mut cur: Vec<i16> = x.iter().map(|&v| fixed16::quantize_activation(v)).collect();
-        for l in self.model.layers() {
+    /// Runs a batch in fixed16 (as [`Self::run`] with [`Precision::Fixed16`]) and counts the
+    /// saturations over the whole batch: inputs clipped to the model's input format, outputs
+    /// clipped on write-back and accumulator overflows, per layer.
+    pub fn run_fixed16(&self, input: &[f32]) -> Result<(Vec<f32>, fixed16::Saturations)> {
+        let batch = self.model.check_input(input)?;
+        let n_in = self.model.input_size();
+        let n_out = self.model.output_size();
+        let len = batch.checked_mul(n_out).ok_or(Error::Allocation {
+            what: format!("{batch} outputs of {n_out} values"),
+            bytes: u64::MAX,
+        })?;
+        let mut out = try_filled(len, 0f32, "outputs")?;
+        let layers = self.model.layers().len();
+        let counts = if batch == 1 {
+            self.forward_fixed16(input, &mut out)?
+        } else {
+            out.par_chunks_mut(n_out)
+                .zip(input.par_chunks(n_in))
+                .map(|(y, x)| {
+                    BATCHED.with(|b| b.set(true));
+                    let r = self.forward_fixed16(x, y);
+                    BATCHED.with(|b| b.set(false));
+                    r
+                })
+                .try_reduce(
+                    || fixed16::Saturations::zero(layers),
+                    |mut a, b| {
+                        a.add(&b);
+                        Ok(a)
+                    },
+                )?
+        };
+        Ok((out, counts))
+    }
+
+    fn forward_fixed16(&self, x: &[f32], y: &mut [f32]) -> Result<fixed16::Saturations> {
+        let mut counts = fixed16::Saturations::zero(self.model.layers().len());
+        let input_frac = self.model.input_frac();
+        let mut cur: Vec<i16> = x
+            .iter()
+            .map(|&v| {
+                let (q, saturated) = fixed16::quantize(v, input_frac);
+                counts.input += saturated as u64;
+                q
+            })
+            .collect();
+        for (l, c) in self.model.layers().iter().zip(&mut counts.layers) {
             let mut next = try_filled(l.rows(), 0i16, "layer outputs")?;
-            layer_fixed16(l, &cur, &mut next)?;
+            *c = layer_fixed16(l, &cur, &mut next)?;
             cur = next;
         }
+        let output_frac = self.model.output_frac();
         for (o, &q) in y.iter_mut().zip(&cur) {
-            *o = fixed16::dequantize_activation(q);
+            *o = fixed16::dequantize_activation(q, output_frac);
         }
-        Ok(())
+        Ok(counts)
     }
 }
 

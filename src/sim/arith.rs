@@ -50,9 +50,11 @@ impl Arith for F32Arith<'_> {
     }
 }
 
-/// EIE's 16-bit fixed-point datapath (Q5.10 activations, Q17.14 accumulators).
+/// EIE's 16-bit fixed-point datapath: `i16` activations and `i32` accumulators in the layer's
+/// formats ([`crate::fixed16::LayerFormat`]).
 pub(crate) struct FixedArith {
     pub codebook: FixedCodebook,
+    pub format: fixed16::LayerFormat,
 }
 
 impl Arith for FixedArith {
@@ -68,7 +70,7 @@ impl Arith for FixedArith {
         if bias == 0.0 {
             0
         } else {
-            fixed16::bias_to_acc(bias)
+            fixed16::bias_to_acc(bias, self.format.acc_frac())
         }
     }
     #[inline]
@@ -76,6 +78,7 @@ impl Arith for FixedArith {
         *acc = acc.wrapping_add(self.codebook.term(a, code));
     }
     fn finish(&self, acc: i32, _bias: f32, activation: Activation) -> i16 {
-        fixed16::write_back(acc, activation == Activation::Relu)
+        let shift = self.format.write_back_shift();
+        fixed16::write_back(acc, shift, activation == Activation::Relu).0
     }
 }

@@ -356,15 +356,23 @@ impl<'a> Simulator<'a> {
                     output.extend_from_slice(&cur);
                 }
                 Precision::Fixed16 | Precision::F16 => {
-                    let mut cur: Vec<i16> =
-                        x.iter().map(|&v| fixed16::quantize_activation(v)).collect();
+                    let first = self.layers[0].layer.fixed16_format().input_frac();
+                    let last = self.layers[self.layers.len() - 1].layer.fixed16_format();
+                    let mut cur: Vec<i16> = x
+                        .iter()
+                        .map(|&v| fixed16::quantize_activation(v, first))
+                        .collect();
                     for (prep, st) in self.layers.iter().zip(&mut layer_stats) {
                         let arith = FixedArith {
                             codebook: FixedCodebook::new(prep.layer.codebook()),
+                            format: prep.layer.fixed16_format(),
                         };
                         cur = self.layer(prep, &arith, &cur, st);
                     }
-                    output.extend(cur.iter().map(|&q| fixed16::dequantize_activation(q)));
+                    output.extend(
+                        cur.iter()
+                            .map(|&q| fixed16::dequantize_activation(q, last.output_frac())),
+                    );
                 }
             }
         }
