@@ -401,3 +401,73 @@ fn chooser_rejects_bad_calibration_and_bounds() {
     eie::fixed16::choose_formats_for_bound(&mut m, 100.0).unwrap();
     assert_eq!(narrow - m.input_frac(), 6);
 }
+
+/// The hardware-order fixed16 model ([`eie::reference::layer_fixed16`]) one input at a time.
+fn fixed16_one_by_one(m: &Model, x: &[f32]) -> Vec<f32> {
+    let mut out = Vec::new();
+    for xi in x.chunks_exact(m.input_size()) {
+        let mut cur: Vec<i16> = xi
+            .iter()
+            .map(|&v| eie::fixed16::quantize_activation(v, m.input_frac()))
+            .collect();
+        for l in m.layers() {
+            let mut next = vec![0i16; l.rows()];
+            eie::reference::layer_fixed16(l, &cur, &mut next).unwrap();
+            cur = next;
+        }
+        out.extend(
+            cur.iter()
+                .map(|&q| eie::fixed16::dequantize_activation(q, m.output_frac())),
+        );
+    }
+    out
+}
+
+#[test]
+fn fixed16_engine_tiles_and_copies_equal_the_hardware_order_model() {
+    // A 4-bit layer (walked on the engine's 12-bit-run copy) over a 6-bit one (its own
+    // entries), sparse enough for zero runs longer than 16 rows, at batch sizes that give one
+    // input, one partial tile, and full tiles with a remainder.
+    let d1 = eie::synth::dense_layer("a", 300, 64, true, 31);
+    let d2 = eie::synth::dense_layer("b", 40, 300, true, 32);
+    let l1 = compress_layer(
+        &d1,
+        &CompressConfig {
+            density: 0.03,
+            bits: 4,
+            pes: 2,
+            ..CompressConfig::default()
+        },
+        Activation::Relu,
+    )
+    .unwrap();
+    let l2 = compress_layer(
+        &d2,
+        &CompressConfig {
+            density: 0.1,
+            bits: 6,
+            pes: 3,
+            ..CompressConfig::default()
+        },
+        Activation::Identity,
+    )
+    .unwrap();
+    let mut m = Model::new(vec![l1, l2]).unwrap();
+    eie::fixed16::choose_formats(&mut m, None).unwrap();
+    assert!(m.layers()[0].padding_count() > 0);
+    for batch in [1, 5, 16, 37] {
+        let x = eie::synth::activations(64 * batch, 0.5, 40 + batch as u64);
+        let want = fixed16_one_by_one(&m, &x);
+        for engine in [
+            CpuEngine::new(m.clone()).unwrap(),
+            CpuEngine::as_stored(m.clone()),
+        ] {
+            assert_eq!(
+                engine.run(&x, Precision::Fixed16).unwrap(),
+                want,
+                "batch {batch}"
+            );
+            assert_eq!(engine.run_fixed16(&x).unwrap().0, want, "batch {batch}");
+        }
+    }
+}

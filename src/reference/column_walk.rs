@@ -109,8 +109,11 @@ impl ColumnCodes {
 /// codes to terms by two permutes) and then adding the terms one by one measured 0–15 % slower
 /// on the paper's layers (`cargo bench --bench cpu_walks`); the scattered read-modify-write of
 /// the accumulators, not the decode, bounds this loop.
+///
+/// Generic over the accumulator: f32 sums for f32 and f16, exact i64 sums of the product terms
+/// for fixed16.
 #[inline]
-pub fn add_column(column: &[u16], scaled: &[f32; 16], acc: &mut [f32]) {
+pub fn add_column<T: Copy + std::ops::AddAssign>(column: &[u16], scaled: &[T; 16], acc: &mut [T]) {
     let mut row = usize::MAX;
     for &e in column {
         row = row.wrapping_add((e >> 4) as usize + 1);

@@ -237,6 +237,18 @@ pub fn layer_fixed16(
     x: &[i16],
     out: &mut [i16],
 ) -> Result<fixed16::LayerSaturations> {
+    columns_fixed16(layer, None, x, out)
+}
+
+/// The column walk of [`layer_fixed16`], on the layer's own entries or on the engine's
+/// `compact` copy of them ([`ColumnCodes`]: no padding entries under 4096-row gaps). The sums
+/// are exact integers, so the order of the terms does not change a bit.
+fn columns_fixed16(
+    layer: &EieLayer,
+    compact: Option<&ColumnCodes>,
+    x: &[i16],
+    out: &mut [i16],
+) -> Result<fixed16::LayerSaturations> {
     check_lengths(layer, x.len(), out.len())?;
     let nonzero = nonzero(x);
     let codebook = FixedCodebook::new(layer.codebook());
@@ -250,28 +262,47 @@ pub fn layer_fixed16(
         // Sums of the i32 product terms in 64 bits: the i32 accumulator every backend keeps
         // is their wrapped value, and the 64-bit one tells whether it overflowed.
         let mut acc: Vec<i64> = try_filled(y.len(), 0, "PE accumulators")?;
-        // Products of a_j with every codebook entry, computed once per slice when the slice
-        // is at least as long as the codebook (the same values `term` gives per entry; the
-        // table's entry 0 stays 0 for padding).
         let n = codebook.values.len();
-        let mut terms = [0i32; 256];
-        for &(j, a) in &nonzero {
-            let column = pe.column(j);
-            let mut row = usize::MAX;
-            if column.len() >= n {
-                for (code, t) in terms.iter_mut().enumerate().take(n).skip(1) {
-                    *t = codebook.term(a, code as u8);
+        match compact {
+            Some(c) => {
+                // The copy exists for codebooks of at most 16 entries; the terms of the others
+                // stay 0 and are never looked up.
+                let mut terms = [0i64; 16];
+                for &(j, a) in &nonzero {
+                    let column = c.column(p, j);
+                    if column.is_empty() {
+                        continue;
+                    }
+                    for (code, t) in terms.iter_mut().enumerate().take(n) {
+                        *t = codebook.term(a, code as u8) as i64;
+                    }
+                    column_walk::add_column(column, &terms, &mut acc);
                 }
-                for &e in column {
-                    row = row.wrapping_add(entry_run(e) as usize + 1);
-                    acc[row] += terms[entry_code(e) as usize] as i64;
-                }
-            } else {
-                for &e in column {
-                    row = row.wrapping_add(entry_run(e) as usize + 1);
-                    let code = entry_code(e);
-                    if code != 0 {
-                        acc[row] += codebook.term(a, code) as i64;
+            }
+            None => {
+                // Products of a_j with every codebook entry, computed once per slice when the
+                // slice is at least as long as the codebook (the same values `term` gives per
+                // entry; the table's entry 0 stays 0 for padding).
+                let mut terms = [0i32; 256];
+                for &(j, a) in &nonzero {
+                    let column = pe.column(j);
+                    let mut row = usize::MAX;
+                    if column.len() >= n {
+                        for (code, t) in terms.iter_mut().enumerate().take(n).skip(1) {
+                            *t = codebook.term(a, code as u8);
+                        }
+                        for &e in column {
+                            row = row.wrapping_add(entry_run(e) as usize + 1);
+                            acc[row] += terms[entry_code(e) as usize] as i64;
+                        }
+                    } else {
+                        for &e in column {
+                            row = row.wrapping_add(entry_run(e) as usize + 1);
+                            let code = entry_code(e);
+                            if code != 0 {
+                                acc[row] += codebook.term(a, code) as i64;
+                            }
+                        }
                     }
                 }
             }
@@ -291,6 +322,191 @@ pub fn layer_fixed16(
         Ok(())
     })?;
     Ok(counts.into_inner().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// [`columns_fixed16`] for up to [`CPU_BATCH_TILE`] inputs at once (`xs`: `t` inputs back to
+/// back, `out`: `t` outputs back to back): each entry is decoded once and its product terms
+/// computed for every input of the tile. The sums are exact, so every input's result equals
+/// its result alone.
+///
+/// `row_bound` ([`fixed16_row_bound`]) lets the tile sum in i32, twice as many lanes per
+/// instruction, when the bound shows that no sum can leave the i32 range (the usual case:
+/// formats are chosen so that accumulators hold their sums); otherwise, or without it, the sums
+/// are i64 so that overflows are counted.
+fn fixed16_tile(
+    layer: &EieLayer,
+    compact: Option<&ColumnCodes>,
+    row_bound: Option<u64>,
+    xs: &[i16],
+    out: &mut [i16],
+) -> Result<fixed16::LayerSaturations> {
+    const T: usize = CPU_BATCH_TILE;
+    let (rows, cols, pes) = (layer.rows(), layer.cols(), layer.pes());
+    let t = xs.len() / cols.max(1);
+    if t == 0 || t > T || xs.len() != t * cols || out.len() != t * rows {
+        return Err(Error::Shape(format!(
+            "a tile of {} inputs and {} outputs for layer `{}` ({rows}x{cols}, at most {T} inputs)",
+            xs.len(),
+            out.len(),
+            layer.name()
+        )));
+    }
+    let codebook = FixedCodebook::new(layer.codebook());
+    let frac = codebook.frac;
+    let mut listed: Vec<(usize, [i32; T])> = try_with_capacity(cols, "listed columns")?;
+    for j in 0..cols {
+        let mut a = [0i32; T];
+        for (b, v) in a.iter_mut().enumerate().take(t) {
+            *v = xs[b * cols + j] as i32;
+        }
+        if a.iter().any(|&v| v != 0) {
+            listed.push((j, a));
+        }
+    }
+    let max_a = listed
+        .iter()
+        .flat_map(|(_, a)| a.iter())
+        .map(|a| a.unsigned_abs() as u64)
+        .max()
+        .unwrap_or(0);
+    // |term| <= |a c| / 2^s + 1 (round half up) or |a c| * 2^-s for a left shift, and a row's
+    // entries with c != 0 number at most its sum of |c|.
+    let term_bound = |bound: u64| -> u64 {
+        let products = bound.saturating_mul(max_a);
+        if frac > fixed16::GUARD_BITS {
+            (products >> (frac - fixed16::GUARD_BITS)).saturating_add(bound)
+        } else {
+            products.saturating_mul(1 << (fixed16::GUARD_BITS - frac))
+        }
+    };
+    let narrow = row_bound.is_some_and(|b| term_bound(b) <= i32::MAX as u64);
+    let locals: Vec<Vec<[i64; T]>> = if narrow {
+        tile_sums::<i32, T>(layer, compact, &codebook, &listed)?
+            .into_iter()
+            .map(|acc| acc.iter().map(|r| r.map(i64::from)).collect())
+            .collect()
+    } else {
+        tile_sums::<i64, T>(layer, compact, &codebook, &listed)?
+    };
+    let relu = layer.activation() == Activation::Relu;
+    let format = layer.fixed16_format();
+    let (acc_frac, shift) = (format.acc_frac(), format.write_back_shift());
+    let mut counts = fixed16::LayerSaturations::default();
+    for (p, acc) in locals.iter().enumerate() {
+        for (k, r) in acc.iter().enumerate() {
+            let row = p + k * pes;
+            let bias = layer.bias().map_or(0.0, |b| b[row]);
+            for (b, &s) in r.iter().enumerate().take(t) {
+                let (sum, overflow) = fixed16::finish_row(s, bias, acc_frac);
+                let (q, saturated) = fixed16::write_back(sum, shift, relu);
+                out[b * rows + row] = q;
+                counts.accumulator += overflow as u64;
+                counts.write_back += saturated as u64;
+            }
+        }
+    }
+    Ok(counts)
+}
+
+/// The sums of product terms of every PE's local rows for a tile of inputs (`listed`: the
+/// columns non-zero in any input, with the tile's activations), in accumulators of type `A`:
+/// i64 always holds them; i32 only where the caller has bounded them.
+#[allow(clippy::type_complexity)]
+fn tile_sums<A, const T: usize>(
+    layer: &EieLayer,
+    compact: Option<&ColumnCodes>,
+    codebook: &FixedCodebook,
+    listed: &[(usize, [i32; T])],
+) -> Result<Vec<Vec<[A; T]>>>
+where
+    A: Copy + Default + std::ops::AddAssign + From<i32>,
+{
+    let frac = codebook.frac;
+    // One entry's terms for the whole tile: `fixed16::product_term` lane by lane.
+    let add = |r: &mut [A; T], a: &[i32; T], c: i32| {
+        if frac > fixed16::GUARD_BITS {
+            let s = frac - fixed16::GUARD_BITS;
+            let half = 1i32 << (s - 1);
+            for b in 0..T {
+                r[b] += A::from((a[b] * c + half) >> s);
+            }
+        } else {
+            let s = fixed16::GUARD_BITS - frac;
+            for b in 0..T {
+                r[b] += A::from((a[b] * c).wrapping_shl(s));
+            }
+        }
+    };
+    let small = codebook.values.len() <= 16;
+    (0..layer.pes())
+        .map(|p| -> Result<Vec<[A; T]>> {
+            let mut acc = try_filled(layer.rows_of_pe(p), [A::default(); T], "PE accumulators")?;
+            // For a codebook of at most 16 entries, the terms of every code for the whole
+            // tile, computed once per slice: an entry then adds one row of the table.
+            let mut table = [[A::default(); T]; 16];
+            for (j, a) in listed {
+                let mut row = usize::MAX;
+                match compact {
+                    Some(cc) if small => {
+                        let column = cc.column(p, *j);
+                        if column.is_empty() {
+                            continue;
+                        }
+                        for (t, &c) in table.iter_mut().zip(&codebook.values) {
+                            *t = [A::default(); T];
+                            add(t, a, c as i32);
+                        }
+                        for &e in column {
+                            row = row.wrapping_add((e >> 4) as usize + 1);
+                            let (r, t) = (&mut acc[row], &table[(e & 15) as usize]);
+                            for b in 0..T {
+                                r[b] += t[b];
+                            }
+                        }
+                    }
+                    Some(cc) => {
+                        for &e in cc.column(p, *j) {
+                            row = row.wrapping_add((e >> 4) as usize + 1);
+                            let c = codebook.values[(e & 15) as usize] as i32;
+                            if c != 0 {
+                                add(&mut acc[row], a, c);
+                            }
+                        }
+                    }
+                    None => {
+                        for &e in layer.pe(p).column(*j) {
+                            row = row.wrapping_add(entry_run(e) as usize + 1);
+                            let c = codebook.values[entry_code(e) as usize] as i32;
+                            if c != 0 {
+                                add(&mut acc[row], a, c);
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(acc)
+        })
+        .collect()
+}
+
+/// The largest sum over a row of `layer` of `|c|`, for the fixed16 codebook value `c` of each
+/// of its entries (see [`fixed16_tile`]).
+fn fixed16_row_bound(layer: &EieLayer) -> Result<u64> {
+    let codebook = FixedCodebook::new(layer.codebook());
+    let mut best = 0u64;
+    for p in 0..layer.pes() {
+        let mut sums: Vec<u64> = try_filled(layer.rows_of_pe(p), 0, "row bounds")?;
+        let pe = layer.pe(p);
+        for j in 0..layer.cols() {
+            let mut row = usize::MAX;
+            for &e in pe.column(j) {
+                row = row.wrapping_add(entry_run(e) as usize + 1);
+                sums[row] += codebook.values[entry_code(e) as usize].unsigned_abs() as u64;
+            }
+        }
+        best = best.max(sums.into_iter().max().unwrap_or(0));
+    }
+    Ok(best)
 }
 
 /// Which walk of a layer's codes the CPU engine uses (f32 and f16; fixed16 always walks
@@ -364,6 +580,9 @@ struct LayerWalks {
     /// Entries of each column summed over the PEs (in the compact copy where there is one):
     /// the column walk's work.
     column_entries: Vec<u32>,
+    /// The largest sum over a row of `|c|` for its entries' fixed16 codebook values `c`: with
+    /// the largest input of a tile it bounds every sum of product terms (see [`fixed16_tile`]).
+    fixed16_row_bound: u64,
 }
 
 impl LayerWalks {
@@ -389,6 +608,7 @@ impl LayerWalks {
             // Without a row-ordered copy (no memory for it, or rows too uneven for it to pay)
             // the engine walks columns.
             rows: RowCodes::new(layer).ok(),
+            fixed16_row_bound: fixed16_row_bound(layer)?,
             columns,
             column_entries,
         })
@@ -499,14 +719,9 @@ impl CpuEngine {
     /// Buffers are reserved fallibly: a batch whose outputs do not fit in memory is
     /// [`Error::Allocation`], not an abort.
     pub fn run(&self, input: &[f32], precision: Precision) -> Result<Vec<f32>> {
-        let batch = self.model.check_input(input)?;
-        let n_in = self.model.input_size();
-        let n_out = self.model.output_size();
-        let len = batch.checked_mul(n_out).ok_or(Error::Allocation {
-            what: format!("{batch} outputs of {n_out} values"),
-            bytes: u64::MAX,
-        })?;
-        let mut out = try_filled(len, 0f32, "outputs")?;
+        let mut out = self.outputs_for(input)?;
+        let batch = out.len() / self.model.output_size();
+        let (n_in, n_out) = (self.model.input_size(), self.model.output_size());
         let f16 = precision == Precision::F16;
         if precision != Precision::Fixed16 {
             if batch == 1 {
@@ -522,22 +737,22 @@ impl CpuEngine {
                     .zip(input.par_chunks(n_in * CPU_BATCH_TILE))
                     .try_for_each(|(y, x)| self.forward_tile(x, y, f16, false))?;
             }
-        } else if batch == 1 {
-            // One input: the PEs of each layer run in parallel.
-            self.forward_fixed16(input, &mut out)?;
         } else {
-            // Several: the inputs run in parallel, each one's PEs on its own thread (the
-            // forward pass makes no rayon calls then, so no other task interleaves on it).
-            out.par_chunks_mut(n_out)
-                .zip(input.par_chunks(n_in))
-                .try_for_each(|(y, x)| {
-                    BATCHED.with(|b| b.set(true));
-                    let r = self.forward_fixed16(x, y).map(drop);
-                    BATCHED.with(|b| b.set(false));
-                    r
-                })?;
+            self.fixed16_batch(input, &mut out)?;
         }
         Ok(out)
+    }
+
+    /// Checks a batch of inputs and reserves its outputs (fallibly: a batch whose outputs do
+    /// not fit in memory is [`Error::Allocation`]).
+    fn outputs_for(&self, input: &[f32]) -> Result<Vec<f32>> {
+        let batch = self.model.check_input(input)?;
+        let n_out = self.model.output_size();
+        let len = batch.checked_mul(n_out).ok_or(Error::Allocation {
+            what: format!("{batch} outputs of {n_out} values"),
+            bytes: u64::MAX,
+        })?;
+        try_filled(len, 0f32, "outputs")
     }
 
     /// Codebook table of layer `l`, rounded to f16 where `f16`.
@@ -635,38 +850,35 @@ impl CpuEngine {
     /// saturations over the whole batch: inputs clipped to the model's input format, outputs
     /// clipped on write-back and accumulator overflows, per layer.
     pub fn run_fixed16(&self, input: &[f32]) -> Result<(Vec<f32>, fixed16::Saturations)> {
-        let batch = self.model.check_input(input)?;
-        let n_in = self.model.input_size();
-        let n_out = self.model.output_size();
-        let len = batch.checked_mul(n_out).ok_or(Error::Allocation {
-            what: format!("{batch} outputs of {n_out} values"),
-            bytes: u64::MAX,
-        })?;
-        let mut out = try_filled(len, 0f32, "outputs")?;
-        let layers = self.model.layers().len();
-        let counts = if batch == 1 {
-            self.forward_fixed16(input, &mut out)?
-        } else {
-            out.par_chunks_mut(n_out)
-                .zip(input.par_chunks(n_in))
-                .map(|(y, x)| {
-                    BATCHED.with(|b| b.set(true));
-                    let r = self.forward_fixed16(x, y);
-                    BATCHED.with(|b| b.set(false));
-                    r
-                })
-                .try_reduce(
-                    || fixed16::Saturations::zero(layers),
-                    |mut a, b| {
-                        a.add(&b);
-                        Ok(a)
-                    },
-                )?
-        };
+        let mut out = self.outputs_for(input)?;
+        let counts = self.fixed16_batch(input, &mut out)?;
         Ok((out, counts))
     }
 
+    /// A batch in fixed16: one input with each layer's PEs in parallel, or tiles of
+    /// [`CPU_BATCH_TILE`] inputs in parallel, each walking every entry once for all its inputs.
+    fn fixed16_batch(&self, input: &[f32], out: &mut [f32]) -> Result<fixed16::Saturations> {
+        let (n_in, n_out) = (self.model.input_size(), self.model.output_size());
+        let layers = self.model.layers().len();
+        if input.len() == n_in {
+            return self.forward_fixed16(input, out);
+        }
+        out.par_chunks_mut(n_out * CPU_BATCH_TILE)
+            .zip(input.par_chunks(n_in * CPU_BATCH_TILE))
+            .map(|(y, x)| self.forward_fixed16(x, y))
+            .try_reduce(
+                || fixed16::Saturations::zero(layers),
+                |mut a, b| {
+                    a.add(&b);
+                    Ok(a)
+                },
+            )
+    }
+
+    /// One input (its layers' PEs in parallel) or a tile of up to [`CPU_BATCH_TILE`] inputs
+    /// through every layer in fixed16, counting saturations.
     fn forward_fixed16(&self, x: &[f32], y: &mut [f32]) -> Result<fixed16::Saturations> {
+        let t = x.len() / self.model.input_size();
         let mut counts = fixed16::Saturations::zero(self.model.layers().len());
         let input_frac = self.model.input_frac();
         let mut cur: Vec<i16> = x
@@ -677,9 +889,21 @@ impl CpuEngine {
                 q
             })
             .collect();
-        for (l, c) in self.model.layers().iter().zip(&mut counts.layers) {
-            let mut next = try_filled(l.rows(), 0i16, "layer outputs")?;
-            *c = layer_fixed16(l, &cur, &mut next)?;
+        for (i, (l, c)) in self
+            .model
+            .layers()
+            .iter()
+            .zip(&mut counts.layers)
+            .enumerate()
+        {
+            let mut next = try_filled(t * l.rows(), 0i16, "layer outputs")?;
+            let compact = self.layers[i].as_ref().and_then(|w| w.columns.as_ref());
+            *c = if t == 1 {
+                columns_fixed16(l, compact, &cur, &mut next)?
+            } else {
+                let bound = self.layers[i].as_ref().map(|w| w.fixed16_row_bound);
+                fixed16_tile(l, compact, bound, &cur, &mut next)?
+            };
             cur = next;
         }
         let output_frac = self.model.output_frac();
