@@ -1,7 +1,7 @@
 //! The CPU model: EIE SpMV in hardware order against the dense oracle, f32 and fixed16.
 
 use eie::compress::{compress_layer, CompressConfig};
-use eie::reference::{layer_f32, ErrorStats};
+use eie::reference::{layer_f32, CpuWalk, ErrorStats};
 use eie::{Activation, CpuEngine, DenseOracle, Error, Model, Precision};
 use proptest::prelude::*;
 
@@ -424,10 +424,11 @@ fn fixed16_one_by_one(m: &Model, x: &[f32]) -> Vec<f32> {
 }
 
 #[test]
-fn fixed16_engine_tiles_and_copies_equal_the_hardware_order_model() {
-    // A 4-bit layer (walked on the engine's 12-bit-run copy) over a 6-bit one (its own
-    // entries), sparse enough for zero runs longer than 16 rows, at batch sizes that give one
-    // input, one partial tile, and full tiles with a remainder.
+fn fixed16_engine_walks_tiles_and_copies_equal_the_hardware_order_model() {
+    // A 4-bit layer (walked on the engine's 12-bit-run copy, or by rows in AVX2) over a 6-bit
+    // one (its own entries, or by rows in scalar code), sparse enough for zero runs longer
+    // than 16 rows, at batch sizes that give one input, one partial tile, and full tiles with
+    // a remainder, with each walk.
     let d1 = eie::synth::dense_layer("a", 300, 64, true, 31);
     let d2 = eie::synth::dense_layer("b", 40, 300, true, 32);
     let l1 = compress_layer(
@@ -462,12 +463,16 @@ fn fixed16_engine_tiles_and_copies_equal_the_hardware_order_model() {
             CpuEngine::new(m.clone()).unwrap(),
             CpuEngine::as_stored(m.clone()),
         ] {
-            assert_eq!(
-                engine.run(&x, Precision::Fixed16).unwrap(),
-                want,
-                "batch {batch}"
-            );
-            assert_eq!(engine.run_fixed16(&x).unwrap().0, want, "batch {batch}");
+            for walk in [CpuWalk::Auto, CpuWalk::Columns, CpuWalk::Rows] {
+                let e = engine.clone().with_walk(walk);
+                let got = e.run(&x, Precision::Fixed16).unwrap();
+                assert_eq!(got, want, "batch {batch}, {walk:?}");
+                assert_eq!(
+                    e.run_fixed16(&x).unwrap().0,
+                    want,
+                    "batch {batch}, {walk:?}"
+                );
+            }
         }
     }
 }

@@ -369,17 +369,7 @@ fn fixed16_tile(
         .map(|a| a.unsigned_abs() as u64)
         .max()
         .unwrap_or(0);
-    // |term| <= |a c| / 2^s + 1 (round half up) or |a c| * 2^-s for a left shift, and a row's
-    // entries with c != 0 number at most its sum of |c|.
-    let term_bound = |bound: u64| -> u64 {
-        let products = bound.saturating_mul(max_a);
-        if frac > fixed16::GUARD_BITS {
-            (products >> (frac - fixed16::GUARD_BITS)).saturating_add(bound)
-        } else {
-            products.saturating_mul(1 << (fixed16::GUARD_BITS - frac))
-        }
-    };
-    let narrow = row_bound.is_some_and(|b| term_bound(b) <= i32::MAX as u64);
+    let narrow = row_bound.is_some_and(|b| sums_fit_i32(b, max_a, frac));
     let locals: Vec<Vec<[i64; T]>> = if narrow {
         tile_sums::<i32, T>(layer, compact, &codebook, &listed)?
             .into_iter()
@@ -489,6 +479,20 @@ where
         .collect()
 }
 
+/// Whether every row's sum of product terms stays in the i32 range, for a row bound from
+/// [`fixed16_row_bound`], inputs of magnitude at most `max_a` and codebook fraction bits
+/// `frac`: |term| <= |a c| / 2^s + 1 (round half up) or |a c| 2^s for a left shift, and a row's
+/// entries with c != 0 number at most its sum of |c|.
+fn sums_fit_i32(row_bound: u64, max_a: u64, frac: u32) -> bool {
+    let products = row_bound.saturating_mul(max_a);
+    let bound = if frac > fixed16::GUARD_BITS {
+        (products >> (frac - fixed16::GUARD_BITS)).saturating_add(row_bound)
+    } else {
+        products.saturating_mul(1 << (fixed16::GUARD_BITS - frac))
+    };
+    bound <= i32::MAX as u64
+}
+
 /// The largest sum over a row of `layer` of `|c|`, for the fixed16 codebook value `c` of each
 /// of its entries (see [`fixed16_tile`]).
 fn fixed16_row_bound(layer: &EieLayer) -> Result<u64> {
@@ -509,8 +513,46 @@ fn fixed16_row_bound(layer: &EieLayer) -> Result<u64> {
     Ok(best)
 }
 
-/// Which walk of a layer's codes the CPU engine uses (f32 and f16; fixed16 always walks
-/// columns).
+/// One input through one layer in fixed16 by the row-ordered walk, sums in i32: the caller
+/// has checked with [`sums_fit_i32`] that no sum leaves that range, so the sums are exact and
+/// equal the column walk's. `parallel`: row groups spread over the rayon threads.
+fn rows_fixed16(
+    layer: &EieLayer,
+    rows: &RowCodes,
+    x: &[i16],
+    out: &mut [i16],
+    parallel: bool,
+) -> Result<fixed16::LayerSaturations> {
+    check_lengths(layer, x.len(), out.len())?;
+    let terms = row_order::FixedTerms::new(&FixedCodebook::new(layer.codebook()));
+    let mut xz: Vec<i32> = try_with_capacity(x.len() + 1, "input")?;
+    xz.extend(x.iter().map(|&a| a as i32));
+    xz.push(0);
+    let mut sums: Vec<i32> = try_filled(rows.groups() * row_order::GROUP, 0, "row sums")?;
+    if parallel {
+        sums.par_chunks_mut(GROUPS_PER_TASK * row_order::GROUP)
+            .enumerate()
+            .for_each(|(k, s)| rows.sums_fixed16(&terms, &xz, k * GROUPS_PER_TASK, s));
+    } else {
+        rows.sums_fixed16(&terms, &xz, 0, &mut sums);
+    }
+    let relu = layer.activation() == Activation::Relu;
+    let format = layer.fixed16_format();
+    let (acc_frac, shift) = (format.acc_frac(), format.write_back_shift());
+    let mut counts = fixed16::LayerSaturations::default();
+    for (i, (o, &s)) in out.iter_mut().zip(&sums).enumerate() {
+        let bias = layer.bias().map_or(0.0, |b| b[i]);
+        let (sum, overflow) = fixed16::finish_row(s as i64, bias, acc_frac);
+        let (q, saturated) = fixed16::write_back(sum, shift, relu);
+        *o = q;
+        counts.accumulator += overflow as u64;
+        counts.write_back += saturated as u64;
+    }
+    Ok(counts)
+}
+
+/// Which walk of a layer's codes the CPU engine uses (fixed16 walks rows for one input at a
+/// time, and only where every row's sum provably fits an i32).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CpuWalk {
@@ -534,6 +576,13 @@ pub const ROW_SLOT_COST: f64 = 0.5;
 /// [`ROW_SLOT_COST`] for a tile of [`row_order::TILE`] inputs: the row walk keeps its sums in
 /// registers, where the column walk reads and writes a tile of sums per entry.
 pub const ROW_SLOT_COST_TILE: f64 = 0.16;
+
+/// Cost of one slot of the fixed16 row walk (one input, AVX2) in units of one entry of the
+/// fixed16 column walk: its integer multiply, round and shift per slot cost more than the f32
+/// walk's multiply-add ([`ROW_SLOT_COST`]). Set from `eie bench --cpu-only` on the paper's
+/// layers (BENCHMARKS.md, "fixed16 on the CPU"): at 0.5, rows won 2.3× on NT-We (dense input)
+/// and lost 1.2–1.3× on Alex-7 and VGG-8 (35 % of inputs non-zero).
+pub const FIXED16_ROW_SLOT_COST: f64 = 0.75;
 
 /// Measured cost of starting one column slice of the column walk (pointer pair, loop exit the
 /// branch predictor misses), in entries.
@@ -855,17 +904,48 @@ impl CpuEngine {
         Ok((out, counts))
     }
 
+    /// The row-ordered copy of layer `index` where the fixed16 walk of one input `x` takes it:
+    /// where the row walk's slots ([`FIXED16_ROW_SLOT_COST`] each) cost less than the column
+    /// walk's entries and slices (or the walk is forced to rows), and every sum fits an i32
+    /// ([`sums_fit_i32`]); `None` for the column walk.
+    fn fixed16_rows(&self, index: usize, x: &[i16]) -> Option<&RowCodes> {
+        let walks = self.layers[index].as_ref()?;
+        let rows = walks.rows.as_ref()?;
+        let layer = &self.model.layers()[index];
+        let take = match self.walk {
+            CpuWalk::Columns => false,
+            CpuWalk::Rows => true,
+            CpuWalk::Auto => {
+                // Branch-free: the scan costs little beside either walk.
+                let (mut listed, mut listed_entries) = (0usize, 0usize);
+                for (&a, &n) in x.iter().zip(&walks.column_entries) {
+                    let nz = (a != 0) as usize;
+                    listed += nz;
+                    listed_entries += nz * n as usize;
+                }
+                let columns = listed_entries as f64 + (listed * layer.pes()) as f64 * SLICE_COST;
+                (rows.slots() as f64) * FIXED16_ROW_SLOT_COST < columns
+            }
+        };
+        if !take {
+            return None;
+        }
+        let max_a = x.iter().map(|a| a.unsigned_abs() as u64).max().unwrap_or(0);
+        let frac = FixedCodebook::new(layer.codebook()).frac;
+        sums_fit_i32(walks.fixed16_row_bound, max_a, frac).then_some(rows)
+    }
+
     /// A batch in fixed16: one input with each layer's PEs in parallel, or tiles of
     /// [`CPU_BATCH_TILE`] inputs in parallel, each walking every entry once for all its inputs.
     fn fixed16_batch(&self, input: &[f32], out: &mut [f32]) -> Result<fixed16::Saturations> {
         let (n_in, n_out) = (self.model.input_size(), self.model.output_size());
         let layers = self.model.layers().len();
-        if input.len() == n_in {
-            return self.forward_fixed16(input, out);
+        if input.len() <= n_in * CPU_BATCH_TILE {
+            return self.forward_fixed16(input, out, true);
         }
         out.par_chunks_mut(n_out * CPU_BATCH_TILE)
             .zip(input.par_chunks(n_in * CPU_BATCH_TILE))
-            .map(|(y, x)| self.forward_fixed16(x, y))
+            .map(|(y, x)| self.forward_fixed16(x, y, false))
             .try_reduce(
                 || fixed16::Saturations::zero(layers),
                 |mut a, b| {
@@ -877,7 +957,12 @@ impl CpuEngine {
 
     /// One input (its layers' PEs in parallel) or a tile of up to [`CPU_BATCH_TILE`] inputs
     /// through every layer in fixed16, counting saturations.
-    fn forward_fixed16(&self, x: &[f32], y: &mut [f32]) -> Result<fixed16::Saturations> {
+    fn forward_fixed16(
+        &self,
+        x: &[f32],
+        y: &mut [f32],
+        parallel: bool,
+    ) -> Result<fixed16::Saturations> {
         let t = x.len() / self.model.input_size();
         let mut counts = fixed16::Saturations::zero(self.model.layers().len());
         let input_frac = self.model.input_frac();
@@ -897,12 +982,15 @@ impl CpuEngine {
             .enumerate()
         {
             let mut next = try_filled(t * l.rows(), 0i16, "layer outputs")?;
-            let compact = self.layers[i].as_ref().and_then(|w| w.columns.as_ref());
-            *c = if t == 1 {
-                columns_fixed16(l, compact, &cur, &mut next)?
-            } else {
-                let bound = self.layers[i].as_ref().map(|w| w.fixed16_row_bound);
+            let walks = self.layers[i].as_ref();
+            let compact = walks.and_then(|w| w.columns.as_ref());
+            let bound = walks.map(|w| w.fixed16_row_bound);
+            *c = if t > 1 {
                 fixed16_tile(l, compact, bound, &cur, &mut next)?
+            } else if let Some(rows) = self.fixed16_rows(i, &cur) {
+                rows_fixed16(l, rows, &cur, &mut next, parallel)?
+            } else {
+                columns_fixed16(l, compact, &cur, &mut next)?
             };
             cur = next;
         }

@@ -198,6 +198,34 @@ impl RowCodes {
         }
     }
 
+    /// [`RowCodes::sums`] in fixed16: each slot adds the product term of [`FixedTerms`] in
+    /// i32 (wrapping, as the hardware's accumulator; the caller walks rows only where no sum
+    /// can leave the i32 range). `x` holds the input and one zero.
+    pub fn sums_fixed16(&self, terms: &FixedTerms, x: &[i32], g0: usize, out: &mut [i32]) {
+        assert_eq!(x.len(), self.cols + 1, "input plus a trailing zero");
+        assert!(g0 + out.len() / GROUP <= self.groups() && out.len() % GROUP == 0);
+        #[cfg(target_arch = "x86_64")]
+        if GROUP == 8 && self.codes_below_16 && crate::simd::avx2() {
+            // SAFETY: as in `sums`: AVX2 is present, columns are at most `cols`, codes below
+            // 16, `x` holds `cols + 1` values and the groups exist.
+            unsafe {
+                match &self.columns {
+                    Columns::Narrow(c) => {
+                        avx2::fixed16_narrow(&self.step_ptr, c, &self.codes, terms, x, g0, out)
+                    }
+                    Columns::Wide(c) => {
+                        avx2::fixed16_wide(&self.step_ptr, c, &self.codes, terms, x, g0, out)
+                    }
+                }
+            }
+            return;
+        }
+        match &self.columns {
+            Columns::Narrow(c) => fixed16_groups(&self.step_ptr, c, &self.codes, terms, x, g0, out),
+            Columns::Wide(c) => fixed16_groups(&self.step_ptr, c, &self.codes, terms, x, g0, out),
+        }
+    }
+
     /// Rows of the layer.
     pub fn rows(&self) -> usize {
         self.rows
@@ -281,6 +309,83 @@ fn tile_groups<I: Copy + Into<u32>>(
     }
 }
 
+/// A layer's fixed16 product terms: `term(a, code) = (a × c + half) >> right` for codebook
+/// values `c` with more fraction bits than the guard bits, else `(a × c) << left`
+/// ([`crate::fixed16::product_term`]).
+#[derive(Clone, Debug)]
+pub struct FixedTerms {
+    /// Codebook values as i32, indexed by code (unused codes 0).
+    pub codebook: [i32; 256],
+    /// Right shift (0 when the terms shift left).
+    pub right: u32,
+    /// Left shift (0 when the terms shift right).
+    pub left: u32,
+}
+
+impl FixedTerms {
+    /// The terms of a fixed16 codebook.
+    pub fn new(codebook: &crate::fixed16::FixedCodebook) -> Self {
+        let mut table = [0i32; 256];
+        for (t, &v) in table.iter_mut().zip(&codebook.values) {
+            *t = v as i32;
+        }
+        let g = crate::fixed16::GUARD_BITS;
+        let (right, left) = if codebook.frac > g {
+            (codebook.frac - g, 0)
+        } else {
+            (0, g - codebook.frac)
+        };
+        FixedTerms {
+            codebook: table,
+            right,
+            left,
+        }
+    }
+
+    /// One product term.
+    #[inline(always)]
+    pub fn term(&self, a: i32, c: i32) -> i32 {
+        let p = a * c;
+        if self.right > 0 {
+            (p + (1 << (self.right - 1))) >> self.right
+        } else {
+            p.wrapping_shl(self.left)
+        }
+    }
+}
+
+/// [`sums_groups`] in fixed16.
+#[inline(always)]
+fn fixed16_groups<I: Copy + Into<u32>>(
+    step_ptr: &[u32],
+    columns: &[I],
+    codes: &[u8],
+    terms: &FixedTerms,
+    x: &[i32],
+    g0: usize,
+    out: &mut [i32],
+) {
+    for (k, o) in out.chunks_exact_mut(GROUP).enumerate() {
+        let g = g0 + k;
+        let (s, e) = (
+            step_ptr[g] as usize * GROUP,
+            step_ptr[g + 1] as usize * GROUP,
+        );
+        let mut acc = [0i32; GROUP];
+        for (c, q) in columns[s..e]
+            .chunks_exact(GROUP)
+            .zip(codes[s..e].chunks_exact(GROUP))
+        {
+            for r in 0..GROUP {
+                let a = x[c[r].into() as usize];
+                let w = terms.codebook[q[r] as usize];
+                acc[r] = acc[r].wrapping_add(terms.term(a, w));
+            }
+        }
+        o.copy_from_slice(&acc);
+    }
+}
+
 /// The row walk in AVX2: a step of a group (one slot per row of the group) at once, its 4-bit
 /// codes looked up by two 8-entry permutes, its activations gathered. Multiply and add stay
 /// separate instructions, so each row's sum rounds exactly as the scalar walk's.
@@ -341,6 +446,76 @@ mod avx2 {
         _mm_loadu_si128(p as *const __m128i)
     ));
     sums_kernel!(sums_wide, u32, |p: *const u32| _mm256_loadu_si256(
+        p as *const __m256i
+    ));
+
+    macro_rules! fixed16_kernel {
+        ($name:ident, $idx:ty, $load:expr) => {
+            /// See [`super::RowCodes::sums_fixed16`].
+            ///
+            /// # Safety
+            /// As for the f32 kernels: AVX2, column indices below `x.len()`, codes below 16,
+            /// groups `g0..g0 + out.len() / 8` in `step_ptr`.
+            #[target_feature(enable = "avx2")]
+            pub unsafe fn $name(
+                step_ptr: &[u32],
+                columns: &[$idx],
+                codes: &[u8],
+                terms: &super::FixedTerms,
+                x: &[i32],
+                g0: usize,
+                out: &mut [i32],
+            ) {
+                let cb_lo = _mm256_loadu_si256(terms.codebook.as_ptr() as *const __m256i);
+                let cb_hi = _mm256_loadu_si256(terms.codebook.as_ptr().add(8) as *const __m256i);
+                let right = _mm_cvtsi32_si128(terms.right as i32);
+                let left = _mm_cvtsi32_si128(terms.left as i32);
+                let half = _mm256_set1_epi32(if terms.right > 0 {
+                    1 << (terms.right - 1)
+                } else {
+                    0
+                });
+                for (k, o) in out.chunks_exact_mut(GROUP).enumerate() {
+                    let g = g0 + k;
+                    let (s, e) = (
+                        step_ptr[g] as usize * GROUP,
+                        step_ptr[g + 1] as usize * GROUP,
+                    );
+                    debug_assert!(e <= columns.len() && e <= codes.len());
+                    let mut acc = _mm256_setzero_si256();
+                    let mut i = s;
+                    while i < e {
+                        let c: __m256i = $load(columns.as_ptr().add(i));
+                        let q = _mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                            codes.as_ptr().add(i) as *const __m128i
+                        ));
+                        let lo = _mm256_permutevar8x32_epi32(cb_lo, q);
+                        let hi = _mm256_permutevar8x32_epi32(cb_hi, q);
+                        // Bit 3 of the code, moved to the sign bit, picks the upper half.
+                        let w = _mm256_castps_si256(_mm256_blendv_ps(
+                            _mm256_castsi256_ps(lo),
+                            _mm256_castsi256_ps(hi),
+                            _mm256_castsi256_ps(_mm256_slli_epi32(q, 28)),
+                        ));
+                        let a = _mm256_i32gather_epi32::<4>(x.as_ptr(), c);
+                        let p = _mm256_mullo_epi32(w, a);
+                        let t = _mm256_sll_epi32(
+                            _mm256_sra_epi32(_mm256_add_epi32(p, half), right),
+                            left,
+                        );
+                        acc = _mm256_add_epi32(acc, t);
+                        i += GROUP;
+                    }
+                    _mm256_storeu_si256(o.as_mut_ptr() as *mut __m256i, acc);
+                }
+            }
+        };
+    }
+
+    fixed16_kernel!(fixed16_narrow, u16, |p: *const u16| _mm256_cvtepu16_epi32(
+        _mm_loadu_si128(p as *const __m128i)
+    ));
+    fixed16_kernel!(fixed16_wide, u32, |p: *const u32| _mm256_loadu_si256(
         p as *const __m256i
     ));
 }
