@@ -578,10 +578,8 @@ pub const ROW_SLOT_COST: f64 = 0.5;
 pub const ROW_SLOT_COST_TILE: f64 = 0.16;
 
 /// Cost of one slot of the fixed16 row walk (one input, AVX2) in units of one entry of the
-/// fixed16 column walk: its integer multiply, round and shift per slot cost more than the f32
-/// walk's multiply-add ([`ROW_SLOT_COST`]). Set from `eie bench --cpu-only` on the paper's
-/// layers (BENCHMARKS.md, "fixed16 on the CPU"): at 0.5, rows won 2.3× on NT-We (dense input)
-/// and lost 1.2–1.3× on Alex-7 and VGG-8 (35 % of inputs non-zero).
+/// fixed16 column walk: an estimate above the f32 walk's measured [`ROW_SLOT_COST`], for the
+/// integer multiply, round and shift per slot (not swept; BENCHMARKS.md, "fixed16 on the CPU").
 pub const FIXED16_ROW_SLOT_COST: f64 = 0.75;
 
 /// Measured cost of starting one column slice of the column walk (pointer pair, loop exit the
