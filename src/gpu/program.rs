@@ -64,7 +64,7 @@ pub(crate) struct InputBits {
     pub tile: usize,
 }
 
-/// Timing options of [`Program::time`].
+/// Timing options of `Program::time`.
 #[derive(Clone, Copy, Debug)]
 pub struct TimingOptions {
     /// Runs recorded back to back in one submission (`K`); GPU time is divided by it.
@@ -98,7 +98,7 @@ pub struct Timing {
     pub wall_us: Vec<f64>,
 }
 
-/// Result of [`Program::pipelined`].
+/// Result of `Program::pipelined`.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct PipelineTiming {
     /// Frames completed per second of wall time.

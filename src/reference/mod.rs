@@ -8,8 +8,8 @@ pub mod row_order;
 
 pub use dense::DenseOracle;
 pub use eie::{
-    cpu_engine_kernels, layer_f32, layer_fixed16, CpuEngine, CpuWalk, Precision, ROW_SLOT_COST,
-    ROW_SLOT_COST_TILE, SLICE_COST,
+    cpu_engine_kernels, cpu_pes, layer_f32, layer_fixed16, CpuEngine, CpuWalk, Precision,
+    FIXED16_ROW_SLOT_COST, ROW_SLOT_COST, ROW_SLOT_COST_TILE, SLICE_COST,
 };
 
 /// How far one result is from another.
