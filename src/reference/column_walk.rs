@@ -29,6 +29,20 @@ pub struct ColumnCodes {
     entries: Vec<u16>,
 }
 
+/// Appends an entry, growing the vector fallibly (by half its length).
+fn push(entries: &mut Vec<u16>, e: u16) -> Result<()> {
+    if entries.len() == entries.capacity() {
+        entries
+            .try_reserve(entries.len() / 2 + 16)
+            .map_err(|_| crate::Error::Allocation {
+                what: "column entries".into(),
+                bytes: entries.len() as u64 * 3,
+            })?;
+    }
+    entries.push(e);
+    Ok(())
+}
+
 impl ColumnCodes {
     /// Re-encodes `layer`; fails for codebooks of more than 16 entries, or where memory runs out.
     pub fn new(layer: &EieLayer) -> Result<Self> {
@@ -54,26 +68,10 @@ impl ColumnCodes {
                         continue;
                     }
                     while gap > MAX_RUN {
-                        if entries.len() == entries.capacity() {
-                            entries.try_reserve(entries.len() / 2 + 16).map_err(|_| {
-                                crate::Error::Allocation {
-                                    what: "column entries".into(),
-                                    bytes: entries.len() as u64 * 3,
-                                }
-                            })?;
-                        }
-                        entries.push((MAX_RUN as u16) << 4);
+                        push(&mut entries, (MAX_RUN as u16) << 4)?;
                         gap -= MAX_RUN + 1;
                     }
-                    if entries.len() == entries.capacity() {
-                        entries.try_reserve(entries.len() / 2 + 16).map_err(|_| {
-                            crate::Error::Allocation {
-                                what: "column entries".into(),
-                                bytes: entries.len() as u64 * 3,
-                            }
-                        })?;
-                    }
-                    entries.push(entry_code(e) as u16 | (gap as u16) << 4);
+                    push(&mut entries, entry_code(e) as u16 | (gap as u16) << 4)?;
                     gap = 0;
                 }
             }

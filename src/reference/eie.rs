@@ -162,6 +162,21 @@ fn columns_f32(
     })
 }
 
+/// The number of inputs in a tile of `inputs` activations and `outputs` results for `layer`:
+/// 1 to [`CPU_BATCH_TILE`] whole vectors ([`Error::Shape`] otherwise).
+fn tile_inputs(layer: &EieLayer, inputs: usize, outputs: usize) -> Result<usize> {
+    let (rows, cols) = (layer.rows(), layer.cols());
+    let t = inputs / cols.max(1);
+    if t == 0 || t > CPU_BATCH_TILE || inputs != t * cols || outputs != t * rows {
+        return Err(Error::Shape(format!(
+            "a tile of {inputs} inputs and {outputs} outputs for layer `{}` ({rows}x{cols}, at \
+             most {CPU_BATCH_TILE} inputs)",
+            layer.name()
+        )));
+    }
+    Ok(t)
+}
+
 /// Inputs the CPU engine walks together at batch > 1 (f32 and f16): each entry is decoded once
 /// and multiplied into this many accumulators.
 pub const CPU_BATCH_TILE: usize = row_order::TILE;
@@ -178,15 +193,7 @@ fn layer_f32_tile(
 ) -> Result<()> {
     const T: usize = CPU_BATCH_TILE;
     let (rows, cols, pes) = (layer.rows(), layer.cols(), layer.pes());
-    let t = xs.len() / cols.max(1);
-    if t == 0 || t > T || xs.len() != t * cols || out.len() != t * rows {
-        return Err(Error::Shape(format!(
-            "a tile of {} inputs and {} outputs for layer `{}` ({rows}x{cols}, at most {T} inputs)",
-            xs.len(),
-            out.len(),
-            layer.name()
-        )));
-    }
+    let t = tile_inputs(layer, xs.len(), out.len())?;
     let mut listed: Vec<(usize, [f32; T])> = try_with_capacity(cols, "listed columns")?;
     for j in 0..cols {
         let mut a = [0f32; T];
@@ -342,15 +349,7 @@ fn fixed16_tile(
 ) -> Result<fixed16::LayerSaturations> {
     const T: usize = CPU_BATCH_TILE;
     let (rows, cols, pes) = (layer.rows(), layer.cols(), layer.pes());
-    let t = xs.len() / cols.max(1);
-    if t == 0 || t > T || xs.len() != t * cols || out.len() != t * rows {
-        return Err(Error::Shape(format!(
-            "a tile of {} inputs and {} outputs for layer `{}` ({rows}x{cols}, at most {T} inputs)",
-            xs.len(),
-            out.len(),
-            layer.name()
-        )));
-    }
+    let t = tile_inputs(layer, xs.len(), out.len())?;
     let codebook = FixedCodebook::new(layer.codebook());
     let frac = codebook.frac;
     let mut listed: Vec<(usize, [i32; T])> = try_with_capacity(cols, "listed columns")?;
@@ -528,14 +527,9 @@ fn rows_fixed16(
     let mut xz: Vec<i32> = try_with_capacity(x.len() + 1, "input")?;
     xz.extend(x.iter().map(|&a| a as i32));
     xz.push(0);
-    let mut sums: Vec<i32> = try_filled(rows.groups() * row_order::GROUP, 0, "row sums")?;
-    if parallel {
-        sums.par_chunks_mut(GROUPS_PER_TASK * row_order::GROUP)
-            .enumerate()
-            .for_each(|(k, s)| rows.sums_fixed16(&terms, &xz, k * GROUPS_PER_TASK, s));
-    } else {
-        rows.sums_fixed16(&terms, &xz, 0, &mut sums);
-    }
+    let sums = row_sums(rows, 1, parallel, |g0, s| {
+        rows.sums_fixed16(&terms, &xz, g0, s)
+    })?;
     let relu = layer.activation() == Activation::Relu;
     let format = layer.fixed16_format();
     let (acc_frac, shift) = (format.acc_frac(), format.write_back_shift());
@@ -1008,6 +1002,27 @@ fn round_f16(v: f32) -> f32 {
 /// Row groups per parallel task of the row walk.
 const GROUPS_PER_TASK: usize = 16;
 
+/// The pre-activation sums of every row group of `rows`, `width` per row (one per input), from
+/// `kernel(g0, out)`, which fills the sums of groups `g0..` into `out`. `parallel`: tasks of
+/// [`GROUPS_PER_TASK`] groups spread over the rayon threads.
+fn row_sums<T: Copy + Default + Send>(
+    rows: &RowCodes,
+    width: usize,
+    parallel: bool,
+    kernel: impl Fn(usize, &mut [T]) + Sync,
+) -> Result<Vec<T>> {
+    let group = row_order::GROUP * width;
+    let mut sums: Vec<T> = try_filled(rows.groups() * group, T::default(), "row sums")?;
+    if parallel {
+        sums.par_chunks_mut(GROUPS_PER_TASK * group)
+            .enumerate()
+            .for_each(|(k, s)| kernel(k * GROUPS_PER_TASK, s));
+    } else {
+        kernel(0, &mut sums);
+    }
+    Ok(sums)
+}
+
 /// Bias and activation of row `i` applied to its sum.
 #[inline]
 fn write_back(layer: &EieLayer, i: usize, sum: f32) -> f32 {
@@ -1030,16 +1045,7 @@ fn rows_f32(
     let mut xz: Vec<f32> = try_with_capacity(x.len() + 1, "input")?;
     xz.extend_from_slice(x);
     xz.push(0.0);
-    let groups = rows.groups();
-    let mut sums: Vec<f32> = try_filled(groups * row_order::GROUP, 0f32, "row sums")?;
-    let task = GROUPS_PER_TASK * row_order::GROUP;
-    if parallel {
-        sums.par_chunks_mut(task)
-            .enumerate()
-            .for_each(|(k, s)| rows.sums(codebook, &xz, k * GROUPS_PER_TASK, s));
-    } else {
-        rows.sums(codebook, &xz, 0, &mut sums);
-    }
+    let sums = row_sums(rows, 1, parallel, |g0, s| rows.sums(codebook, &xz, g0, s))?;
     for (i, (o, &s)) in out.iter_mut().zip(&sums).enumerate() {
         *o = write_back(layer, i, s);
     }
@@ -1058,15 +1064,7 @@ fn rows_f32_tile(
 ) -> Result<()> {
     const T: usize = CPU_BATCH_TILE;
     let (n_rows, cols) = (layer.rows(), layer.cols());
-    let t = xs.len() / cols.max(1);
-    if t == 0 || t > T || xs.len() != t * cols || out.len() != t * n_rows {
-        return Err(Error::Shape(format!(
-            "a tile of {} inputs and {} outputs for layer `{}` ({n_rows}x{cols}, at most {T} inputs)",
-            xs.len(),
-            out.len(),
-            layer.name()
-        )));
-    }
+    let t = tile_inputs(layer, xs.len(), out.len())?;
     // The tile input-minor, with a zero row at the end for the padding slots.
     let mut xt: Vec<f32> = try_filled((cols + 1) * T, 0f32, "input tile")?;
     for (b, x) in xs.chunks_exact(cols).enumerate() {
@@ -1074,16 +1072,9 @@ fn rows_f32_tile(
             xt[j * T + b] = v;
         }
     }
-    let groups = rows.groups();
-    let mut sums: Vec<f32> = try_filled(groups * row_order::GROUP * T, 0f32, "row sums")?;
-    let task = GROUPS_PER_TASK * row_order::GROUP * T;
-    if parallel {
-        sums.par_chunks_mut(task)
-            .enumerate()
-            .for_each(|(k, s)| rows.sums_tile(codebook, &xt, k * GROUPS_PER_TASK, s));
-    } else {
-        rows.sums_tile(codebook, &xt, 0, &mut sums);
-    }
+    let sums = row_sums(rows, T, parallel, |g0, s| {
+        rows.sums_tile(codebook, &xt, g0, s)
+    })?;
     for i in 0..n_rows {
         for b in 0..t {
             out[b * n_rows + i] = write_back(layer, i, sums[i * T + b]);
