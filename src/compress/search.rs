@@ -34,7 +34,7 @@
 //! evaluation sums each output in a fixed order.
 
 use super::{compress_kept, prune_by_magnitude, CompressConfig, DenseLayer};
-use crate::error::{Error, Result};
+use crate::error::{try_filled, Error, Result};
 use crate::format::{Activation, EieLayer, Model};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -482,16 +482,20 @@ impl Evaluator<'_> {
         self.evaluations += 1;
         let reference = &self.acts[self.dense.len()];
         let metric = self.budget.metric(y, reference, self.classes);
+        // Outputs that overflowed (inf, NaN) never keep a budget and come last in every order.
+        let finite = |v: f64| if v.is_finite() { v } else { f64::INFINITY };
+        let outputs_finite = y.iter().all(|v| v.is_finite());
         Score {
             metric,
             loss: match self.budget {
+                _ if !outputs_finite => f64::INFINITY,
                 Budget::MaxAccuracyDrop { labels, .. } => {
                     let predicted = crate::classify::top1(y, self.classes);
                     accuracy_loss(&predicted, &self.dense_top1, labels, self.margin)
                 }
-                Budget::MinCosine(_) => 1.0 - metric,
+                Budget::MinCosine(_) => finite(1.0 - metric),
             },
-            distortion: 1.0 - mean_cosine(y, reference, self.classes),
+            distortion: finite(1.0 - mean_cosine(y, reference, self.classes)),
         }
     }
 }
@@ -544,6 +548,7 @@ pub fn search(
         let next = rows.forward(&acts[acts.len() - 1]);
         acts.push(next);
     }
+    crate::error::check_finite("the uncompressed network's outputs", &acts[dense.len()])?;
     let dense_metric = budget.metric(&acts[dense.len()], &acts[dense.len()], classes);
     let dense_top1 = crate::classify::top1(&acts[dense.len()], classes);
     let mut ev = Evaluator {
@@ -577,7 +582,12 @@ pub fn search(
                         *s += v as f64 * v as f64;
                     }
                 }
-                sum.iter().map(|&s| (s / n as f64).sqrt() as f32).collect()
+                // An input that is zero on every calibration input still ranks its weights (by
+                // magnitude, below every live input's): its scale is floored at 1e-6 of the
+                // largest, so density 1 keeps every weight.
+                let rms: Vec<f64> = sum.iter().map(|&s| (s / n as f64).sqrt()).collect();
+                let floor = (rms.iter().cloned().fold(0f64, f64::max) * 1e-6).max(1e-30);
+                rms.iter().map(|&r| r.max(floor) as f32).collect()
             })
         })
         .collect();
@@ -955,7 +965,7 @@ impl Gram {
             return None;
         }
         let n = x.len() / cols;
-        let mut h = vec![0f64; cols * cols];
+        let mut h: Vec<f64> = try_filled(cols * cols, 0.0, "Gram matrix").ok()?;
         let mut nz: Vec<(usize, f64)> = Vec::with_capacity(cols);
         for xi in x.chunks_exact(cols) {
             nz.clear();
@@ -977,7 +987,7 @@ impl Gram {
         if mean_diag <= 0.0 || !mean_diag.is_finite() {
             return None;
         }
-        let mut hw = vec![0f64; dense.rows * cols];
+        let mut hw: Vec<f64> = try_filled(dense.rows * cols, 0.0, "Gram products").ok()?;
         hw.par_chunks_mut(cols)
             .zip(dense.weights.par_chunks(cols))
             .for_each(|(out, w)| {
@@ -1021,7 +1031,9 @@ impl Gram {
             .map(|r| {
                 let idx = &kept[bounds[r]..bounds[r + 1]];
                 let m = idx.len();
-                let mut a = vec![0f64; m * m];
+                let Ok(mut a) = try_filled(m * m, 0f64, "row system") else {
+                    return idx.iter().map(|&i| original(i)).collect();
+                };
                 let mut b = vec![0f64; m];
                 for (p, &i) in idx.iter().enumerate() {
                     let jp = i % cols;
@@ -1032,7 +1044,7 @@ impl Gram {
                     b[p] = self.hw[r * cols + jp] + self.damping * original(i) as f64;
                 }
                 match solve_spd(&mut a, &mut b, m) {
-                    Some(w) if w.iter().all(|v| v.is_finite()) => {
+                    Some(w) if w.iter().all(|&v| (v as f32).is_finite()) => {
                         w.iter().map(|&v| v as f32).collect()
                     }
                     _ => idx.iter().map(|&i| original(i)).collect(),
@@ -1072,7 +1084,9 @@ fn refit_targets(dense: &DenseLayer, x: &[f32]) -> Vec<f64> {
     if (n * rows) as f64 * cols as f64 > REFIT_MAX_WORK {
         return Vec::new();
     }
-    let mut t = vec![0f64; n * rows];
+    let Ok(mut t) = try_filled(n * rows, 0f64, "re-fit targets") else {
+        return Vec::new();
+    };
     t.par_chunks_mut(rows)
         .zip(x.par_chunks(cols))
         .for_each(|(t, x)| {
@@ -1273,6 +1287,53 @@ mod tests {
         let plain: Vec<f32> = kept.iter().map(|&i| d.weights[i]).collect();
         let (e_refit, e_plain) = (err(&idx, &refit), err(&kept, &plain));
         assert!(e_refit < 0.8 * e_plain, "{e_refit} vs {e_plain}");
+    }
+
+    #[test]
+    fn density_one_keeps_weights_on_inputs_calibration_never_sets() {
+        let d = crate::synth::dense_layer("l", 5, 10, true, 7);
+        let mut x = crate::synth::activations(40 * 10, 0.9, 8);
+        for xi in x.chunks_exact_mut(10) {
+            xi[3] = 0.0; // input 3 is never set
+        }
+        let mut options = SearchOptions::default();
+        options.fixed.insert(
+            "l".into(),
+            Fixed {
+                density: Some(1.0),
+                bits: Some(8),
+                pes: None,
+            },
+        );
+        let r = search(
+            std::slice::from_ref(&d),
+            &[Activation::Identity],
+            &x,
+            &Budget::MinCosine(0.0),
+            &options,
+            &mut |_| {},
+        )
+        .unwrap();
+        let nonzero = d.weights.iter().filter(|&&w| w != 0.0).count();
+        assert_eq!(r.model.layers()[0].nnz(), nonzero);
+    }
+
+    #[test]
+    fn overflowing_networks_are_an_error_not_a_model() {
+        // Outputs that overflow f32 give a typed error instead of a model whose loss is NaN.
+        let mut d = crate::synth::dense_layer("l", 4, 6, false, 9);
+        d.weights.iter_mut().for_each(|w| *w = 3e38);
+        let x = vec![1.0f32; 6 * 8];
+        let e = search(
+            &[d],
+            &[Activation::Identity],
+            &x,
+            &Budget::MinCosine(0.5),
+            &SearchOptions::default(),
+            &mut |_| {},
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::NonFinite { .. }), "{e}");
     }
 
     #[test]
