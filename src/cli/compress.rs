@@ -1,6 +1,6 @@
 use eie::compress::{
-    compress_layer, search, sensitivity_chart, Budget, CompressPlan, Fixed, LayerSettings,
-    Progress, SearchOptions, SearchResult, Setting,
+    compress_layer, search, sensitivity_chart, Budget, CompressPlan, Progress, SearchOptions,
+    SearchResult, Setting,
 };
 use eie::format::Activation;
 use eie::{Error, Model, Result};
@@ -144,19 +144,16 @@ pub fn run(a: &CompressArgs) -> Result<ExitCode> {
             "--labels is only used with --calibration and --max-accuracy-drop".into(),
         ));
     }
-    let given = explicit_defaults(a)?;
     let pb = super::bar(dense.len() as u64, "compressing");
     let mut layers = Vec::with_capacity(dense.len());
     for (i, d) in dense.iter().enumerate() {
         pb.set_message(format!("compressing {} ({}x{})", d.name, d.rows, d.cols));
         let layer = compress_layer(d, &plan.config_for(&d.name), activations[i])?;
-        layers.push(
-            if given.pes.is_some() || plan.layers.get(&d.name).is_some_and(|s| s.pes.is_some()) {
-                layer
-            } else {
-                layer.compact()?
-            },
-        );
+        layers.push(if plan.given_for(&d.name).pes.is_some() {
+            layer
+        } else {
+            layer.compact()?
+        });
         pb.inc(1);
     }
     pb.finish_and_clear();
@@ -181,35 +178,6 @@ pub fn run(a: &CompressArgs) -> Result<ExitCode> {
     }
     println!("wrote {}", a.output.display());
     Ok(ExitCode::SUCCESS)
-}
-
-/// The settings given for every layer at once: bare values in `--density/--bits/--pes`, or
-/// the `default` fields of a `--plan` file. (The plan's merged default cannot tell a given
-/// value from the built-in default.)
-fn explicit_defaults(a: &CompressArgs) -> Result<LayerSettings> {
-    if let Some(path) = &a.plan {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Parse {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        let d = &json["default"];
-        return Ok(LayerSettings {
-            density: d.get("density").and_then(|v| v.as_f64()),
-            bits: d.get("bits").and_then(|v| v.as_u64()).map(|v| v as u8),
-            pes: d.get("pes").and_then(|v| v.as_u64()).map(|v| v as usize),
-        });
-    }
-    let bare = |spec: &Option<String>| {
-        spec.as_ref()
-            .and_then(|s| s.split(',').map(str::trim).find(|i| !i.contains('=')))
-            .map(str::to_string)
-    };
-    Ok(LayerSettings {
-        density: bare(&a.density).and_then(|v| v.parse().ok()),
-        bits: bare(&a.bits).and_then(|v| v.parse().ok()),
-        pes: bare(&a.pes).and_then(|v| v.parse().ok()),
-    })
 }
 
 /// Accuracy-aware compression: the search, its table, the model and the sensitivity chart.
@@ -247,18 +215,9 @@ fn run_search(
             dense[0].cols
         )));
     }
-    let given = explicit_defaults(a)?;
     let fixed = dense
         .iter()
-        .map(|d| {
-            let s = plan.layers.get(&d.name).cloned().unwrap_or_default();
-            let f = Fixed {
-                density: s.density.or(given.density),
-                bits: s.bits.or(given.bits),
-                pes: s.pes.or(given.pes),
-            };
-            (d.name.clone(), f)
-        })
+        .map(|d| (d.name.clone(), plan.given_for(&d.name)))
         .collect();
     let options = SearchOptions {
         fixed,

@@ -13,7 +13,7 @@ pub use codebook::{share_weights, SharedWeights};
 pub use plan::{compress_model, CompressPlan, LayerSettings, Setting};
 pub use prune::prune_by_magnitude;
 pub use search::{
-    accuracy_loss, mean_cosine, search, Budget, Fixed, LayerChoice, LayerSensitivity, Progress,
+    accuracy_loss, mean_cosine, search, Budget, LayerChoice, LayerSensitivity, Progress,
     SearchOptions, SearchResult, SearchSpace, SensitivityPoint, DEFAULT_MARGIN,
 };
 

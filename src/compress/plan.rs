@@ -75,12 +75,20 @@ pub struct CompressPlan {
     pub default: CompressConfig,
     /// Per-layer overrides by layer name.
     pub layers: BTreeMap<String, LayerSettings>,
+    /// The fields of `default` that were given rather than built in: a bare value in a
+    /// command-line list, a plan file's `default`, or every field of [`CompressPlan::uniform`].
+    pub given: LayerSettings,
 }
 
 impl CompressPlan {
     /// The same settings for every layer.
     pub fn uniform(default: CompressConfig) -> Self {
         CompressPlan {
+            given: LayerSettings {
+                density: Some(default.density),
+                bits: Some(default.bits),
+                pes: Some(default.pes),
+            },
             default,
             layers: BTreeMap::new(),
         }
@@ -93,6 +101,7 @@ impl CompressPlan {
         let plan = CompressPlan {
             default: apply(&CompressConfig::default(), &f.default),
             layers: f.layers,
+            given: f.default,
         };
         plan.default.validate()?;
         Ok(plan)
@@ -135,6 +144,11 @@ impl CompressPlan {
                     }
                     bare_seen = true;
                     set(&mut self.default, setting, item)?;
+                    match setting {
+                        Setting::Density => self.given.density = Some(self.default.density),
+                        Setting::Bits => self.given.bits = Some(self.default.bits),
+                        Setting::Pes => self.given.pes = Some(self.default.pes),
+                    }
                 }
                 Some((name, value)) => {
                     let name = name.trim();
@@ -159,6 +173,17 @@ impl CompressPlan {
             }
         }
         Ok(())
+    }
+
+    /// The settings given for the layer called `name` (its own, else the given default's);
+    /// `None` where it takes a built-in default.
+    pub fn given_for(&self, name: &str) -> LayerSettings {
+        let own = self.layers.get(name).cloned().unwrap_or_default();
+        LayerSettings {
+            density: own.density.or(self.given.density),
+            bits: own.bits.or(self.given.bits),
+            pes: own.pes.or(self.given.pes),
+        }
     }
 
     /// The settings of the layer called `name`.
@@ -270,6 +295,11 @@ mod tests {
         assert_eq!(p.config_for("a").bits, 3);
         assert_eq!(p.config_for("b").density, 0.5);
         assert_eq!(p.config_for("b").bits, 4);
+        // What was given, as opposed to built in.
+        assert_eq!(p.given_for("a").density, Some(0.2));
+        assert_eq!(p.given_for("a").bits, Some(3));
+        assert_eq!(p.given_for("b").bits, None);
+        assert_eq!(p.given_for("b").pes, None);
         assert!(p.check_names(&["a", "b"]).is_ok());
         let e = p.check_names(&["a", "c"]).unwrap_err().to_string();
         assert!(e.contains("`b`") && e.contains("a, c"), "{e}");
@@ -299,6 +329,9 @@ mod tests {
         assert_eq!(p.config_for("a").density, 0.3);
         assert_eq!(p.config_for("a").pes, 8);
         assert_eq!(p.config_for("z").density, 1.0);
+        assert_eq!(p.given_for("z").pes, Some(8));
+        assert_eq!(p.given_for("z").density, None);
+        assert_eq!(p.given_for("a").density, Some(0.3));
         assert!(CompressPlan::from_json(r#"{"layers": {"a": {"densty": 0.3}}}"#).is_err());
         assert!(CompressPlan::from_json(r#"{"default": {"bits": 1}, "layers": {}}"#).is_err());
     }

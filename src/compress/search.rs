@@ -33,7 +33,7 @@
 //! Everything is deterministic for a given input: pruning and k-means are, and every
 //! evaluation sums each output in a fixed order.
 
-use super::{compress_kept, prune_by_magnitude, CompressConfig, DenseLayer};
+use super::{compress_kept, prune_by_magnitude, CompressConfig, DenseLayer, LayerSettings};
 use crate::error::{try_filled, Error, Result};
 use crate::format::{Activation, EieLayer, Model};
 use rayon::prelude::*;
@@ -197,26 +197,15 @@ impl Default for SearchSpace {
     }
 }
 
-/// A layer's fixed settings: what the search must keep rather than choose. `None` lets the
-/// search choose the density or bits, and stores the layer at the interleaving that is
-/// smallest when `pes` is `None`.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Fixed {
-    /// A fixed density.
-    pub density: Option<f64>,
-    /// Fixed codebook bits.
-    pub bits: Option<u8>,
-    /// A fixed PE count.
-    pub pes: Option<usize>,
-}
-
 /// Everything the search takes besides the layers and the budget.
 #[derive(Clone, Debug)]
 pub struct SearchOptions {
     /// The grid of settings.
     pub space: SearchSpace,
-    /// Settings fixed per layer name (layers not named are free).
-    pub fixed: BTreeMap<String, Fixed>,
+    /// Settings fixed per layer name, which the search keeps rather than chooses: a `None`
+    /// density or bits is the search's to choose, and a `None` PE count stores the layer at
+    /// the interleaving that is smallest. Layers not named are free.
+    pub fixed: BTreeMap<String, LayerSettings>,
     /// Largest number of k-means iterations per layer (0: [`CompressConfig`]'s default).
     pub max_iterations: usize,
     /// Re-fit each candidate's kept weights (before weight sharing) and codebook (after) on
@@ -445,7 +434,7 @@ struct Evaluator<'a> {
     budget: &'a Budget,
     dense: Vec<Rows>,
     /// `acts[k]`: the uncompressed network's input to layer `k`; `acts[layers]` its output.
-    acts: Vec<Vec<f32>>,
+    acts: &'a [Vec<f32>],
     classes: usize,
     /// The uncompressed network's top-1 class of each calibration input.
     dense_top1: Vec<usize>,
@@ -554,7 +543,7 @@ pub fn search(
     let mut ev = Evaluator {
         budget,
         dense: dense_rows,
-        acts,
+        acts: &acts,
         classes,
         dense_top1,
         margin: options.margin,
@@ -563,14 +552,13 @@ pub fn search(
     // Each layer's uncompressed pre-activation outputs, the targets of codebook re-fits.
     let targets: Vec<Vec<f64>> = if options.refine_codebooks {
         (0..dense.len())
-            .map(|k| refit_targets(&dense[k], &ev.acts[k]))
+            .map(|k| refit_targets(&dense[k], &acts[k]))
             .collect()
     } else {
         vec![Vec::new(); dense.len()]
     };
-    // The uncompressed network's input to each layer (a copy `build` can hold while `ev` is
-    // borrowed mutably).
-    let inputs: Vec<Vec<f32>> = ev.acts[..dense.len()].to_vec();
+    // The uncompressed network's input to each layer.
+    let inputs = &acts[..dense.len()];
     // Per layer, the RMS of each input over the calibration inputs (activation-aware pruning).
     let scales: Vec<Option<Vec<f32>>> = (0..dense.len())
         .map(|k| {
@@ -610,7 +598,7 @@ pub fn search(
         options
             .fixed
             .get(&dense[k].name)
-            .copied()
+            .cloned()
             .unwrap_or_default()
     };
     // A layer compressed at (density, bits); with re-fitting on, its codebook re-fitted on
@@ -1299,7 +1287,7 @@ mod tests {
         let mut options = SearchOptions::default();
         options.fixed.insert(
             "l".into(),
-            Fixed {
+            LayerSettings {
                 density: Some(1.0),
                 bits: Some(8),
                 pes: None,
