@@ -1,13 +1,7 @@
 //! `eie bench`: checks before timing, writes its reports, and fails loudly on bad settings.
 
-use std::process::Command;
-
-fn eie(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_eie"))
-        .args(args)
-        .output()
-        .expect("binary runs")
-}
+mod common;
+use common::eie;
 
 #[test]
 fn quick_cpu_bench_on_a_paper_layer_writes_every_report() {

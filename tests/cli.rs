@@ -1,14 +1,8 @@
 //! The `eie` command line: happy paths and every kind of bad input.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn eie(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_eie"))
-        .args(args)
-        .output()
-        .expect("binary runs")
-}
+mod common;
+use common::{eie, s};
 
 fn ok(args: &[&str]) -> String {
     let o = eie(args);
@@ -26,10 +20,6 @@ fn fails(args: &[&str]) -> String {
     let o = eie(args);
     assert!(!o.status.success(), "eie {args:?} unexpectedly succeeded");
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 struct Fixture {

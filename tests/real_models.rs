@@ -5,18 +5,8 @@ use eie::classify::{self, LenetAssets};
 use eie::compress::{compress_model, CompressPlan, DenseLayer, Setting};
 use eie::{Activation, CpuEngine, Precision};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn eie(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_eie"))
-        .args(args)
-        .output()
-        .expect("binary runs")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+mod common;
+use common::{eie, s, write_safetensors};
 
 /// A two-layer model, 40 -> 48 -> 10, with seeded Gaussian weights, as `a.weight` / `b.weight`
 /// (each with a bias) in a .safetensors file.
@@ -25,24 +15,10 @@ fn two_layers(dir: &Path) -> (Vec<DenseLayer>, std::path::PathBuf) {
     let mut b = eie::synth::dense_layer("b.weight", 10, 48, true, 12);
     a.name = "a.weight".into();
     b.name = "b.weight".into();
-    let bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
-    let data = [
-        ("a.weight", vec![48, 40], bytes(&a.weights)),
-        ("a.bias", vec![48], bytes(a.bias.as_ref().unwrap())),
-        ("b.weight", vec![10, 48], bytes(&b.weights)),
-        ("b.bias", vec![10], bytes(b.bias.as_ref().unwrap())),
-    ];
-    let views: Vec<(String, safetensors::tensor::TensorView)> = data
-        .iter()
-        .map(|(n, shape, d)| {
-            let v = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), d)
-                .unwrap();
-            (n.to_string(), v)
-        })
-        .collect();
     let path = dir.join("two.safetensors");
-    safetensors::serialize_to_file(views, None, &path).unwrap();
-    (vec![a, b], path)
+    let layers = vec![a, b];
+    write_safetensors(&path, &layers);
+    (layers, path)
 }
 
 fn info_layers(model: &Path) -> Vec<serde_json::Value> {

@@ -3,11 +3,13 @@
 
 use eie::classify;
 use eie::compress::{
-    mean_cosine, search, Budget, DenseLayer, Fixed, SearchOptions, SearchResult, SearchSpace,
+    mean_cosine, search, Budget, DenseLayer, LayerSettings, SearchOptions, SearchResult,
+    SearchSpace,
 };
 use eie::{Activation, CpuEngine, Error, Precision};
 use std::path::Path;
-use std::process::{Command, Output};
+mod common;
+use common::{eie, s, write_safetensors};
 
 const IN: usize = 48;
 const HIDDEN: usize = 40;
@@ -139,7 +141,7 @@ fn fixed_settings_are_kept() {
     let mut options = small_space();
     options.fixed.insert(
         "out.weight".into(),
-        Fixed {
+        LayerSettings {
             density: Some(1.0),
             bits: Some(6),
             pes: Some(2),
@@ -186,7 +188,9 @@ fn bad_settings_get_one_clear_error() {
     assert!(e.to_string().contains("label 7 is 6"), "{e}");
     // An unknown layer in the fixed settings; budgets out of range.
     let mut options = small_space();
-    options.fixed.insert("nope".into(), Fixed::default());
+    options
+        .fixed
+        .insert("nope".into(), LayerSettings::default());
     let e = run(&Budget::MinCosine(0.9), &options).unwrap_err();
     assert!(e.to_string().contains("`nope`"), "{e}");
     for b in [
@@ -199,17 +203,6 @@ fn bad_settings_get_one_clear_error() {
     ] {
         assert!(run(&b, &small_space()).is_err(), "{b:?} accepted");
     }
-}
-
-fn eie(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_eie"))
-        .args(args)
-        .output()
-        .expect("binary runs")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// A `.npy` of little-endian i64 values, shape `[n]`.
@@ -236,30 +229,7 @@ fn command_line_search_writes_model_table_and_chart() {
     let dir = tempfile::tempdir().unwrap();
     let (layers, _, x, labels) = classifier();
     let weights = dir.path().join("w.safetensors");
-    let bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
-    let data: Vec<(String, Vec<usize>, Vec<u8>)> = layers
-        .iter()
-        .flat_map(|l| {
-            let prefix = l.name.trim_end_matches(".weight");
-            [
-                (l.name.clone(), vec![l.rows, l.cols], bytes(&l.weights)),
-                (
-                    format!("{prefix}.bias"),
-                    vec![l.rows],
-                    bytes(l.bias.as_ref().unwrap()),
-                ),
-            ]
-        })
-        .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView)> = data
-        .iter()
-        .map(|(n, shape, d)| {
-            let v = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), d)
-                .unwrap();
-            (n.clone(), v)
-        })
-        .collect();
-    safetensors::serialize_to_file(views, None, &weights).unwrap();
+    write_safetensors(&weights, &layers);
     let xs = dir.path().join("x.npy");
     eie::import::write_npy(&xs, &[N, IN], &x).unwrap();
     let ls = dir.path().join("labels.npy");

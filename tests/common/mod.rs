@@ -1,0 +1,42 @@
+//! Helpers shared by the integration tests that drive the `eie` binary or write weight files.
+#![allow(dead_code)] // each test crate uses its own subset
+
+use eie::compress::DenseLayer;
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Runs the `eie` binary with `args`.
+pub fn eie(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_eie"))
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+/// A path as a command-line argument.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Writes `layers` to a .safetensors file: each weight `[rows, cols]` under its layer name,
+/// and its bias `[rows]` (where it has one) under `<prefix>.bias` for a name `<prefix>.weight`.
+pub fn write_safetensors(path: &Path, layers: &[DenseLayer]) {
+    let bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    let mut data: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for l in layers {
+        data.push((l.name.clone(), vec![l.rows, l.cols], bytes(&l.weights)));
+        if let Some(b) = &l.bias {
+            let prefix = l.name.strip_suffix(".weight").unwrap_or(&l.name);
+            data.push((format!("{prefix}.bias"), vec![l.rows], bytes(b)));
+        }
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView)> = data
+        .iter()
+        .map(|(n, shape, d)| {
+            let v = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), d)
+                .unwrap();
+            (n.clone(), v)
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, path).unwrap();
+}
