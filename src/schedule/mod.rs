@@ -161,9 +161,20 @@ pub fn auto_pes(
     limits: &DeviceLimits,
 ) -> Result<usize> {
     let (min, max) = pe_bounds(rows, cols, limits)?;
+    Ok(auto_pes_within(rows, cols, entry_bytes, min, max))
+}
+
+/// [`auto_pes`] within device bounds already known.
+fn auto_pes_within(rows: usize, cols: usize, entry_bytes: usize, min: usize, max: usize) -> usize {
     let per_col = entry_bytes as f64 / cols as f64;
     let want = (EIE_METADATA_SHARE * per_col / EIE_POINTER_BYTES as f64).floor() as usize;
-    Ok(want.min(rows).clamp(min, max.min(rows).max(min)))
+    clamp_pes(want, rows, min, max)
+}
+
+/// `want` PEs brought within the device's `min..=max` and never above the rows (unless the
+/// device's minimum is).
+fn clamp_pes(want: usize, rows: usize, min: usize, max: usize) -> usize {
+    want.min(rows).clamp(min, max.min(rows).max(min))
 }
 
 /// The PE count a plan gives a layer whose file interleaving is `file_pes` and whose entries
@@ -178,11 +189,11 @@ pub fn plan_pes(
 ) -> Result<usize> {
     let (min, max) = pe_bounds(rows, cols, limits)?;
     let want = match plan {
-        PePlan::Auto => return auto_pes(rows, cols, entry_bytes, limits),
+        PePlan::Auto => return Ok(auto_pes_within(rows, cols, entry_bytes, min, max)),
         PePlan::Fixed(0) | PePlan::RowsPerPe(0) => {
             return Err(Error::InvalidArgument("PE count must be at least 1".into()))
         }
-        PePlan::RowsPerPe(r) => return Ok(rows.div_ceil(r).clamp(min, max.min(rows).max(min))),
+        PePlan::RowsPerPe(r) => return Ok(clamp_pes(rows.div_ceil(r), rows, min, max)),
         PePlan::Fixed(n) => n,
         PePlan::File => file_pes,
     };
