@@ -244,7 +244,7 @@ pub fn layer_fixed16(
     x: &[i16],
     out: &mut [i16],
 ) -> Result<fixed16::LayerSaturations> {
-    columns_fixed16(layer, None, x, out)
+    columns_fixed16(layer, None, &FixedCodebook::new(layer.codebook()), x, out)
 }
 
 /// The column walk of [`layer_fixed16`], on the layer's own entries or on the engine's
@@ -253,12 +253,12 @@ pub fn layer_fixed16(
 fn columns_fixed16(
     layer: &EieLayer,
     compact: Option<&ColumnCodes>,
+    codebook: &FixedCodebook,
     x: &[i16],
     out: &mut [i16],
 ) -> Result<fixed16::LayerSaturations> {
     check_lengths(layer, x.len(), out.len())?;
     let nonzero = nonzero(x);
-    let codebook = FixedCodebook::new(layer.codebook());
     let relu = layer.activation() == Activation::Relu;
     let format = layer.fixed16_format();
     let (acc_frac, shift) = (format.acc_frac(), format.write_back_shift());
@@ -343,6 +343,7 @@ fn columns_fixed16(
 fn fixed16_tile(
     layer: &EieLayer,
     compact: Option<&ColumnCodes>,
+    codebook: &FixedCodebook,
     row_bound: Option<u64>,
     xs: &[i16],
     out: &mut [i16],
@@ -350,7 +351,6 @@ fn fixed16_tile(
     const T: usize = CPU_BATCH_TILE;
     let (rows, cols, pes) = (layer.rows(), layer.cols(), layer.pes());
     let t = tile_inputs(layer, xs.len(), out.len())?;
-    let codebook = FixedCodebook::new(layer.codebook());
     let frac = codebook.frac;
     let mut listed: Vec<(usize, [i32; T])> = try_with_capacity(cols, "listed columns")?;
     for j in 0..cols {
@@ -370,12 +370,12 @@ fn fixed16_tile(
         .unwrap_or(0);
     let narrow = row_bound.is_some_and(|b| sums_fit_i32(b, max_a, frac));
     let locals: Vec<Vec<[i64; T]>> = if narrow {
-        tile_sums::<i32, T>(layer, compact, &codebook, &listed)?
+        tile_sums::<i32, T>(layer, compact, codebook, &listed)?
             .into_iter()
             .map(|acc| acc.iter().map(|r| r.map(i64::from)).collect())
             .collect()
     } else {
-        tile_sums::<i64, T>(layer, compact, &codebook, &listed)?
+        tile_sums::<i64, T>(layer, compact, codebook, &listed)?
     };
     let relu = layer.activation() == Activation::Relu;
     let format = layer.fixed16_format();
@@ -494,8 +494,7 @@ fn sums_fit_i32(row_bound: u64, max_a: u64, frac: u32) -> bool {
 
 /// The largest sum over a row of `layer` of `|c|`, for the fixed16 codebook value `c` of each
 /// of its entries (see [`fixed16_tile`]).
-fn fixed16_row_bound(layer: &EieLayer) -> Result<u64> {
-    let codebook = FixedCodebook::new(layer.codebook());
+fn fixed16_row_bound(layer: &EieLayer, codebook: &FixedCodebook) -> Result<u64> {
     let mut best = 0u64;
     for p in 0..layer.pes() {
         let mut sums: Vec<u64> = try_filled(layer.rows_of_pe(p), 0, "row bounds")?;
@@ -518,17 +517,17 @@ fn fixed16_row_bound(layer: &EieLayer) -> Result<u64> {
 fn rows_fixed16(
     layer: &EieLayer,
     rows: &RowCodes,
+    terms: &row_order::FixedTerms,
     x: &[i16],
     out: &mut [i16],
     parallel: bool,
 ) -> Result<fixed16::LayerSaturations> {
     check_lengths(layer, x.len(), out.len())?;
-    let terms = row_order::FixedTerms::new(&FixedCodebook::new(layer.codebook()));
     let mut xz: Vec<i32> = try_with_capacity(x.len() + 1, "input")?;
     xz.extend(x.iter().map(|&a| a as i32));
     xz.push(0);
     let sums = row_sums(rows, 1, parallel, |g0, s| {
-        rows.sums_fixed16(&terms, &xz, g0, s)
+        rows.sums_fixed16(terms, &xz, g0, s)
     })?;
     let relu = layer.activation() == Activation::Relu;
     let format = layer.fixed16_format();
@@ -624,10 +623,14 @@ struct LayerWalks {
     /// The largest sum over a row of `|c|` for its entries' fixed16 codebook values `c`: with
     /// the largest input of a tile it bounds every sum of product terms (see [`fixed16_tile`]).
     fixed16_row_bound: u64,
+    /// The layer's fixed16 codebook, and its product terms for the row walk.
+    fixed16: FixedCodebook,
+    fixed16_terms: row_order::FixedTerms,
 }
 
 impl LayerWalks {
     fn new(layer: &EieLayer) -> Result<Self> {
+        let fixed16 = FixedCodebook::new(layer.codebook());
         let columns = ColumnCodes::new(layer).ok();
         let mut column_entries: Vec<u32> = try_filled(layer.cols(), 0, "column lengths")?;
         for p in 0..layer.pes() {
@@ -649,7 +652,9 @@ impl LayerWalks {
             // Without a row-ordered copy (no memory for it, or rows too uneven for it to pay)
             // the engine walks columns.
             rows: RowCodes::new(layer).ok(),
-            fixed16_row_bound: fixed16_row_bound(layer)?,
+            fixed16_row_bound: fixed16_row_bound(layer, &fixed16)?,
+            fixed16_terms: row_order::FixedTerms::new(&fixed16),
+            fixed16,
             columns,
             column_entries,
         })
@@ -923,8 +928,7 @@ impl CpuEngine {
             return None;
         }
         let max_a = x.iter().map(|a| a.unsigned_abs() as u64).max().unwrap_or(0);
-        let frac = FixedCodebook::new(layer.codebook()).frac;
-        sums_fit_i32(walks.fixed16_row_bound, max_a, frac).then_some(rows)
+        sums_fit_i32(walks.fixed16_row_bound, max_a, walks.fixed16.frac).then_some(rows)
     }
 
     /// A batch in fixed16: one input with each layer's PEs in parallel, or tiles of
@@ -977,12 +981,20 @@ impl CpuEngine {
             let walks = self.layers[i].as_ref();
             let compact = walks.and_then(|w| w.columns.as_ref());
             let bound = walks.map(|w| w.fixed16_row_bound);
+            let own;
+            let codebook = match walks {
+                Some(w) => &w.fixed16,
+                None => {
+                    own = FixedCodebook::new(l.codebook());
+                    &own
+                }
+            };
             *c = if t > 1 {
-                fixed16_tile(l, compact, bound, &cur, &mut next)?
-            } else if let Some(rows) = self.fixed16_rows(i, &cur) {
-                rows_fixed16(l, rows, &cur, &mut next, parallel)?
+                fixed16_tile(l, compact, codebook, bound, &cur, &mut next)?
+            } else if let (Some(w), Some(rows)) = (walks, self.fixed16_rows(i, &cur)) {
+                rows_fixed16(l, rows, &w.fixed16_terms, &cur, &mut next, parallel)?
             } else {
-                columns_fixed16(l, compact, &cur, &mut next)?
+                columns_fixed16(l, compact, codebook, &cur, &mut next)?
             };
             cur = next;
         }
