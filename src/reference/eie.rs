@@ -737,20 +737,33 @@ impl CpuEngine {
         listed_entries: usize,
         tile: bool,
     ) -> CpuWalk {
+        let slot = if tile {
+            ROW_SLOT_COST_TILE
+        } else {
+            ROW_SLOT_COST
+        };
+        self.cheaper_walk(index, slot, || (listed, listed_entries))
+    }
+
+    /// The walk of layer `index` with less estimated work where the walk is not forced: rows
+    /// at `slot_cost` column entries per slot, against the listed columns' entries and slices
+    /// (`listed()`: the listed columns and their entries, counted only when needed). Columns
+    /// where the layer has no row-ordered copy.
+    fn cheaper_walk(
+        &self,
+        index: usize,
+        slot_cost: f64,
+        listed: impl FnOnce() -> (usize, usize),
+    ) -> CpuWalk {
         let Some(rows) = self.layers[index].as_ref().and_then(|w| w.rows.as_ref()) else {
             return CpuWalk::Columns;
         };
         match self.walk {
             CpuWalk::Auto => {
-                let layer = &self.model.layers()[index];
-                let slot = if tile {
-                    ROW_SLOT_COST_TILE
-                } else {
-                    ROW_SLOT_COST
-                };
-                let rows = rows.slots() as f64 * slot;
-                let columns = listed_entries as f64 + (listed * layer.pes()) as f64 * SLICE_COST;
-                if rows < columns {
+                let (listed, listed_entries) = listed();
+                let pes = self.model.layers()[index].pes();
+                let columns = listed_entries as f64 + (listed * pes) as f64 * SLICE_COST;
+                if (rows.slots() as f64) * slot_cost < columns {
                     CpuWalk::Rows
                 } else {
                     CpuWalk::Columns
@@ -908,23 +921,17 @@ impl CpuEngine {
     fn fixed16_rows(&self, index: usize, x: &[i16]) -> Option<&RowCodes> {
         let walks = self.layers[index].as_ref()?;
         let rows = walks.rows.as_ref()?;
-        let layer = &self.model.layers()[index];
-        let take = match self.walk {
-            CpuWalk::Columns => false,
-            CpuWalk::Rows => true,
-            CpuWalk::Auto => {
-                // Branch-free: the scan costs little beside either walk.
-                let (mut listed, mut listed_entries) = (0usize, 0usize);
-                for (&a, &n) in x.iter().zip(&walks.column_entries) {
-                    let nz = (a != 0) as usize;
-                    listed += nz;
-                    listed_entries += nz * n as usize;
-                }
-                let columns = listed_entries as f64 + (listed * layer.pes()) as f64 * SLICE_COST;
-                (rows.slots() as f64) * FIXED16_ROW_SLOT_COST < columns
+        let walk = self.cheaper_walk(index, FIXED16_ROW_SLOT_COST, || {
+            // Branch-free: the scan costs little beside either walk.
+            let (mut listed, mut listed_entries) = (0usize, 0usize);
+            for (&a, &n) in x.iter().zip(&walks.column_entries) {
+                let nz = (a != 0) as usize;
+                listed += nz;
+                listed_entries += nz * n as usize;
             }
-        };
-        if !take {
+            (listed, listed_entries)
+        });
+        if walk != CpuWalk::Rows {
             return None;
         }
         let max_a = x.iter().map(|a| a.unsigned_abs() as u64).max().unwrap_or(0);
