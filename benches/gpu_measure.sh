@@ -164,7 +164,7 @@ step() {
     local left
     left=$(remaining)
     if ((left < 5)); then
-        record "$name" skipped - 0 "time budget spent"
+        record "$name" skipped - 0.0 "time budget spent"
         return 1
     fi
     ((limit > left)) && limit=$left
@@ -200,15 +200,22 @@ step() {
 
 # Is there a Vulkan adapter, and is it hardware? Prints "hardware", "software" or "none".
 adapter_kind() {
-    timeout -k 5 60 "$EIE" devices --json >"$W/devices.json" 2>"$W/logs/devices-probe.log" || {
+    local line kind=none
+    timeout -k 5 60 "$EIE" devices >"$W/devices.txt" 2>>"$W/logs/devices-probe.log" || {
         echo none
         return
     }
-    python3 - "$W/devices.json" <<'EOF' 2>>"$W/logs/devices-probe.log" || echo none
-import json, sys
-ads = [a for a in json.load(open(sys.argv[1])) if a.get("backend", "").lower() == "vulkan"]
-print("hardware" if any(a.get("device_type") != "Cpu" for a in ads) else "software" if ads else "none")
-EOF
+    # `[0] NAME (vulkan, DiscreteGpu)`, one line per adapter.
+    while IFS= read -r line; do
+        if [[ $line =~ ^\[[0-9]+\]\ .*\(vulkan,\ ([A-Za-z]+)\)$ ]]; then
+            if [ "${BASH_REMATCH[1]}" = Cpu ]; then
+                [ "$kind" = none ] && kind=software
+            else
+                kind=hardware
+            fi
+        fi
+    done <"$W/devices.txt"
+    echo "$kind"
 }
 
 # Does the dynamic linker's cache list a Vulkan loader? (Read whole: `grep -q` closing the pipe
@@ -279,7 +286,7 @@ find_adapter() {
             [ "$kind" = none ] && unset VK_DRIVER_FILES && kind=$(adapter_kind)
         fi
     fi
-    timeout -k 5 60 "$EIE" devices >"$W/devices.txt" 2>&1
+    timeout -k 5 60 "$EIE" devices --json >"$W/devices.json" 2>>"$W/logs/devices-probe.log"
     cat "$W/devices.txt"
     {
         echo "adapter_kind	$kind"
@@ -470,6 +477,8 @@ run() {
         } >"$W/summary.md"
     fi
     cp "$W/summary.md" "$W/steps.tsv" "$out/" || die "cannot write to $out"
+    # The demo's model file (2 MB) is generated from a seed: not worth carrying back.
+    rm -f "$W"/demo/*.safetensors
     tar -czf "$out/results.tar.gz" -C "$W" . || die "cannot write $out/results.tar.gz"
     echo
     column -t -s $'\t' "$out/steps.tsv" 2>/dev/null || cat "$out/steps.tsv"
