@@ -1,5 +1,5 @@
-// EIE sparse matrix-vector product of one layer, straight from the compressed format, in one
-// dispatch per layer (f32, fixed16 and f16 from this one source).
+// EIE sparse matrix-vector product of one layer, straight from the compressed format (f32,
+// fixed16 and f16 from this one source).
 //
 // The layer is interleaved over N PEs (PE p owns rows i with i % N == p, local row i / N) and
 // stored as EIE's relative-indexed CSC: each PE's slice of each column is a run of entries
@@ -7,25 +7,30 @@
 // (s, p, tile) is PE p walking column slice s of the layer for a tile of TILE inputs.
 //  1. Leading non-zero detection, fused: the input's non-zero bitmap (written by the previous
 //     layer's write-back, or uploaded with the first layer's input) is read for the slice, the
-//     tile's bitmaps are OR-ed, and the workgroup compacts the non-zero columns into a list in
-//     workgroup memory, with their activations, CHUNK columns at a time. Only those columns are
-//     walked: zero activations are never broadcast.
-//  2. The workgroup's lanes form GROUPS column groups; each group takes every GROUPS-th listed
-//     column, reads this PE's pointer pair for it once, and its lanes take one entry each
-//     (a lane per entry of the slice, LANES lanes per input of the tile). A lane finds its
-//     entry's row from the 4-bit runs before it (row += run + 1) with a few word-wide sums, and
-//     adds codebook[code] * a_j to that row's accumulator. The entries of one column slice are
-//     on distinct rows, so a group's lanes never collide; each group owns its own copy of the
-//     PE's accumulators in workgroup memory, and groups step in lockstep (a barrier per step).
-//     No atomics, no compare-exchange loops: every accumulator has one writer at a time.
+//     tile's bitmaps are OR-ed, and the workgroup compacts the non-zero columns into one list
+//     per column group in workgroup memory, with their activations, CHUNK columns at a time.
+//     Only those columns are walked: zero activations are never broadcast.
+//  2. The workgroup's lanes form GROUPS column groups; group g takes the listed columns j with
+//     j % GROUPS == g, in increasing order, reads this PE's pointer pair for each once, and its
+//     lanes take one entry each (LANES lanes per input of the tile). A lane finds its entry's
+//     row from the 4-bit runs before it (row += run + 1) with a few word-wide sums, and adds
+//     codebook[code] * a_j to that row's accumulator. The entries of one column slice are on
+//     distinct rows, so a group's lanes never collide; each group owns its own copy of the PE's
+//     accumulators in workgroup memory, and groups step in lockstep (a barrier per step). No
+//     atomics, no compare-exchange loops: every accumulator has one writer at a time.
 //  3. The groups' copies are summed in group order. With one slice (S == 1) that is the row's
-//     value; otherwise the workgroup stores its partial sums, and the last of the S workgroups
-//     of its PE and tile to finish (a counter) adds the S partials in slice order. Either way the
-//     order of every addition is fixed, so f32 output is bit-identical from run to run, and the
-//     fixed16 sums (wrapping i32) equal the CPU model's bit for bit.
+//     value, written back here. Otherwise the workgroup stores its partial sums and the next
+//     dispatch, eie_reduce.wgsl, adds the S partials in slice order and writes back: no
+//     workgroup ever reads another workgroup's writes of the same dispatch, which WGSL does not
+//     order (its atomics are relaxed and its barriers act within one workgroup), while a
+//     dispatch boundary orders every write before every later read on every backend.
 //  4. Write-back: bias, ReLU (fixed16: rounding to the output format and saturation), the
 //     output value and its bit of the output's non-zero bitmap, which is the next layer's input
 //     bitmap.
+// Which column goes to which group and slice depends on the column alone, and GROUPS and S are
+// the same for every batch size, so each input's terms are added in one fixed order: f32 output
+// is bit-identical from run to run and alone or in any batch, and the fixed16 sums (wrapping
+// i32) equal the CPU model's bit for bit.
 //
 // Activations are 32-bit words (f32 bits, or fixed16 values as i32 bits) or, with HALF, f16
 // values packed two per word. Sums are f32 (f32 and HALF) or wrapping i32 in the accumulator's
@@ -38,24 +43,32 @@
 const ACC_WORDS: u32 = 2560u;
 const LIST_WORDS: u32 = 512u;
 const MAX_CHUNK_WORDS: u32 = 16u;
+const MAX_GROUPS: u32 = 16u;
 
-// Column groups per workgroup and inputs per tile; LANES = WG / (GROUPS * TILE) lanes share
-// a column slice for each input.
+// Column groups per workgroup (a power of two up to 16) and inputs per tile; LANES = WG /
+// (GROUPS * TILE) lanes share a column slice for each input.
 override GROUPS: u32 = 16u;
 override TILE: u32 = 1u;
 
-// Counters [tiles][N] (one per PE and tile: workgroups of that PE done), then partial sums
-// [batch][S][N][local_rows] at part_base. Counters are zero between runs.
-@group(0) @binding(4) var<storage, read_write> scratch: array<atomic<u32>>;
+// Partial sums [batch][S][N][local_rows] (S > 1), added by eie_reduce.wgsl.
+@group(0) @binding(4) var<storage, read_write> partials: array<u32>;
 
 var<workgroup> acc: array<u32, ACC_WORDS>;
 var<workgroup> list: array<u32, LIST_WORDS>;
 var<workgroup> xs: array<u32, LIST_WORDS>;
 var<workgroup> codebook: array<u32, MAX_CODES>;
 var<workgroup> words: array<u32, MAX_CHUNK_WORDS>;
-var<workgroup> offsets: array<u32, MAX_CHUNK_WORDS>;
-var<workgroup> listed: u32;
-var<workgroup> last_flag: u32;
+var<workgroup> counts: array<u32, MAX_GROUPS>;
+var<workgroup> steps_wg: u32;
+
+// Bits of a 32-column bitmap word whose columns belong to group g (GROUPS divides 32).
+fn group_mask(g: u32) -> u32 {
+    var m = 0u;
+    for (var i = g; i < 32u; i += GROUPS) {
+        m |= 1u << i;
+    }
+    return m;
+}
 
 @compute @workgroup_size(256)
 fn eie_spmv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -80,10 +93,13 @@ fn eie_spmv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
 
     let c0 = s * params.slice_cols;
     let c1 = min(c0 + params.slice_cols, cols);
+    // Columns per chunk (a multiple of 32), and list places per group: a chunk has at most
+    // chunk / GROUPS columns of each group.
     let chunk = LIST_WORDS / TILE;
+    let cap = chunk / GROUPS;
     let ptr_row = params.ptr_base + pe * (cols + 1u);
     for (var cc = c0; cc < c1; cc += chunk) {
-        // Leading non-zero detection over this chunk: OR of the tile's bitmaps, compacted.
+        // Leading non-zero detection over this chunk: OR of the tile's bitmaps.
         let ce = min(cc + chunk, c1);
         let nw = (ce - cc + 31u) / 32u;
         if lid < nw {
@@ -99,47 +115,61 @@ fn eie_spmv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             words[lid] = w;
         }
         workgroupBarrier();
-        if lid == 0u {
-            var total = 0u;
-            for (var i = 0u; i < nw; i++) {
-                offsets[i] = total;
-                total += countOneBits(words[i]);
+        // Compaction into one list per group: invocation (g, w) places word w's columns of
+        // group g after those of the group's earlier words.
+        if lid < GROUPS * nw {
+            let gg = lid / nw;
+            let w = lid % nw;
+            let mask = group_mask(gg);
+            var o = 0u;
+            for (var q = 0u; q < w; q++) {
+                o += countOneBits(words[q] & mask);
             }
-            listed = total;
-        }
-        workgroupBarrier();
-        if lid < nw {
-            var w = words[lid];
-            var o = offsets[lid];
-            while w != 0u {
-                list[o] = cc + 32u * lid + firstTrailingBit(w);
+            var bits = words[w] & mask;
+            if w == nw - 1u {
+                counts[gg] = o + countOneBits(bits);
+            }
+            while bits != 0u {
+                list[gg * cap + o] = cc + 32u * w + firstTrailingBit(bits);
                 o += 1u;
-                w &= w - 1u;
+                bits &= bits - 1u;
             }
         }
-        let m = workgroupUniformLoad(&listed);
-        for (var i = lid; i < m * TILE; i += WG) {
-            xs[i] = load_x(tile * TILE + i % TILE, list[i / TILE]);
-        }
         workgroupBarrier();
+        if lid == 0u {
+            var most = 0u;
+            for (var q = 0u; q < GROUPS; q++) {
+                most = max(most, counts[q]);
+            }
+            steps_wg = most;
+        }
+        for (var i = lid; i < GROUPS * cap * TILE; i += WG) {
+            let place = i / TILE;
+            if place % cap < counts[place / cap] {
+                xs[i] = load_x(tile * TILE + i % TILE, list[place]);
+            }
+        }
+        // (A barrier: the activations are in place before the walk.)
+        let steps = workgroupUniformLoad(&steps_wg);
 
-        // The walk: group g takes listed columns g, g + GROUPS, ...; one entry per lane. The
-        // pointer pair of a group's next column is loaded before the current one is walked.
-        let steps = (m + GROUPS - 1u) / GROUPS;
+        // The walk: group g takes its listed columns in order, one per step; one entry per
+        // lane. The pointer pair of a group's next column is loaded before the current one is
+        // walked.
+        let mine_count = counts[g];
         var next = vec2<u32>(0u);
-        if g < m {
-            next = vec2<u32>(layer[ptr_row + list[g]], layer[ptr_row + list[g] + 1u]);
+        if mine_count > 0u {
+            let j = list[g * cap];
+            next = vec2<u32>(layer[ptr_row + j], layer[ptr_row + j + 1u]);
         }
         for (var st = 0u; st < steps; st++) {
-            let k = st * GROUPS + g;
             let start = next.x;
             let end = next.y;
-            if k + GROUPS < m {
-                let jn = list[k + GROUPS];
+            if st + 1u < mine_count {
+                let jn = list[g * cap + st + 1u];
                 next = vec2<u32>(layer[ptr_row + jn], layer[ptr_row + jn + 1u]);
             }
-            if k < m {
-                let a = xs[k * TILE + b];
+            if st < mine_count {
+                let a = xs[(g * cap + st) * TILE + b];
                 if a != 0u && a != 0x80000000u {
                     var base = 0u;
                     for (var r0 = start; r0 < end; r0 += lanes) {
@@ -168,7 +198,7 @@ fn eie_spmv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         }
     }
 
-    // The groups' copies, summed in group order.
+    // The groups' copies, summed in group order; written back, or stored for eie_reduce.
     for (var i = lid; i < TILE * local_rows; i += WG) {
         let t = i / local_rows;
         let r = i % local_rows;
@@ -180,49 +210,7 @@ fn eie_spmv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         if slices == 1u {
             write_back(bi, pe, r, sum);
         } else {
-            let pi = params.part_base + ((bi * slices + s) * params.pes + pe) * local_rows + r;
-            atomicStore(&scratch[pi], sum);
-        }
-    }
-    if slices == 1u {
-        return;
-    }
-
-    // Split columns: the last workgroup of this PE and tile adds the S partials in slice order.
-    // storageBarrier() is a device-scope release (here) and acquire (below) around the counter.
-    storageBarrier();
-    let counter = tile * params.pes + pe;
-    if lid == 0u {
-        let done = atomicAdd(&scratch[counter], 1u);
-        last_flag = select(0u, 1u, done == slices - 1u);
-    }
-    if workgroupUniformLoad(&last_flag) == 1u {
-        storageBarrier();
-        for (var i = lid; i < TILE * local_rows; i += WG) {
-            let t = i / local_rows;
-            let r = i % local_rows;
-            let bi = tile * TILE + t;
-            let first = params.part_base + (bi * slices * params.pes + pe) * local_rows + r;
-            let step = params.pes * local_rows;
-            var sum = atomicLoad(&scratch[first]);
-            // Eight loads in flight before their values are added (in slice order).
-            var q = 1u;
-            for (; q + 8u <= slices; q += 8u) {
-                var v: array<u32, 8>;
-                for (var u = 0u; u < 8u; u++) {
-                    v[u] = atomicLoad(&scratch[first + (q + u) * step]);
-                }
-                for (var u = 0u; u < 8u; u++) {
-                    sum = add_bits(sum, v[u]);
-                }
-            }
-            for (; q < slices; q++) {
-                sum = add_bits(sum, atomicLoad(&scratch[first + q * step]));
-            }
-            write_back(bi, pe, r, sum);
-        }
-        if lid == 0u {
-            atomicStore(&scratch[counter], 0u);
+            partials[((bi * slices + s) * params.pes + pe) * local_rows + r] = sum;
         }
     }
 }

@@ -124,7 +124,7 @@ pub fn gpu_contenders(
     // The same codes walked by rows, to find where it beats the column walk on this device.
     let opts = EngineOptions {
         max_batch,
-        walk: crate::gpu::Walk::Rows,
+        walk: Some(crate::gpu::Walk::Rows),
         ..EngineOptions::default()
     };
     v.push(Box::new(GpuContender {

@@ -45,7 +45,7 @@ pub fn gpu_backends_on(ctx: &Arc<GpuContext>, model: &Model) -> Result<Vec<Box<d
         v.push(Box::new(GpuEngine::new(ctx.clone(), model, opts)?));
     }
     let rows = EngineOptions {
-        walk: super::engine::Walk::Rows,
+        walk: Some(crate::schedule::Walk::Rows),
         ..EngineOptions::default()
     };
     v.push(Box::new(GpuEngine::new(ctx.clone(), model, rows)?));

@@ -170,6 +170,7 @@ impl BaselineEngine {
                                 pipeline: pipeline.clone(),
                                 bind_group: bg,
                                 x: tile.rows.div_ceil(ROWS_PER_WORKGROUP) as u32,
+                                y_per_group: 1,
                                 batch_group: BATCH_TILE as u32,
                                 batches: (1, usize::MAX),
                             });
@@ -220,6 +221,7 @@ impl BaselineEngine {
                             pipeline: pipeline.clone(),
                             bind_group: bg,
                             x: workgroups as u32,
+                            y_per_group: 1,
                             batch_group: BATCH_TILE as u32,
                             batches: (1, usize::MAX),
                         });

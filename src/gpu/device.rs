@@ -399,8 +399,7 @@ impl GpuContext {
     pub fn device_limits(&self) -> DeviceLimits {
         let mut l = DeviceLimits::from(&self.limits);
         if self.adapter_info().device_type == wgpu::DeviceType::Cpu {
-            l.target_workgroups = crate::schedule::EIE_TARGET_WORKGROUPS_CPU;
-            l.batch_tile = 1;
+            l = l.for_cpu_adapter();
         }
         l
     }

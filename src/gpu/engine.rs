@@ -1,12 +1,14 @@
-//! [`GpuEngine`]: a whole EIE model on the GPU, one `eie_spmv` dispatch per layer (leading
-//! non-zero detection, the column walk, the split-column reduction, bias, ReLU and the next
-//! layer's non-zero bitmap all inside it), every layer in one compute pass and one submission,
-//! with buffers, bind groups and pipelines built once.
+//! [`GpuEngine`]: a whole EIE model on the GPU: per layer one `eie_spmv` dispatch (leading
+//! non-zero detection, the column walk, bias, ReLU and the next layer's non-zero bitmap inside
+//! it) or, where the layer's columns are split over several workgroups, that dispatch and an
+//! `eie_reduce` dispatch adding the partial sums in slice order; or one `eie_spmv_rows`
+//! dispatch for a layer walked by rows. Every layer in one compute pass and one submission, with
+//! buffers, bind groups and pipelines built once.
 
 use super::device::GpuContext;
 use super::kernels;
 use super::program::{
-    bind, storage_init, stride, uniform_init, zeroed, Dispatch, Encoding, InputBits,
+    bind, bind_at, storage_init, stride, uniform_init, zeroed, Dispatch, Encoding, InputBits,
     PipelineTiming, Program, Timing, TimingOptions,
 };
 use crate::error::{Error, Result};
@@ -14,7 +16,7 @@ use crate::fixed16::{self, FixedCodebook};
 use crate::format::{encode_column, entry_code, entry_run, Activation, EieLayer, Model};
 use crate::reference::Precision;
 use crate::schedule::{
-    EieLaunch, EieLayerPlan, PePlan, EIE_BATCH_TILE, EIE_MAX_CODES, ROWS_PER_WORKGROUP,
+    EieLayerPlan, PePlan, ScheduleOverride, Walk, EIE_BATCH_TILE, EIE_MAX_CODES, WORKGROUP_SIZE,
 };
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -29,8 +31,13 @@ pub struct EngineOptions {
     pub pes: PePlan,
     /// Largest batch one submission carries; larger batches are split.
     pub max_batch: usize,
-    /// How the layers are walked.
-    pub walk: Walk,
+    /// How the layers are walked; `None`: as `schedule` or the environment's
+    /// [`SCHEDULE_ENV`](crate::schedule::SCHEDULE_ENV) say, else by columns (EIE's dataflow).
+    pub walk: Option<Walk>,
+    /// Settings forced instead of the planner's choice for this device (walk, tile, slices,
+    /// groups, lanes per row, workgroup target); what is not set here is taken from the
+    /// environment's [`SCHEDULE_ENV`](crate::schedule::SCHEDULE_ENV), if any.
+    pub schedule: ScheduleOverride,
 }
 
 impl Default for EngineOptions {
@@ -39,23 +46,10 @@ impl Default for EngineOptions {
             precision: Precision::F32,
             pes: PePlan::Auto,
             max_batch: 64,
-            walk: Walk::Columns,
+            walk: None,
+            schedule: ScheduleOverride::default(),
         }
     }
-}
-
-/// How the EIE kernels walk a layer's codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize)]
-pub enum Walk {
-    /// EIE's dataflow (`eie_spmv.wgsl`): the columns of the non-zero activations only, each PE
-    /// accumulating into its own rows ("push").
-    #[default]
-    Columns,
-    /// The same codes stored row by row (`eie_spmv_rows.wgsl`): each row gathers its
-    /// activations ("pull"), zero or not; for layers whose inputs are mostly non-zero. Which
-    /// walk wins at which input density is a property of the device, measured by `eie bench`
-    /// (`gpu-eie-rows/f32` beside `gpu-eie/f32`).
-    Rows,
 }
 
 /// `Params` of `eie_spmv.wgsl`.
@@ -269,13 +263,14 @@ fn meta_words(layer: &EieLayer, precision: Precision) -> (Vec<u32>, u32) {
 }
 
 /// The dispatches of one layer walked by rows (`eie_spmv_rows.wgsl`): one for a single input,
-/// one for tiles of `tile` inputs when the engine takes batches. Buffers go to `buffers`.
+/// one for tiles of the plan's batched tile when the engine takes batches. Buffers go to
+/// `buffers`.
 #[allow(clippy::too_many_arguments)]
 fn row_dispatches(
     ctx: &Arc<GpuContext>,
     layer: &EieLayer,
     opts: &EngineOptions,
-    tile: usize,
+    plan: &EieLayerPlan,
     (input, xl): (&wgpu::Buffer, ActLayout),
     (output, yl): (&wgpu::Buffer, ActLayout),
     lbl: &dyn Fn(&str) -> String,
@@ -293,7 +288,7 @@ fn row_dispatches(
             limits.max_binding()
         )));
     }
-    let groups = layer.rows().div_ceil(ROWS_PER_WORKGROUP);
+    let groups = layer.rows().div_ceil(plan.rows_per_workgroup());
     if groups > limits.max_compute_workgroups_per_dimension as usize {
         return Err(Error::InvalidArgument(format!(
             "layer `{}`: {} rows need more workgroups than the device's {} per dimension",
@@ -303,6 +298,7 @@ fn row_dispatches(
         )));
     }
     let lb = storage_init(ctx, &lbl("rows/layer"), bytemuck::cast_slice(&words));
+    let tile = plan.batched.tile;
     let classes: &[(usize, usize, usize)] = if opts.max_batch > 1 {
         &[(1, 1, 1), (2, usize::MAX, tile)]
     } else {
@@ -315,7 +311,6 @@ fn row_dispatches(
             local_rows: layer.rows() as u32,
             slices: 1,
             slice_cols: 0,
-            part_base: 0,
             ..EieParams::new(layer, xl, yl, [bias_base, ptr_base, entries_base], frac)
         };
         let constants = [
@@ -323,6 +318,7 @@ fn row_dispatches(
             ("HALF", (opts.precision == Precision::F16) as u8 as f64),
             ("WIDE", wide as u8 as f64),
             ("TILE", tile as f64),
+            ("LANES", plan.row_lanes as f64),
         ];
         let pipeline = ctx
             .pipelines()
@@ -343,11 +339,127 @@ fn row_dispatches(
             bind_group: bg,
             x: groups as u32,
             batch_group: tile as u32,
+            y_per_group: 1,
             batches: (lo, hi),
         });
         buffers.push(ub);
     }
     buffers.push(lb);
+    Ok(out)
+}
+
+/// The dispatches of one layer walked by columns (`eie_spmv.wgsl`, and `eie_reduce.wgsl` after
+/// it where the columns are split into slices): for a single input, and for tiles of inputs
+/// when the engine takes batches (`padded`: the largest batch, whole tiles). `layer` is
+/// interleaved over the plan's PEs. Buffers go to `buffers`.
+#[allow(clippy::too_many_arguments)]
+fn column_dispatches(
+    ctx: &Arc<GpuContext>,
+    layer: &EieLayer,
+    opts: &EngineOptions,
+    plan: &EieLayerPlan,
+    padded: usize,
+    (input, xl): (&wgpu::Buffer, ActLayout),
+    (output, yl): (&wgpu::Buffer, ActLayout),
+    lbl: &dyn Fn(&str) -> String,
+    buffers: &mut Vec<wgpu::Buffer>,
+) -> Result<Vec<Dispatch>> {
+    let limits = ctx.device_limits();
+    let (words, [bias_base, ptr_base, entries_base], frac, wide) =
+        layer_words(layer, opts.precision);
+    if 4 * words.len() as u64 > limits.max_binding() || words.len() > u32::MAX as usize {
+        return Err(Error::InvalidArgument(format!(
+            "layer `{}`: {} bytes of codebook, pointers and entries exceed the device's storage \
+             binding limit of {}",
+            layer.name(),
+            4 * words.len(),
+            limits.max_binding()
+        )));
+    }
+    let lb = storage_init(ctx, &lbl("layer"), bytemuck::cast_slice(&words));
+    let classes: &[(usize, usize)] = if opts.max_batch > 1 {
+        &[(1, 1), (2, usize::MAX)]
+    } else {
+        &[(1, 1)]
+    };
+    // Partial sums [batch][slices][pes][local rows], for the largest batch a class serves.
+    let partial_words = classes
+        .iter()
+        .map(|&(lo, _)| {
+            let launch = plan.launch(lo);
+            let batch = if lo == 1 { 1 } else { padded };
+            if launch.slices > 1 {
+                batch * launch.slices * plan.pes * plan.local_rows
+            } else {
+                0
+            }
+        })
+        .max()
+        .unwrap_or(0);
+    let partials = zeroed(ctx, &lbl("partials"), partial_words)?;
+    let fixed = (opts.precision == Precision::Fixed16) as u8 as f64;
+    let half = (opts.precision == Precision::F16) as u8 as f64;
+    let mut out = Vec::new();
+    for &(lo, hi) in classes {
+        let launch = plan.launch(lo);
+        let params = EieParams {
+            pes: plan.pes as u32,
+            local_rows: plan.local_rows as u32,
+            slices: launch.slices as u32,
+            slice_cols: launch.slice_cols as u32,
+            ..EieParams::new(layer, xl, yl, [bias_base, ptr_base, entries_base], frac)
+        };
+        let constants = [
+            ("FIXED", fixed),
+            ("HALF", half),
+            ("WIDE", wide as u8 as f64),
+            ("GROUPS", launch.groups as f64),
+            ("TILE", launch.tile as f64),
+        ];
+        let pipeline = ctx.pipelines().get(ctx, kernels::EIE_SPMV, &constants)?;
+        let tag = format!("tile-{}", launch.tile);
+        let ub = uniform_init(
+            ctx,
+            &lbl(&format!("{tag}/params")),
+            bytemuck::bytes_of(&params),
+        );
+        let bg = bind(
+            ctx,
+            &lbl(&format!("{tag}/bind-group")),
+            &pipeline,
+            &[&ub, &lb, input, output, &partials],
+        );
+        out.push(Dispatch {
+            pipeline,
+            bind_group: bg,
+            x: (launch.slices * plan.pes) as u32,
+            batch_group: launch.tile as u32,
+            y_per_group: 1,
+            batches: (lo, hi),
+        });
+        if launch.slices > 1 {
+            let constants = [("FIXED", fixed), ("HALF", half)];
+            let pipeline = ctx.pipelines().get(ctx, kernels::EIE_REDUCE, &constants)?;
+            let bg = bind_at(
+                ctx,
+                &lbl(&format!("{tag}/reduce-bind-group")),
+                &pipeline,
+                &[(0, &ub), (1, &lb), (3, output), (4, &partials)],
+            );
+            // One invocation per row and input of every tile (padding inputs included, so that
+            // no output slot keeps a stale value).
+            out.push(Dispatch {
+                pipeline,
+                bind_group: bg,
+                x: layer.rows().div_ceil(WORKGROUP_SIZE) as u32,
+                batch_group: launch.tile as u32,
+                y_per_group: launch.tile as u32,
+                batches: (lo, hi),
+            });
+        }
+        buffers.push(ub);
+    }
+    buffers.extend([lb, partials]);
     Ok(out)
 }
 
@@ -362,7 +474,6 @@ struct Resident {
     program: Program,
     plans: Vec<EieLayerPlan>,
     precision: Precision,
-    walk: Walk,
     // Buffers referenced by the bind groups, kept alive with the engine.
     _buffers: Vec<wgpu::Buffer>,
 }
@@ -412,6 +523,11 @@ impl GpuEngine {
                 .enumerate()
                 .map(|(i, l)| zeroed(&ctx, &format!("eie/gpu/activations-{i}"), l.words))
                 .collect::<Result<_>>()?;
+            let ov = ScheduleOverride {
+                walk: opts.walk.or(opts.schedule.walk),
+                ..opts.schedule
+            }
+            .or(ScheduleOverride::from_env()?);
             for (li, layer) in layers.iter().enumerate() {
                 if layer.codebook().len() > EIE_MAX_CODES {
                     return Err(Error::InvalidArgument(format!(
@@ -420,112 +536,40 @@ impl GpuEngine {
                         layer.codebook().len()
                     )));
                 }
-                let entry_bytes = layer.entry_bytes();
-                let plan = EieLayerPlan::new(
+                let plan = EieLayerPlan::with_override(
                     opts.pes,
                     layer.rows(),
                     layer.cols(),
                     layer.pes(),
-                    entry_bytes,
+                    layer.entry_bytes(),
                     &limits,
+                    &ov,
                 )?;
                 let lbl = |w: &str| format!("eie/gpu/layer-{li}/{w}");
-                if opts.walk == Walk::Rows {
-                    let (xl, yl) = (layouts[li], layouts[li + 1]);
-                    dispatches.push(row_dispatches(
-                        &ctx,
-                        layer,
-                        &opts,
-                        plan.batched.tile,
-                        (&act[li], xl),
-                        (&act[li + 1], yl),
-                        &lbl,
-                        &mut buffers,
-                    )?);
-                    plans.push(plan);
-                    continue;
-                }
-                let layer: Cow<EieLayer> = if plan.pes == layer.pes() {
-                    Cow::Borrowed(layer)
-                } else {
-                    Cow::Owned(layer.with_pes(plan.pes)?)
-                };
-                let (words, [bias_base, ptr_base, entries_base], frac, wide) =
-                    layer_words(&layer, opts.precision);
-                if 4 * words.len() as u64 > limits.max_binding() || words.len() > u32::MAX as usize
-                {
-                    return Err(Error::InvalidArgument(format!(
-                        "layer `{}`: {} bytes of codebook, pointers and entries exceed the \
-                         device's storage binding limit of {}",
-                        layer.name(),
-                        4 * words.len(),
-                        limits.max_binding()
-                    )));
-                }
-                let lb = storage_init(&ctx, &lbl("layer"), bytemuck::cast_slice(&words));
-                // Counters [tiles][pes], then partial sums [batch][slices][pes][local rows].
-                let counters = padded.max(1) * plan.pes;
-                let partial_words = |launch: &EieLaunch, batch: usize| {
-                    if launch.slices > 1 {
-                        batch * launch.slices * plan.pes * plan.local_rows
-                    } else {
-                        0
+                let (x, y) = ((&act[li], layouts[li]), (&act[li + 1], layouts[li + 1]));
+                dispatches.push(match plan.walk {
+                    Walk::Rows => {
+                        row_dispatches(&ctx, layer, &opts, &plan, x, y, &lbl, &mut buffers)?
                     }
-                };
-                let parts = partial_words(&plan.single, 1).max(if opts.max_batch > 1 {
-                    partial_words(&plan.batched, padded)
-                } else {
-                    0
+                    Walk::Columns => {
+                        let layer: Cow<EieLayer> = if plan.pes == layer.pes() {
+                            Cow::Borrowed(layer)
+                        } else {
+                            Cow::Owned(layer.with_pes(plan.pes)?)
+                        };
+                        column_dispatches(
+                            &ctx,
+                            &layer,
+                            &opts,
+                            &plan,
+                            padded,
+                            x,
+                            y,
+                            &lbl,
+                            &mut buffers,
+                        )?
+                    }
                 });
-                let scratch = zeroed(&ctx, &lbl("scratch"), counters + parts)?;
-                let (xl, yl) = (layouts[li], layouts[li + 1]);
-                let mut layer_dispatches = Vec::new();
-                let classes: &[(usize, usize)] = if opts.max_batch > 1 {
-                    &[(1, 1), (2, usize::MAX)]
-                } else {
-                    &[(1, 1)]
-                };
-                for &(lo, hi) in classes {
-                    let launch = plan.launch(lo);
-                    let params = EieParams {
-                        pes: plan.pes as u32,
-                        local_rows: plan.local_rows as u32,
-                        slices: launch.slices as u32,
-                        slice_cols: launch.slice_cols as u32,
-                        part_base: counters as u32,
-                        ..EieParams::new(&layer, xl, yl, [bias_base, ptr_base, entries_base], frac)
-                    };
-                    let constants = [
-                        ("FIXED", (opts.precision == Precision::Fixed16) as u8 as f64),
-                        ("HALF", (opts.precision == Precision::F16) as u8 as f64),
-                        ("WIDE", wide as u8 as f64),
-                        ("GROUPS", launch.groups as f64),
-                        ("TILE", launch.tile as f64),
-                    ];
-                    let pipeline = ctx.pipelines().get(&ctx, kernels::EIE_SPMV, &constants)?;
-                    let tag = format!("tile-{}", launch.tile);
-                    let ub = uniform_init(
-                        &ctx,
-                        &lbl(&format!("{tag}/params")),
-                        bytemuck::bytes_of(&params),
-                    );
-                    let bg = bind(
-                        &ctx,
-                        &lbl(&format!("{tag}/bind-group")),
-                        &pipeline,
-                        &[&ub, &lb, &act[li], &act[li + 1], &scratch],
-                    );
-                    layer_dispatches.push(Dispatch {
-                        pipeline,
-                        bind_group: bg,
-                        x: (launch.slices * plan.pes) as u32,
-                        batch_group: launch.tile as u32,
-                        batches: (lo, hi),
-                    });
-                    buffers.push(ub);
-                }
-                dispatches.push(layer_dispatches);
-                buffers.extend([lb, scratch]);
                 plans.push(plan);
             }
             let input = act[0].clone();
@@ -552,7 +596,6 @@ impl GpuEngine {
                     program,
                     plans,
                     precision: opts.precision,
-                    walk: opts.walk,
                     _buffers: buffers,
                 }),
             })
@@ -574,16 +617,21 @@ impl GpuEngine {
         self.inner.precision
     }
 
-    /// How the layers are walked.
-    pub fn walk(&self) -> Walk {
-        self.inner.walk
+    /// How each layer is walked.
+    pub fn walks(&self) -> Vec<Walk> {
+        self.inner.plans.iter().map(|p| p.walk).collect()
     }
 
-    /// The kernel's name in reports: `gpu-eie/f32`, `gpu-eie-rows/f32`, ...
+    /// The kernel's name in reports: `gpu-eie/f32` (every layer walked by columns, EIE's
+    /// dataflow), `gpu-eie-rows/f32` (every layer by rows), `gpu-eie-mixed/f32`.
     pub fn name(&self) -> String {
-        let walk = match self.inner.walk {
-            Walk::Columns => "",
-            Walk::Rows => "-rows",
+        let walks = self.walks();
+        let walk = if walks.iter().all(|&w| w == Walk::Columns) {
+            ""
+        } else if walks.iter().all(|&w| w == Walk::Rows) {
+            "-rows"
+        } else {
+            "-mixed"
         };
         format!("gpu-eie{walk}/{}", self.inner.precision.name())
     }

@@ -27,12 +27,19 @@ impl Kernel {
     }
 }
 
-/// EIE SpMV, one dispatch per layer: fused leading non-zero detection from the input's
-/// bitmap, PEs walking column slices with a lane per entry, split-column reduction, bias, ReLU
-/// and the output's bitmap; f32, fixed16 and f16 by specialisation.
+/// EIE SpMV by columns: fused leading non-zero detection from the input's bitmap, PEs walking
+/// column slices with a lane per entry, then bias, ReLU and the output's bitmap (one slice) or
+/// partial sums for [`EIE_REDUCE`]; f32, fixed16 and f16 by specialisation.
 pub const EIE_SPMV: Kernel = Kernel {
     name: "eie_spmv",
     source: include_str!("../../shaders/eie_spmv.wgsl"),
+    prelude: EIE_COMMON,
+};
+/// The second dispatch of a layer whose columns are split into slices: the partial sums of
+/// [`EIE_SPMV`] added in slice order, then its write-back.
+pub const EIE_REDUCE: Kernel = Kernel {
+    name: "eie_reduce",
+    source: include_str!("../../shaders/eie_reduce.wgsl"),
     prelude: EIE_COMMON,
 };
 /// EIE SpMV walked by rows, for layers whose inputs are mostly non-zero: the same codes with
@@ -63,8 +70,9 @@ pub const CSR_SPMV: Kernel = Kernel {
 };
 
 /// Every kernel of the backend.
-pub const ALL: [Kernel; 5] = [
+pub const ALL: [Kernel; 6] = [
     EIE_SPMV,
+    EIE_REDUCE,
     EIE_SPMV_ROWS,
     COMPACT_NONZEROS,
     DENSE_GEMV,

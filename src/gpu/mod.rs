@@ -22,12 +22,12 @@ pub mod kernels;
 mod program;
 
 pub use crate::reference::Precision;
-pub use crate::schedule::PePlan;
+pub use crate::schedule::{PePlan, ScheduleOverride, Walk, SCHEDULE_ENV};
 pub use backend::{gpu_backends, gpu_backends_on};
 pub use baseline::{BaselineEngine, BaselineKind, BASELINE_MAX_BATCH};
 pub use compact::compact_nonzeros;
 pub use device::{list_adapters, AdapterSummary, DeviceOptions, GpuContext};
-pub use engine::{EngineOptions, GpuEngine, Walk};
+pub use engine::{EngineOptions, GpuEngine};
 pub use program::{PipelineTiming, Timing, TimingOptions};
 /// The wgpu version this backend is built on (for `wgpu::Backends`, adapter info, ...).
 pub use wgpu;

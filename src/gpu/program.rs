@@ -47,6 +47,9 @@ pub(crate) struct Dispatch {
     pub x: u32,
     /// Inputs one workgroup row along y covers (the EIE tile, 4 for the baselines).
     pub batch_group: u32,
+    /// Workgroup rows along y per `batch_group` inputs (1, or the tile for a kernel with one
+    /// invocation row per input).
+    pub y_per_group: u32,
     /// The batch sizes this dispatch serves (inclusive); a layer may hold one dispatch per
     /// range (the EIE kernel is specialised for a single input and for tiles of inputs).
     pub batches: (usize, usize),
@@ -197,11 +200,26 @@ pub(crate) fn bind(
     pipeline: &wgpu::ComputePipeline,
     buffers: &[&wgpu::Buffer],
 ) -> wgpu::BindGroup {
-    let entries: Vec<wgpu::BindGroupEntry> = buffers
+    let numbered: Vec<(u32, &wgpu::Buffer)> = buffers
         .iter()
         .enumerate()
-        .map(|(i, b)| wgpu::BindGroupEntry {
-            binding: i as u32,
+        .map(|(i, &b)| (i as u32, b))
+        .collect();
+    bind_at(ctx, label, pipeline, &numbered)
+}
+
+/// Binds each `(binding, buffer)` of group 0 of `pipeline` (for a kernel that uses only some of
+/// a shared prelude's bindings).
+pub(crate) fn bind_at(
+    ctx: &GpuContext,
+    label: &str,
+    pipeline: &wgpu::ComputePipeline,
+    buffers: &[(u32, &wgpu::Buffer)],
+) -> wgpu::BindGroup {
+    let entries: Vec<wgpu::BindGroupEntry> = buffers
+        .iter()
+        .map(|&(i, b)| wgpu::BindGroupEntry {
+            binding: i,
             resource: b.as_entire_binding(),
         })
         .collect();
@@ -334,7 +352,8 @@ impl Program {
             {
                 pass.set_pipeline(&d.pipeline);
                 pass.set_bind_group(0, &d.bind_group, &[]);
-                pass.dispatch_workgroups(d.x, (batch as u32).div_ceil(d.batch_group), 1);
+                let y = (batch as u32).div_ceil(d.batch_group) * d.y_per_group;
+                pass.dispatch_workgroups(d.x, y, 1);
             }
             if let Some((qs, base)) = stamps {
                 pass.write_timestamp(qs, base + l as u32 + 1);

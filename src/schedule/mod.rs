@@ -51,6 +51,10 @@ pub const EIE_TARGET_WORKGROUPS: usize = 1024;
 /// workgroups per core serve it better.
 pub const EIE_TARGET_WORKGROUPS_CPU: usize = 32;
 
+/// Invocations per row of the row walk (`LANES` of `eie_spmv_rows.wgsl`) on a GPU: a row's
+/// entries are read coalesced by its lanes and their sums reduced in a tree.
+pub const EIE_ROW_LANES: usize = 32;
+
 /// Rows one dense-GEMV or CSR workgroup computes (32 invocations per row).
 pub const ROWS_PER_WORKGROUP: usize = 8;
 /// Inputs the dense and CSR kernels compute together per weight load.
@@ -74,6 +78,9 @@ pub struct DeviceLimits {
     /// Inputs per EIE workgroup at batch > 1 ([`EIE_BATCH_TILE`]; 1 on a CPU adapter, where a
     /// tile's union of non-zero columns costs more than decoding an entry once saves).
     pub batch_tile: usize,
+    /// Invocations per row of the row walk ([`EIE_ROW_LANES`]; 1 on a CPU adapter, whose
+    /// invocations are SIMD lanes: each walks its row serially, with no reduction).
+    pub row_lanes: usize,
 }
 
 impl Default for DeviceLimits {
@@ -86,11 +93,23 @@ impl Default for DeviceLimits {
             max_compute_workgroup_storage_size: 16384,
             target_workgroups: EIE_TARGET_WORKGROUPS,
             batch_tile: EIE_BATCH_TILE,
+            row_lanes: EIE_ROW_LANES,
         }
     }
 }
 
 impl DeviceLimits {
+    /// The same limits with the parameters of a CPU adapter (lavapipe, WARP):
+    /// [`EIE_TARGET_WORKGROUPS_CPU`], batch tile 1, one invocation per row of the row walk.
+    pub fn for_cpu_adapter(self) -> Self {
+        DeviceLimits {
+            target_workgroups: EIE_TARGET_WORKGROUPS_CPU,
+            batch_tile: 1,
+            row_lanes: 1,
+            ..self
+        }
+    }
+
     /// The largest single binding the device accepts (binding and buffer limits together).
     pub fn max_binding(&self) -> u64 {
         self.max_storage_buffer_binding_size
@@ -108,6 +127,7 @@ impl From<&wgpu::Limits> for DeviceLimits {
             max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
             target_workgroups: EIE_TARGET_WORKGROUPS,
             batch_tile: EIE_BATCH_TILE,
+            row_lanes: EIE_ROW_LANES,
         }
     }
 }
@@ -205,17 +225,174 @@ pub fn plan_pes(
     Ok(want)
 }
 
+/// How the EIE kernels walk a layer's codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize)]
+pub enum Walk {
+    /// EIE's dataflow (`eie_spmv.wgsl`): the columns of the non-zero activations only, each PE
+    /// accumulating into its own rows ("push").
+    #[default]
+    Columns,
+    /// The same codes stored row by row (`eie_spmv_rows.wgsl`): each row gathers its
+    /// activations ("pull"), zero or not; for layers whose inputs are mostly non-zero.
+    Rows,
+}
+
+impl Walk {
+    /// `columns` or `rows`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Walk::Columns => "columns",
+            Walk::Rows => "rows",
+        }
+    }
+}
+
+/// The environment variable [`ScheduleOverride::from_env`] reads.
+pub const SCHEDULE_ENV: &str = "EIE_GPU_SCHEDULE";
+
+/// A schedule forced instead of the one the planner would pick for the device, so that every
+/// path of the kernels can be run (and timed) on any adapter: in code
+/// (`EngineOptions::schedule`) or from the environment ([`SCHEDULE_ENV`]), written as
+/// comma-separated `key=value` pairs, e.g. `walk=columns,tile=4,slices=8,groups=4`:
+///
+/// | key | values | what it forces |
+/// |---|---|---|
+/// | `walk` | `columns`, `rows` | the walk of every layer |
+/// | `tile` | 1 to [`EIE_BATCH_TILE`] | inputs per workgroup at batch > 1 |
+/// | `slices` | ≥ 1 | column slices per PE (the column walk; fewer when the layer has fewer 32-column words) |
+/// | `groups` | 1, 2, 4, 8, 16 | column groups per workgroup (the column walk) |
+/// | `lanes` | 1, 2, 4, 8, 16, 32 | invocations per row (the row walk) |
+/// | `target` | ≥ 1 | workgroups a dispatch aims for when `slices` is not given |
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ScheduleOverride {
+    /// The walk of every layer.
+    pub walk: Option<Walk>,
+    /// Inputs per workgroup at batch > 1.
+    pub tile: Option<usize>,
+    /// Column slices per PE.
+    pub slices: Option<usize>,
+    /// Column groups per workgroup.
+    pub groups: Option<usize>,
+    /// Invocations per row of the row walk.
+    pub lanes: Option<usize>,
+    /// Workgroups per dispatch to aim for.
+    pub target: Option<usize>,
+}
+
+impl ScheduleOverride {
+    /// The override in [`SCHEDULE_ENV`], or none when it is unset or empty; a malformed value
+    /// is an error (never silently ignored).
+    pub fn from_env() -> Result<Self> {
+        match std::env::var(SCHEDULE_ENV) {
+            Ok(v) => v
+                .parse()
+                .map_err(|e: Error| Error::InvalidArgument(format!("{SCHEDULE_ENV}: {e}"))),
+            Err(std::env::VarError::NotPresent) => Ok(Self::default()),
+            Err(e) => Err(Error::InvalidArgument(format!("{SCHEDULE_ENV}: {e}"))),
+        }
+    }
+
+    /// Each setting of `self`, else the one of `other`.
+    pub fn or(self, other: Self) -> Self {
+        ScheduleOverride {
+            walk: self.walk.or(other.walk),
+            tile: self.tile.or(other.tile),
+            slices: self.slices.or(other.slices),
+            groups: self.groups.or(other.groups),
+            lanes: self.lanes.or(other.lanes),
+            target: self.target.or(other.target),
+        }
+    }
+
+    /// Whether nothing is forced.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl std::str::FromStr for ScheduleOverride {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let mut o = ScheduleOverride::default();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| Error::InvalidArgument(format!("`{part}` is not key=value")))?;
+            let (key, value) = (key.trim(), value.trim());
+            let number = |lo: usize, hi: usize, pow2: bool| -> Result<usize> {
+                let n: usize = value.parse().map_err(|_| {
+                    Error::InvalidArgument(format!("{key}={value}: not a whole number"))
+                })?;
+                if n < lo || n > hi || (pow2 && !n.is_power_of_two()) {
+                    let kind = if pow2 { "a power of two " } else { "" };
+                    return Err(Error::InvalidArgument(format!(
+                        "{key}={value}: must be {kind}in {lo}..={hi}"
+                    )));
+                }
+                Ok(n)
+            };
+            match key {
+                "walk" => {
+                    o.walk = Some(match value {
+                        "columns" | "cols" => Walk::Columns,
+                        "rows" => Walk::Rows,
+                        _ => {
+                            return Err(Error::InvalidArgument(format!(
+                                "walk={value}: expected `columns` or `rows`"
+                            )))
+                        }
+                    })
+                }
+                "tile" => o.tile = Some(number(1, EIE_BATCH_TILE, false)?),
+                "slices" => o.slices = Some(number(1, 65535, false)?),
+                "groups" => o.groups = Some(number(1, EIE_MAX_GROUPS, true)?),
+                "lanes" => o.lanes = Some(number(1, EIE_ROW_LANES, true)?),
+                "target" => o.target = Some(number(1, 1 << 24, false)?),
+                _ => {
+                    return Err(Error::InvalidArgument(format!(
+                        "unknown key `{key}` (walk, tile, slices, groups, lanes, target)"
+                    )))
+                }
+            }
+        }
+        Ok(o)
+    }
+}
+
+impl std::fmt::Display for ScheduleOverride {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(w) = self.walk {
+            parts.push(format!("walk={}", w.name()));
+        }
+        for (k, v) in [
+            ("tile", self.tile),
+            ("slices", self.slices),
+            ("groups", self.groups),
+            ("lanes", self.lanes),
+            ("target", self.target),
+        ] {
+            if let Some(v) = v {
+                parts.push(format!("{k}={v}"));
+            }
+        }
+        f.write_str(&parts.join(","))
+    }
+}
+
 /// How one EIE dispatch covers a layer: the specialisation of `eie_spmv.wgsl` (`TILE`,
 /// `GROUPS`) and the column slices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct EieLaunch {
     /// Inputs per workgroup (1 at batch 1, the device's batch tile otherwise).
     pub tile: usize,
-    /// Column groups per workgroup: listed columns walked at the same time.
+    /// Column groups per workgroup: group g walks the listed columns j with j % groups == g.
     pub groups: usize,
     /// Lanes that share one column slice of one input (`256 / (groups * tile)`).
     pub lanes: usize,
-    /// Column slices S: workgroups per PE and tile.
+    /// Column slices S: workgroups per PE and tile. With S > 1 the partial sums are added by
+    /// a second dispatch (`eie_reduce.wgsl`).
     pub slices: usize,
     /// Columns per slice (a multiple of 32).
     pub slice_cols: usize,
@@ -226,34 +403,59 @@ impl EieLaunch {
     pub fn grid(&self, pes: usize, batch: usize) -> (usize, usize) {
         (self.slices * pes, batch.div_ceil(self.tile).max(1))
     }
+
+    /// Dispatches per run: the walk, and the reduction of the partial sums when the columns
+    /// are split.
+    pub fn dispatches(&self) -> u32 {
+        if self.slices > 1 {
+            2
+        } else {
+            1
+        }
+    }
 }
 
-/// The launch of a layer with `pes` PEs for a tile of `tile` inputs, expecting about `tiles`
-/// tiles per dispatch: as many column groups as the accumulators allow (at most
-/// [`EIE_MAX_GROUPS`] / tile), and columns split into slices until the dispatch has about
-/// `limits.target_workgroups` workgroups.
-pub fn eie_launch(
+/// The launches of a layer with `pes` PEs, for one input and for tiles of inputs. Both share
+/// the column groups and the slices, so that each input's terms are added in one order
+/// whatever else is in its batch: as many groups as the batched tile's accumulators allow (at
+/// most [`EIE_MAX_GROUPS`] / tile), and columns split into slices until a single input's
+/// dispatch has about `limits.target_workgroups` workgroups; `ov` forces any of these.
+pub fn eie_launches(
     rows: usize,
     cols: usize,
     pes: usize,
-    tile: usize,
-    tiles: usize,
     limits: &DeviceLimits,
-) -> Result<EieLaunch> {
-    if rows == 0 || cols == 0 || pes == 0 || tile == 0 {
+    ov: &ScheduleOverride,
+) -> Result<(EieLaunch, EieLaunch)> {
+    if rows == 0 || cols == 0 || pes == 0 {
         return Err(Error::Shape(format!(
-            "empty EIE launch: {rows}x{cols}, {pes} PEs, tile {tile}"
+            "empty EIE launch: {rows}x{cols}, {pes} PEs"
         )));
     }
+    let tile = ov
+        .tile
+        .unwrap_or(limits.batch_tile)
+        .clamp(1, EIE_BATCH_TILE);
     let local = rows.div_ceil(pes);
-    let mut groups = (EIE_MAX_GROUPS / tile).max(1);
-    while groups > 1 && groups * tile * local > EIE_ACC_WORDS {
-        groups /= 2;
+    let groups = match ov.groups {
+        Some(g) => g,
+        None => {
+            let mut g = (EIE_MAX_GROUPS / tile).max(1);
+            while g > 1 && g * tile * local > EIE_ACC_WORDS {
+                g /= 2;
+            }
+            g
+        }
+    };
+    if !groups.is_power_of_two() || groups > EIE_MAX_GROUPS || groups * tile > WORKGROUP_SIZE {
+        return Err(Error::InvalidArgument(format!(
+            "{groups} column groups: must be a power of two up to {EIE_MAX_GROUPS}"
+        )));
     }
     if groups * tile * local > EIE_ACC_WORDS {
         return Err(Error::InvalidArgument(format!(
-            "{local} rows per PE for a tile of {tile} inputs exceed the kernel's {EIE_ACC_WORDS} \
-             accumulator words; use more PEs"
+            "{local} rows per PE in {groups} column groups for a tile of {tile} inputs exceed \
+             the kernel's {EIE_ACC_WORDS} accumulator words; use more PEs or fewer groups"
         )));
     }
     let max_x = limits.max_compute_workgroups_per_dimension as usize;
@@ -263,38 +465,48 @@ pub fn eie_launch(
         )));
     }
     let words = cols.div_ceil(32);
-    let want = limits
-        .target_workgroups
-        .max(1)
-        .div_ceil(pes * tiles.max(1))
-        .clamp(1, words)
-        .min(max_x / pes);
+    let want = match ov.slices {
+        Some(s) => s,
+        None => ov
+            .target
+            .unwrap_or(limits.target_workgroups)
+            .max(1)
+            .div_ceil(pes),
+    }
+    .clamp(1, words)
+    .min(max_x / pes);
     let slice_cols = 32 * words.div_ceil(want.max(1));
-    Ok(EieLaunch {
+    let launch = |tile: usize| EieLaunch {
         tile,
         groups,
         lanes: WORKGROUP_SIZE / (groups * tile),
         slices: cols.div_ceil(slice_cols),
         slice_cols,
-    })
+    };
+    Ok((launch(1), launch(tile)))
 }
 
-/// A layer's GPU schedule: its PEs and the launches at batch 1 and for larger batches.
+/// A layer's GPU schedule: its walk, its PEs and the launches at batch 1 and for larger
+/// batches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct EieLayerPlan {
-    /// PEs (the interleaving the layer is re-encoded to).
+    /// The walk.
+    pub walk: Walk,
+    /// PEs (the interleaving the layer is re-encoded to) of the column walk.
     pub pes: usize,
     /// Rows per PE, `ceil(rows / pes)`.
     pub local_rows: usize,
-    /// The launch for a single input.
+    /// The column walk's launch for a single input.
     pub single: EieLaunch,
-    /// The launch for batches of two inputs or more.
+    /// The column walk's launch for batches of two inputs or more.
     pub batched: EieLaunch,
+    /// Invocations per row of the row walk.
+    pub row_lanes: usize,
 }
 
 impl EieLayerPlan {
     /// Plans a layer of `rows x cols` whose entries take `entry_bytes` (at its file
-    /// interleaving `file_pes`).
+    /// interleaving `file_pes`), walked by columns, as the planner picks for `limits`.
     pub fn new(
         plan: PePlan,
         rows: usize,
@@ -303,19 +515,42 @@ impl EieLayerPlan {
         entry_bytes: usize,
         limits: &DeviceLimits,
     ) -> Result<Self> {
+        Self::with_override(
+            plan,
+            rows,
+            cols,
+            file_pes,
+            entry_bytes,
+            limits,
+            &ScheduleOverride::default(),
+        )
+    }
+
+    /// [`new`](Self::new) with the settings `ov` forces.
+    pub fn with_override(
+        plan: PePlan,
+        rows: usize,
+        cols: usize,
+        file_pes: usize,
+        entry_bytes: usize,
+        limits: &DeviceLimits,
+        ov: &ScheduleOverride,
+    ) -> Result<Self> {
         let pes = plan_pes(plan, rows, cols, file_pes, entry_bytes, limits)?;
+        let (single, batched) = eie_launches(rows, cols, pes, limits, ov)?;
+        let row_lanes = ov.lanes.unwrap_or(limits.row_lanes);
+        if !row_lanes.is_power_of_two() || row_lanes > EIE_ROW_LANES {
+            return Err(Error::InvalidArgument(format!(
+                "{row_lanes} lanes per row: must be a power of two up to {EIE_ROW_LANES}"
+            )));
+        }
         Ok(EieLayerPlan {
+            walk: ov.walk.unwrap_or_default(),
             pes,
             local_rows: rows.div_ceil(pes),
-            single: eie_launch(rows, cols, pes, 1, 1, limits)?,
-            batched: eie_launch(
-                rows,
-                cols,
-                pes,
-                limits.batch_tile.clamp(1, EIE_BATCH_TILE),
-                4,
-                limits,
-            )?,
+            single,
+            batched,
+            row_lanes,
         })
     }
 
@@ -326,6 +561,11 @@ impl EieLayerPlan {
         } else {
             &self.batched
         }
+    }
+
+    /// Rows one workgroup of the row walk computes.
+    pub fn rows_per_workgroup(&self) -> usize {
+        WORKGROUP_SIZE / self.row_lanes
     }
 }
 
@@ -433,25 +673,89 @@ mod tests {
     #[test]
     fn launches_fit_the_accumulators_and_split_columns() {
         let l = DeviceLimits::default();
-        // 128 rows per PE: 16 groups at batch 1 (2048 words), 4 for a tile of 4.
-        let one = eie_launch(4096, 9216, 32, 1, 1, &l).unwrap();
-        assert_eq!((one.groups, one.lanes), (16, 16));
+        let none = ScheduleOverride::default();
+        // 128 rows per PE: 4 groups (a tile of 4 needs 4 * 4 * 128 = 2048 words), the same
+        // groups and slices for one input as for a tile.
+        let (one, four) = eie_launches(4096, 9216, 32, &l, &none).unwrap();
+        assert_eq!((one.tile, one.groups, one.lanes), (1, 4, 64));
+        assert_eq!((four.tile, four.groups, four.lanes), (4, 4, 16));
+        assert_eq!((one.slices, one.slice_cols), (four.slices, four.slice_cols));
         assert!(one.slices * one.slice_cols >= 9216);
         assert_eq!(one.slice_cols % 32, 0);
         assert!(one.slices * 32 >= EIE_TARGET_WORKGROUPS);
-        let four = eie_launch(4096, 9216, 32, 4, 4, &l).unwrap();
-        assert_eq!((four.groups, four.lanes), (4, 16));
+        assert_eq!(one.dispatches(), 2);
         assert_eq!(four.grid(32, 9), (four.slices * 32, 3));
         // 640 rows per PE: one group per input of a tile.
-        let big = eie_launch(640, 50, 1, 4, 1, &l).unwrap();
+        let (_, big) = eie_launches(640, 50, 1, &l, &none).unwrap();
         assert_eq!((big.groups, big.lanes, big.slices), (1, 64, 2));
-        assert!(eie_launch(641, 50, 1, 4, 1, &l).is_err());
-        // A tiny layer: one slice of 32 columns.
-        let tiny = eie_launch(1, 1, 1, 1, 1, &l).unwrap();
-        assert_eq!((tiny.slices, tiny.slice_cols), (1, 32));
+        assert!(eie_launches(641, 50, 1, &l, &none).is_err());
+        // A CPU adapter: tile 1, so 16 groups of 16 lanes at 128 rows per PE.
+        let (one, batched) = eie_launches(4096, 9216, 32, &l.for_cpu_adapter(), &none).unwrap();
+        assert_eq!((one.groups, batched.tile, batched.groups), (16, 1, 16));
+        assert_eq!(one.slices, 1);
+        // A tiny layer: one slice of 32 columns, one dispatch.
+        let (tiny, _) = eie_launches(1, 1, 1, &l, &none).unwrap();
+        assert_eq!(
+            (tiny.slices, tiny.slice_cols, tiny.dispatches()),
+            (1, 32, 1)
+        );
         let plan = EieLayerPlan::new(PePlan::Auto, 4096, 9216, 64, 369 * 9216, &l).unwrap();
         assert_eq!(plan.launch(1), &plan.single);
         assert_eq!(plan.launch(3).tile, EIE_BATCH_TILE);
+        assert_eq!((plan.walk, plan.row_lanes), (Walk::Columns, EIE_ROW_LANES));
+    }
+
+    #[test]
+    fn overrides_force_every_setting_and_reject_bad_ones() {
+        let l = DeviceLimits::default().for_cpu_adapter();
+        let ov: ScheduleOverride = "walk=rows, tile=4,slices=8,groups=2,lanes=4,target=64"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            ov.to_string(),
+            "walk=rows,tile=4,slices=8,groups=2,lanes=4,target=64"
+        );
+        assert_eq!(ov.to_string().parse::<ScheduleOverride>().unwrap(), ov);
+        let plan = EieLayerPlan::with_override(PePlan::Fixed(4), 240, 3000, 4, 0, &l, &ov).unwrap();
+        assert_eq!(
+            (plan.walk, plan.row_lanes, plan.rows_per_workgroup()),
+            (Walk::Rows, 4, 64)
+        );
+        assert_eq!(
+            (plan.batched.tile, plan.batched.groups, plan.single.groups),
+            (4, 2, 2)
+        );
+        assert_eq!((plan.single.slices, plan.batched.slices), (8, 8));
+        // More slices than 32-column words: one slice per word.
+        let many: ScheduleOverride = "slices=1000".parse().unwrap();
+        let (one, _) = eie_launches(10, 100, 1, &l, &many).unwrap();
+        assert_eq!((one.slices, one.slice_cols), (4, 32));
+        // The target when no slice count is given.
+        let t: ScheduleOverride = "target=8".parse().unwrap();
+        assert_eq!(eie_launches(10, 3200, 2, &l, &t).unwrap().0.slices, 4);
+        assert_eq!(
+            ScheduleOverride::default().or(ov),
+            ov,
+            "`or` fills unset settings"
+        );
+        assert!("".parse::<ScheduleOverride>().unwrap().is_empty());
+        for bad in [
+            "walk=diagonal",
+            "tile=5",
+            "tile=0",
+            "groups=3",
+            "groups=32",
+            "lanes=64",
+            "slices=x",
+            "speed=11",
+            "tile",
+        ] {
+            let e = bad.parse::<ScheduleOverride>().unwrap_err().to_string();
+            assert!(e.contains(bad.split('=').next().unwrap()), "{bad}: {e}");
+        }
+        // Groups that do not fit the accumulators are an error, not a bad dispatch.
+        let g: ScheduleOverride = "groups=16,tile=4".parse().unwrap();
+        assert!(eie_launches(4096, 100, 32, &l, &g).is_err());
     }
 
     #[test]
