@@ -293,8 +293,10 @@ def main():
 
     if sweep:
         w("")
-        w("Sweep settings are passed as EIE_GPU_SCHEDULE; a build without the override ignores "
-          "them (the setting's figures then repeat the default schedule's).")
+        w("Sweep columns: `eie bench` with EIE_GPU_SCHEDULE set to the column's value, on the "
+          "sweep's layers and batches. The override reaches every EIE engine built with default "
+          "options (gpu-eie-rows/f32 keeps the row walk it asks for in code); `modelled µs` is "
+          "the default schedule's.")
     print("\n".join(out))
 
 
