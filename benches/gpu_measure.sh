@@ -60,8 +60,11 @@ die() {
     exit 1
 }
 
-# Builds the tree in $1 without OpenBLAS into target folder $2 and copies the stripped binary to $3.
-build_stripped() {
+# Builds the snapshot of a tree in folder $1 without OpenBLAS into target folder $2 and copies
+# the stripped binary to $3. Snapshots (fresh file times, their own target folder) because cargo
+# judges a path package up to date by file times: in a target folder shared by several checkouts
+# an older tree could otherwise pass for built by another's newer build.
+build_snapshot() {
     local src=$1 target=$2 dest=$3
     (cd "$src" && CARGO_TARGET_DIR=$target cargo build --release --locked --no-default-features \
         --features gpu --bin eie) || die "build of $src failed"
@@ -74,7 +77,8 @@ build_stripped() {
 check_libraries() {
     local bin=$1 deps bad
     deps=$(ldd "$bin") || die "ldd $bin failed"
-    bad=$(echo "$deps" | grep -Ev '^\s*(linux-vdso\.so|/lib64/ld-linux-x86-64\.so|(libc|libm|libgcc_s|libpthread|libdl|librt)\.so|ld-linux-x86-64\.so)' || true)
+    local ok='^\s*(linux-vdso\.so|(/lib64/)?ld-linux-x86-64\.so|(libc|libm|libgcc_s|libpthread|libdl|librt)\.so)'
+    bad=$(echo "$deps" | grep -Ev "$ok" || true)
     [ -z "$bad" ] || die "$bin needs libraries the GPU machine lacks:
 $bad"
     local glibc
@@ -92,15 +96,23 @@ prepare() {
     mkdir -p "$GL" || die "cannot create $GL"
     rm -f "$GL/eie" "$GL/eie-before" "$GL"/*.deb
 
+    # Both builds share one target folder of their own (the dependencies build once).
+    local snap="$target/gpu-measure" src
+    src=$(mktemp -d) || die "mktemp failed"
     echo "building this tree ($(git describe --always --dirty)) without OpenBLAS"
-    build_stripped "$ROOT" "$target" "$GL/eie"
+    # Tracked and untracked files as they are now, uncommitted changes included.
+    git ls-files -z --cached --others --exclude-standard |
+        xargs -0 -r cp --parents -t "$src" 2>/dev/null
+    [ -f "$src/Cargo.toml" ] || die "cannot copy the tree to $src"
+    build_snapshot "$src" "$snap" "$GL/eie"
+    rm -rf "$src"
 
     echo "building $before_rev without OpenBLAS"
-    local src
     src=$(mktemp -d) || die "mktemp failed"
-    git archive --format=tar "$before_rev" | tar -x -C "$src" || die "git archive $before_rev failed"
-    # Its own target folder: same dependencies, but the crate's outputs must not overwrite ours.
-    build_stripped "$src" "$target/gpu-measure-before" "$GL/eie-before"
+    # -m: the files get the time of extraction, not the commit's.
+    git archive --format=tar "$before_rev" | tar -x -m -C "$src" ||
+        die "git archive $before_rev failed"
+    build_snapshot "$src" "$snap" "$GL/eie-before"
     rm -rf "$src"
 
     if compgen -G "$debs/*.deb" >/dev/null; then
@@ -111,7 +123,9 @@ prepare() {
     fi
     cp benches/cuda_baselines.py "$GL/" || die "cannot copy cuda_baselines.py"
     {
-        echo "after	$(git rev-parse HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ' (with uncommitted changes)')"
+        local dirty=""
+        git diff --quiet HEAD -- . 2>/dev/null || dirty=" (with uncommitted changes)"
+        echo "after	$(git rev-parse HEAD)$dirty"
         echo "before	$before_rev"
         echo "prepared	$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     } >"$GL/versions.txt"
@@ -144,7 +158,14 @@ TEMPS=() # folders this run made; removed when it ends
 cleanup() { ((${#TEMPS[@]})) && rm -rf "${TEMPS[@]}"; }
 FAILED=0
 
-now_us() { echo "${EPOCHREALTIME/./}"; }
+# Microseconds since the epoch (EPOCHREALTIME: bash 5; its separator follows the locale).
+now_us() {
+    if [ -n "${EPOCHREALTIME:-}" ]; then
+        echo "${EPOCHREALTIME//[!0-9]/}"
+    else
+        date +%s%6N
+    fi
+}
 
 # Seconds left of the budget (may be negative).
 remaining() { echo $((BUDGET_S - ($(now_us) - START_US) / 1000000)); }
@@ -380,7 +401,10 @@ run() {
     [ -f "$baselines" ] || baselines=$GL/cuda_baselines.py
     local t0 probe
     t0=$(now_us)
-    if probe=$(timeout -k 5 90 python3 -c 'import torch; assert torch.cuda.is_available(), "no CUDA device"; print(torch.cuda.get_device_name())' 2>&1); then
+    local has_cuda='import torch
+assert torch.cuda.is_available(), "no CUDA device"
+print(torch.cuda.get_device_name())'
+    if probe=$(timeout -k 5 90 python3 -c "$has_cuda" 2>&1); then
         echo "CUDA: $probe"
         step cuda-b1 150 "$cuda" -- python3 "$baselines"
         step cuda-b64 150 "$W/cuda-b64.jsonl" -- python3 "$baselines" --batch 64
@@ -401,7 +425,8 @@ run() {
     [ "$QUICK" = 1 ] && demo+=(--rows 512 --cols 512 --pes 8) && vb=4
     step verify 120 - -- "$EIE" demo --no-bench "${demo[@]}"
     if [ -f "$W/demo/alex7.eie.safetensors" ]; then
-        step "verify-b$vb" 90 - -- "$EIE" verify "$W/demo/alex7.eie.safetensors" --batch "$vb" --require-gpu
+        step "verify-b$vb" 90 - -- "$EIE" verify "$W/demo/alex7.eie.safetensors" --batch "$vb" \
+            --require-gpu
     else
         record "verify-b$vb" skipped - 0.0 "no model from step verify"
     fi
@@ -412,15 +437,17 @@ run() {
         step mnist 90 - -- "$EIE" demo --mnist
     fi
 
-    # The latency model, `--device h100` (EIE_MEASURE_PLAN_DEVICE) where this build has it: the paper's nine layers, or in
-    # quick mode the verified model (planning the paper's layers takes a while on a small CPU).
+    # The latency model (with `--device h100`, EIE_MEASURE_PLAN_DEVICE, where this build has the
+    # flag): the paper's nine layers, or in quick mode the verified model (planning the paper's
+    # layers takes a while on a small CPU).
     local device_arg=() help
     help=$("$EIE" plan --help 2>/dev/null)
     [[ $help == *--device* ]] && device_arg=(--device "${EIE_MEASURE_PLAN_DEVICE:-h100}")
     local plan_of=(--paper) b
     [ "$QUICK" = 1 ] && plan_of=("$W/demo/alex7.eie.safetensors")
     for b in 1 64; do
-        step "plan-b$b" 120 "$W/plan-b$b.json" -- "$EIE" plan "${plan_of[@]}" --batch "$b" --json "${device_arg[@]}"
+        step "plan-b$b" 120 "$W/plan-b$b.json" -- \
+            "$EIE" plan "${plan_of[@]}" --batch "$b" --json "${device_arg[@]}"
     done
 
     # The benches: this tree, the "before" binary, then the sweep.

@@ -252,11 +252,13 @@ def main():
             w("")
             w(f"## Batch {b}: gpu-eie/f32, geometric mean over layers (µs)")
             w("")
-            w("| run | layers | gpu-eie/f32 | after on the same layers | run / after | cuBLAS f32 graph | cuSPARSE CSR f32 graph |")
+            w("| run | layers | gpu-eie/f32 | after on the same layers | run / after "
+              "| cuBLAS f32 graph | cuSPARSE CSR f32 graph |")
             w("|---|---|---|---|---|---|---|")
             for label, n, g, base, cu, cs in lines:
                 ratio = f"{g / base:.3f}" if g and base else "n/a"
-                w(f"| {label} | {n} | {fmt_us(g)} | {fmt_us(base)} | {ratio} | {fmt_us(cu)} | {fmt_us(cs)} |")
+                w(f"| {label} | {n} | {fmt_us(g)} | {fmt_us(base)} | {ratio} "
+                  f"| {fmt_us(cu)} | {fmt_us(cs)} |")
 
     # Per batch and layer: every GPU kernel, every run.
     for b in batches:
@@ -297,7 +299,8 @@ def main():
           "sweep's layers and batches. The override reaches every EIE engine built with default "
           "options (gpu-eie-rows/f32 keeps the row walk it asks for in code); `modelled µs` is "
           "the default schedule's.")
-    print("\n".join(out))
+    # UTF-8 whatever the locale (µ, –, →).
+    sys.stdout.buffer.write(("\n".join(out) + "\n").encode("utf-8"))
 
 
 def order(runs, layer):
