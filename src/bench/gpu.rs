@@ -121,18 +121,21 @@ pub fn gpu_contenders(
             kernel: Kernel::Eie(e),
         }));
     }
-    // The same codes walked by rows, to find where it beats the column walk on this device.
-    let opts = EngineOptions {
-        max_batch,
-        walk: Some(crate::gpu::Walk::Rows),
-        ..EngineOptions::default()
-    };
-    v.push(Box::new(GpuContender {
-        name: "gpu-eie-rows/f32".into(),
-        device: device.clone(),
-        precision: Precision::F32,
-        kernel: Kernel::Eie(GpuEngine::new(ctx.clone(), model, opts)?),
-    }));
+    // Both walks forced on every layer, beside the planner's choice above, so that each
+    // device shows where one beats the other.
+    for walk in [crate::gpu::Walk::Columns, crate::gpu::Walk::Rows] {
+        let opts = EngineOptions {
+            max_batch,
+            walk: Some(walk),
+            ..EngineOptions::default()
+        };
+        v.push(Box::new(GpuContender {
+            name: format!("gpu-eie-{}/f32", walk.name()),
+            device: device.clone(),
+            precision: Precision::F32,
+            kernel: Kernel::Eie(GpuEngine::new(ctx.clone(), model, opts)?),
+        }));
+    }
     Ok(v)
 }
 

@@ -40,8 +40,8 @@ const SPEEDUPS: [(&str, &str); 8] = [
     ("cpu-eie/f32", "cpu-csr/f32"),
     ("gpu-eie/f32", "gpu-dense/f32"),
     ("gpu-eie/f32", "gpu-csr/f32"),
+    ("gpu-eie-columns/f32", "gpu-csr/f32"),
     ("gpu-eie-rows/f32", "gpu-csr/f32"),
-    ("gpu-eie-rows/f32", "gpu-eie/f32"),
     ("gpu-eie/fixed16", "gpu-dense/f32"),
     ("gpu-eie/f16", "gpu-dense/f32"),
 ];

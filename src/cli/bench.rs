@@ -26,6 +26,10 @@ pub struct BenchArgs {
     /// A smoke run for CI: batch 1, one sample per kernel, 4 chained frames.
     #[arg(long)]
     quick: bool,
+    /// Runs recorded back to back in one GPU submission per sample (default 20, 1 with
+    /// --quick); fewer keep slow adapters (lavapipe) under the poll timeout.
+    #[arg(long)]
+    gpu_reps: Option<usize>,
     /// Measure the CPU only.
     #[arg(long)]
     cpu_only: bool,
@@ -58,6 +62,9 @@ fn config(a: &BenchArgs) -> BenchConfig {
     };
     if let Some(s) = a.samples {
         cfg.samples = s;
+    }
+    if let Some(r) = a.gpu_reps {
+        cfg.gpu_reps = r;
     }
     cfg.seed = a.seed;
     cfg

@@ -34,7 +34,8 @@ impl Backend for BaselineEngine {
 }
 
 /// Every GPU kernel variant on `ctx`: gpu-eie/f32, gpu-eie/fixed16, gpu-eie/f16,
-/// gpu-eie-rows/f32, gpu-dense/f32 and gpu-csr/f32.
+/// (each layer walked as the planner picks for the device), gpu-eie-columns/f32 and
+/// gpu-eie-rows/f32 (every layer walked one way), gpu-dense/f32 and gpu-csr/f32.
 pub fn gpu_backends_on(ctx: &Arc<GpuContext>, model: &Model) -> Result<Vec<Box<dyn Backend>>> {
     let mut v: Vec<Box<dyn Backend>> = Vec::new();
     for precision in Precision::ALL {
@@ -44,11 +45,13 @@ pub fn gpu_backends_on(ctx: &Arc<GpuContext>, model: &Model) -> Result<Vec<Box<d
         };
         v.push(Box::new(GpuEngine::new(ctx.clone(), model, opts)?));
     }
-    let rows = EngineOptions {
-        walk: Some(crate::schedule::Walk::Rows),
-        ..EngineOptions::default()
-    };
-    v.push(Box::new(GpuEngine::new(ctx.clone(), model, rows)?));
+    for walk in [crate::schedule::Walk::Columns, crate::schedule::Walk::Rows] {
+        let opts = EngineOptions {
+            walk: Some(walk),
+            ..EngineOptions::default()
+        };
+        v.push(Box::new(GpuEngine::new(ctx.clone(), model, opts)?));
+    }
     for kind in [BaselineKind::Dense, BaselineKind::Csr] {
         v.push(Box::new(BaselineEngine::new(ctx.clone(), model, kind)?));
     }

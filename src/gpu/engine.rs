@@ -13,7 +13,7 @@ use super::program::{
 };
 use crate::error::{Error, Result};
 use crate::fixed16::{self, FixedCodebook};
-use crate::format::{encode_column, entry_code, entry_run, Activation, EieLayer, Model};
+use crate::format::{entry, entry_code, entry_run, Activation, EieLayer, Model, MAX_RUN};
 use crate::reference::Precision;
 use crate::schedule::{
     EieLayerPlan, PePlan, ScheduleOverride, Walk, EIE_BATCH_TILE, EIE_MAX_CODES, WORKGROUP_SIZE,
@@ -181,7 +181,12 @@ fn pack_entries(w: &mut Vec<u32>, entries: &[u16], wide: bool) {
 
 /// The layer buffer of `eie_spmv_rows.wgsl`: codebook, bias, row pointers `[rows + 1]`
 /// (absolute entry indices) and the same codes re-encoded row by row, each entry's run counting
-/// the zero columns before it in its row (padding entries for gaps over 15).
+/// the zero columns before it in its row. Entries are 8-bit (`code | run << 4`, padding entries
+/// for gaps over 15) or 16-bit (`code | run << 8`, padding only for gaps over 255): 16-bit for
+/// codebooks of more than 16 entries, and wherever the padding that 4-bit runs need would
+/// bring the 8-bit entries within [`WIDE_ROWS_SHARE`] of the 16-bit ones' bytes (sparse rows,
+/// e.g. VGG-6 at 4 %, whose gaps average 25 columns: half of its 8-bit entries would be padding,
+/// which every invocation walks).
 fn row_words(layer: &EieLayer, precision: Precision) -> Result<(Vec<u32>, [usize; 3], u32, bool)> {
     let (mut w, frac) = meta_words(layer, precision);
     let bias_base = layer.codebook().len();
@@ -204,11 +209,40 @@ fn row_words(layer: &EieLayer, precision: Precision) -> Result<(Vec<u32>, [usize
             fill[r] += 1;
         }
     }
-    let mut entries = Vec::with_capacity(codes.nnz() + codes.nnz() / 4);
+    // Entries each width needs: one per weight, plus a padding entry per `max_run + 1` zeros
+    // beyond the first `max_run` of a gap.
+    let count = |max_run: usize| -> usize {
+        (0..rows)
+            .map(|i| {
+                let mut next = 0usize;
+                by_row[start[i]..start[i + 1]]
+                    .iter()
+                    .map(|&(j, _)| {
+                        let pad = (j - next) / (max_run + 1);
+                        next = j + 1;
+                        pad + 1
+                    })
+                    .sum::<usize>()
+            })
+            .sum()
+    };
+    let wide = layer.codebook().len() > 16
+        || count(255) as f64 * 2.0 <= count(MAX_RUN as usize) as f64 * WIDE_ROWS_SHARE;
+    let max_run: usize = if wide { 255 } else { MAX_RUN as usize };
+    let mut entries: Vec<u16> = Vec::with_capacity(codes.nnz() + codes.nnz() / 4);
     let mut ptrs = Vec::with_capacity(rows + 1);
     for i in 0..rows {
         ptrs.push(entries.len());
-        encode_column(by_row[start[i]..start[i + 1]].iter().copied(), &mut entries)?;
+        let mut next = 0usize;
+        for &(j, code) in &by_row[start[i]..start[i + 1]] {
+            let mut gap = j - next;
+            while gap > max_run {
+                entries.push(entry(0, max_run as u8));
+                gap -= max_run + 1;
+            }
+            entries.push(entry(code, gap as u8));
+            next = j + 1;
+        }
     }
     ptrs.push(entries.len());
     let words = ptrs.len() + entries.len() / 2;
@@ -221,10 +255,13 @@ fn row_words(layer: &EieLayer, precision: Precision) -> Result<(Vec<u32>, [usize
     }
     w.extend(ptrs.iter().map(|&p| p as u32));
     let entries_base = w.len();
-    let wide = layer.codebook().len() > 16;
     pack_entries(&mut w, &entries, wide);
     Ok((w, [bias_base, ptr_base, entries_base], frac, wide))
 }
+
+/// The row walk stores 16-bit entries where their bytes are at most this share of the 8-bit
+/// entries' (padding included).
+const WIDE_ROWS_SHARE: f64 = 1.25;
 
 /// Codebook then bias, as the kernel's first words.
 fn meta_words(layer: &EieLayer, precision: Precision) -> (Vec<u32>, u32) {
@@ -474,6 +511,7 @@ struct Resident {
     program: Program,
     plans: Vec<EieLayerPlan>,
     precision: Precision,
+    forced_walk: Option<Walk>,
     // Buffers referenced by the bind groups, kept alive with the engine.
     _buffers: Vec<wgpu::Buffer>,
 }
@@ -596,6 +634,7 @@ impl GpuEngine {
                     program,
                     plans,
                     precision: opts.precision,
+                    forced_walk: ov.walk,
                     _buffers: buffers,
                 }),
             })
@@ -622,16 +661,13 @@ impl GpuEngine {
         self.inner.plans.iter().map(|p| p.walk).collect()
     }
 
-    /// The kernel's name in reports: `gpu-eie/f32` (every layer walked by columns, EIE's
-    /// dataflow), `gpu-eie-rows/f32` (every layer by rows), `gpu-eie-mixed/f32`.
+    /// The kernel's name in reports: `gpu-eie/f32` when each layer is walked as the planner
+    /// picks for the device, `gpu-eie-columns/f32` or `gpu-eie-rows/f32` when a walk is forced
+    /// (by the options or the environment).
     pub fn name(&self) -> String {
-        let walks = self.walks();
-        let walk = if walks.iter().all(|&w| w == Walk::Columns) {
-            ""
-        } else if walks.iter().all(|&w| w == Walk::Rows) {
-            "-rows"
-        } else {
-            "-mixed"
+        let walk = match self.inner.forced_walk {
+            None => String::new(),
+            Some(w) => format!("-{}", w.name()),
         };
         format!("gpu-eie{walk}/{}", self.inner.precision.name())
     }

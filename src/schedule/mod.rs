@@ -75,12 +75,17 @@ pub struct DeviceLimits {
     /// Workgroups an EIE dispatch should aim for on this device ([`EIE_TARGET_WORKGROUPS`],
     /// or [`EIE_TARGET_WORKGROUPS_CPU`] on a CPU adapter).
     pub target_workgroups: usize,
-    /// Inputs per EIE workgroup at batch > 1 ([`EIE_BATCH_TILE`]; 1 on a CPU adapter, where a
-    /// tile's union of non-zero columns costs more than decoding an entry once saves).
+    /// Inputs per EIE workgroup at batch > 1 ([`EIE_BATCH_TILE`]: on lavapipe too, a tile of
+    /// four is faster than single inputs in both walks at batch 64).
     pub batch_tile: usize,
     /// Invocations per row of the row walk ([`EIE_ROW_LANES`]; 1 on a CPU adapter, whose
     /// invocations are SIMD lanes: each walks its row serially, with no reduction).
     pub row_lanes: usize,
+    /// The walk of a layer when none is forced: EIE's column walk on a GPU; the row walk on a
+    /// CPU adapter, where a serial row walk costs about a tenth of the column walk per entry
+    /// (lavapipe, `BENCHMARKS.md`), more than its skipping of zero activations saves at the
+    /// paper's densities.
+    pub walk: Walk,
 }
 
 impl Default for DeviceLimits {
@@ -94,18 +99,19 @@ impl Default for DeviceLimits {
             target_workgroups: EIE_TARGET_WORKGROUPS,
             batch_tile: EIE_BATCH_TILE,
             row_lanes: EIE_ROW_LANES,
+            walk: Walk::Columns,
         }
     }
 }
 
 impl DeviceLimits {
     /// The same limits with the parameters of a CPU adapter (lavapipe, WARP):
-    /// [`EIE_TARGET_WORKGROUPS_CPU`], batch tile 1, one invocation per row of the row walk.
+    /// [`EIE_TARGET_WORKGROUPS_CPU`] and the row walk with one invocation per row.
     pub fn for_cpu_adapter(self) -> Self {
         DeviceLimits {
             target_workgroups: EIE_TARGET_WORKGROUPS_CPU,
-            batch_tile: 1,
             row_lanes: 1,
+            walk: Walk::Rows,
             ..self
         }
     }
@@ -128,6 +134,7 @@ impl From<&wgpu::Limits> for DeviceLimits {
             target_workgroups: EIE_TARGET_WORKGROUPS,
             batch_tile: EIE_BATCH_TILE,
             row_lanes: EIE_ROW_LANES,
+            walk: Walk::Columns,
         }
     }
 }
@@ -545,7 +552,7 @@ impl EieLayerPlan {
             )));
         }
         Ok(EieLayerPlan {
-            walk: ov.walk.unwrap_or_default(),
+            walk: ov.walk.unwrap_or(limits.walk),
             pes,
             local_rows: rows.div_ceil(pes),
             single,
@@ -689,10 +696,12 @@ mod tests {
         let (_, big) = eie_launches(640, 50, 1, &l, &none).unwrap();
         assert_eq!((big.groups, big.lanes, big.slices), (1, 64, 2));
         assert!(eie_launches(641, 50, 1, &l, &none).is_err());
-        // A CPU adapter: tile 1, so 16 groups of 16 lanes at 128 rows per PE.
-        let (one, batched) = eie_launches(4096, 9216, 32, &l.for_cpu_adapter(), &none).unwrap();
-        assert_eq!((one.groups, batched.tile, batched.groups), (16, 1, 16));
-        assert_eq!(one.slices, 1);
+        // A CPU adapter: fewer workgroups, so one slice; the row walk, one lane per row.
+        let cpu = l.for_cpu_adapter();
+        let (one, batched) = eie_launches(4096, 9216, 32, &cpu, &none).unwrap();
+        assert_eq!((one.groups, batched.tile, one.slices), (4, 4, 1));
+        let plan = EieLayerPlan::new(PePlan::Auto, 4096, 9216, 64, 369 * 9216, &cpu).unwrap();
+        assert_eq!((plan.walk, plan.row_lanes), (Walk::Rows, 1));
         // A tiny layer: one slice of 32 columns, one dispatch.
         let (tiny, _) = eie_launches(1, 1, 1, &l, &none).unwrap();
         assert_eq!(
