@@ -325,7 +325,10 @@ find_adapter() {
     [ "$kind" != none ]
 }
 
-# The default sweep: SCHEDULE@BATCHES per setting (EIE_GPU_SCHEDULE syntax, see docs/GPU.md).
+# The default sweep: SCHEDULE@BATCHES per setting (EIE_GPU_SCHEDULE syntax, see docs/GPU.md):
+# the workgroup target, the batch tile against the planner's four, one column group, and the
+# row walk's lanes per row. The bench itself already shows both walks forced beside the
+# planner's choice.
 sweep_settings() {
     if [ -n "${EIE_MEASURE_SWEEP:-}" ]; then
         tr ';' '\n' <<<"$EIE_MEASURE_SWEEP" | grep -v '^\s*$'
@@ -337,8 +340,8 @@ target=256@1,64
 target=1024@1,64
 target=4096@1,64
 tile=1@64
-tile=4@64
-walk=columns@1
+tile=2@64
+groups=1@1
 walk=rows,lanes=8@1
 walk=rows,lanes=32@1
 EOF

@@ -297,7 +297,8 @@ def main():
         w("")
         w("Sweep columns: `eie bench` with EIE_GPU_SCHEDULE set to the column's value, on the "
           "sweep's layers and batches. The override reaches every EIE engine built with default "
-          "options (gpu-eie-rows/f32 keeps the row walk it asks for in code); `modelled µs` is "
+          "options (gpu-eie-columns/f32 and gpu-eie-rows/f32 keep the walk they ask for in "
+          "code); `modelled µs` is "
           "the default schedule's.")
     # UTF-8 whatever the locale (µ, –, →).
     sys.stdout.buffer.write(("\n".join(out) + "\n").encode("utf-8"))
