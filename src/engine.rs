@@ -12,8 +12,10 @@ use crate::format::check_batch;
 use crate::format::Model;
 use crate::reference::{CpuEngine, Precision};
 
+#[cfg(all(feature = "gpu", feature = "async"))]
+use crate::gpu::DeviceOptions;
 #[cfg(feature = "gpu")]
-use crate::gpu::{DeviceOptions, EngineOptions, GpuContext, GpuEngine};
+use crate::gpu::{EngineOptions, GpuContext, GpuEngine};
 
 /// A model ready to run on one backend in one precision.
 #[derive(Clone)]
