@@ -1,6 +1,6 @@
 //! The GPU schedule without a GPU (`eie plan`): on the paper's nine layers at batch 1 the EIE
-//! kernel is one dispatch per layer and reads no more metadata than entries; and the command's
-//! JSON has the documented shape.
+//! kernel is one dispatch per layer, or two where its columns are split (the reduction), and
+//! reads no more metadata than entries; and the command's JSON has the documented shape.
 
 use eie::schedule::cost::model_costs;
 use eie::schedule::{DeviceLimits, PePlan};
@@ -17,7 +17,8 @@ fn paper_layers_one_dispatch_and_metadata_within_entries() {
             .iter()
             .find(|c| c.kernel == "gpu-eie/f32")
             .expect("the f32 EIE kernel is planned");
-        assert_eq!(eie.dispatches, 1, "{}", p.name);
+        let (_, slices) = eie.pes_slices.expect("EIE rows carry PEs and slices");
+        assert_eq!(eie.dispatches, 1 + (slices > 1) as u32, "{}", p.name);
         assert!(eie.bytes.entries > 0, "{}", p.name);
         assert!(
             eie.bytes.metadata <= eie.bytes.entries,
@@ -72,7 +73,7 @@ fn plan_command_prints_the_documented_json() {
         assert!(l["entries_per_lane"]["mean"].is_f64());
     }
     assert_eq!(layers[0]["kernel"], "gpu-eie/f32");
-    assert_eq!(layers[0]["dispatches"], 1);
+    assert!([1, 2].contains(&layers[0]["dispatches"].as_u64().unwrap()));
     // Bad arguments are one-line errors.
     let bad = Command::new(eie_bin)
         .args(["plan", m.to_str().unwrap(), "--batch", "0"])

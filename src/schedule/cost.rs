@@ -58,7 +58,7 @@ pub struct KernelCost {
     pub dispatches: u32,
     /// Bytes read and written.
     pub bytes: Bytes,
-    /// Entries decoded per invocation.
+    /// Entries decoded per invocation (of the walk's dispatch).
     pub entries_per_lane: PerLane,
 }
 
@@ -140,8 +140,8 @@ pub fn eie(
         bytes.entries += listed.iter().map(|&j| column_entries[j]).sum::<u64>() * entry_bytes;
         bytes.metadata += n * pes as u64 * super::EIE_POINTER_BYTES as u64;
         bytes.activations += n * pes as u64 * tile as u64 * ab;
-        // Lanes: workgroup (slice, PE) of this tile, group g takes every groups-th listed
-        // column of its slice, lane e of input b the entries e, e + lanes, ...
+        // Lanes: workgroup (slice, PE) of this tile, group g takes the listed columns j of its
+        // slice with j % groups == g, lane e of input b the entries e, e + lanes, ...
         for p in 0..pes {
             for s in 0..slices {
                 let lo = s * launch.slice_cols;
@@ -154,7 +154,7 @@ pub fn eie(
                 for g in 0..groups {
                     for (b, x) in inputs.iter().enumerate() {
                         per_lane.iter_mut().for_each(|c| *c = 0);
-                        for &j in mine.iter().skip(g).step_by(groups) {
+                        for &j in mine.iter().filter(|&&j| j % groups == g) {
                             if x[j] == 0.0 {
                                 continue;
                             }
@@ -171,20 +171,25 @@ pub fn eie(
             }
         }
     }
-    let workgroups = (slices * pes * tiles) as u64;
+    let walk_workgroups = (slices * pes * tiles) as u64;
+    // The reduction dispatch of split columns: one invocation per row and (padded) input.
+    let workgroups = walk_workgroups
+        + if slices > 1 {
+            (rows.div_ceil(WORKGROUP_SIZE) as u64) * padded
+        } else {
+            0
+        };
     let words = cols.div_ceil(32) as u64;
     // Bitmap words of each input of the tile, codebook copy, bias per output.
     bytes.metadata += pes as u64 * padded * words * 4;
-    bytes.metadata += workgroups * layer.codebook().len() as u64 * 4;
+    bytes.metadata += walk_workgroups * layer.codebook().len() as u64 * 4;
     if layer.bias().is_some() {
         bytes.metadata += padded * rows as u64 * 4;
     }
     // Output values and their bitmap words.
     bytes.output += padded * rows as u64 * (ab + 4);
     if slices > 1 {
-        // Counters (one increment per workgroup, one reset per PE and tile) and the partial
-        // sums, written by every slice and read back by the last.
-        bytes.metadata += (workgroups + (pes * tiles) as u64) * 4;
+        // The partial sums, written by every slice and read back by `eie_reduce`.
         bytes.output += 2 * slices as u64 * padded * (pes * plan.local_rows) as u64 * 4;
     }
     Ok(KernelCost {
@@ -194,11 +199,11 @@ pub fn eie(
         workgroups,
         pes_slices: Some((pes, slices)),
         listed_columns,
-        dispatches: 1,
+        dispatches: launch.dispatches(),
         bytes,
         entries_per_lane: PerLane {
             max: busiest,
-            mean: decoded as f64 / (workgroups * WORKGROUP_SIZE as u64) as f64,
+            mean: decoded as f64 / (walk_workgroups * WORKGROUP_SIZE as u64) as f64,
         },
     })
 }
@@ -440,12 +445,15 @@ mod tests {
             .map(|j| (0..4).map(|p| l.pe(p).column(j).len() as u64).sum::<u64>())
             .sum();
         assert_eq!(c.bytes.entries, want);
-        assert_eq!(c.dispatches, 1);
+        // Three 32-column slices per PE: the walk and the reduction of the partial sums.
+        assert_eq!((plan.single.slices, c.dispatches), (3, 2));
         // Pointer pairs: 48 listed columns × 4 PEs × 8 bytes, plus bitmaps and codebooks.
         assert!(c.bytes.metadata >= 48 * 4 * 8);
         assert_eq!(c.bytes.activations, 48 * 4 * 4);
-        // Every entry of a listed column is decoded by exactly one lane.
-        let lanes = c.workgroups as f64 * WORKGROUP_SIZE as f64;
+        // Every entry of a listed column is decoded by exactly one lane of the walk (the
+        // reduction's workgroups decode none).
+        let (pes, slices) = c.pes_slices.unwrap();
+        let lanes = (pes * slices) as f64 * WORKGROUP_SIZE as f64;
         assert_eq!((c.entries_per_lane.mean * lanes).round() as u64, want);
         assert!(c.entries_per_lane.max >= 1);
         // An all-zero input reads no entries.
