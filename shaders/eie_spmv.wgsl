@@ -181,13 +181,7 @@ fn eie_spmv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
                             let row = base + adv.x - 1u;
                             if code != 0u && row < local_rows {
                                 let ai = copy + row;
-                                if FIXED {
-                                    let t = product_fixed(bitcast<i32>(a), bitcast<i32>(codebook[code]));
-                                    acc[ai] = acc[ai] + bitcast<u32>(t);
-                                } else {
-                                    let v = bitcast<f32>(codebook[code]) * bitcast<f32>(a);
-                                    acc[ai] = bitcast<u32>(bitcast<f32>(acc[ai]) + v);
-                                }
+                                acc[ai] = mac(acc[ai], codebook[code], a);
                             }
                         }
                         base += adv.y;

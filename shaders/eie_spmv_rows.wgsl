@@ -64,12 +64,7 @@ fn eie_spmv_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
                 if code != 0u && pos <= params.cols {
                     let c = codebook[code];
                     for (var t = 0u; t < TILE; t++) {
-                        let a = load_x(tile * TILE + t, pos - 1u);
-                        if FIXED {
-                            acc[t] += bitcast<u32>(product_fixed(bitcast<i32>(a), bitcast<i32>(c)));
-                        } else {
-                            acc[t] = bitcast<u32>(bitcast<f32>(acc[t]) + bitcast<f32>(c) * bitcast<f32>(a));
-                        }
+                        acc[t] = mac(acc[t], c, load_x(tile * TILE + t, pos - 1u));
                     }
                 }
             }
@@ -85,12 +80,7 @@ fn eie_spmv_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
                     if code != 0u && col < params.cols {
                         let c = codebook[code];
                         for (var t = 0u; t < TILE; t++) {
-                            let a = load_x(tile * TILE + t, col);
-                            if FIXED {
-                                acc[t] += bitcast<u32>(product_fixed(bitcast<i32>(a), bitcast<i32>(c)));
-                            } else {
-                                acc[t] = bitcast<u32>(bitcast<f32>(acc[t]) + bitcast<f32>(c) * bitcast<f32>(a));
-                            }
+                            acc[t] = mac(acc[t], c, load_x(tile * TILE + t, col));
                         }
                     }
                 }

@@ -151,3 +151,35 @@ proptest! {
         prop_assert_eq!(eie::format::file::from_bytes(&bytes).unwrap(), model);
     }
 }
+
+#[test]
+fn runs_up_to_a_limit_and_their_count() {
+    // 4-bit runs: a gap of 40 zeros needs two padding entries; 8-bit runs none.
+    let items = [(3usize, 1u8), (44, 2), (301, 3), (302, 4)];
+    for max_run in [eie::format::MAX_RUN, 255] {
+        let mut out = Vec::new();
+        eie::format::encode_runs(items, max_run, &mut out).unwrap();
+        assert_eq!(
+            out.len(),
+            eie::format::encoded_len(items.iter().map(|&(i, _)| i), max_run)
+        );
+        // Decoding the runs gives the indices back.
+        let mut pos = 0usize;
+        let mut got = Vec::new();
+        for &e in &out {
+            pos += entry_run(e) as usize + 1;
+            if entry_code(e) != 0 {
+                got.push((pos - 1, entry_code(e)));
+            }
+        }
+        assert_eq!(got, items);
+    }
+    let mut wide = Vec::new();
+    eie::format::encode_runs(items, 255, &mut wide).unwrap();
+    assert_eq!(
+        wide.len(),
+        5,
+        "one padding entry, for the gap of 256 zeros (255 fit one run)"
+    );
+    assert!(eie::format::encode_runs([(2, 1), (2, 1)], 255, &mut wide).is_err());
+}

@@ -63,6 +63,15 @@ fn product_fixed(a: i32, c: i32) -> i32 {
     return p << (4u - frac);
 }
 
+// acc + c * a for a codebook value c and an activation a: the fixed-point product added in
+// wrapping i32 for fixed16, f32 otherwise.
+fn mac(acc: u32, c: u32, a: u32) -> u32 {
+    if FIXED {
+        return acc + bitcast<u32>(product_fixed(bitcast<i32>(a), bitcast<i32>(c)));
+    }
+    return bitcast<u32>(bitcast<f32>(acc) + bitcast<f32>(c) * bitcast<f32>(a));
+}
+
 // Adds two sums: wrapping i32 for fixed16 (order-independent), f32 otherwise.
 fn add_bits(a: u32, b: u32) -> u32 {
     if FIXED {

@@ -220,7 +220,19 @@ pub fn encode_column(
     items: impl IntoIterator<Item = (usize, u8)>,
     out: &mut Vec<u16>,
 ) -> Result<()> {
-    let mut next = 0usize; // first local row not yet covered by an entry
+    encode_runs(items, MAX_RUN, out)
+}
+
+/// [`encode_column`] with runs of up to `max_run` zeros per entry (padding entries
+/// `(code 0, max_run)` only for longer gaps): the file format's 4-bit runs take [`MAX_RUN`];
+/// a kernel that stores 16-bit entries can take up to 255. Indices are relative to the items'
+/// own order (rows of a column slice, or columns of a row).
+pub fn encode_runs(
+    items: impl IntoIterator<Item = (usize, u8)>,
+    max_run: u8,
+    out: &mut Vec<u16>,
+) -> Result<()> {
+    let mut next = 0usize; // first index not yet covered by an entry
     for (row, code) in items {
         if row < next || code == 0 {
             return Err(Error::InvalidArgument(format!(
@@ -229,14 +241,29 @@ pub fn encode_column(
             )));
         }
         let mut gap = row - next;
-        while gap > MAX_RUN as usize {
-            out.push(entry(0, MAX_RUN));
-            gap -= MAX_RUN as usize + 1;
+        while gap > max_run as usize {
+            out.push(entry(0, max_run));
+            gap -= max_run as usize + 1;
         }
         out.push(entry(code, gap as u8));
         next = row + 1;
     }
     Ok(())
+}
+
+/// Entries [`encode_runs`] appends for items at increasing indices `items` with runs of up to
+/// `max_run`: one per item plus a padding entry per `max_run + 1` zeros a gap has beyond
+/// `max_run`.
+pub fn encoded_len(items: impl IntoIterator<Item = usize>, max_run: u8) -> usize {
+    let mut next = 0usize;
+    items
+        .into_iter()
+        .map(|i| {
+            let pad = i.saturating_sub(next) / (max_run as usize + 1);
+            next = i + 1;
+            pad + 1
+        })
+        .sum()
 }
 
 /// One PE's part of a layer: its column pointers and its entries.

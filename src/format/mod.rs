@@ -11,7 +11,7 @@ mod model;
 
 pub use file::LoadLimits;
 pub use layer::{
-    encode_column, entry, entry_code, entry_run, rows_of_pe, Activation, EieLayer, PeSlice,
-    SparseCodes, MAX_DIM, MAX_RUN,
+    encode_column, encode_runs, encoded_len, entry, entry_code, entry_run, rows_of_pe, Activation,
+    EieLayer, PeSlice, SparseCodes, MAX_DIM, MAX_RUN,
 };
 pub use model::{check_batch, Model};

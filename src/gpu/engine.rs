@@ -13,7 +13,9 @@ use super::program::{
 };
 use crate::error::{Error, Result};
 use crate::fixed16::{self, FixedCodebook};
-use crate::format::{entry, entry_code, entry_run, Activation, EieLayer, Model, MAX_RUN};
+use crate::format::{
+    encode_runs, encoded_len, entry_code, entry_run, Activation, EieLayer, Model, MAX_RUN,
+};
 use crate::reference::Precision;
 use crate::schedule::{
     EieLayerPlan, PePlan, ScheduleOverride, Walk, EIE_BATCH_TILE, EIE_MAX_CODES, WORKGROUP_SIZE,
@@ -209,40 +211,20 @@ fn row_words(layer: &EieLayer, precision: Precision) -> Result<(Vec<u32>, [usize
             fill[r] += 1;
         }
     }
-    // Entries each width needs: one per weight, plus a padding entry per `max_run + 1` zeros
-    // beyond the first `max_run` of a gap.
-    let count = |max_run: usize| -> usize {
+    let row = |i: usize| by_row[start[i]..start[i + 1]].iter().copied();
+    let count = |max_run: u8| -> usize {
         (0..rows)
-            .map(|i| {
-                let mut next = 0usize;
-                by_row[start[i]..start[i + 1]]
-                    .iter()
-                    .map(|&(j, _)| {
-                        let pad = (j - next) / (max_run + 1);
-                        next = j + 1;
-                        pad + 1
-                    })
-                    .sum::<usize>()
-            })
+            .map(|i| encoded_len(row(i).map(|(j, _)| j), max_run))
             .sum()
     };
     let wide = layer.codebook().len() > 16
-        || count(255) as f64 * 2.0 <= count(MAX_RUN as usize) as f64 * WIDE_ROWS_SHARE;
-    let max_run: usize = if wide { 255 } else { MAX_RUN as usize };
+        || count(u8::MAX) as f64 * 2.0 <= count(MAX_RUN) as f64 * WIDE_ROWS_SHARE;
+    let max_run = if wide { u8::MAX } else { MAX_RUN };
     let mut entries: Vec<u16> = Vec::with_capacity(codes.nnz() + codes.nnz() / 4);
     let mut ptrs = Vec::with_capacity(rows + 1);
     for i in 0..rows {
         ptrs.push(entries.len());
-        let mut next = 0usize;
-        for &(j, code) in &by_row[start[i]..start[i + 1]] {
-            let mut gap = j - next;
-            while gap > max_run {
-                entries.push(entry(0, max_run as u8));
-                gap -= max_run + 1;
-            }
-            entries.push(entry(code, gap as u8));
-            next = j + 1;
-        }
+        encode_runs(row(i), max_run, &mut entries)?;
     }
     ptrs.push(entries.len());
     let words = ptrs.len() + entries.len() / 2;
@@ -299,6 +281,26 @@ fn meta_words(layer: &EieLayer, precision: Precision) -> (Vec<u32>, u32) {
     (w, frac)
 }
 
+/// A layer buffer of `words` must fit one storage binding of the device (and the kernels'
+/// 32-bit word indices); `pointers` names its pointers in the error.
+fn check_binding(
+    layer: &EieLayer,
+    words: &[u32],
+    pointers: &str,
+    limits: &crate::schedule::DeviceLimits,
+) -> Result<()> {
+    if 4 * words.len() as u64 > limits.max_binding() || words.len() > u32::MAX as usize {
+        return Err(Error::InvalidArgument(format!(
+            "layer `{}`: {} bytes of codebook, {pointers} and entries exceed the device's \
+             storage binding limit of {}",
+            layer.name(),
+            4 * words.len(),
+            limits.max_binding()
+        )));
+    }
+    Ok(())
+}
+
 /// The dispatches of one layer walked by rows (`eie_spmv_rows.wgsl`): one for a single input,
 /// one for tiles of the plan's batched tile when the engine takes batches. Buffers go to
 /// `buffers`.
@@ -316,15 +318,7 @@ fn row_dispatches(
     let limits = ctx.device_limits();
     let (words, [bias_base, ptr_base, entries_base], frac, wide) =
         row_words(layer, opts.precision)?;
-    if 4 * words.len() as u64 > limits.max_binding() {
-        return Err(Error::InvalidArgument(format!(
-            "layer `{}`: {} bytes of codebook, row pointers and entries exceed the device's \
-             storage binding limit of {}",
-            layer.name(),
-            4 * words.len(),
-            limits.max_binding()
-        )));
-    }
+    check_binding(layer, &words, "row pointers", &limits)?;
     let groups = layer.rows().div_ceil(plan.rows_per_workgroup());
     if groups > limits.max_compute_workgroups_per_dimension as usize {
         return Err(Error::InvalidArgument(format!(
@@ -404,15 +398,7 @@ fn column_dispatches(
     let limits = ctx.device_limits();
     let (words, [bias_base, ptr_base, entries_base], frac, wide) =
         layer_words(layer, opts.precision);
-    if 4 * words.len() as u64 > limits.max_binding() || words.len() > u32::MAX as usize {
-        return Err(Error::InvalidArgument(format!(
-            "layer `{}`: {} bytes of codebook, pointers and entries exceed the device's storage \
-             binding limit of {}",
-            layer.name(),
-            4 * words.len(),
-            limits.max_binding()
-        )));
-    }
+    check_binding(layer, &words, "pointers", &limits)?;
     let lb = storage_init(ctx, &lbl("layer"), bytemuck::cast_slice(&words));
     let classes: &[(usize, usize)] = if opts.max_batch > 1 {
         &[(1, 1), (2, usize::MAX)]
