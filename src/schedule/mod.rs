@@ -75,16 +75,16 @@ pub struct DeviceLimits {
     /// Workgroups an EIE dispatch should aim for on this device ([`EIE_TARGET_WORKGROUPS`],
     /// or [`EIE_TARGET_WORKGROUPS_CPU`] on a CPU adapter).
     pub target_workgroups: usize,
-    /// Inputs per EIE workgroup at batch > 1 ([`EIE_BATCH_TILE`]: on lavapipe too, a tile of
-    /// four is faster than single inputs in both walks at batch 64).
+    /// Inputs per EIE workgroup at batch > 1 ([`EIE_BATCH_TILE`], on CPU adapters too: each
+    /// entry decoded once for the tile; not yet measured against single inputs there).
     pub batch_tile: usize,
     /// Invocations per row of the row walk ([`EIE_ROW_LANES`]; 1 on a CPU adapter, whose
     /// invocations are SIMD lanes: each walks its row serially, with no reduction).
     pub row_lanes: usize,
     /// The walk of a layer when none is forced: EIE's column walk on a GPU; the row walk on a
-    /// CPU adapter, where a serial row walk costs about a tenth of the column walk per entry
-    /// (lavapipe, `BENCHMARKS.md`), more than its skipping of zero activations saves at the
-    /// paper's densities.
+    /// CPU adapter, where the serial row walk took 1/8 to 1/30 of the column walk's time on the
+    /// paper's layers at batch 1 although the column walk skips their zero activations
+    /// (lavapipe, `BENCHMARKS.md`).
     pub walk: Walk,
 }
 
