@@ -367,11 +367,11 @@ pub fn eie(
     let mut dispatches = vec![walk.dispatch()];
     if slices > 1 {
         // Partial sums [batch][S][PEs][local rows], written by the walk and read back by
-        // eie_reduce: one invocation per row and input adds the S partials in slice order
+        // eie_reduce: one invocation per row and (padded) input adds the S partials in slice order
         // (the first, then eight loads in flight at a time), then bias, ReLU, output and
         // bitmap.
         let partials = slices as u64 * padded * (pes * local_rows) as u64 * 4
-            + slices as u64 * (batch * rows) as u64 * 4;
+            + slices as u64 * padded * rows as u64 * 4;
         bytes.partial_sums = partials;
         bytes.metadata += partials;
         let path = WorkPath {
@@ -380,8 +380,9 @@ pub fn eie(
             lane_steps: (slices + 2) as f64,
             workgroup_steps: ((slices + 2) * WORKGROUP_SIZE) as f64,
         };
+        // Every input of every tile, padding inputs included.
         dispatches.push(DispatchWork::uniform(
-            (rows.div_ceil(WORKGROUP_SIZE) * batch) as u64,
+            rows.div_ceil(WORKGROUP_SIZE) as u64 * padded,
             path,
         ));
     }
