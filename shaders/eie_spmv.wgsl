@@ -38,9 +38,10 @@
 
 // The shared declarations and helpers are in shaders/common/eie.wgsl.
 
-// Workgroup memory: accumulator words (GROUPS * TILE * local rows must fit), listed columns
-// per chunk, their activations (CHUNK * TILE), codebook.
-const ACC_WORDS: u32 = 2560u;
+// Workgroup memory: accumulator words (GROUPS * TILE * local rows must fit; sized per layer
+// within the device's workgroup memory by the host, DeviceLimits::eie_acc_words), listed
+// columns per chunk, their activations (CHUNK * TILE), codebook.
+override ACC_WORDS: u32 = 2560u;
 const LIST_WORDS: u32 = 512u;
 const MAX_CHUNK_WORDS: u32 = 16u;
 const MAX_GROUPS: u32 = 16u;

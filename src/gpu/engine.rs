@@ -186,7 +186,7 @@ fn pack_entries(w: &mut Vec<u32>, entries: &[u16], wide: bool) {
 /// the zero columns before it in its row. Entries are 8-bit (`code | run << 4`, padding entries
 /// for gaps over 15) or 16-bit (`code | run << 8`, padding only for gaps over 255): 16-bit for
 /// codebooks of more than 16 entries, and wherever the padding that 4-bit runs need would
-/// bring the 8-bit entries within [`WIDE_ROWS_SHARE`] of the 16-bit ones' bytes (sparse rows,
+/// bring the 8-bit entries within [`EIE_ROW_WIDE_SHARE`](crate::schedule::EIE_ROW_WIDE_SHARE) of the 16-bit ones' bytes (sparse rows,
 /// e.g. VGG-6 at 4 %, whose gaps average 25 columns: half of its 8-bit entries would be padding,
 /// which every invocation walks).
 fn row_words(layer: &EieLayer, precision: Precision) -> Result<(Vec<u32>, [usize; 3], u32, bool)> {
@@ -218,7 +218,8 @@ fn row_words(layer: &EieLayer, precision: Precision) -> Result<(Vec<u32>, [usize
             .sum()
     };
     let wide = layer.codebook().len() > 16
-        || count(u8::MAX) as f64 * 2.0 <= count(MAX_RUN) as f64 * WIDE_ROWS_SHARE;
+        || count(u8::MAX) as f64 * 2.0
+            <= count(MAX_RUN) as f64 * crate::schedule::EIE_ROW_WIDE_SHARE;
     let max_run = if wide { u8::MAX } else { MAX_RUN };
     let mut entries: Vec<u16> = Vec::with_capacity(codes.nnz() + codes.nnz() / 4);
     let mut ptrs = Vec::with_capacity(rows + 1);
@@ -240,10 +241,6 @@ fn row_words(layer: &EieLayer, precision: Precision) -> Result<(Vec<u32>, [usize
     pack_entries(&mut w, &entries, wide);
     Ok((w, [bias_base, ptr_base, entries_base], frac, wide))
 }
-
-/// The row walk stores 16-bit entries where their bytes are at most this share of the 8-bit
-/// entries' (padding included).
-const WIDE_ROWS_SHARE: f64 = 1.25;
 
 /// Codebook then bias, as the kernel's first words.
 fn meta_words(layer: &EieLayer, precision: Precision) -> (Vec<u32>, u32) {
@@ -438,6 +435,7 @@ fn column_dispatches(
             ("WIDE", wide as u8 as f64),
             ("GROUPS", launch.groups as f64),
             ("TILE", launch.tile as f64),
+            ("ACC_WORDS", launch.acc_words as f64),
         ];
         let pipeline = ctx.pipelines().get(ctx, kernels::EIE_SPMV, &constants)?;
         let tag = format!("tile-{}", launch.tile);

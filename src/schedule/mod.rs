@@ -13,25 +13,29 @@ pub mod cost;
 
 /// Invocations per workgroup of every kernel.
 pub const WORKGROUP_SIZE: usize = 256;
-/// Workgroup-memory words the EIE kernel keeps accumulators in (`ACC_WORDS` in
-/// `eie_spmv.wgsl`): one copy of a PE's local rows per column group and input of a tile.
+/// Workgroup-memory words the EIE kernel keeps accumulators in at the WebGPU default limit
+/// (16 KiB; `ACC_WORDS` of `eie_spmv.wgsl` is sized per device by
+/// [`DeviceLimits::eie_acc_words`]): one copy of a PE's local rows per column group and input
+/// of a tile.
 pub const EIE_ACC_WORDS: usize = 2560;
 /// Listed columns one EIE workgroup compacts at a time, over the inputs of a tile
 /// (`LIST_WORDS` in `eie_spmv.wgsl`: a chunk is `LIST_WORDS / tile` columns).
 pub const EIE_LIST_WORDS: usize = 512;
-/// Inputs one EIE workgroup computes together when the batch is larger than one: each
+/// Most inputs one EIE workgroup computes together when the batch is larger than one: each
 /// column's entries are decoded once for the whole tile.
 pub const EIE_BATCH_TILE: usize = 4;
-/// Most rows one EIE PE may own: a tile's accumulators must fit with one column group.
+/// Most rows one EIE PE may own: a tile's accumulators must fit with one column group at the
+/// default limit.
 pub const EIE_MAX_LOCAL_ROWS: usize = EIE_ACC_WORDS / EIE_BATCH_TILE;
 /// Most column groups of an EIE workgroup (at least 16 lanes share a column slice).
 pub const EIE_MAX_GROUPS: usize = 16;
 /// Largest codebook the EIE kernel holds in workgroup memory (8-bit indices).
 pub const EIE_MAX_CODES: usize = 256;
-/// Workgroup memory the EIE kernel declares, in bytes (accumulators, listed columns and their
-/// activations, codebook, bitmap words and offsets, two counters).
-pub const EIE_WORKGROUP_BYTES: usize =
-    4 * (EIE_ACC_WORDS + 2 * EIE_LIST_WORDS + EIE_MAX_CODES + 2 * 16 + 2);
+/// Workgroup-memory words of the EIE kernel besides its accumulators: listed columns and their
+/// activations, codebook, bitmap words, per-group counts and the step count.
+pub const EIE_FIXED_WORKGROUP_WORDS: usize = 2 * EIE_LIST_WORDS + EIE_MAX_CODES + 2 * 16 + 1;
+/// Workgroup memory the EIE kernel declares at the default limit, in bytes.
+pub const EIE_WORKGROUP_BYTES: usize = 4 * (EIE_ACC_WORDS + EIE_FIXED_WORKGROUP_WORDS);
 const _: () = assert!(
     EIE_WORKGROUP_BYTES <= 16384,
     "the EIE kernel must fit the WebGPU default workgroup memory"
@@ -54,6 +58,10 @@ pub const EIE_TARGET_WORKGROUPS_CPU: usize = 32;
 /// Invocations per row of the row walk (`LANES` of `eie_spmv_rows.wgsl`) on a GPU: a row's
 /// entries are read coalesced by its lanes and their sums reduced in a tree.
 pub const EIE_ROW_LANES: usize = 32;
+/// The row walk stores 16-bit entries (8-bit runs) where their bytes, padding included, are at
+/// most this share of the 8-bit entries' (4-bit runs): sparse rows whose long gaps would need
+/// many padding entries.
+pub const EIE_ROW_WIDE_SHARE: f64 = 1.25;
 
 /// Rows one dense-GEMV or CSR workgroup computes (32 invocations per row).
 pub const ROWS_PER_WORKGROUP: usize = 8;
@@ -114,6 +122,16 @@ impl DeviceLimits {
             walk: Walk::Rows,
             ..self
         }
+    }
+
+    /// Accumulator words the EIE kernel may declare on this device: its workgroup memory less
+    /// the kernel's other arrays, in multiples of 256 words ([`EIE_ACC_WORDS`] at the WebGPU
+    /// default of 16 KiB; 6656 with 32 KiB, 10752 with 48 KiB).
+    pub fn eie_acc_words(&self) -> usize {
+        (self.max_compute_workgroup_storage_size as usize / 4)
+            .saturating_sub(EIE_FIXED_WORKGROUP_WORDS)
+            / 256
+            * 256
     }
 
     /// The largest single binding the device accepts (binding and buffer limits together).
@@ -403,6 +421,11 @@ pub struct EieLaunch {
     pub slices: usize,
     /// Columns per slice (a multiple of 32).
     pub slice_cols: usize,
+    /// Accumulator words the workgroup declares (`ACC_WORDS` of `eie_spmv.wgsl`): groups ×
+    /// tile × local rows, rounded up to a multiple of 512 within the device's
+    /// [`DeviceLimits::eie_acc_words`], so that few pipelines serve many layers and no
+    /// workgroup holds more workgroup memory than it uses.
+    pub acc_words: usize,
 }
 
 impl EieLaunch {
@@ -439,30 +462,47 @@ pub fn eie_launches(
             "empty EIE launch: {rows}x{cols}, {pes} PEs"
         )));
     }
-    let tile = ov
-        .tile
-        .unwrap_or(limits.batch_tile)
-        .clamp(1, EIE_BATCH_TILE);
+    // Groups first, so that a single input gets as many column groups as its accumulators
+    // allow; the tile then takes what is left. Both launches share the groups (an input's f32
+    // sums do not depend on its batch); only the tile differs.
+    let acc = limits.eie_acc_words();
     let local = rows.div_ceil(pes);
     let groups = match ov.groups {
         Some(g) => g,
         None => {
-            let mut g = (EIE_MAX_GROUPS / tile).max(1);
-            while g > 1 && g * tile * local > EIE_ACC_WORDS {
+            let mut g = EIE_MAX_GROUPS;
+            while g > 1 && g * local > acc {
                 g /= 2;
             }
             g
         }
     };
-    if !groups.is_power_of_two() || groups > EIE_MAX_GROUPS || groups * tile > WORKGROUP_SIZE {
+    if !groups.is_power_of_two() || groups > EIE_MAX_GROUPS {
         return Err(Error::InvalidArgument(format!(
             "{groups} column groups: must be a power of two up to {EIE_MAX_GROUPS}"
         )));
     }
-    if groups * tile * local > EIE_ACC_WORDS {
+    let tile = match ov.tile {
+        Some(t) => t.clamp(1, EIE_BATCH_TILE),
+        None => {
+            let mut t = limits.batch_tile.clamp(1, EIE_BATCH_TILE);
+            while t > 1 && groups * t * local > acc {
+                t /= 2;
+            }
+            t
+        }
+    };
+    if groups * tile > WORKGROUP_SIZE || WORKGROUP_SIZE % (groups * tile) != 0 {
+        return Err(Error::InvalidArgument(format!(
+            "{groups} column groups for a tile of {tile} inputs: the workgroup's \
+             {WORKGROUP_SIZE} lanes must split evenly"
+        )));
+    }
+    if groups * tile * local > acc {
         return Err(Error::InvalidArgument(format!(
             "{local} rows per PE in {groups} column groups for a tile of {tile} inputs exceed \
-             the kernel's {EIE_ACC_WORDS} accumulator words; use more PEs or fewer groups"
+             the {acc} accumulator words this device's workgroup memory holds; use more PEs or \
+             fewer groups"
         )));
     }
     let max_x = limits.max_compute_workgroups_per_dimension as usize;
@@ -486,6 +526,10 @@ pub fn eie_launches(
     let launch = |tile: usize| EieLaunch {
         tile,
         groups,
+        acc_words: (groups * tile * local)
+            .div_ceil(512)
+            .saturating_mul(512)
+            .min(acc),
         lanes: WORKGROUP_SIZE / (groups * tile),
         slices: cols.div_ceil(slice_cols),
         slice_cols,
@@ -681,25 +725,49 @@ mod tests {
     fn launches_fit_the_accumulators_and_split_columns() {
         let l = DeviceLimits::default();
         let none = ScheduleOverride::default();
-        // 128 rows per PE: 4 groups (a tile of 4 needs 4 * 4 * 128 = 2048 words), the same
-        // groups and slices for one input as for a tile.
-        let (one, four) = eie_launches(4096, 9216, 32, &l, &none).unwrap();
-        assert_eq!((one.tile, one.groups, one.lanes), (1, 4, 64));
-        assert_eq!((four.tile, four.groups, four.lanes), (4, 4, 16));
-        assert_eq!((one.slices, one.slice_cols), (four.slices, four.slice_cols));
+        // 128 rows per PE at the default 16 KiB: 16 groups for one input (16 * 128 = 2048 of
+        // 2560 words), so no room for a second input: the batched tile is 1. The same groups
+        // and slices for one input as for a tile.
+        let (one, batched) = eie_launches(4096, 9216, 32, &l, &none).unwrap();
+        assert_eq!((one.tile, one.groups, one.lanes), (1, 16, 16));
+        assert_eq!((batched.tile, batched.groups, batched.lanes), (1, 16, 16));
+        assert_eq!(one.acc_words, 2048);
+        assert_eq!(
+            (one.slices, one.slice_cols),
+            (batched.slices, batched.slice_cols)
+        );
         assert!(one.slices * one.slice_cols >= 9216);
         assert_eq!(one.slice_cols % 32, 0);
         assert!(one.slices * 32 >= EIE_TARGET_WORKGROUPS);
         assert_eq!(one.dispatches(), 2);
+        assert_eq!(batched.grid(32, 9), (batched.slices * 32, 9));
+        // With 48 KiB of workgroup memory (10752 accumulator words) a tile of 4 fits beside
+        // the 16 groups; with 32 KiB (6656) a tile of 2.
+        assert_eq!(l.eie_acc_words(), EIE_ACC_WORDS);
+        let big_wg = |bytes| DeviceLimits {
+            max_compute_workgroup_storage_size: bytes,
+            ..l
+        };
+        assert_eq!(big_wg(49152).eie_acc_words(), 10752);
+        let (one, four) = eie_launches(4096, 9216, 32, &big_wg(49152), &none).unwrap();
+        assert_eq!(
+            (one.groups, four.tile, four.groups, four.lanes),
+            (16, 4, 16, 4)
+        );
+        assert_eq!((one.acc_words, four.acc_words), (2048, 8192));
         assert_eq!(four.grid(32, 9), (four.slices * 32, 3));
-        // 640 rows per PE: one group per input of a tile.
-        let (_, big) = eie_launches(640, 50, 1, &l, &none).unwrap();
-        assert_eq!((big.groups, big.lanes, big.slices), (1, 64, 2));
-        assert!(eie_launches(641, 50, 1, &l, &none).is_err());
+        let (_, two) = eie_launches(4096, 9216, 32, &big_wg(32768), &none).unwrap();
+        assert_eq!((two.tile, two.groups), (2, 16));
+        // 640 rows per PE: 4 groups for one input, one input per workgroup in batches; a
+        // PE's rows beyond the accumulators are an error, not a bad dispatch.
+        let (one, big) = eie_launches(640, 50, 1, &l, &none).unwrap();
+        assert_eq!((one.groups, big.tile, big.lanes, big.slices), (4, 1, 64, 2));
+        assert_eq!(eie_launches(2560, 50, 1, &l, &none).unwrap().0.groups, 1);
+        assert!(eie_launches(2561, 50, 1, &l, &none).is_err());
         // A CPU adapter: fewer workgroups, so one slice; the row walk, one lane per row.
         let cpu = l.for_cpu_adapter();
         let (one, batched) = eie_launches(4096, 9216, 32, &cpu, &none).unwrap();
-        assert_eq!((one.groups, batched.tile, one.slices), (4, 4, 1));
+        assert_eq!((one.groups, batched.tile, one.slices), (16, 1, 1));
         let plan = EieLayerPlan::new(PePlan::Auto, 4096, 9216, 64, 369 * 9216, &cpu).unwrap();
         assert_eq!((plan.walk, plan.row_lanes), (Walk::Rows, 1));
         // A tiny layer: one slice of 32 columns, one dispatch.
@@ -710,7 +778,7 @@ mod tests {
         );
         let plan = EieLayerPlan::new(PePlan::Auto, 4096, 9216, 64, 369 * 9216, &l).unwrap();
         assert_eq!(plan.launch(1), &plan.single);
-        assert_eq!(plan.launch(3).tile, EIE_BATCH_TILE);
+        assert_eq!(plan.launch(3), &plan.batched);
         assert_eq!((plan.walk, plan.row_lanes), (Walk::Columns, EIE_ROW_LANES));
     }
 
