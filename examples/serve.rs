@@ -148,10 +148,14 @@ where
 async fn serve(engine: Engine, inputs: Arc<Vec<Vec<f32>>>, a: &Args) -> Result<(Outcome, Outcome)> {
     // Warm-up: pipelines, caches, thread pools.
     for x in inputs.iter().take(4) {
-        engine.run(x.clone()).await?;
+        engine.run(x.clone(), 1).await?;
     }
     let e = engine.clone();
-    let single = load(inputs.clone(), a.clients, a.requests, move |x| e.run(x)).await;
+    let single = load(inputs.clone(), a.clients, a.requests, move |x| {
+        let run = e.run(x, 1);
+        async move { run.await.map(eie::Outputs::into_vec) }
+    })
+    .await;
     let batcher = Batcher::new(
         engine,
         BatchConfig {
@@ -264,7 +268,10 @@ fn run(a: &Args) -> Result<()> {
         .build()
         .map_err(|e| eie::Error::InvalidArgument(format!("tokio runtime: {e}")))?;
     if a.backend == "cpu" || a.backend == "all" {
-        let engine = Engine::cpu(model.clone(), Precision::F32)?;
+        let engine = Engine::builder(model.clone())
+            .precision(Precision::F32)
+            .device(eie::Device::Cpu)
+            .build()?;
         let r = rt.block_on(serve(engine.clone(), inputs.clone(), a))?;
         report(
             &format!(
@@ -282,11 +289,10 @@ fn run(a: &Args) -> Result<()> {
             max_batch: a.max_batch,
             ..EngineOptions::default()
         };
-        match rt.block_on(Engine::gpu_async(
-            DeviceOptions::default(),
-            model.clone(),
-            opts,
-        )) {
+        let builder = Engine::builder(model.clone())
+            .device(eie::Device::Gpu(DeviceOptions::default()))
+            .gpu_options(opts);
+        match rt.block_on(builder.build_async()) {
             Ok(engine) => {
                 let r = rt.block_on(serve(engine.clone(), inputs.clone(), a))?;
                 report(&engine.name(), &r);

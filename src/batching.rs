@@ -13,7 +13,7 @@
 //! * Runtime-independent: the futures only wait on tokio's sync primitives, which work on any
 //!   executor; the engine runs on the worker thread.
 
-use crate::engine::Engine;
+use crate::engine::{Engine, Inputs};
 use crate::error::{Error, Result};
 use crate::format::check_batch;
 use std::future::Future;
@@ -52,10 +52,17 @@ pub struct BatchStats {
     pub batches: u64,
     /// Requests answered (with a result or an error).
     pub requests: u64,
+    /// Requests whose caller gave up (dropped its future) before their batch started: not
+    /// computed, not answered.
+    pub abandoned: u64,
 }
 
+/// One request's input: any owned buffer of `input_size` values (`Vec<f32>`, `Arc<[f32]>`,
+/// ...), kept as it is until its batch is gathered.
+type Input = Box<dyn AsRef<[f32]> + Send + Sync>;
+
 struct Request {
-    input: Vec<f32>,
+    input: Input,
     reply: oneshot::Sender<Result<Vec<f32>>>,
     // Frees the caller's queue slot when the request is answered or dropped.
     _slot: OwnedSemaphorePermit,
@@ -68,6 +75,7 @@ struct Shared {
     input_size: usize,
     batches: Arc<AtomicU64>,
     requests: Arc<AtomicU64>,
+    abandoned: Arc<AtomicU64>,
     finished: Mutex<Option<oneshot::Receiver<()>>>,
 }
 
@@ -90,12 +98,17 @@ impl Batcher {
         let (done_tx, done_rx) = oneshot::channel();
         let batches = Arc::new(AtomicU64::new(0));
         let requests = Arc::new(AtomicU64::new(0));
-        let (b, r) = (batches.clone(), requests.clone());
+        let abandoned = Arc::new(AtomicU64::new(0));
+        let counters = Counters {
+            batches: batches.clone(),
+            requests: requests.clone(),
+            abandoned: abandoned.clone(),
+        };
         let input_size = engine.input_size();
         std::thread::Builder::new()
             .name("eie-batcher".into())
             .spawn(move || {
-                worker(&engine, &receiver, config, &b, &r);
+                worker(&engine, &receiver, config, &counters);
                 let _ = done_tx.send(());
             })
             .map_err(|e| {
@@ -109,15 +122,21 @@ impl Batcher {
                 input_size,
                 batches,
                 requests,
+                abandoned,
                 finished: Mutex::new(Some(done_rx)),
             }),
         })
     }
 
-    /// Runs one input (`input_size` values) in the next batch, waiting for a queue slot when
-    /// the queue is full. Fails with [`Error::ShutDown`] after [`shutdown`](Self::shutdown).
-    pub async fn run(&self, input: Vec<f32>) -> Result<Vec<f32>> {
-        self.check(&input)?;
+    /// Runs one input (`input_size` values in any owned buffer: `Vec<f32>`, `Arc<[f32]>`,
+    /// ...; it is not copied until its batch is gathered) in the next batch, waiting for a
+    /// queue slot when the queue is full. Fails with [`Error::ShutDown`] after
+    /// [`shutdown`](Self::shutdown).
+    pub async fn run<T>(&self, input: T) -> Result<Vec<f32>>
+    where
+        T: AsRef<[f32]> + Send + Sync + 'static,
+    {
+        self.check(input.as_ref())?;
         let slot = self
             .shared
             .slots
@@ -125,23 +144,26 @@ impl Batcher {
             .acquire_owned()
             .await
             .map_err(|_| shut_down())?;
-        self.enqueue(input, slot)?.await
+        self.enqueue(Box::new(input), slot)?.await
     }
 
     /// Like [`run`](Self::run) but never waits for a slot: [`Error::QueueFull`] at once when
     /// `queue_capacity` requests are already waiting. On success, the returned future yields
     /// the answer.
-    pub fn try_run(
+    pub fn try_run<T>(
         &self,
-        input: Vec<f32>,
-    ) -> Result<impl Future<Output = Result<Vec<f32>>> + Send + 'static> {
-        self.check(&input)?;
+        input: T,
+    ) -> Result<impl Future<Output = Result<Vec<f32>>> + Send + 'static>
+    where
+        T: AsRef<[f32]> + Send + Sync + 'static,
+    {
+        self.check(input.as_ref())?;
         let slot = match self.shared.slots.clone().try_acquire_owned() {
             Ok(slot) => slot,
             Err(TryAcquireError::NoPermits) => return Err(Error::QueueFull(self.shared.capacity)),
             Err(TryAcquireError::Closed) => return Err(shut_down()),
         };
-        self.enqueue(input, slot)
+        self.enqueue(Box::new(input), slot)
     }
 
     /// Refuses new requests and returns once every accepted request has been answered and the
@@ -166,11 +188,12 @@ impl Batcher {
         }
     }
 
-    /// Batches run and requests answered so far.
+    /// Batches run, requests answered and requests abandoned so far.
     pub fn stats(&self) -> BatchStats {
         BatchStats {
             batches: self.shared.batches.load(Ordering::Relaxed),
             requests: self.shared.requests.load(Ordering::Relaxed),
+            abandoned: self.shared.abandoned.load(Ordering::Relaxed),
         }
     }
 
@@ -187,7 +210,7 @@ impl Batcher {
 
     fn enqueue(
         &self,
-        input: Vec<f32>,
+        input: Input,
         slot: OwnedSemaphorePermit,
     ) -> Result<impl Future<Output = Result<Vec<f32>>> + Send + 'static> {
         let (reply, answer) = oneshot::channel();
@@ -220,15 +243,21 @@ fn shut_down() -> Error {
     Error::ShutDown("the batching front end no longer accepts requests".into())
 }
 
+/// The worker's counters, shared with [`Batcher::stats`].
+struct Counters {
+    batches: Arc<AtomicU64>,
+    requests: Arc<AtomicU64>,
+    abandoned: Arc<AtomicU64>,
+}
+
 /// Gathers and runs batches until every sender is gone and the queue is empty.
 fn worker(
     engine: &Engine,
     receiver: &mpsc::Receiver<Request>,
     config: BatchConfig,
-    batches: &AtomicU64,
-    requests: &AtomicU64,
+    counters: &Counters,
 ) {
-    let (n_in, n_out) = (engine.input_size(), engine.output_size());
+    let n_in = engine.input_size();
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
         let deadline = Instant::now() + config.max_delay;
@@ -247,23 +276,27 @@ fn worker(
         // Callers that gave up are not computed (their slots are freed here).
         let dropped = batch.len();
         batch.retain(|r| !r.reply.is_closed());
-        requests.fetch_add((dropped - batch.len()) as u64, Ordering::Relaxed);
+        counters
+            .abandoned
+            .fetch_add((dropped - batch.len()) as u64, Ordering::Relaxed);
         if batch.is_empty() {
             continue;
         }
         let mut x = Vec::with_capacity(batch.len() * n_in);
         for r in &batch {
-            x.extend_from_slice(&r.input);
+            x.extend_from_slice(r.input.as_ref().as_ref());
         }
-        let result = engine.run_blocking(&x);
-        batches.fetch_add(1, Ordering::Relaxed);
-        requests.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let result = Inputs::new(&x, batch.len(), n_in).and_then(|i| engine.run_blocking(i));
+        counters.batches.fetch_add(1, Ordering::Relaxed);
+        counters
+            .requests
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         // Slots are freed before the answers go out, so a caller that has its answer can
         // count on its slot being free again.
         let replies: Vec<_> = batch.into_iter().map(|r| r.reply).collect();
         match result {
             Ok(y) => {
-                for (reply, out) in replies.into_iter().zip(y.chunks_exact(n_out)) {
+                for (reply, out) in replies.into_iter().zip(y.rows()) {
                     let _ = reply.send(Ok(out.to_vec()));
                 }
             }

@@ -1,28 +1,403 @@
 //! [`Engine`]: one handle for applications over every backend: the EIE CPU engine or the GPU
-//! kernels, in one [`Precision`]. It is cheap to clone and `Send + Sync` (the model and device
-//! state are shared), runs blocking ([`Engine::run_blocking`]) or as an owned `'static` future
-//! ([`Engine::run`], `async` feature) that works on any async runtime and in `tokio::spawn`, and
-//! has async constructors that never block the caller's runtime.
+//! kernels, in one [`Precision`].
+//!
+//! * **One builder**: [`Engine::builder`] with a [`Precision`] and a [`Device`]
+//!   ([`Device::Auto`]: a hardware GPU when there is one, else the CPU engine;
+//!   [`Engine::device`] says which was taken and why), built blocking ([`EngineBuilder::build`])
+//!   or without blocking an async caller ([`EngineBuilder::build_async`]).
+//! * **Shaped, borrowed inputs**: [`Inputs`] is a borrowed batch of `batch` rows of
+//!   `width` values; [`Outputs`] carries its shape ([`Outputs::rows`]) and a [`NumericReport`]
+//!   (fixed16 saturations, non-finite outputs).
+//! * **Blocking or async**: [`Engine::run_blocking`] on plain threads; [`Engine::run`]
+//!   (`async` feature) is an owned `'static` future over any owned buffer (`Vec<f32>`,
+//!   `Arc<[f32]>`, ...) that works on any async runtime and in `tokio::spawn`.
+//!
+//! The engine is cheap to clone and `Send + Sync` (the model and device state are shared).
 
 #[cfg(feature = "async")]
 use crate::error::Error;
-use crate::error::Result;
-#[cfg(feature = "async")]
-use crate::format::check_batch;
+use crate::error::{check_finite, Result};
+use crate::fixed16;
 use crate::format::Model;
 use crate::reference::{CpuEngine, Precision};
 
-#[cfg(all(feature = "gpu", feature = "async"))]
-use crate::gpu::DeviceOptions;
 #[cfg(feature = "gpu")]
-use crate::gpu::{EngineOptions, GpuContext, GpuEngine};
+use crate::gpu::{DeviceOptions, EngineOptions, GpuContext, GpuEngine};
+
+/// Where [`Engine::builder`] builds the engine.
+#[derive(Clone, Debug, Default)]
+pub enum Device {
+    /// A hardware GPU when one is found (with the `gpu` feature), else the CPU engine. A CPU
+    /// adapter (lavapipe, WARP) is not taken: the CPU engine is faster than a GPU emulated on
+    /// the same cores.
+    #[default]
+    Auto,
+    /// The EIE CPU engine (re-interleaved for this machine's threads).
+    Cpu,
+    /// The GPU kernels on the adapter these options pick; an error when there is none.
+    #[cfg(feature = "gpu")]
+    Gpu(DeviceOptions),
+}
+
+/// Where a built engine runs ([`Engine::device`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineDevice {
+    /// The CPU engine.
+    Cpu {
+        /// Worker threads.
+        threads: usize,
+        /// Why [`Device::Auto`] did not take a GPU (`None` when the CPU was asked for).
+        fallback: Option<String>,
+    },
+    /// A GPU adapter.
+    Gpu {
+        /// The adapter's name.
+        adapter: String,
+        /// The graphics API (`Vulkan`, `Metal`, ...).
+        backend: String,
+        /// Whether the adapter is a CPU adapter (lavapipe, WARP).
+        cpu_adapter: bool,
+    },
+}
+
+impl EngineDevice {
+    /// Whether the engine runs on a GPU adapter.
+    pub fn is_gpu(&self) -> bool {
+        matches!(self, EngineDevice::Gpu { .. })
+    }
+}
+
+impl std::fmt::Display for EngineDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineDevice::Cpu { threads, fallback } => {
+                write!(f, "CPU ({threads} threads)")?;
+                if let Some(why) = fallback {
+                    write!(f, "; no GPU taken: {why}")?;
+                }
+                Ok(())
+            }
+            EngineDevice::Gpu {
+                adapter,
+                backend,
+                cpu_adapter,
+            } => {
+                write!(f, "GPU `{adapter}` ({backend}")?;
+                if *cpu_adapter {
+                    write!(f, ", a CPU adapter")?;
+                }
+                write!(f, ")")
+            }
+        }
+    }
+}
+
+/// What a run does with NaN or infinite outputs (which a finite input can produce: a model's
+/// weights or an f16 overflow).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NonFinite {
+    /// Return them, counted in [`NumericReport::non_finite`].
+    #[default]
+    Report,
+    /// Fail the run with [`crate::Error::NonFinite`] naming the first one.
+    Error,
+}
+
+/// Builds an [`Engine`]: `Engine::builder(model).precision(..).device(..).build()`.
+#[derive(Clone, Debug)]
+pub struct EngineBuilder {
+    model: Model,
+    precision: Precision,
+    device: Device,
+    non_finite: NonFinite,
+    #[cfg(feature = "gpu")]
+    gpu: EngineOptions,
+}
+
+impl EngineBuilder {
+    /// The arithmetic (default f32).
+    pub fn precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
+    }
+
+    /// Where to run (default [`Device::Auto`]).
+    pub fn device(mut self, device: Device) -> Self {
+        self.device = device;
+        self
+    }
+
+    /// What a run does with non-finite outputs (default: report them).
+    pub fn non_finite(mut self, policy: NonFinite) -> Self {
+        self.non_finite = policy;
+        self
+    }
+
+    /// GPU settings (PEs, largest batch per submission, forced schedule) used when the engine
+    /// runs on a GPU; their `precision` is replaced by [`precision`](Self::precision).
+    #[cfg(feature = "gpu")]
+    pub fn gpu_options(mut self, options: EngineOptions) -> Self {
+        self.gpu = options;
+        self
+    }
+
+    /// Builds the engine on the calling thread (opening a GPU, re-interleaving and compiling
+    /// shaders take milliseconds to seconds: from async code use
+    /// [`build_async`](Self::build_async)).
+    pub fn build(self) -> Result<Engine> {
+        let EngineBuilder {
+            model,
+            precision,
+            device,
+            non_finite,
+            #[cfg(feature = "gpu")]
+            gpu,
+        } = self;
+        #[cfg(feature = "gpu")]
+        let gpu = EngineOptions { precision, ..gpu };
+        let input_frac = input_frac(&model, precision);
+        let (kind, device) = match device {
+            Device::Cpu => cpu_kind(model, precision, None)?,
+            #[cfg(feature = "gpu")]
+            Device::Gpu(options) => {
+                let ctx = GpuContext::new(&options)?;
+                gpu_kind(ctx, &model, gpu)?
+            }
+            #[cfg(feature = "gpu")]
+            Device::Auto => match GpuContext::new(&DeviceOptions::default()) {
+                Ok(ctx) if ctx.adapter_info().device_type != wgpu::DeviceType::Cpu => {
+                    gpu_kind(ctx, &model, gpu)?
+                }
+                Ok(ctx) => {
+                    let why = format!(
+                        "the only adapter, `{}`, is a CPU adapter",
+                        ctx.adapter_info().name
+                    );
+                    cpu_kind(model, precision, Some(why))?
+                }
+                Err(e) => cpu_kind(model, precision, Some(e.to_string()))?,
+            },
+            #[cfg(not(feature = "gpu"))]
+            Device::Auto => cpu_kind(
+                model,
+                precision,
+                Some("built without the `gpu` feature".into()),
+            )?,
+        };
+        let (input_size, output_size) = kind.sizes();
+        Ok(Engine {
+            kind,
+            device,
+            non_finite,
+            input_size,
+            output_size,
+            input_frac,
+        })
+    }
+
+    /// [`build`](Self::build) on a thread of its own, so that an async caller is never
+    /// blocked.
+    #[cfg(feature = "async")]
+    pub async fn build_async(self) -> Result<Engine> {
+        off_thread("building the engine", move || self.build()).await
+    }
+}
+
+fn cpu_kind(
+    model: Model,
+    precision: Precision,
+    fallback: Option<String>,
+) -> Result<(Kind, EngineDevice)> {
+    let device = EngineDevice::Cpu {
+        threads: rayon::current_num_threads(),
+        fallback,
+    };
+    Ok((Kind::Cpu(CpuEngine::new(model)?, precision), device))
+}
+
+#[cfg(feature = "gpu")]
+fn gpu_kind(
+    ctx: std::sync::Arc<GpuContext>,
+    model: &Model,
+    opts: EngineOptions,
+) -> Result<(Kind, EngineDevice)> {
+    let info = ctx.adapter_info().clone();
+    let engine = GpuEngine::new(ctx, model, opts)?;
+    let device = EngineDevice::Gpu {
+        adapter: info.name,
+        backend: format!("{:?}", info.backend),
+        cpu_adapter: info.device_type == wgpu::DeviceType::Cpu,
+    };
+    Ok((Kind::Gpu(engine), device))
+}
+
+/// A borrowed batch of input vectors: `batch` rows of `width` values, row after row.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Inputs<'a> {
+    data: &'a [f32],
+    batch: usize,
+    width: usize,
+}
+
+impl<'a> Inputs<'a> {
+    /// `batch` rows of `width` values; a [`crate::Error::Shape`] unless `data` holds exactly
+    /// that many and both are at least 1.
+    pub fn new(data: &'a [f32], batch: usize, width: usize) -> Result<Self> {
+        if batch == 0 || width == 0 {
+            return Err(crate::Error::Shape(format!(
+                "a batch of {batch} rows of {width} values is empty: both must be at least 1"
+            )));
+        }
+        if batch.checked_mul(width) != Some(data.len()) {
+            return Err(crate::Error::Shape(format!(
+                "{} values are not {batch} rows of {width}",
+                data.len()
+            )));
+        }
+        Ok(Inputs { data, batch, width })
+    }
+
+    /// One input vector.
+    pub fn one(data: &'a [f32]) -> Self {
+        Inputs {
+            data,
+            batch: 1,
+            width: data.len(),
+        }
+    }
+
+    /// Rows.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Values per row.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// The values, row after row.
+    pub fn as_slice(&self) -> &'a [f32] {
+        self.data
+    }
+
+    /// The rows.
+    pub fn rows(&self) -> std::slice::ChunksExact<'a, f32> {
+        self.data.chunks_exact(self.width.max(1))
+    }
+}
+
+impl<'a> From<&'a [f32]> for Inputs<'a> {
+    /// One input vector.
+    fn from(data: &'a [f32]) -> Self {
+        Inputs::one(data)
+    }
+}
+
+impl<'a> From<&'a Vec<f32>> for Inputs<'a> {
+    /// One input vector.
+    fn from(data: &'a Vec<f32>) -> Self {
+        Inputs::one(data)
+    }
+}
+
+/// How a run's numbers went, beside its [`Outputs`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NumericReport {
+    /// fixed16: input values clipped to the first layer's input format (every backend).
+    pub inputs_clipped: u64,
+    /// fixed16 on the CPU engine: values clipped on write-back and accumulator overflows, per
+    /// layer. `None` elsewhere: the GPU kernels saturate as the CPU engine does (bit for bit)
+    /// but do not count.
+    pub saturations: Option<fixed16::Saturations>,
+    /// Output values that are NaN or infinite.
+    pub non_finite: usize,
+}
+
+impl NumericReport {
+    /// Whether nothing was clipped and every output is finite.
+    pub fn is_clean(&self) -> bool {
+        self.inputs_clipped == 0
+            && self.non_finite == 0
+            && self.saturations.as_ref().is_none_or(|s| s.total() == 0)
+    }
+}
+
+/// The outputs of a run: `batch` rows of `width` values and the run's [`NumericReport`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outputs {
+    data: Vec<f32>,
+    batch: usize,
+    width: usize,
+    report: NumericReport,
+}
+
+impl Outputs {
+    /// Rows (the inputs' batch).
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Values per row (the model's output size).
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// The rows.
+    pub fn rows(&self) -> std::slice::ChunksExact<'_, f32> {
+        self.data.chunks_exact(self.width.max(1))
+    }
+
+    /// Row `i`, if there is one.
+    pub fn row(&self, i: usize) -> Option<&[f32]> {
+        (i < self.batch).then(|| &self.data[i * self.width..(i + 1) * self.width])
+    }
+
+    /// The index of each row's largest value (a classifier's answer; the first on ties, NaN
+    /// never chosen).
+    pub fn argmax(&self) -> Vec<usize> {
+        self.rows()
+            .map(|r| {
+                r.iter()
+                    .enumerate()
+                    .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+                        if v > bv {
+                            (i, v)
+                        } else {
+                            (bi, bv)
+                        }
+                    })
+                    .0
+            })
+            .collect()
+    }
+
+    /// The values, row after row.
+    pub fn as_slice(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// The values, row after row, without a copy.
+    pub fn into_vec(self) -> Vec<f32> {
+        self.data
+    }
+
+    /// How the run's numbers went.
+    pub fn report(&self) -> &NumericReport {
+        &self.report
+    }
+}
 
 /// A model ready to run on one backend in one precision.
 #[derive(Clone)]
 pub struct Engine {
     kind: Kind,
+    device: EngineDevice,
+    non_finite: NonFinite,
     input_size: usize,
     output_size: usize,
+    /// fixed16: the first layer's input format (fraction bits), to count clipped inputs.
+    input_frac: Option<u32>,
 }
 
 #[derive(Clone)]
@@ -32,10 +407,34 @@ enum Kind {
     Gpu(GpuEngine),
 }
 
+impl Kind {
+    /// Input and output size.
+    fn sizes(&self) -> (usize, usize) {
+        match self {
+            Kind::Cpu(e, _) => (e.model().input_size(), e.model().output_size()),
+            #[cfg(feature = "gpu")]
+            Kind::Gpu(g) => (g.input_size(), g.output_size()),
+        }
+    }
+}
+
+/// fixed16: the first layer's input format (fraction bits), to count clipped inputs.
+fn input_frac(model: &Model, precision: Precision) -> Option<u32> {
+    (precision == Precision::Fixed16)
+        .then(|| {
+            model
+                .layers()
+                .first()
+                .map(|l| l.fixed16_format().input_frac())
+        })
+        .flatten()
+}
+
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("name", &self.name())
+            .field("device", &self.device)
             .field("input_size", &self.input_size)
             .field("output_size", &self.output_size)
             .finish()
@@ -43,49 +442,21 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// The EIE CPU engine (re-interleaved for this machine's threads) in `precision`.
-    pub fn cpu(model: Model, precision: Precision) -> Result<Engine> {
-        let (input_size, output_size) = (model.input_size(), model.output_size());
-        Ok(Engine {
-            kind: Kind::Cpu(CpuEngine::new(model)?, precision),
-            input_size,
-            output_size,
-        })
+    /// A builder for `model`: f32 on [`Device::Auto`] unless told otherwise.
+    pub fn builder(model: Model) -> EngineBuilder {
+        EngineBuilder {
+            model,
+            precision: Precision::F32,
+            device: Device::Auto,
+            non_finite: NonFinite::Report,
+            #[cfg(feature = "gpu")]
+            gpu: EngineOptions::default(),
+        }
     }
 
-    /// The GPU kernels on `ctx` (see [`GpuEngine::new`]); `opts.precision` is the arithmetic.
-    #[cfg(feature = "gpu")]
-    pub fn gpu(
-        ctx: std::sync::Arc<GpuContext>,
-        model: &Model,
-        opts: EngineOptions,
-    ) -> Result<Engine> {
-        Ok(Engine::from(GpuEngine::new(ctx, model, opts)?))
-    }
-
-    /// Opens the device `device` picks and builds the GPU engine on a thread of its own, so
-    /// that an async caller is never blocked (device creation, re-interleaving and shader
-    /// compilation take milliseconds to seconds).
-    #[cfg(all(feature = "gpu", feature = "async"))]
-    pub async fn gpu_async(
-        device: DeviceOptions,
-        model: Model,
-        opts: EngineOptions,
-    ) -> Result<Engine> {
-        off_thread("building the GPU engine", move || {
-            let ctx = GpuContext::new(&device)?;
-            Engine::gpu(ctx, &model, opts)
-        })
-        .await
-    }
-
-    /// [`Engine::cpu`] on a thread of its own (re-interleaving a large model takes a while).
-    #[cfg(feature = "async")]
-    pub async fn cpu_async(model: Model, precision: Precision) -> Result<Engine> {
-        off_thread("building the CPU engine", move || {
-            Engine::cpu(model, precision)
-        })
-        .await
+    /// Where the engine runs, and why when [`Device::Auto`] fell back to the CPU.
+    pub fn device(&self) -> &EngineDevice {
+        &self.device
     }
 
     /// A short name for reports: `cpu-eie/f32`, `gpu-eie/fixed16`, ...
@@ -116,41 +487,106 @@ impl Engine {
         self.output_size
     }
 
-    /// Runs `input` (`batch * input_size` values) and returns `batch * output_size` values,
-    /// blocking the calling thread. Do not call it on an async runtime's worker threads: use
-    /// [`run`](Self::run) there.
-    pub fn run_blocking(&self, input: &[f32]) -> Result<Vec<f32>> {
-        match &self.kind {
-            Kind::Cpu(e, p) => e.run(input, *p),
-            #[cfg(feature = "gpu")]
-            Kind::Gpu(g) => g.run(input),
+    /// The shape check of every run: `input`'s rows must be this model's input size and its
+    /// values finite.
+    fn check(&self, input: &Inputs<'_>) -> Result<()> {
+        if input.width() != self.input_size {
+            return Err(crate::Error::Shape(format!(
+                "the input rows have {} values; this model takes {}",
+                input.width(),
+                self.input_size
+            )));
         }
+        check_finite("input", input.as_slice())
     }
 
-    /// Runs `input` without blocking: an owned `'static` future (it holds a clone of the engine
-    /// and the input), usable from `tokio::spawn` or any other executor. The CPU engine works
-    /// on its thread pool, the GPU engine is polled by its context's own thread; the future
-    /// only waits. Input errors (length, NaN) are reported when it is awaited.
-    #[cfg(feature = "async")]
-    pub fn run(
+    /// Runs `input` (a borrowed [`Inputs`]; a plain `&[f32]` is one input vector) and returns
+    /// its outputs, blocking the calling thread. Do not call it on an async runtime's worker
+    /// threads: use [`run`](Self::run) there.
+    pub fn run_blocking<'a>(&self, input: impl Into<Inputs<'a>>) -> Result<Outputs> {
+        let input = input.into();
+        self.check(&input)?;
+        let (data, saturations) = match &self.kind {
+            Kind::Cpu(e, Precision::Fixed16) => {
+                let (y, s) = e.run_fixed16(input.as_slice())?;
+                (y, Some(s))
+            }
+            Kind::Cpu(e, p) => (e.run(input.as_slice(), *p)?, None),
+            #[cfg(feature = "gpu")]
+            Kind::Gpu(g) => (g.run(input.as_slice())?, None),
+        };
+        self.finish(input, data, saturations)
+    }
+
+    /// The report of a run and the non-finite policy.
+    fn finish(
         &self,
-        input: Vec<f32>,
-    ) -> impl std::future::Future<Output = Result<Vec<f32>>> + Send + 'static {
+        input: Inputs<'_>,
+        data: Vec<f32>,
+        saturations: Option<fixed16::Saturations>,
+    ) -> Result<Outputs> {
+        let inputs_clipped = match (&saturations, self.input_frac) {
+            (Some(s), _) => s.input,
+            (None, Some(frac)) => input
+                .as_slice()
+                .iter()
+                .filter(|&&x| fixed16::quantize(x, frac).1)
+                .count() as u64,
+            (None, None) => 0,
+        };
+        let non_finite = data.iter().filter(|v| !v.is_finite()).count();
+        if non_finite > 0 && self.non_finite == NonFinite::Error {
+            check_finite("output", &data)?;
+        }
+        Ok(Outputs {
+            batch: input.batch(),
+            width: self.output_size,
+            data,
+            report: NumericReport {
+                inputs_clipped,
+                saturations,
+                non_finite,
+            },
+        })
+    }
+
+    /// Runs `batch` input vectors held in `input` (any owned buffer: `Vec<f32>`,
+    /// `Arc<[f32]>`, `Box<[f32]>`, ...) without blocking: an owned `'static` future (it holds a
+    /// clone of the engine and the buffer, no copy), usable from `tokio::spawn` or any other
+    /// executor. The CPU engine works on its thread pool, the GPU engine on its context's own
+    /// thread; the future only waits. Shape and NaN errors are reported when it is awaited.
+    #[cfg(feature = "async")]
+    pub fn run<T>(
+        &self,
+        input: T,
+        batch: usize,
+    ) -> impl std::future::Future<Output = Result<Outputs>> + Send + 'static
+    where
+        T: AsRef<[f32]> + Send + Sync + 'static,
+    {
         let engine = self.clone();
         async move {
-            check_batch(engine.input_size, &input)?;
+            let width = input.as_ref().len() / batch.max(1);
+            let shaped = Inputs::new(input.as_ref(), batch, width)?;
+            engine.check(&shaped)?;
             match &engine.kind {
                 Kind::Cpu(..) => {
                     let (tx, rx) = tokio::sync::oneshot::channel();
                     let e = engine.clone();
                     rayon::spawn(move || {
-                        let _ = tx.send(e.run_blocking(&input));
+                        let x = input.as_ref();
+                        let shaped = Inputs::new(x, batch, x.len() / batch);
+                        let _ = tx.send(shaped.and_then(|i| e.run_blocking(i)));
                     });
                     rx.await
                         .map_err(|_| Error::ShutDown("the CPU worker stopped".into()))?
                 }
                 #[cfg(feature = "gpu")]
-                Kind::Gpu(g) => g.run_owned(input).await,
+                Kind::Gpu(g) => {
+                    let data = g.run_async(input.as_ref()).await?;
+                    let shaped = Inputs::new(input.as_ref(), batch, width)?;
+                    engine.finish(shaped, data, None)
+                }
             }
         }
     }
@@ -158,11 +594,27 @@ impl Engine {
 
 #[cfg(feature = "gpu")]
 impl From<GpuEngine> for Engine {
+    /// A GPU engine built by hand ([`GpuEngine::new`]), as an [`Engine`] (its reports do not
+    /// count fixed16 inputs clipped: build with [`Engine::builder`] for that).
     fn from(g: GpuEngine) -> Engine {
+        let device = {
+            let info = g.context().adapter_info();
+            EngineDevice::Gpu {
+                adapter: info.name.clone(),
+                backend: format!("{:?}", info.backend),
+                cpu_adapter: info.device_type == wgpu::DeviceType::Cpu,
+            }
+        };
+        let kind = Kind::Gpu(g);
+        let (input_size, output_size) = kind.sizes();
         Engine {
-            input_size: g.input_size(),
-            output_size: g.output_size(),
-            kind: Kind::Gpu(g),
+            kind,
+            device,
+            non_finite: NonFinite::Report,
+            input_size,
+            output_size,
+            // Not counted: the engine does not expose its model's formats.
+            input_frac: None,
         }
     }
 }
@@ -170,11 +622,18 @@ impl From<GpuEngine> for Engine {
 impl From<CpuEngine> for Engine {
     /// The CPU engine in f32.
     fn from(e: CpuEngine) -> Engine {
-        let model = e.model();
+        let kind = Kind::Cpu(e, Precision::F32);
+        let (input_size, output_size) = kind.sizes();
         Engine {
-            input_size: model.input_size(),
-            output_size: model.output_size(),
-            kind: Kind::Cpu(e, Precision::F32),
+            kind,
+            device: EngineDevice::Cpu {
+                threads: rayon::current_num_threads(),
+                fallback: None,
+            },
+            non_finite: NonFinite::Report,
+            input_size,
+            output_size,
+            input_frac: None,
         }
     }
 }

@@ -22,7 +22,9 @@ mod simd;
 pub mod synth;
 pub mod verify;
 
-pub use engine::Engine;
+pub use engine::{
+    Device, Engine, EngineBuilder, EngineDevice, Inputs, NonFinite, NumericReport, Outputs,
+};
 pub use error::{Error, Result};
 pub use format::{Activation, EieLayer, LoadLimits, Model};
 pub use reference::{CpuEngine, DenseOracle, Precision};

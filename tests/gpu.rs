@@ -572,14 +572,43 @@ fn engine_api_and_dynamic_batching_on_the_gpu() {
             max_batch: 16,
             ..EngineOptions::default()
         };
-        let engine = eie::Engine::gpu_async(DeviceOptions::default(), m.clone(), opts)
+        let engine = eie::Engine::builder(m.clone())
+            .device(eie::Device::Gpu(DeviceOptions::default()))
+            .gpu_options(opts)
+            .build_async()
             .await
             .unwrap();
         assert_eq!(engine.name(), "gpu-eie/f32");
-        // An owned future in tokio::spawn.
+        assert!(engine.device().is_gpu(), "{}", engine.device());
+        // An owned future in tokio::spawn, its output shaped.
         let x = input(70, 3, 0.5, 143);
-        let y = tokio::spawn(engine.run(x.clone())).await.unwrap().unwrap();
-        assert!(rel_err(&y, &cpu.run(&x, Precision::F32).unwrap()) <= 1e-5);
+        let y = tokio::spawn(engine.run(x.clone(), 3))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((y.batch(), y.width()), (3, 12));
+        assert!(y.report().is_clean());
+        assert!(rel_err(y.as_slice(), &cpu.run(&x, Precision::F32).unwrap()) <= 1e-5);
+        // The blocking path (off the runtime's workers) gives the same shaped answer.
+        let (e, xb) = (engine.clone(), x.clone());
+        let blocking = tokio::task::spawn_blocking(move || {
+            e.run_blocking(eie::Inputs::new(&xb, 3, 70).unwrap())
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(blocking, y);
+        // fixed16 through the builder: clipped inputs are reported on the GPU too.
+        let fixed = eie::Engine::builder(m.clone())
+            .precision(Precision::Fixed16)
+            .device(eie::Device::Gpu(DeviceOptions::default()))
+            .build_async()
+            .await
+            .unwrap();
+        let big: Vec<f32> = x.iter().map(|v| v * 1e6).collect();
+        let r = fixed.run(big, 3).await.unwrap();
+        assert!(r.report().inputs_clipped > 0, "{:?}", r.report());
+        assert!(r.report().saturations.is_none());
         let config = BatchConfig {
             max_batch: 16,
             max_delay: std::time::Duration::from_millis(5),

@@ -151,7 +151,12 @@ impl Model {
 /// Checks that `input` holds a whole, non-zero number of finite vectors of length `n`;
 /// returns how many.
 pub fn check_batch(n: usize, input: &[f32]) -> Result<usize> {
-    if input.is_empty() || input.len() % n != 0 {
+    if input.is_empty() {
+        return Err(Error::Shape(format!(
+            "the input is empty; the model takes vectors of {n} values"
+        )));
+    }
+    if input.len() % n != 0 {
         return Err(Error::Shape(format!(
             "input has {} values; the model takes vectors of {n} (a batch must be a multiple)",
             input.len()
