@@ -30,7 +30,7 @@ pub enum Error {
         value: f64,
     },
     /// A tensor has an element type this crate does not read.
-    #[error("{what}: unsupported dtype {dtype} (supported: f32, f16, bf16, f64)")]
+    #[error("{what}: unsupported dtype {dtype} (supported: f16, bf16, f32, f64; .npy also 8- to 64-bit integers)")]
     UnsupportedDtype {
         /// Which tensor or file.
         what: String,

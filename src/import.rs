@@ -264,8 +264,10 @@ fn parse_npy(bytes: &[u8]) -> std::result::Result<(NpyHeader, &[u8]), String> {
     Ok((parse_npy_dict(&bytes[start..end])?, &bytes[end..]))
 }
 
-/// Reads a `.npy` array of f32, f16 or f64 (either byte order, C or Fortran order) as f32 in
-/// C order.
+/// Reads a `.npy` array of f32, f16, f64 or 8- to 64-bit integers, signed or not (either byte
+/// order, C or Fortran order) as f32 in C order. Integers are taken as their values (uint8
+/// pixels stay 0..=255: [`crate::classify::read_images`] scales them to `0..=1` as MNIST models
+/// expect); beyond 2^24 they round to the nearest f32.
 ///
 /// The element count is the checked product of the header's shape and must be backed by the
 /// file's data bytes; the buffers are reserved fallibly. A hostile header is [`Error::Parse`]
@@ -287,10 +289,19 @@ pub fn read_npy(path: &Path) -> Result<Tensor> {
         Some(b'=' | b'|') => (cfg!(target_endian = "little"), &d[1..]),
         _ => (cfg!(target_endian = "little"), d),
     };
-    let size = match kind {
-        b"f2" => 2,
-        b"f4" => 4,
-        b"f8" => 8,
+    // Element size and whether the kind is a float, a signed or an unsigned integer.
+    let (size, float, signed) = match kind {
+        b"f2" => (2, true, true),
+        b"f4" => (4, true, true),
+        b"f8" => (8, true, true),
+        b"i1" => (1, false, true),
+        b"u1" => (1, false, false),
+        b"i2" => (2, false, true),
+        b"u2" => (2, false, false),
+        b"i4" => (4, false, true),
+        b"u4" => (4, false, false),
+        b"i8" => (8, false, true),
+        b"u8" => (8, false, false),
         _ => return Err(unsupported()),
     };
     // An array with a zero dimension is empty whatever its other dimensions are.
@@ -324,32 +335,23 @@ pub fn read_npy(path: &Path) -> Result<Tensor> {
     let what = format!("{}", path.display());
     let mut values: Vec<f32> = crate::error::try_with_capacity(count, &what)?;
     let data = &data[..need];
-    match size {
-        2 => values.extend(data.chunks_exact(2).map(|c| {
-            let b = [c[0], c[1]];
-            f32::from(if little {
-                half::f16::from_le_bytes(b)
-            } else {
-                half::f16::from_be_bytes(b)
-            })
-        })),
-        4 => values.extend(data.chunks_exact(4).map(|c| {
-            let b = [c[0], c[1], c[2], c[3]];
-            if little {
-                f32::from_le_bytes(b)
-            } else {
-                f32::from_be_bytes(b)
-            }
-        })),
-        _ => values.extend(data.chunks_exact(8).map(|c| {
-            let b = [c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]];
-            (if little {
-                f64::from_le_bytes(b)
-            } else {
-                f64::from_be_bytes(b)
-            }) as f32
-        })),
-    }
+    values.extend(data.chunks_exact(size).map(|c| {
+        // The element's bytes in little-endian order, zero- or sign-extended to 8.
+        let mut b = [0u8; 8];
+        for (i, &v) in c.iter().enumerate() {
+            b[if little { i } else { size - 1 - i }] = v;
+        }
+        if signed && !float && b[size - 1] & 0x80 != 0 {
+            b[size..].fill(0xff);
+        }
+        match (float, size) {
+            (true, 2) => f32::from(half::f16::from_le_bytes([b[0], b[1]])),
+            (true, 4) => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            (true, _) => f64::from_le_bytes(b) as f32,
+            (false, _) if signed => i64::from_le_bytes(b) as f32,
+            (false, _) => u64::from_le_bytes(b) as f32,
+        }
+    }));
     let shape: Vec<usize> = header.shape.iter().map(|&d| d as usize).collect();
     // (An empty array needs no transposition, and a loop over a huge dimension of an empty
     // array would never end.)

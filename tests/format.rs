@@ -183,3 +183,20 @@ fn runs_up_to_a_limit_and_their_count() {
     );
     assert!(eie::format::encode_runs([(2, 1), (2, 1)], 255, &mut wide).is_err());
 }
+
+#[test]
+fn a_plain_safetensors_file_is_named_as_not_an_eie_model() {
+    use safetensors::tensor::{Dtype, TensorView};
+    let weights: Vec<u8> = [0.5f32; 6].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let view = TensorView::new(Dtype::F32, vec![2, 3], &weights).unwrap();
+    let mut meta = std::collections::HashMap::new();
+    meta.insert("producer".to_string(), "pytorch".to_string());
+    let bytes = safetensors::serialize([("fc.weight", view)], Some(meta)).unwrap();
+    let e = eie::format::file::from_bytes(&bytes)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("not an eie model") && e.contains("eie compress") && e.contains("1 tensors"),
+        "{e}"
+    );
+}

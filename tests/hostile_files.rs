@@ -525,11 +525,28 @@ fn npy_headers_that_promise_more_than_the_file_holds() {
     bytes.extend_from_slice(&data);
     std::fs::write(&p, &bytes).unwrap();
     assert_eq!(read_npy(&p).unwrap().data, vec![1.0; 8]);
-    // Structured and integer dtypes are unsupported, not misread.
-    for descr in ["[('a', '<f4')]", "'<i4'", "'|b1'"] {
+    // Structured, boolean and complex dtypes are unsupported, not misread.
+    for descr in ["[('a', '<f4')]", "'|b1'", "'<c8'", "'<f16'"] {
         let dict = format!("{{'descr': {descr}, 'fortran_order': False, 'shape': (2,), }}");
         std::fs::write(&p, npy_with_header(&dict, &data)).unwrap();
         assert!(matches!(read_npy(&p), Err(Error::UnsupportedDtype { .. })));
+    }
+    // Integers of every width and sign, either byte order, are read as their values.
+    let cases: [(&str, Vec<u8>, Vec<f32>); 6] = [
+        ("'|u1'", vec![0, 7, 255], vec![0.0, 7.0, 255.0]),
+        ("'|i1'", vec![0x80, 0xff, 5], vec![-128.0, -1.0, 5.0]),
+        ("'<u2'", vec![0x34, 0x12, 0xff, 0xff], vec![4660.0, 65535.0]),
+        ("'>i2'", vec![0xff, 0xfe, 0x01, 0x00], vec![-2.0, 256.0]),
+        ("'<i4'", (-70000i32).to_le_bytes().to_vec(), vec![-70000.0]),
+        ("'>u8'", 1u64.to_be_bytes().to_vec(), vec![1.0]),
+    ];
+    for (descr, bytes, want) in cases {
+        let dict = format!(
+            "{{'descr': {descr}, 'fortran_order': False, 'shape': ({},), }}",
+            want.len()
+        );
+        std::fs::write(&p, npy_with_header(&dict, &bytes)).unwrap();
+        assert_eq!(read_npy(&p).unwrap().data, want, "{descr}");
     }
 }
 

@@ -72,7 +72,7 @@ impl Budget {
             Budget::MaxAccuracyDrop { points, labels } => {
                 if !(points.is_finite() && *points >= 0.0 && *points <= 100.0) {
                     return Err(Error::InvalidArgument(format!(
-                        "--max-accuracy-drop {points} is outside 0..=100 percentage points"
+                        "the largest accuracy drop, {points} percentage points, is outside 0..=100"
                     )));
                 }
                 if labels.len() != n {
@@ -91,7 +91,7 @@ impl Budget {
             Budget::MinCosine(c) => {
                 if !(c.is_finite() && (-1.0..=1.0).contains(c)) {
                     return Err(Error::InvalidArgument(format!(
-                        "--min-cosine {c} is outside [-1, 1]"
+                        "the smallest cosine similarity, {c}, is outside [-1, 1]"
                     )));
                 }
             }

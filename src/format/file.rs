@@ -350,6 +350,13 @@ pub fn from_bytes_with_limits(bytes: &[u8], limits: &LoadLimits) -> Result<Model
         meta.get(k)
             .ok_or_else(|| corrupt(format!("metadata key `{k}` missing")))
     };
+    if !meta.contains_key("format") {
+        return Err(corrupt(format!(
+            "a safetensors file without the `format` metadata key: not an eie model (its \
+             {} tensors may be dense weights: `eie compress` turns them into one)",
+            st.len()
+        )));
+    }
     if get("format")? != FORMAT_NAME {
         return Err(corrupt(format!(
             "metadata `format` is `{}`, expected `{FORMAT_NAME}`",
