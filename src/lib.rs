@@ -1,4 +1,107 @@
-#![doc = include_str!("../README.md")]
+//! # eie: compressed neural networks, run as EIE runs them
+//!
+//! `eie` runs fully-connected layers compressed the Deep Compression way (pruned, weights
+//! shared through a per-layer codebook, stored in EIE's interleaved relative-indexed format),
+//! skipping zero activations as the EIE accelerator does: on the CPU (f32, EIE's 16-bit fixed
+//! point, f16 storage) and on any GPU wgpu reaches (Vulkan, Metal, DX12, WebGPU). This page is
+//! the guide for applications; the repository's README and `docs/` cover the format, the
+//! kernels, the simulator and the benchmarks.
+//!
+//! ## Load a model
+//!
+//! A model file is a `.safetensors` file with EIE's layers inside ([`Model::load`], every
+//! pointer and checksum checked; a hostile file is a typed [`Error`], never a panic). Make one
+//! from dense weights with `eie compress` or [`compress::compress_model`]; this crate ships
+//! LeNet-300-100 trained on MNIST in `assets/lenet/`.
+//!
+//! ```
+//! # fn main() -> eie::Result<()> {
+//! let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+//!     .join("assets/lenet/lenet-300-100.eie.safetensors");
+//! let model = eie::Model::load(&path)?;
+//! assert_eq!((model.input_size(), model.output_size()), (784, 10));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Build an engine
+//!
+//! One builder for every device: [`Engine::builder`], a [`Precision`] and a [`Device`].
+//! [`Device::Auto`] takes a hardware GPU when there is one, otherwise the CPU engine, and
+//! [`Engine::device`] says which it took and why. From async code, [`EngineBuilder::build_async`]
+//! builds on a thread of its own.
+//!
+//! ```
+//! # fn main() -> eie::Result<()> {
+//! # let model = eie::Model::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+//! #     .join("assets/lenet/lenet-300-100.eie.safetensors"))?;
+//! use eie::{Device, Engine, Precision};
+//! let engine = Engine::builder(model)
+//!     .precision(Precision::F32)
+//!     .device(Device::Auto)
+//!     .build()?;
+//! println!("{} on {}", engine.name(), engine.device());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Run
+//!
+//! Inputs are a borrowed, shaped batch ([`Inputs`]; a plain `&[f32]` is one input). Outputs
+//! carry their shape and a [`NumericReport`]: fixed16 inputs clipped, the CPU engine's fixed16
+//! saturations, non-finite outputs ([`NonFinite::Error`] refuses those).
+//!
+//! ```
+//! # fn main() -> eie::Result<()> {
+//! # let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/lenet");
+//! # let engine = eie::Engine::builder(eie::Model::load(&dir.join("lenet-300-100.eie.safetensors"))?)
+//! #     .device(eie::Device::Cpu).build()?;
+//! use eie::classify::read_images;
+//! use eie::Inputs;
+//! let (n, width, pixels) = read_images(&dir.join("test-images.npy"))?; // uint8 → 0..=1
+//! let out = engine.run_blocking(Inputs::new(&pixels[..8 * width], 8, width)?)?;
+//! assert_eq!((out.batch(), out.width()), (8, 10));
+//! let digits = out.argmax();
+//! assert!(out.report().is_clean());
+//! # let _ = (n, digits);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`Engine::run`] (feature `async`, on by default) is the same as an owned `'static` future over
+//! any owned buffer (`Vec<f32>`, `Arc<[f32]>`: no copy), for `tokio::spawn` or any executor.
+//!
+//! ## Batch and serve
+//!
+//! [`batching::Batcher`] gathers concurrent single requests into batches (at most `max_batch`,
+//! waiting at most `max_delay`), with a bounded queue ([`Error::QueueFull`]), cancellation that
+//! costs no one else, and a graceful [`batching::Batcher::shutdown`]. `examples/serve.rs` loads
+//! it with 64 concurrent clients.
+//!
+//! ```
+//! # fn main() -> eie::Result<()> {
+//! # let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/lenet");
+//! # let engine = eie::Engine::builder(eie::Model::load(&dir.join("lenet-300-100.eie.safetensors"))?)
+//! #     .device(eie::Device::Cpu).build()?;
+//! use eie::batching::{BatchConfig, Batcher};
+//! let rt = tokio::runtime::Runtime::new().unwrap();
+//! rt.block_on(async {
+//!     let batcher = Batcher::new(engine, BatchConfig::default())?;
+//!     let y = batcher.run(vec![0.5f32; 784]).await?;
+//!     assert_eq!(y.len(), 10);
+//!     batcher.shutdown().await;
+//!     Ok(())
+//! })
+//! # }
+//! ```
+//!
+//! ## Lower levels
+//!
+//! [`CpuEngine`] and `gpu::GpuEngine` (feature `gpu`) are the engines behind [`Engine`], with
+//! per-call precision, timing and pipelining; [`compress`] prunes, shares weights and searches
+//! per-layer settings against an accuracy budget; [`import`] reads `.npy` and `.safetensors`;
+//! [`sim`] is a cycle-level model of the EIE ASIC; [`schedule`] plans GPU dispatches (and models
+//! their time) without a GPU; [`verify`] cross-checks every backend against a dense oracle.
 
 pub mod backend;
 pub mod baseline;
@@ -28,3 +131,8 @@ pub use engine::{
 pub use error::{Error, Result};
 pub use format::{Activation, EieLayer, LoadLimits, Model};
 pub use reference::{CpuEngine, DenseOracle, Precision};
+
+// The README's examples compile and run as tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
