@@ -72,8 +72,10 @@ fn main() {
         (1000, 1000, 1000f32.sqrt()),
         (4096, 1024, 1.0),
     ];
-    let mut plan = CompressPlan::default();
-    plan.default.density = 0.5;
+    let plan = CompressPlan::uniform(eie::compress::CompressConfig {
+        density: 0.5,
+        ..Default::default()
+    });
     for &(rows, cols, k) in cases {
         let mut d = eie::synth::dense_layer("w", rows, cols, false, 7);
         d.weights.iter_mut().for_each(|w| *w *= k);

@@ -264,9 +264,11 @@ fn compressed(shapes: &[(usize, usize)], scale: f32, density: f64, seed: u64) ->
             d
         })
         .collect();
-    let mut plan = eie::compress::CompressPlan::default();
-    plan.default.density = density;
-    plan.default.pes = 4;
+    let plan = eie::compress::CompressPlan::uniform(eie::compress::CompressConfig {
+        density,
+        pes: 4,
+        ..Default::default()
+    });
     let acts: Vec<Activation> = (0..n)
         .map(|i| {
             if i + 1 < n {

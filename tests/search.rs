@@ -3,8 +3,8 @@
 
 use eie::classify;
 use eie::compress::{
-    mean_cosine, search, Budget, DenseLayer, LayerSettings, SearchOptions, SearchResult,
-    SearchSpace,
+    mean_cosine, search, Budget, CompressPlan, DenseLayer, LayerSettings, SearchOptions,
+    SearchResult, SearchSpace, Setting,
 };
 use eie::{Activation, CpuEngine, Error, Precision};
 use std::path::Path;
@@ -138,20 +138,33 @@ fn the_search_is_deterministic() {
 
 #[test]
 fn fixed_settings_are_kept() {
-    let mut options = small_space();
-    options.fixed.insert(
-        "out.weight".into(),
+    // The plan `compress_model` takes is what the search keeps: here one layer's settings.
+    let plan = CompressPlan::default().with_layer(
+        "out.weight",
         LayerSettings {
             density: Some(1.0),
             bits: Some(6),
             pes: Some(2),
         },
     );
+    let options = SearchOptions {
+        plan: plan.clone(),
+        ..small_space()
+    };
     let r = run(&Budget::MinCosine(0.99), &options).unwrap();
     let out = &r.layers[1];
     assert_eq!((out.density, out.bits, out.pes), (1.0, 6, 2));
     assert_eq!(r.sensitivity[1].points.len(), 1);
     assert_eq!(r.model.layers()[1].pes(), 2);
+    // A plan's given default fixes that setting for every layer it does not name.
+    let mut uniform_bits = plan;
+    uniform_bits.set_from_list(Setting::Bits, "5").unwrap();
+    let options = SearchOptions {
+        plan: uniform_bits,
+        ..small_space()
+    };
+    let r = run(&Budget::MinCosine(0.9), &options).unwrap();
+    assert_eq!((r.layers[0].bits, r.layers[1].bits), (5, 6));
 }
 
 #[test]
@@ -187,10 +200,10 @@ fn bad_settings_get_one_clear_error() {
     .unwrap_err();
     assert!(e.to_string().contains("label 7 is 6"), "{e}");
     // An unknown layer in the fixed settings; budgets out of range.
-    let mut options = small_space();
-    options
-        .fixed
-        .insert("nope".into(), LayerSettings::default());
+    let options = SearchOptions {
+        plan: CompressPlan::default().with_layer("nope", LayerSettings::default()),
+        ..small_space()
+    };
     let e = run(&Budget::MinCosine(0.9), &options).unwrap_err();
     assert!(e.to_string().contains("`nope`"), "{e}");
     for b in [

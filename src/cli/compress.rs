@@ -108,7 +108,7 @@ pub fn run(a: &CompressArgs) -> Result<ExitCode> {
             plan
         }
     };
-    plan.default.validate()?;
+    plan.default_config().validate()?;
     if same_file(&a.input, &a.output) {
         return Err(Error::InvalidArgument(format!(
             "output {} is the input file; refusing to overwrite it",
@@ -215,12 +215,8 @@ fn run_search(
             dense[0].cols
         )));
     }
-    let fixed = dense
-        .iter()
-        .map(|d| (d.name.clone(), plan.given_for(&d.name)))
-        .collect();
     let options = SearchOptions {
-        fixed,
+        plan: plan.clone(),
         refine_codebooks: !a.no_refine,
         margin: a.margin,
         activation_aware: !a.magnitude_pruning,

@@ -69,15 +69,19 @@ struct PlanFile {
 ///   }
 /// }
 /// ```
+///
+/// The same plan is what [`compress_model`] compresses with and what the accuracy-aware search
+/// ([`super::search::SearchOptions::plan`]) keeps fixed: a setting the plan gives (for a layer,
+/// or as its default) is kept, one it leaves to the built-in default is the search's to choose.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CompressPlan {
     /// Settings of every layer not named in `layers` (and of the fields a layer leaves out).
-    pub default: CompressConfig,
+    default: CompressConfig,
     /// Per-layer overrides by layer name.
-    pub layers: BTreeMap<String, LayerSettings>,
+    layers: BTreeMap<String, LayerSettings>,
     /// The fields of `default` that were given rather than built in: a bare value in a
     /// command-line list, a plan file's `default`, or every field of [`CompressPlan::uniform`].
-    pub given: LayerSettings,
+    given: LayerSettings,
 }
 
 impl CompressPlan {
@@ -92,6 +96,23 @@ impl CompressPlan {
             default,
             layers: BTreeMap::new(),
         }
+    }
+
+    /// This plan with the settings `settings` for the layer called `name` (replacing any it
+    /// had).
+    pub fn with_layer(mut self, name: impl Into<String>, settings: LayerSettings) -> Self {
+        self.layers.insert(name.into(), settings);
+        self
+    }
+
+    /// The settings of layers the plan does not name (built-in defaults where none was given).
+    pub fn default_config(&self) -> &CompressConfig {
+        &self.default
+    }
+
+    /// The per-layer settings, by layer name.
+    pub fn layers(&self) -> &BTreeMap<String, LayerSettings> {
+        &self.layers
     }
 
     /// Parses a plan file's JSON text (see the type's documentation for the shape).

@@ -33,7 +33,7 @@
 //! Everything is deterministic for a given input: pruning and k-means are, and every
 //! evaluation sums each output in a fixed order.
 
-use super::{compress_kept, prune_by_magnitude, CompressConfig, DenseLayer, LayerSettings};
+use super::{compress_kept, prune_by_magnitude, CompressConfig, CompressPlan, DenseLayer};
 use crate::error::{try_filled, Error, Result};
 use crate::format::{Activation, EieLayer, Model};
 use rayon::prelude::*;
@@ -202,10 +202,11 @@ impl Default for SearchSpace {
 pub struct SearchOptions {
     /// The grid of settings.
     pub space: SearchSpace,
-    /// Settings fixed per layer name, which the search keeps rather than chooses: a `None`
-    /// density or bits is the search's to choose, and a `None` PE count stores the layer at
-    /// the interleaving that is smallest. Layers not named are free.
-    pub fixed: BTreeMap<String, LayerSettings>,
+    /// The settings the search keeps rather than chooses: what the plan gives for a layer or
+    /// as its default ([`CompressPlan::given_for`]) is kept; a density or bits it leaves to the
+    /// built-in default is the search's to choose, and a PE count it leaves out stores the
+    /// layer at the interleaving that is smallest. The default plan fixes nothing.
+    pub plan: CompressPlan,
     /// Largest number of k-means iterations per layer (0: [`CompressConfig`]'s default).
     pub max_iterations: usize,
     /// Re-fit each candidate's kept weights (before weight sharing) and codebook (after) on
@@ -226,7 +227,7 @@ impl Default for SearchOptions {
     fn default() -> Self {
         SearchOptions {
             space: SearchSpace::default(),
-            fixed: BTreeMap::new(),
+            plan: CompressPlan::default(),
             max_iterations: 0,
             refine_codebooks: true,
             margin: DEFAULT_MARGIN,
@@ -505,7 +506,12 @@ pub fn search(
 ) -> Result<SearchResult> {
     super::validate_network(dense, activations)?;
     let names: Vec<&str> = dense.iter().map(|d| d.name.as_str()).collect();
-    if let Some(unknown) = options.fixed.keys().find(|n| !names.contains(&n.as_str())) {
+    if let Some(unknown) = options
+        .plan
+        .layers()
+        .keys()
+        .find(|n| !names.contains(&n.as_str()))
+    {
         return Err(Error::InvalidArgument(format!(
             "unknown layer name `{unknown}` in the fixed settings; the layers are: {}",
             names.join(", ")
@@ -594,13 +600,7 @@ pub fn search(
     } else {
         options.max_iterations
     };
-    let fixed = |k: usize| {
-        options
-            .fixed
-            .get(&dense[k].name)
-            .cloned()
-            .unwrap_or_default()
-    };
+    let fixed = |k: usize| options.plan.given_for(&dense[k].name);
     // A layer compressed at (density, bits); with re-fitting on, its codebook re-fitted on
     // the uncompressed network's input to it.
     let build = |k: usize, density: f64, bits: u8| -> Result<(EieLayer, bool)> {
@@ -1284,15 +1284,17 @@ mod tests {
         for xi in x.chunks_exact_mut(10) {
             xi[3] = 0.0; // input 3 is never set
         }
-        let mut options = SearchOptions::default();
-        options.fixed.insert(
-            "l".into(),
-            LayerSettings {
-                density: Some(1.0),
-                bits: Some(8),
-                pes: None,
-            },
-        );
+        let options = SearchOptions {
+            plan: CompressPlan::default().with_layer(
+                "l",
+                crate::compress::LayerSettings {
+                    density: Some(1.0),
+                    bits: Some(8),
+                    pes: None,
+                },
+            ),
+            ..SearchOptions::default()
+        };
         let r = search(
             std::slice::from_ref(&d),
             &[Activation::Identity],
