@@ -9,6 +9,8 @@ use eie::{Activation, Device, Engine, Error, Inputs, Model, NonFinite, Precision
 use std::sync::Arc;
 use std::time::Duration;
 
+mod heartbeat;
+
 fn model(rows: usize, cols: usize, seed: u64) -> Model {
     let config = CompressConfig {
         density: 0.3,
@@ -291,5 +293,18 @@ fn builder_auto_device_shapes_and_numeric_reports() {
     assert!(
         matches!(e, Err(Error::NonFinite { ref what, .. }) if what == "output"),
         "{e:?}"
+    );
+}
+
+#[test]
+fn runtime_workers_never_wait_on_the_cpu_engine() {
+    let engine = Engine::builder(model(512, 1500, 5))
+        .device(Device::Cpu)
+        .build()
+        .unwrap();
+    let gap = heartbeat::gap(&engine);
+    assert!(
+        gap < Duration::from_millis(50),
+        "a runtime worker was held for {gap:?}"
     );
 }
