@@ -10,7 +10,7 @@
 
 const WG: u32 = 256u;
 const PER_THREAD: u32 = 8u;
-const CHUNK: u32 = 2048u;
+const CHUNK: u32 = WG * PER_THREAD;
 const SCAN_GROUPS: u32 = 32u;
 
 struct Params {

@@ -5,8 +5,12 @@
 // non-zeros (coalesced reads of values and column indices) and reduce in workgroup memory.
 
 const WG: u32 = 256u;
-const LANES: u32 = 32u;
-const ROWS: u32 = 8u;
+// Inputs per workgroup, one per vec4 component (the host's BATCH_TILE).
+const BATCH_TILE: u32 = 4u;
+// Rows per workgroup (the host's ROWS_PER_WORKGROUP) and invocations per row (WG / ROWS), set by
+// the host.
+override ROWS: u32;
+override LANES: u32;
 
 struct Params {
     rows: u32,      // outputs of the layer
@@ -40,7 +44,7 @@ var<workgroup> partial: array<vec4<f32>, WG>;
 fn csr_spmv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let lane = t % LANES;
     let r = wg.x * ROWS + t / LANES;
-    let b0 = wg.y * 4u;
+    let b0 = wg.y * BATCH_TILE;
     let xs = params.x_stride;
     var s = vec4<f32>(0.0);
     if r < params.rows {
@@ -60,7 +64,7 @@ fn csr_spmv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         }
         workgroupBarrier();
     }
-    if lane < 4u && r < params.rows {
+    if lane < BATCH_TILE && r < params.rows {
         var v = partial[t - lane][lane];
         if params.has_bias == 1u {
             v += bias[r];

@@ -5,11 +5,15 @@
 // row stride over the row with vec4 loads (consecutive invocations read consecutive 16-byte
 // words, so a row is streamed fully coalesced), keep four partial sums, and reduce them in
 // workgroup memory. A matrix larger than one storage binding is split into row tiles (see
-// `dense_tiles` in src/schedule.rs), each with its own weight buffer and dispatch.
+// `dense_tiles` in src/schedule/mod.rs), each with its own weight buffer and dispatch.
 
 const WG: u32 = 256u;
-const LANES: u32 = 32u;  // invocations per row
-const ROWS: u32 = 8u;    // rows per workgroup
+// Inputs per workgroup, one per vec4 component (the host's BATCH_TILE).
+const BATCH_TILE: u32 = 4u;
+// Rows per workgroup (the host's ROWS_PER_WORKGROUP) and invocations per row (WG / ROWS), set by
+// the host.
+override ROWS: u32;
+override LANES: u32;
 
 struct Params {
     tile_rows: u32,  // rows in this tile
@@ -39,7 +43,7 @@ var<workgroup> partial: array<vec4<f32>, WG>;
 fn dense_gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let lane = t % LANES;
     let r = wg.x * ROWS + t / LANES;
-    let b0 = wg.y * 4u;
+    let b0 = wg.y * BATCH_TILE;
     let xs = params.x_stride4;
     var s = vec4<f32>(0.0);
     if r < params.tile_rows {
@@ -60,7 +64,7 @@ fn dense_gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_in
         }
         workgroupBarrier();
     }
-    if lane < 4u && r < params.tile_rows {
+    if lane < BATCH_TILE && r < params.tile_rows {
         let row = params.row_offset + r;
         var v = partial[t - lane][lane];
         if params.has_bias == 1u {

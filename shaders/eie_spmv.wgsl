@@ -40,16 +40,18 @@
 
 // Workgroup memory: accumulator words (GROUPS * TILE * local rows must fit; sized per layer
 // within the device's workgroup memory by the host, DeviceLimits::eie_acc_words), listed
-// columns per chunk, their activations (CHUNK * TILE), codebook.
-override ACC_WORDS: u32 = 2560u;
-const LIST_WORDS: u32 = 512u;
-const MAX_CHUNK_WORDS: u32 = 16u;
-const MAX_GROUPS: u32 = 16u;
+// columns per chunk, their activations (CHUNK * TILE), codebook. Every size is set by the host
+// (src/gpu/kernels/eie_spmv.rs): LIST_WORDS is EIE_LIST_WORDS, MAX_CHUNK_WORDS the bitmap words
+// of LIST_WORDS columns, MAX_GROUPS EIE_MAX_GROUPS.
+override ACC_WORDS: u32;
+override LIST_WORDS: u32;
+override MAX_CHUNK_WORDS: u32;
+override MAX_GROUPS: u32;
 
 // Column groups per workgroup (a power of two up to 16) and inputs per tile; LANES = WG /
 // (GROUPS * TILE) lanes share a column slice for each input.
-override GROUPS: u32 = 16u;
-override TILE: u32 = 1u;
+override GROUPS: u32;
+override TILE: u32;
 
 // Partial sums [batch][S][N][local_rows] (S > 1), added by eie_reduce.wgsl.
 @group(0) @binding(4) var<storage, read_write> partials: array<u32>;

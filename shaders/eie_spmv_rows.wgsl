@@ -21,15 +21,17 @@
 // The shared declarations and helpers are in shaders/common/eie.wgsl; `params.pes` is 1 here
 // (global rows), `params.ptr_base` points at [rows + 1] absolute row pointers.
 
+// The host's EIE_BATCH_TILE (checked by tests/shaders.rs): a constant, since it sizes each
+// invocation's sums.
 const MAX_TILE: u32 = 4u;
 
 // Inputs per workgroup (at most MAX_TILE).
-override TILE: u32 = 1u;
+override TILE: u32;
 // Invocations per row: a power of two, 1 to 32.
-override LANES: u32 = 32u;
+override LANES: u32;
 
 var<workgroup> codebook: array<u32, MAX_CODES>;
-var<workgroup> sums: array<u32, 1024>; // [WG][MAX_TILE]
+var<workgroup> sums: array<u32, WG * MAX_TILE>; // [WG][MAX_TILE]
 
 @compute @workgroup_size(256)
 fn eie_spmv_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

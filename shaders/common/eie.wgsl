@@ -1,10 +1,13 @@
 // Shared by the EIE kernels (prepended to each kernel's source when its pipeline is built, see
-// src/gpu/kernels.rs): arithmetic and entry-width specialisation, the layer / activation
+// src/gpu/kernels/common.rs): arithmetic and entry-width specialisation, the layer / activation
 // bindings, f16 conversions, fixed-point products, the word-wide decode of relative indices and
 // the write-back with the output's non-zero bitmap.
 
+// Invocations per workgroup: the host's WORKGROUP_SIZE, which each `@workgroup_size` repeats
+// (both checked by tests/shaders.rs).
 const WG: u32 = 256u;
-const MAX_CODES: u32 = 256u;
+// Largest codebook (8-bit indices), set by the host: EIE_MAX_CODES.
+override MAX_CODES: u32;
 
 // Arithmetic: FIXED = EIE's fixed16 (see src/fixed16.rs); HALF = f16 activations (f16
 // codebook values, f32 products and sums); neither = f32.

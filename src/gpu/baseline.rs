@@ -2,15 +2,13 @@
 //! bindings when a matrix exceeds the binding limit) and a plain f32 CSR SpMV.
 
 use super::device::GpuContext;
-use super::kernels;
+use super::kernels::{csr_spmv, dense_gemv, Kernel};
 use super::program::{
-    activations, bind, storage_init, stride, uniform_init, Dispatch, Encoding, PipelineTiming,
-    Program, Timing, TimingOptions,
+    activations, storage_init, Encoding, PipelineTiming, Program, Timing, TimingOptions,
 };
-use crate::baseline::CsrLayerF32;
 use crate::error::{Error, Result};
-use crate::format::{Activation, Model};
-use crate::schedule::{dense_tiles, BATCH_TILE, ROWS_PER_WORKGROUP};
+use crate::format::Model;
+use crate::schedule::BATCH_TILE;
 use std::sync::Arc;
 
 /// Which baseline kernel.
@@ -30,30 +28,14 @@ impl BaselineKind {
             BaselineKind::Csr => "csr",
         }
     }
-}
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct DenseParams {
-    tile_rows: u32,
-    row_offset: u32,
-    cols4: u32,
-    x_stride4: u32,
-    y_stride: u32,
-    relu: u32,
-    has_bias: u32,
-    pad: u32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct CsrParams {
-    rows: u32,
-    x_stride: u32,
-    y_stride: u32,
-    relu: u32,
-    has_bias: u32,
-    pad: [u32; 3],
+    /// The kernel.
+    pub fn kernel(self) -> Kernel {
+        match self {
+            BaselineKind::Dense => Kernel::DenseGemv,
+            BaselineKind::Csr => Kernel::CsrSpmv,
+        }
+    }
 }
 
 /// A model on the GPU as dense or CSR f32 matrices.
@@ -96,11 +78,7 @@ impl BaselineEngine {
         let c = ctx.clone();
         ctx.scoped("building the baseline engine", move || {
             let ctx = c;
-            let (kernel, label) = match kind {
-                BaselineKind::Dense => (kernels::DENSE_GEMV, "dense"),
-                BaselineKind::Csr => (kernels::CSR_SPMV, "csr"),
-            };
-            let pipeline = ctx.pipelines().get(&ctx, kernel, &[])?;
+            let label = kind.name();
             let layers = model.layers();
             let act: Vec<wgpu::Buffer> = std::iter::once(layers[0].cols())
                 .chain(layers.iter().map(|l| l.rows()))
@@ -125,111 +103,16 @@ impl BaselineEngine {
                     &lbl("bias"),
                     bytemuck::cast_slice(layer.bias().unwrap_or(&zero)),
                 );
-                let relu = (layer.activation() == Activation::Relu) as u32;
-                let has_bias = layer.bias().is_some() as u32;
-                let (rows, cols) = (layer.rows(), layer.cols());
-                let mut layer_dispatches = Vec::new();
-                match kind {
+                let io = (&act[li], &act[li + 1]);
+                dispatches.push(match kind {
                     BaselineKind::Dense => {
-                        let w = layer.dense_weights();
-                        let cols4 = cols.div_ceil(4);
-                        for (ti, tile) in dense_tiles(rows, cols, &limits)?.into_iter().enumerate()
-                        {
-                            let mut padded = vec![0f32; tile.rows * cols4 * 4];
-                            for r in 0..tile.rows {
-                                let src = &w[(tile.start + r) * cols..(tile.start + r + 1) * cols];
-                                padded[r * cols4 * 4..r * cols4 * 4 + cols].copy_from_slice(src);
-                            }
-                            let params = DenseParams {
-                                tile_rows: tile.rows as u32,
-                                row_offset: tile.start as u32,
-                                cols4: cols4 as u32,
-                                x_stride4: (stride(cols) / 4) as u32,
-                                y_stride: stride(rows) as u32,
-                                relu,
-                                has_bias,
-                                pad: 0,
-                            };
-                            let ub = uniform_init(
-                                &ctx,
-                                &lbl(&format!("tile-{ti}/params")),
-                                bytemuck::bytes_of(&params),
-                            );
-                            let wb = storage_init(
-                                &ctx,
-                                &lbl(&format!("tile-{ti}/weights")),
-                                bytemuck::cast_slice(&padded),
-                            );
-                            let bg = bind(
-                                &ctx,
-                                &lbl(&format!("tile-{ti}/bind-group")),
-                                &pipeline,
-                                &[&ub, &wb, &bias, &act[li], &act[li + 1]],
-                            );
-                            layer_dispatches.push(Dispatch {
-                                pipeline: pipeline.clone(),
-                                bind_group: bg,
-                                x: tile.rows.div_ceil(ROWS_PER_WORKGROUP) as u32,
-                                y_per_group: 1,
-                                batch_group: BATCH_TILE as u32,
-                                batches: (1, usize::MAX),
-                            });
-                            buffers.extend([ub, wb]);
-                        }
+                        dense_gemv::dispatches(&ctx, layer, &bias, io, &lbl, &mut buffers)?
                     }
                     BaselineKind::Csr => {
-                        let csr = CsrLayerF32::new(layer);
-                        let workgroups = rows.div_ceil(ROWS_PER_WORKGROUP);
-                        if workgroups > limits.max_compute_workgroups_per_dimension as usize
-                            || 4 * csr.values().len() as u64 > limits.max_binding()
-                        {
-                            return Err(Error::InvalidArgument(format!(
-                                "layer `{}` ({rows}x{cols}, {} non-zeros) exceeds this device's \
-                                 limits for the CSR kernel",
-                                layer.name(),
-                                csr.values().len()
-                            )));
-                        }
-                        let params = CsrParams {
-                            rows: rows as u32,
-                            x_stride: stride(cols) as u32,
-                            y_stride: stride(rows) as u32,
-                            relu,
-                            has_bias,
-                            pad: [0; 3],
-                        };
-                        let ub = uniform_init(&ctx, &lbl("params"), bytemuck::bytes_of(&params));
-                        let rp = storage_init(
-                            &ctx,
-                            &lbl("row-ptr"),
-                            bytemuck::cast_slice(csr.row_ptr()),
-                        );
-                        let ci = storage_init(
-                            &ctx,
-                            &lbl("col-idx"),
-                            bytemuck::cast_slice(csr.col_idx()),
-                        );
-                        let vb =
-                            storage_init(&ctx, &lbl("values"), bytemuck::cast_slice(csr.values()));
-                        let bg = bind(
-                            &ctx,
-                            &lbl("bind-group"),
-                            &pipeline,
-                            &[&ub, &rp, &ci, &vb, &bias, &act[li], &act[li + 1]],
-                        );
-                        layer_dispatches.push(Dispatch {
-                            pipeline: pipeline.clone(),
-                            bind_group: bg,
-                            x: workgroups as u32,
-                            y_per_group: 1,
-                            batch_group: BATCH_TILE as u32,
-                            batches: (1, usize::MAX),
-                        });
-                        buffers.extend([ub, rp, ci, vb]);
+                        csr_spmv::dispatches(&ctx, layer, &bias, io, &lbl, &mut buffers)?
                     }
-                }
+                });
                 buffers.push(bias);
-                dispatches.push(layer_dispatches);
             }
             let input = act[0].clone();
             let output = act[act.len() - 1].clone();

@@ -6,19 +6,13 @@
 //! buffers, bind groups and pipelines built once.
 
 use super::device::GpuContext;
-use super::kernels;
-use super::program::{
-    bind, bind_at, storage_init, stride, uniform_init, zeroed, Dispatch, Encoding, InputBits,
-    PipelineTiming, Program, Timing, TimingOptions,
-};
+use super::kernels::{eie_spmv, eie_spmv_rows, ActLayout};
+use super::program::{zeroed, Encoding, InputBits, PipelineTiming, Program, Timing, TimingOptions};
 use crate::error::{Error, Result};
-use crate::fixed16::{self, FixedCodebook};
-use crate::format::{
-    encode_runs, encoded_len, entry_code, entry_run, Activation, EieLayer, Model, MAX_RUN,
-};
+use crate::format::{EieLayer, Model};
 use crate::reference::Precision;
 use crate::schedule::{
-    EieLayerPlan, PePlan, ScheduleOverride, Walk, EIE_BATCH_TILE, EIE_MAX_CODES, WORKGROUP_SIZE,
+    EieLayerPlan, PePlan, ScheduleOverride, Walk, EIE_BATCH_TILE, EIE_MAX_CODES,
 };
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -52,436 +46,6 @@ impl Default for EngineOptions {
             schedule: ScheduleOverride::default(),
         }
     }
-}
-
-/// `Params` of `eie_spmv.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct EieParams {
-    rows: u32,
-    cols: u32,
-    pes: u32,
-    local_rows: u32,
-    slices: u32,
-    slice_cols: u32,
-    x_stride: u32,
-    x_bits_base: u32,
-    x_bits_stride: u32,
-    y_stride: u32,
-    y_bits_base: u32,
-    y_bits_stride: u32,
-    codes: u32,
-    bias_base: u32,
-    ptr_base: u32,
-    entries_base: u32,
-    relu: u32,
-    has_bias: u32,
-    frac: u32,
-    part_base: u32,
-    shift: i32,
-}
-
-impl EieParams {
-    /// The fields both walks share: shape, activation strides and bitmaps, the layer buffer's
-    /// offsets, write-back flags; the walk-specific ones (PEs, slices, partial sums) zero.
-    fn new(
-        layer: &EieLayer,
-        xl: ActLayout,
-        yl: ActLayout,
-        [bias_base, ptr_base, entries_base]: [usize; 3],
-        frac: u32,
-    ) -> Self {
-        EieParams {
-            rows: layer.rows() as u32,
-            cols: layer.cols() as u32,
-            pes: 0,
-            local_rows: 0,
-            slices: 0,
-            slice_cols: 0,
-            x_stride: xl.stride as u32,
-            x_bits_base: xl.bits_base as u32,
-            x_bits_stride: xl.bits_stride as u32,
-            y_stride: yl.stride as u32,
-            y_bits_base: yl.bits_base as u32,
-            y_bits_stride: yl.bits_stride as u32,
-            codes: layer.codebook().len() as u32,
-            bias_base: bias_base as u32,
-            ptr_base: ptr_base as u32,
-            entries_base: entries_base as u32,
-            relu: (layer.activation() == Activation::Relu) as u32,
-            has_bias: layer.bias().is_some() as u32,
-            frac,
-            part_base: 0,
-            shift: layer.fixed16_format().write_back_shift(),
-        }
-    }
-}
-
-/// The layout of one activation buffer of the EIE engine: `[batch][stride]` value words, then
-/// `[batch][bits_stride]` non-zero bitmap words from word `bits_base`.
-#[derive(Clone, Copy, Debug)]
-struct ActLayout {
-    stride: usize,
-    bits_base: usize,
-    bits_stride: usize,
-    words: usize,
-}
-
-impl ActLayout {
-    fn new(n: usize, batch: usize, encoding: Encoding) -> Self {
-        // f16 values are packed two per word; stride() is even.
-        let stride = stride(n) * encoding.bytes() / 4;
-        let bits_stride = n.div_ceil(32);
-        ActLayout {
-            stride,
-            bits_base: batch * stride,
-            bits_stride,
-            words: batch * (stride + bits_stride),
-        }
-    }
-}
-
-/// The layer buffer of `eie_spmv.wgsl`: codebook, bias, column pointers (absolute entry
-/// indices, PE after PE) and the packed entries (8-bit `code | run << 4` for codebooks of at
-/// most 16 entries, else 16-bit `code | run << 8`, little-endian in u32 words). Returns the
-/// words, the bias, pointer and entry offsets, the fixed16 fraction bits and whether entries
-/// are 16-bit.
-fn layer_words(layer: &EieLayer, precision: Precision) -> (Vec<u32>, [usize; 3], u32, bool) {
-    let (mut w, frac) = meta_words(layer, precision);
-    let bias_base = layer.codebook().len();
-    let ptr_base = w.len();
-    let cols = layer.cols();
-    let pe_ptr = layer.pe_ptr();
-    w.extend(
-        layer
-            .col_ptr()
-            .iter()
-            .enumerate()
-            .map(|(i, &c)| pe_ptr[i / (cols + 1)] + c),
-    );
-    let entries_base = w.len();
-    let wide = layer.codebook().len() > 16;
-    pack_entries(&mut w, layer.entries(), wide);
-    (w, [bias_base, ptr_base, entries_base], frac, wide)
-}
-
-/// Appends entries packed for the kernels: 8-bit `code | run << 4` (four per word) or, `wide`,
-/// 16-bit `code | run << 8` (two per word), little-endian; at least one word.
-fn pack_entries(w: &mut Vec<u32>, entries: &[u16], wide: bool) {
-    let base = w.len();
-    let per_word = if wide { 2 } else { 4 };
-    w.resize(base + entries.len().div_ceil(per_word).max(1), 0);
-    for (i, &e) in entries.iter().enumerate() {
-        let v = if wide {
-            e as u32
-        } else {
-            entry_code(e) as u32 | (entry_run(e) as u32) << 4
-        };
-        w[base + i / per_word] |= v << ((i % per_word) * (32 / per_word));
-    }
-}
-
-/// The layer buffer of `eie_spmv_rows.wgsl`: codebook, bias, row pointers `[rows + 1]`
-/// (absolute entry indices) and the same codes re-encoded row by row, each entry's run counting
-/// the zero columns before it in its row. Entries are 8-bit (`code | run << 4`, padding entries
-/// for gaps over 15) or 16-bit (`code | run << 8`, padding only for gaps over 255): 16-bit for
-/// codebooks of more than 16 entries, and wherever the padding that 4-bit runs need would
-/// bring the 8-bit entries within [`EIE_ROW_WIDE_SHARE`](crate::schedule::EIE_ROW_WIDE_SHARE) of the 16-bit ones' bytes (sparse rows,
-/// e.g. VGG-6 at 4 %, whose gaps average 25 columns: half of its 8-bit entries would be padding,
-/// which every invocation walks).
-fn row_words(layer: &EieLayer, precision: Precision) -> Result<(Vec<u32>, [usize; 3], u32, bool)> {
-    let (mut w, frac) = meta_words(layer, precision);
-    let bias_base = layer.codebook().len();
-    let ptr_base = w.len();
-    let (rows, codes) = (layer.rows(), layer.sparse_codes());
-    // Counting pass from column order to row order: columns come out increasing in each row.
-    let mut start = vec![0usize; rows + 1];
-    for &r in &codes.row_idx {
-        start[r as usize + 1] += 1;
-    }
-    for i in 0..rows {
-        start[i + 1] += start[i];
-    }
-    let mut by_row = vec![(0usize, 0u8); codes.nnz()];
-    let mut fill = start.clone();
-    for j in 0..codes.cols {
-        for k in codes.col_ptr[j]..codes.col_ptr[j + 1] {
-            let r = codes.row_idx[k] as usize;
-            by_row[fill[r]] = (j, codes.code[k]);
-            fill[r] += 1;
-        }
-    }
-    let row = |i: usize| by_row[start[i]..start[i + 1]].iter().copied();
-    let count = |max_run: u8| -> usize {
-        (0..rows)
-            .map(|i| encoded_len(row(i).map(|(j, _)| j), max_run))
-            .sum()
-    };
-    let wide = layer.codebook().len() > 16
-        || count(u8::MAX) as f64 * 2.0
-            <= count(MAX_RUN) as f64 * crate::schedule::EIE_ROW_WIDE_SHARE;
-    let max_run = if wide { u8::MAX } else { MAX_RUN };
-    let mut entries: Vec<u16> = Vec::with_capacity(codes.nnz() + codes.nnz() / 4);
-    let mut ptrs = Vec::with_capacity(rows + 1);
-    for i in 0..rows {
-        ptrs.push(entries.len());
-        encode_runs(row(i), max_run, &mut entries)?;
-    }
-    ptrs.push(entries.len());
-    let words = ptrs.len() + entries.len() / 2;
-    if words > u32::MAX as usize || entries.len() > u32::MAX as usize {
-        return Err(Error::InvalidArgument(format!(
-            "layer `{}`: {} row-ordered entries exceed the kernel's 32-bit indices",
-            layer.name(),
-            entries.len()
-        )));
-    }
-    w.extend(ptrs.iter().map(|&p| p as u32));
-    let entries_base = w.len();
-    pack_entries(&mut w, &entries, wide);
-    Ok((w, [bias_base, ptr_base, entries_base], frac, wide))
-}
-
-/// Codebook then bias, as the kernel's first words.
-fn meta_words(layer: &EieLayer, precision: Precision) -> (Vec<u32>, u32) {
-    let mut w = Vec::with_capacity(layer.codebook().len() + layer.rows());
-    let mut frac = 0;
-    match precision {
-        Precision::Fixed16 => {
-            let cb = FixedCodebook::new(layer.codebook());
-            frac = cb.frac;
-            w.extend(cb.values.iter().map(|&v| v as i32 as u32));
-            if let Some(b) = layer.bias() {
-                let acc_frac = layer.fixed16_format().acc_frac();
-                w.extend(b.iter().map(|&v| fixed16::bias_to_acc(v, acc_frac) as u32));
-            }
-        }
-        Precision::F32 => {
-            w.extend(layer.codebook().iter().map(|v| v.to_bits()));
-            if let Some(b) = layer.bias() {
-                w.extend(b.iter().map(|v| v.to_bits()));
-            }
-        }
-        Precision::F16 => {
-            // Codebook rounded to f16 (the stored weight precision), bias kept in f32.
-            w.extend(
-                layer
-                    .codebook()
-                    .iter()
-                    .map(|&v| half::f16::from_f32(v).to_f32().to_bits()),
-            );
-            if let Some(b) = layer.bias() {
-                w.extend(b.iter().map(|v| v.to_bits()));
-            }
-        }
-    }
-    (w, frac)
-}
-
-/// A layer buffer of `words` must fit one storage binding of the device (and the kernels'
-/// 32-bit word indices); `pointers` names its pointers in the error.
-fn check_binding(
-    layer: &EieLayer,
-    words: &[u32],
-    pointers: &str,
-    limits: &crate::schedule::DeviceLimits,
-) -> Result<()> {
-    if 4 * words.len() as u64 > limits.max_binding() || words.len() > u32::MAX as usize {
-        return Err(Error::InvalidArgument(format!(
-            "layer `{}`: {} bytes of codebook, {pointers} and entries exceed the device's \
-             storage binding limit of {}",
-            layer.name(),
-            4 * words.len(),
-            limits.max_binding()
-        )));
-    }
-    Ok(())
-}
-
-/// The dispatches of one layer walked by rows (`eie_spmv_rows.wgsl`): one for a single input,
-/// one for tiles of the plan's batched tile when the engine takes batches. Buffers go to
-/// `buffers`.
-#[allow(clippy::too_many_arguments)]
-fn row_dispatches(
-    ctx: &Arc<GpuContext>,
-    layer: &EieLayer,
-    opts: &EngineOptions,
-    plan: &EieLayerPlan,
-    (input, xl): (&wgpu::Buffer, ActLayout),
-    (output, yl): (&wgpu::Buffer, ActLayout),
-    lbl: &dyn Fn(&str) -> String,
-    buffers: &mut Vec<wgpu::Buffer>,
-) -> Result<Vec<Dispatch>> {
-    let limits = ctx.device_limits();
-    let (words, [bias_base, ptr_base, entries_base], frac, wide) =
-        row_words(layer, opts.precision)?;
-    check_binding(layer, &words, "row pointers", &limits)?;
-    let groups = layer.rows().div_ceil(plan.rows_per_workgroup());
-    if groups > limits.max_compute_workgroups_per_dimension as usize {
-        return Err(Error::InvalidArgument(format!(
-            "layer `{}`: {} rows need more workgroups than the device's {} per dimension",
-            layer.name(),
-            layer.rows(),
-            limits.max_compute_workgroups_per_dimension
-        )));
-    }
-    let lb = storage_init(ctx, &lbl("rows/layer"), bytemuck::cast_slice(&words));
-    let tile = plan.batched.tile;
-    let classes: &[(usize, usize, usize)] = if opts.max_batch > 1 {
-        &[(1, 1, 1), (2, usize::MAX, tile)]
-    } else {
-        &[(1, 1, 1)]
-    };
-    let mut out = Vec::new();
-    for &(lo, hi, tile) in classes {
-        let params = EieParams {
-            pes: 1,
-            local_rows: layer.rows() as u32,
-            slices: 1,
-            slice_cols: 0,
-            ..EieParams::new(layer, xl, yl, [bias_base, ptr_base, entries_base], frac)
-        };
-        let constants = [
-            ("FIXED", (opts.precision == Precision::Fixed16) as u8 as f64),
-            ("HALF", (opts.precision == Precision::F16) as u8 as f64),
-            ("WIDE", wide as u8 as f64),
-            ("TILE", tile as f64),
-            ("LANES", plan.row_lanes as f64),
-        ];
-        let pipeline = ctx
-            .pipelines()
-            .get(ctx, kernels::EIE_SPMV_ROWS, &constants)?;
-        let ub = uniform_init(
-            ctx,
-            &lbl(&format!("rows/tile-{tile}/params")),
-            bytemuck::bytes_of(&params),
-        );
-        let bg = bind(
-            ctx,
-            &lbl(&format!("rows/tile-{tile}/bind-group")),
-            &pipeline,
-            &[&ub, &lb, input, output],
-        );
-        out.push(Dispatch {
-            pipeline,
-            bind_group: bg,
-            x: groups as u32,
-            batch_group: tile as u32,
-            y_per_group: 1,
-            batches: (lo, hi),
-        });
-        buffers.push(ub);
-    }
-    buffers.push(lb);
-    Ok(out)
-}
-
-/// The dispatches of one layer walked by columns (`eie_spmv.wgsl`, and `eie_reduce.wgsl` after
-/// it where the columns are split into slices): for a single input, and for tiles of inputs
-/// when the engine takes batches (`padded`: the largest batch, whole tiles). `layer` is
-/// interleaved over the plan's PEs. Buffers go to `buffers`.
-#[allow(clippy::too_many_arguments)]
-fn column_dispatches(
-    ctx: &Arc<GpuContext>,
-    layer: &EieLayer,
-    opts: &EngineOptions,
-    plan: &EieLayerPlan,
-    padded: usize,
-    (input, xl): (&wgpu::Buffer, ActLayout),
-    (output, yl): (&wgpu::Buffer, ActLayout),
-    lbl: &dyn Fn(&str) -> String,
-    buffers: &mut Vec<wgpu::Buffer>,
-) -> Result<Vec<Dispatch>> {
-    let limits = ctx.device_limits();
-    let (words, [bias_base, ptr_base, entries_base], frac, wide) =
-        layer_words(layer, opts.precision);
-    check_binding(layer, &words, "pointers", &limits)?;
-    let lb = storage_init(ctx, &lbl("layer"), bytemuck::cast_slice(&words));
-    let classes: &[(usize, usize)] = if opts.max_batch > 1 {
-        &[(1, 1), (2, usize::MAX)]
-    } else {
-        &[(1, 1)]
-    };
-    // Partial sums [batch][slices][pes][local rows], for the largest batch a class serves.
-    let partial_words = classes
-        .iter()
-        .map(|&(lo, _)| {
-            let launch = plan.launch(lo);
-            let batch = if lo == 1 { 1 } else { padded };
-            if launch.slices > 1 {
-                batch * launch.slices * plan.pes * plan.local_rows
-            } else {
-                0
-            }
-        })
-        .max()
-        .unwrap_or(0);
-    let partials = zeroed(ctx, &lbl("partials"), partial_words)?;
-    let fixed = (opts.precision == Precision::Fixed16) as u8 as f64;
-    let half = (opts.precision == Precision::F16) as u8 as f64;
-    let mut out = Vec::new();
-    for &(lo, hi) in classes {
-        let launch = plan.launch(lo);
-        let params = EieParams {
-            pes: plan.pes as u32,
-            local_rows: plan.local_rows as u32,
-            slices: launch.slices as u32,
-            slice_cols: launch.slice_cols as u32,
-            ..EieParams::new(layer, xl, yl, [bias_base, ptr_base, entries_base], frac)
-        };
-        let constants = [
-            ("FIXED", fixed),
-            ("HALF", half),
-            ("WIDE", wide as u8 as f64),
-            ("GROUPS", launch.groups as f64),
-            ("TILE", launch.tile as f64),
-            ("ACC_WORDS", launch.acc_words as f64),
-        ];
-        let pipeline = ctx.pipelines().get(ctx, kernels::EIE_SPMV, &constants)?;
-        let tag = format!("tile-{}", launch.tile);
-        let ub = uniform_init(
-            ctx,
-            &lbl(&format!("{tag}/params")),
-            bytemuck::bytes_of(&params),
-        );
-        let bg = bind(
-            ctx,
-            &lbl(&format!("{tag}/bind-group")),
-            &pipeline,
-            &[&ub, &lb, input, output, &partials],
-        );
-        out.push(Dispatch {
-            pipeline,
-            bind_group: bg,
-            x: (launch.slices * plan.pes) as u32,
-            batch_group: launch.tile as u32,
-            y_per_group: 1,
-            batches: (lo, hi),
-        });
-        if launch.slices > 1 {
-            let constants = [("FIXED", fixed), ("HALF", half)];
-            let pipeline = ctx.pipelines().get(ctx, kernels::EIE_REDUCE, &constants)?;
-            let bg = bind_at(
-                ctx,
-                &lbl(&format!("{tag}/reduce-bind-group")),
-                &pipeline,
-                &[(0, &ub), (1, &lb), (3, output), (4, &partials)],
-            );
-            // One invocation per row and input of every tile (padding inputs included, so that
-            // no output slot keeps a stale value).
-            out.push(Dispatch {
-                pipeline,
-                bind_group: bg,
-                x: layer.rows().div_ceil(WORKGROUP_SIZE) as u32,
-                batch_group: launch.tile as u32,
-                y_per_group: launch.tile as u32,
-                batches: (lo, hi),
-            });
-        }
-        buffers.push(ub);
-    }
-    buffers.extend([lb, partials]);
-    Ok(out)
 }
 
 /// An EIE model resident on the GPU. Cloning is cheap (the device state is shared), and one
@@ -526,6 +90,13 @@ impl GpuEngine {
         };
         // Every buffer holds whole tiles.
         let padded = tiles * EIE_BATCH_TILE;
+        // Each layer's dispatches are specialised for a single input and, when the engine
+        // takes batches, for tiles of inputs.
+        let classes: &[(usize, usize)] = if opts.max_batch > 1 {
+            &[(1, 1), (2, usize::MAX)]
+        } else {
+            &[(1, 1)]
+        };
         let c = ctx.clone();
         ctx.scoped("building the EIE engine", move || {
             let ctx = c;
@@ -569,21 +140,31 @@ impl GpuEngine {
                 )?;
                 let lbl = |w: &str| format!("eie/gpu/layer-{li}/{w}");
                 let (x, y) = ((&act[li], layouts[li]), (&act[li + 1], layouts[li + 1]));
+                let p = opts.precision;
                 dispatches.push(match plan.walk {
-                    Walk::Rows => {
-                        row_dispatches(&ctx, layer, &opts, &plan, x, y, &lbl, &mut buffers)?
-                    }
+                    Walk::Rows => eie_spmv_rows::dispatches(
+                        &ctx,
+                        layer,
+                        p,
+                        &plan,
+                        classes,
+                        x,
+                        y,
+                        &lbl,
+                        &mut buffers,
+                    )?,
                     Walk::Columns => {
                         let layer: Cow<EieLayer> = if plan.pes == layer.pes() {
                             Cow::Borrowed(layer)
                         } else {
                             Cow::Owned(layer.with_pes(plan.pes)?)
                         };
-                        column_dispatches(
+                        eie_spmv::dispatches(
                             &ctx,
                             &layer,
-                            &opts,
+                            p,
                             &plan,
+                            classes,
                             padded,
                             x,
                             y,

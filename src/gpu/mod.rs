@@ -15,7 +15,6 @@
 
 mod backend;
 mod baseline;
-mod compact;
 mod device;
 mod engine;
 pub mod kernels;
@@ -25,9 +24,9 @@ pub use crate::reference::Precision;
 pub use crate::schedule::{PePlan, ScheduleOverride, Walk, SCHEDULE_ENV};
 pub use backend::{gpu_backends, gpu_backends_on};
 pub use baseline::{BaselineEngine, BaselineKind, BASELINE_MAX_BATCH};
-pub use compact::compact_nonzeros;
 pub use device::{list_adapters, AdapterSummary, DeviceOptions, GpuContext};
 pub use engine::{EngineOptions, GpuEngine};
+pub use kernels::compact_nonzeros;
 pub use program::{PipelineTiming, Timing, TimingOptions};
 /// The wgpu version this backend is built on (for `wgpu::Backends`, adapter info, ...).
 pub use wgpu;

@@ -2,10 +2,11 @@
 //! big layers are tiled against a device's limits, and how batches are split.
 //!
 //! The kernels in `shaders/` are written against the WebGPU default limits (16 KiB of workgroup
-//! memory, 256 invocations per workgroup, 65535 workgroups per dimension); the constants here
-//! mirror the sizes fixed in those files, and the planners check a layer against the limits of
-//! the device it will run on so that a layer that cannot fit is a typed error, never a bad
-//! dispatch.
+//! memory, 256 invocations per workgroup, 65535 workgroups per dimension); the sizes they share
+//! with the host are the constants here, passed to them as override constants (or, where WGSL
+//! needs a constant, checked against them by `tests/shaders.rs`), and the planners check a layer
+//! against the limits of the device it will run on so that a layer that cannot fit is a typed
+//! error, never a bad dispatch.
 
 use crate::error::{Error, Result};
 
@@ -33,7 +34,8 @@ pub const EIE_MAX_GROUPS: usize = 16;
 pub const EIE_MAX_CODES: usize = 256;
 /// Workgroup-memory words of the EIE kernel besides its accumulators: listed columns and their
 /// activations, codebook, bitmap words, per-group counts and the step count.
-pub const EIE_FIXED_WORKGROUP_WORDS: usize = 2 * EIE_LIST_WORDS + EIE_MAX_CODES + 2 * 16 + 1;
+pub const EIE_FIXED_WORKGROUP_WORDS: usize =
+    2 * EIE_LIST_WORDS + EIE_MAX_CODES + EIE_LIST_WORDS / 32 + EIE_MAX_GROUPS + 1;
 /// Workgroup memory the EIE kernel declares at the default limit, in bytes.
 pub const EIE_WORKGROUP_BYTES: usize = 4 * (EIE_ACC_WORDS + EIE_FIXED_WORKGROUP_WORDS);
 const _: () = assert!(

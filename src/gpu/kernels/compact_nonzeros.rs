@@ -1,18 +1,52 @@
-//! Non-zero compaction on the device (EIE's leading non-zero detection) as a stand-alone call:
-//! dense activation vectors become lists of `(index, value)` of their non-zero entries.
+//! `compact_nonzeros`: non-zero compaction on the device (EIE's leading non-zero detection) as
+//! a stand-alone call (`shaders/compact_nonzeros.wgsl`): dense activation vectors become lists
+//! of `(index, value)` of their non-zero entries, one workgroup per vector.
 
-use super::device::{Completion, GpuContext};
-use super::kernels;
-use super::program::{bind, storage_init, uniform_init};
+use super::{bind, Access, Binding, Kernel};
 use crate::error::{Error, Result};
 use crate::format::check_batch;
+use crate::gpu::device::{Completion, GpuContext};
+use crate::gpu::program::{storage_init, uniform_init};
+use crate::schedule::WORKGROUP_SIZE;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct CompactParams {
-    n: u32,
-    x_stride: u32,
-    pad: [u32; 2],
+/// WGSL source.
+pub(crate) const SOURCE: &str = include_str!("../../../shaders/compact_nonzeros.wgsl");
+
+params_struct! {
+    /// `Params` of `compact_nonzeros.wgsl`: vector length and stride.
+    struct CompactParams {
+        n: u32,
+        x_stride: u32,
+        pad0: u32,
+        pad1: u32,
+    }
+}
+
+/// The host's layout of [`CompactParams`].
+pub(crate) const PARAMS_LAYOUT: super::ParamsLayout = CompactParams::LAYOUT;
+
+/// `params` (uniform): [`CompactParams`].
+pub(crate) const PARAMS: Binding = Binding::new(0, "params", Access::Uniform);
+/// `x`: the input vectors, `[batch][x_stride]` f32 bits.
+pub(crate) const X: Binding = Binding::new(1, "x", Access::Read);
+/// `pairs`: `[batch][n]` (index, value bits) of the non-zeros, in index order.
+pub(crate) const PAIRS: Binding = Binding::new(2, "pairs", Access::ReadWrite);
+/// `count`: `[batch]` non-zeros per vector.
+pub(crate) const COUNT: Binding = Binding::new(3, "count", Access::ReadWrite);
+/// Every binding, in order.
+pub(crate) const BINDINGS: &[Binding] = &[PARAMS, X, PAIRS, COUNT];
+
+/// WGSL `const`s that mirror host constants: `WG` (`@workgroup_size` repeats it).
+pub(crate) const MIRRORED: &[(&str, usize)] = &[("WG", WORKGROUP_SIZE)];
+
+/// The override constants: none, the kernel shares no size with the host but `WG`.
+pub(crate) fn constants() -> Vec<(&'static str, f64)> {
+    Vec::new()
+}
+
+/// [`constants`] (there is one pipeline).
+pub(crate) fn example_constants() -> Vec<(&'static str, f64)> {
+    constants()
 }
 
 /// Compacts each of the `input.len() / n` vectors of length `n` into its non-zero entries, in
@@ -27,12 +61,15 @@ pub fn compact_nonzeros(ctx: &GpuContext, input: &[f32], n: usize) -> Result<Vec
             "{batch} vectors of {n} exceed this device's limits for one compaction"
         )));
     }
-    let pipeline = ctx.pipelines().get(ctx, kernels::COMPACT_NONZEROS, &[])?;
+    let pipeline = ctx
+        .pipelines()
+        .get(ctx, Kernel::CompactNonzeros, &constants())?;
     let dev = ctx.device();
     let params = CompactParams {
         n: n as u32,
         x_stride: n as u32,
-        pad: [0; 2],
+        pad0: 0,
+        pad1: 0,
     };
     let (pairs_bytes, count_bytes) = ((8 * input.len()) as u64, (4 * batch) as u64);
     let (x, ub, pairs, count, read) = ctx.scoped("compaction buffers", || {
@@ -58,9 +95,10 @@ pub fn compact_nonzeros(ctx: &GpuContext, input: &[f32], n: usize) -> Result<Vec
     })?;
     let bg = bind(
         ctx,
+        Kernel::CompactNonzeros,
         "eie/gpu/compact/bind-group",
         &pipeline,
-        &[&ub, &x, &pairs, &count],
+        &[(PARAMS, &ub), (X, &x), (PAIRS, &pairs), (COUNT, &count)],
     );
     let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
         label: Some("eie/gpu/compact"),

@@ -1,0 +1,122 @@
+//! A compiled model on the device: the dispatches of every layer recorded into one compute
+//! pass, the activation buffers they chain through, and the ways to run it, by job:
+//!
+//! * [`buffers`]: buffer creation and upload helpers, and the device layout of activations
+//!   (encoding inputs, decoding outputs);
+//! * [`runtime`]: submission, waiting (blocking, or through the context's poller thread) and
+//!   mapping the output back;
+//! * [`timing`]: timestamp queries, wall times and pipelined frames.
+
+mod buffers;
+mod runtime;
+mod timing;
+
+use super::device::GpuContext;
+use std::sync::{Arc, Mutex};
+
+pub(crate) use buffers::{activations, storage_init, stride, uniform_init, zeroed, Encoding};
+pub use timing::{PipelineTiming, Timing, TimingOptions};
+
+/// One kernel launch of a layer.
+pub(crate) struct Dispatch {
+    pub pipeline: wgpu::ComputePipeline,
+    pub bind_group: wgpu::BindGroup,
+    /// Workgroups along x.
+    pub x: u32,
+    /// Inputs one workgroup row along y covers (the EIE tile, 4 for the baselines).
+    pub batch_group: u32,
+    /// Workgroup rows along y per `batch_group` inputs (1, or the tile for a kernel with one
+    /// invocation row per input).
+    pub y_per_group: u32,
+    /// The batch sizes this dispatch serves (inclusive); a layer may hold one dispatch per
+    /// range (the EIE kernel is specialised for a single input and for tiles of inputs).
+    pub batches: (usize, usize),
+}
+
+/// Where a program's input buffer keeps the non-zero bitmaps of its inputs (the EIE kernel's
+/// leading non-zero detection reads them), and how batches are padded.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct InputBits {
+    /// First word of the bitmaps.
+    pub base: usize,
+    /// Words per input's bitmap.
+    pub stride: usize,
+    /// Batches of more than one input are padded with zero inputs to a multiple of this.
+    pub tile: usize,
+}
+
+/// A model on the device.
+pub(crate) struct Program {
+    pub ctx: Arc<GpuContext>,
+    pub layers: Vec<Vec<Dispatch>>,
+    pub input: wgpu::Buffer,
+    pub output: wgpu::Buffer,
+    pub in_size: usize,
+    pub out_size: usize,
+    pub max_batch: usize,
+    pub encoding: Encoding,
+    pub input_bits: Option<InputBits>,
+    /// fixed16: fraction bits of the model's input and output activations.
+    pub fixed16_fracs: (u32, u32),
+    submit: Mutex<()>,
+    staging: Mutex<Vec<wgpu::Buffer>>,
+}
+
+impl Program {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        ctx: Arc<GpuContext>,
+        layers: Vec<Vec<Dispatch>>,
+        input: wgpu::Buffer,
+        output: wgpu::Buffer,
+        in_size: usize,
+        out_size: usize,
+        max_batch: usize,
+        encoding: Encoding,
+    ) -> Self {
+        Program {
+            ctx,
+            layers,
+            input,
+            output,
+            in_size,
+            out_size,
+            max_batch,
+            encoding,
+            input_bits: None,
+            fixed16_fracs: (
+                crate::fixed16::DEFAULT_ACT_FRAC,
+                crate::fixed16::DEFAULT_ACT_FRAC,
+            ),
+            submit: Mutex::new(()),
+            staging: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Records one run of every layer for `batch` inputs, with an optional timestamp written
+    /// before the first layer and after each layer (`base`, `base + 1`, ...).
+    fn record(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        batch: usize,
+        stamps: Option<(&wgpu::QuerySet, u32)>,
+    ) {
+        if let Some((qs, base)) = stamps {
+            pass.write_timestamp(qs, base);
+        }
+        for (l, dispatches) in self.layers.iter().enumerate() {
+            for d in dispatches
+                .iter()
+                .filter(|d| (d.batches.0..=d.batches.1).contains(&batch))
+            {
+                pass.set_pipeline(&d.pipeline);
+                pass.set_bind_group(0, &d.bind_group, &[]);
+                let y = (batch as u32).div_ceil(d.batch_group) * d.y_per_group;
+                pass.dispatch_workgroups(d.x, y, 1);
+            }
+            if let Some((qs, base)) = stamps {
+                pass.write_timestamp(qs, base + l as u32 + 1);
+            }
+        }
+    }
+}
