@@ -19,6 +19,8 @@ use rand::Rng;
 use std::io::Write;
 use std::sync::{Arc, OnceLock};
 
+mod heartbeat;
+
 /// The shared context, or `None` (after one line on the terminal saying why and how to get
 /// lavapipe) when this machine has no adapter. Where a GPU is required (`CI=true` or
 /// `EIE_REQUIRE_GPU=1`, as `.ci/run` sets) a missing adapter, or one that is not Vulkan (wgpu
@@ -756,4 +758,19 @@ proptest! {
             }
         }
     }
+}
+
+/// Async GPU runs hand their uploads, submissions and mapping to the context's threads: a task
+/// sleeping 1 ms on a 2-worker runtime beside 64 tasks calling the engine directly never waits
+/// 50 ms past its wake-up (they used to hold the workers in the submit lock and the queue).
+#[test]
+fn runtime_workers_never_wait_on_the_gpu_engine() {
+    let Some(ctx) = gpu() else { return };
+    let m = one(layer(512, 1024, 0.1, 4, 8, true, Activation::Relu, 171));
+    let engine = eie::Engine::from(GpuEngine::new(ctx, &m, EngineOptions::default()).unwrap());
+    let gap = heartbeat::gap(&engine);
+    assert!(
+        gap < std::time::Duration::from_millis(50),
+        "a runtime worker was held for {gap:?}"
+    );
 }

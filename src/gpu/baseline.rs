@@ -40,7 +40,7 @@ impl BaselineKind {
 
 /// A model on the GPU as dense or CSR f32 matrices.
 pub struct BaselineEngine {
-    program: Program,
+    program: Arc<Program>,
     kind: BaselineKind,
     _buffers: Vec<wgpu::Buffer>,
 }
@@ -118,7 +118,7 @@ impl BaselineEngine {
             let output = act[act.len() - 1].clone();
             buffers.extend(act);
             Ok(BaselineEngine {
-                program: Program::new(
+                program: Arc::new(Program::new(
                     ctx.clone(),
                     dispatches,
                     input,
@@ -127,7 +127,7 @@ impl BaselineEngine {
                     model.output_size(),
                     max_batch,
                     Encoding::F32,
-                ),
+                )),
                 kind,
                 _buffers: buffers,
             })

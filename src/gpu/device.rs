@@ -212,6 +212,49 @@ impl Future for CompletionFuture {
     }
 }
 
+/// A job for the context's submission thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+struct HandoffSlot<T> {
+    result: Option<Result<T>>,
+    waker: Option<Waker>,
+    done: bool,
+}
+
+/// Marks a handed-off job done when it is dropped, run or not (a job dropped unrun, because
+/// the submission thread is gone, fails its future instead of leaving it pending).
+struct Finisher<T>(Arc<Mutex<HandoffSlot<T>>>);
+
+impl<T> Drop for Finisher<T> {
+    fn drop(&mut self) {
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        s.done = true;
+        if let Some(w) = s.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+/// The result of a job run on the context's submission thread ([`GpuContext::hand_off`]).
+pub(crate) struct Handoff<T>(Arc<Mutex<HandoffSlot<T>>>);
+
+impl<T> Future for Handoff<T> {
+    type Output = Result<T>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = s.result.take() {
+            return Poll::Ready(r);
+        }
+        if s.done {
+            return Poll::Ready(Err(Error::ShutDown(
+                "the GPU submission thread stopped before running the request".into(),
+            )));
+        }
+        s.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
 /// Background thread that polls the device while futures wait on it, so async callers never
 /// block their executor on `device.poll`.
 struct Poller {
@@ -273,6 +316,10 @@ pub struct GpuContext {
     poller: Arc<Poller>,
     // Joined on drop, so the poller's handle on the device is gone before the context is.
     poller_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    // Jobs for the submission thread, which uploads, submits and maps for async callers so
+    // that their executor's threads never wait on the queue or the device's locks. The thread
+    // holds no handle on the device itself and ends when this sender is dropped.
+    jobs: std::sync::mpsc::Sender<Job>,
     pipelines: PipelineCache,
 }
 
@@ -358,6 +405,15 @@ impl GpuContext {
             .name("eie-gpu-poller".into())
             .spawn(move || p.run(d, t))
             .map_err(|e| Error::Gpu(format!("cannot start the poller thread: {e}")))?;
+        let (jobs, queued) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("eie-gpu-submit".into())
+            .spawn(move || {
+                while let Ok(job) = queued.recv() {
+                    job();
+                }
+            })
+            .map_err(|e| Error::Gpu(format!("cannot start the submission thread: {e}")))?;
         Ok(Arc::new(GpuContext {
             device,
             queue,
@@ -367,6 +423,7 @@ impl GpuContext {
             state,
             poller,
             poller_thread: Mutex::new(Some(poller_thread)),
+            jobs,
             pipelines: PipelineCache::default(),
         }))
     }
@@ -481,6 +538,32 @@ impl GpuContext {
             let _ = self.device.poll(wgpu::PollType::Poll);
             s = c.lock();
         }
+    }
+
+    /// Runs `job` on the context's submission thread and returns its result as a future, so
+    /// that an async caller only awaits: uploads, submissions and buffer mapping take the
+    /// queue's and the device's locks, which the poller holds while it polls. Jobs run one at a
+    /// time, in the order they were handed off; a job that panics fails its own future.
+    pub(crate) fn hand_off<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Handoff<T> {
+        let slot = Arc::new(Mutex::new(HandoffSlot {
+            result: None,
+            waker: None,
+            done: false,
+        }));
+        let finisher = Finisher(slot.clone());
+        let run: Job = Box::new(move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))
+                .unwrap_or_else(|_| Err(Error::Gpu("a GPU submission panicked".into())));
+            finisher.0.lock().unwrap_or_else(|e| e.into_inner()).result = Some(r);
+            drop(finisher);
+        });
+        // A send fails only when the thread is gone: the job is dropped unrun and its
+        // finisher fails the future.
+        let _ = self.jobs.send(run);
+        Handoff(slot)
     }
 
     /// Hands a completion to the poller thread, which polls until it is set (or fails it when

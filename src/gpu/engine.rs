@@ -56,7 +56,7 @@ pub struct GpuEngine {
 }
 
 struct Resident {
-    program: Program,
+    program: Arc<Program>,
     plans: Vec<EieLayerPlan>,
     precision: Precision,
     forced_walk: Option<Walk>,
@@ -196,7 +196,7 @@ impl GpuEngine {
             });
             Ok(GpuEngine {
                 inner: Arc::new(Resident {
-                    program,
+                    program: Arc::new(program),
                     plans,
                     precision: opts.precision,
                     forced_walk: ov.walk,

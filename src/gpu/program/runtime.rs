@@ -110,18 +110,37 @@ impl Program {
         Ok(out)
     }
 
-    /// Runs a batch without blocking: the device is polled by the context's poller thread.
-    pub(crate) async fn run_async(&self, input: &[f32]) -> Result<Vec<f32>> {
+    /// Runs a batch without blocking: the upload, submission and mapping of each chunk are
+    /// handed to the context's submission thread, the device is polled by its poller thread,
+    /// and the caller only awaits. A lost device is [`Error::DeviceLost`] here as on the
+    /// blocking path.
+    pub(crate) async fn run_async(self: &Arc<Self>, input: &[f32]) -> Result<Vec<f32>> {
         let batch = check_batch(self.in_size, input)?;
         let mut out = Vec::with_capacity(batch * self.out_size);
         for (s, n) in batch_chunks(batch, self.max_batch) {
-            let x = &input[s * self.in_size..(s + n) * self.in_size];
-            let (_idx, staging, size) = self.submit_chunk(&self.encode(x), n)?;
-            let c = Self::map(&staging, size);
-            self.ctx.watch(c.clone());
-            CompletionFuture(c).await?;
+            let encoded = self.encode(&input[s * self.in_size..(s + n) * self.in_size]);
+            let program = self.clone();
+            let (staging, size, c) = self
+                .ctx
+                .hand_off(move || {
+                    let (_idx, staging, size) = program.submit_chunk(&encoded, n)?;
+                    let c = Self::map(&staging, size);
+                    program.ctx.watch(c.clone());
+                    Ok((staging, size, c))
+                })
+                .await?;
+            if let Err(e) = CompletionFuture(c).await {
+                // A device lost while this run was in flight says so, not "mapping failed".
+                self.ctx.check()?;
+                return Err(e);
+            }
             self.ctx.check()?;
-            out.extend(self.read_staging(staging, size, n)?);
+            let program = self.clone();
+            out.extend(
+                self.ctx
+                    .hand_off(move || program.read_staging(staging, size, n))
+                    .await?,
+            );
         }
         Ok(out)
     }
