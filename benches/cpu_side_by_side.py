@@ -17,8 +17,10 @@ Timing follows ``eie bench``: warm-up calls, then samples that each repeat the c
 10 ms and record the mean, rotating through four inputs; median and min-max over the samples.
 
 Needs python3 with numpy and scipy (e.g. ``python3 -m venv v && v/bin/pip install numpy scipy``,
-or Debian's python3-numpy python3-scipy) and a built ``eie`` (``cargo build --release``); installs
-nothing itself. Not part of CI (it takes minutes).
+or Debian's python3-numpy python3-scipy) and a built ``eie`` (``cargo build --release``; with
+``--features openblas`` its dense baseline runs through the system's OpenBLAS, as in the recorded
+figures, else through the ``gemm`` crate); installs nothing itself. Not part of CI (it takes
+minutes).
 
 Usage (from the repository root):
 

@@ -1,8 +1,8 @@
 //! CPU baselines that EIE is measured against, both on the dequantised weights of a [`Model`]
 //! and both usable as a [`Backend`]:
 //!
-//! * dense f32 GEMV / GEMM through the system's OpenBLAS (CBLAS `sgemv` at batch 1, `sgemm`
-//!   above; feature `openblas`, on by default), or through the `gemm` crate without it;
+//! * dense f32 GEMV / GEMM through the `gemm` crate, or with the opt-in feature `openblas`
+//!   through the system's OpenBLAS (CBLAS `sgemv` at batch 1, `sgemm` above);
 //! * plain CSR SpMV / SpMM (f32 values, u32 column indices, no codebook, no activation
 //!   skipping): four partial sums per row at batch 1, a tile of 64 inputs per weight read at
 //!   larger batches, AVX2 where the CPU has it, rows split over the rayon threads.

@@ -7,12 +7,14 @@
 //! rotates through several inputs so a cache-resident hot loop does not flatter a kernel, and
 //! reports the median and the spread (min, max) of the samples.
 
+#[cfg(feature = "charts")]
 mod chart;
 mod cpu;
 #[cfg(feature = "gpu")]
 pub mod gpu;
 pub mod report;
 
+#[cfg(feature = "charts")]
 pub use chart::speedup_chart;
 pub use cpu::{cpu_contenders, cpu_name};
 pub use report::{csv, markdown};

@@ -201,6 +201,7 @@ impl Devices {
     }
 
     fn contenders(&self, m: &Model, max_batch: usize) -> Result<Vec<Box<dyn Contender>>> {
+        #[cfg_attr(not(feature = "gpu"), allow(unused_mut))] // GPU contenders join below
         let mut c = if self.cpu {
             bench::cpu_contenders(m)?
         } else {

@@ -2,12 +2,14 @@
 //! pruning to a target density, then weight sharing through a per-layer codebook whose entry 0
 //! is reserved for zero, then EIE encoding.
 
+#[cfg(feature = "charts")]
 mod chart;
 mod codebook;
 mod plan;
 mod prune;
 mod search;
 
+#[cfg(feature = "charts")]
 pub use chart::sensitivity_chart;
 pub use codebook::{share_weights, SharedWeights};
 pub use plan::{compress_model, CompressPlan, LayerSettings, Setting};

@@ -1,9 +1,12 @@
 //! CSV and SVG output of the paper's sweeps ([`super::paper::fifo_sweep`],
-//! [`super::paper::pe_sweep`]): one line per layer.
+//! [`super::paper::pe_sweep`]): one line per layer. The SVG charts need the cargo feature
+//! `charts` (plotters).
 
 use super::paper::SweepPoint;
 use crate::error::{Error, Result};
+#[cfg(feature = "charts")]
 use plotters::coord::Shift;
+#[cfg(feature = "charts")]
 use plotters::prelude::*;
 use std::io::Write;
 use std::path::Path;
@@ -25,6 +28,7 @@ pub fn write_csv(points: &[SweepPoint], path: &Path) -> Result<()> {
 }
 
 /// The layers of `points` in first-seen order, each with its points.
+#[cfg(feature = "charts")]
 fn by_layer(points: &[SweepPoint]) -> Vec<(&str, Vec<&SweepPoint>)> {
     let mut out: Vec<(&str, Vec<&SweepPoint>)> = Vec::new();
     for p in points {
@@ -36,11 +40,13 @@ fn by_layer(points: &[SweepPoint]) -> Vec<(&str, Vec<&SweepPoint>)> {
     out
 }
 
+#[cfg(feature = "charts")]
 fn chart_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::io(path, std::io::Error::other(e.to_string()))
 }
 
 /// Draws one line per layer of `y(point)` against `x(point)` on log-2 axes.
+#[cfg(feature = "charts")]
 #[allow(clippy::too_many_arguments)]
 fn draw(
     root: &DrawingArea<SVGBackend<'_>, Shift>,
@@ -116,6 +122,7 @@ fn draw(
 }
 
 /// The load-balance chart: efficiency against FIFO depth, one line per layer.
+#[cfg(feature = "charts")]
 pub fn fifo_chart(points: &[SweepPoint], pes: usize, path: &Path) -> Result<()> {
     let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
     draw(
@@ -132,6 +139,7 @@ pub fn fifo_chart(points: &[SweepPoint], pes: usize, path: &Path) -> Result<()> 
 }
 
 /// The scalability chart: speed-up over one PE against PE count, one line per layer.
+#[cfg(feature = "charts")]
 pub fn pe_chart(points: &[SweepPoint], fifo_depth: usize, path: &Path) -> Result<()> {
     let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
     draw(
