@@ -2,9 +2,10 @@
 //! entry point named after the file) and `src/gpu/kernels/<name>.rs` everything the host knows
 //! about it: the source (`include_str!`), its uniform params struct, its bindings, the override
 //! constants it is specialised with (every size the host and the shader share is passed from
-//! the host's constant, never copied into the WGSL) and its dispatch set-up. The EIE kernels
+//! the host's constant where WGSL takes an override, and checked against it by the tests where
+//! WGSL needs a `const`) and its dispatch set-up. The EIE kernels
 //! share the prelude `shaders/common/eie.wgsl` (`common.rs` here). [`Kernel`] is the one list
-//! of kernels; a per-device [`PipelineCache`] compiles each kernel once per specialisation.
+//! of kernels; a per-device `PipelineCache` compiles each kernel once per specialisation.
 //!
 //! The host's view of each kernel is public ([`Kernel::params`], [`Kernel::bindings`],
 //! [`Kernel::example_constants`], [`Kernel::mirrored_consts`]) so that `tests/shaders.rs`
