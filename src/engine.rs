@@ -301,6 +301,23 @@ impl<'a> From<&'a Vec<f32>> for Inputs<'a> {
     }
 }
 
+#[cfg(feature = "ndarray")]
+impl<'a> TryFrom<ndarray::ArrayView2<'a, f32>> for Inputs<'a> {
+    type Error = crate::Error;
+
+    /// A `[batch, width]` view in standard (row-major, contiguous) layout, without a copy.
+    fn try_from(view: ndarray::ArrayView2<'a, f32>) -> Result<Self> {
+        let (batch, width) = view.dim();
+        let data = view.to_slice().ok_or_else(|| {
+            crate::Error::Shape(format!(
+                "a [{batch}, {width}] view that is not row-major and contiguous: \
+                 `.as_standard_layout()` makes one"
+            ))
+        })?;
+        Inputs::new(data, batch, width)
+    }
+}
+
 /// How a run's numbers went, beside its [`Outputs`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NumericReport {
@@ -380,6 +397,14 @@ impl Outputs {
     /// The values, row after row, without a copy.
     pub fn into_vec(self) -> Vec<f32> {
         self.data
+    }
+
+    /// The values as a `[batch, width]` array (a copy; the report stays here).
+    #[cfg(feature = "ndarray")]
+    pub fn to_array(&self) -> ndarray::Array2<f32> {
+        ndarray::Array2::from_shape_fn((self.batch, self.width), |(i, j)| {
+            self.data[i * self.width + j]
+        })
     }
 
     /// How the run's numbers went.

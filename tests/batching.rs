@@ -308,3 +308,32 @@ fn runtime_workers_never_wait_on_the_cpu_engine() {
         "a runtime worker was held for {gap:?}"
     );
 }
+
+#[cfg(feature = "ndarray")]
+#[test]
+fn ndarray_views_in_and_arrays_out() {
+    let engine = Engine::builder(model(24, 16, 6))
+        .device(Device::Cpu)
+        .build()
+        .unwrap();
+    let x = eie::synth::activations(16 * 3, 0.5, 11);
+    let a = ndarray::Array2::from_shape_vec((3, 16), x.clone()).unwrap();
+    let y = engine
+        .run_blocking(Inputs::try_from(a.view()).unwrap())
+        .unwrap();
+    assert_eq!(
+        y,
+        engine
+            .run_blocking(Inputs::new(&x, 3, 16).unwrap())
+            .unwrap()
+    );
+    let out = y.to_array();
+    assert_eq!(out.dim(), (3, 10));
+    for (i, row) in y.rows().enumerate() {
+        assert_eq!(out.row(i).to_vec(), row);
+    }
+    // A transposed view is not row-major: a shape error, no copy made behind the caller.
+    let t = ndarray::Array2::from_shape_vec((16, 3), x).unwrap();
+    let e = Inputs::try_from(t.t()).unwrap_err().to_string();
+    assert!(e.contains("row-major"), "{e}");
+}
