@@ -53,7 +53,20 @@ fn npy_in_f32_f16_f64() {
 fn npy_unsupported_dtype_and_garbage() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("i.npy");
-    write_npy_as(&p, &[2], &[1i32, 2]);
+    // Integers are read as their values; complex numbers are not read at all.
+    write_npy_as(&p, &[2], &[1i32, -2]);
+    assert_eq!(read_npy(&p).unwrap().data, [1.0, -2.0]);
+    let dict = "{'descr': '<c8', 'fortran_order': False, 'shape': (1,), }";
+    let mut header = dict.to_string();
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&[0u8; 8]);
+    std::fs::write(&p, &bytes).unwrap();
     assert!(matches!(read_npy(&p), Err(Error::UnsupportedDtype { .. })));
     let g = dir.path().join("g.npy");
     std::fs::write(&g, b"not an npy file").unwrap();
