@@ -208,11 +208,10 @@ fn cpu_kind(
     precision: Precision,
     fallback: Option<String>,
 ) -> Result<(Kind, EngineDevice)> {
-    let device = EngineDevice::Cpu {
-        threads: rayon::current_num_threads(),
-        fallback,
-    };
-    Ok((Kind::Cpu(CpuEngine::new(model)?, precision), device))
+    Ok((
+        Kind::Cpu(CpuEngine::new(model)?, precision),
+        cpu_device(fallback),
+    ))
 }
 
 #[cfg(feature = "gpu")]
@@ -221,14 +220,27 @@ fn gpu_kind(
     model: &Model,
     opts: EngineOptions,
 ) -> Result<(Kind, EngineDevice)> {
-    let info = ctx.adapter_info().clone();
+    let device = gpu_device(ctx.adapter_info());
     let engine = GpuEngine::new(ctx, model, opts)?;
-    let device = EngineDevice::Gpu {
-        adapter: info.name,
+    Ok((Kind::Gpu(engine), device))
+}
+
+/// Where an engine on the adapter `info` runs.
+#[cfg(feature = "gpu")]
+fn gpu_device(info: &wgpu::AdapterInfo) -> EngineDevice {
+    EngineDevice::Gpu {
+        adapter: info.name.clone(),
         backend: format!("{:?}", info.backend),
         cpu_adapter: info.device_type == wgpu::DeviceType::Cpu,
-    };
-    Ok((Kind::Gpu(engine), device))
+    }
+}
+
+/// Where the CPU engine runs; `fallback`: why [`Device::Auto`] took no GPU.
+fn cpu_device(fallback: Option<String>) -> EngineDevice {
+    EngineDevice::Cpu {
+        threads: rayon::current_num_threads(),
+        fallback,
+    }
 }
 
 /// A borrowed batch of input vectors: `batch` rows of `width` values, row after row.
@@ -608,8 +620,7 @@ impl Engine {
                 }
                 #[cfg(feature = "gpu")]
                 Kind::Gpu(g) => {
-                    let data = g.run_async(input.as_ref()).await?;
-                    let shaped = Inputs::new(input.as_ref(), batch, width)?;
+                    let data = g.run_async(shaped.as_slice()).await?;
                     engine.finish(shaped, data, None)
                 }
             }
@@ -622,14 +633,7 @@ impl From<GpuEngine> for Engine {
     /// A GPU engine built by hand ([`GpuEngine::new`]), as an [`Engine`] (its reports do not
     /// count fixed16 inputs clipped: build with [`Engine::builder`] for that).
     fn from(g: GpuEngine) -> Engine {
-        let device = {
-            let info = g.context().adapter_info();
-            EngineDevice::Gpu {
-                adapter: info.name.clone(),
-                backend: format!("{:?}", info.backend),
-                cpu_adapter: info.device_type == wgpu::DeviceType::Cpu,
-            }
-        };
+        let device = gpu_device(g.context().adapter_info());
         let kind = Kind::Gpu(g);
         let (input_size, output_size) = kind.sizes();
         Engine {
@@ -651,10 +655,7 @@ impl From<CpuEngine> for Engine {
         let (input_size, output_size) = kind.sizes();
         Engine {
             kind,
-            device: EngineDevice::Cpu {
-                threads: rayon::current_num_threads(),
-                fallback: None,
-            },
+            device: cpu_device(None),
             non_finite: NonFinite::Report,
             input_size,
             output_size,
