@@ -57,6 +57,17 @@ pub struct BatchStats {
     pub abandoned: u64,
 }
 
+/// One batch as [`Batcher::observed`] reports it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchRun {
+    /// Inputs run together.
+    pub size: usize,
+    /// The engine's time for the batch.
+    pub elapsed: Duration,
+    /// Whether the engine answered (`false`: every request of the batch got its error).
+    pub ok: bool,
+}
+
 /// One request's input: any owned buffer of `input_size` values (`Vec<f32>`, `Arc<[f32]>`,
 /// ...), kept as it is until its batch is gathered.
 type Input = Box<dyn AsRef<[f32]> + Send + Sync>;
@@ -89,6 +100,17 @@ pub struct Batcher {
 impl Batcher {
     /// Starts the worker thread for `engine`.
     pub fn new(engine: Engine, config: BatchConfig) -> Result<Batcher> {
+        Self::observed(engine, config, |_| {})
+    }
+
+    /// Like [`new`](Self::new), and calls `observer` on the worker thread after each batch
+    /// (for metrics: its size and how long the engine took). `eie serve` feeds its batch-size
+    /// histogram this way.
+    pub fn observed(
+        engine: Engine,
+        config: BatchConfig,
+        observer: impl Fn(&BatchRun) + Send + 'static,
+    ) -> Result<Batcher> {
         if config.max_batch == 0 || config.queue_capacity == 0 {
             return Err(Error::InvalidArgument(
                 "max_batch and queue_capacity must be at least 1".into(),
@@ -108,7 +130,7 @@ impl Batcher {
         std::thread::Builder::new()
             .name("eie-batcher".into())
             .spawn(move || {
-                worker(&engine, &receiver, config, &counters);
+                worker(&engine, &receiver, config, &counters, &observer);
                 let _ = done_tx.send(());
             })
             .map_err(|e| {
@@ -256,6 +278,7 @@ fn worker(
     receiver: &mpsc::Receiver<Request>,
     config: BatchConfig,
     counters: &Counters,
+    observer: &dyn Fn(&BatchRun),
 ) {
     let n_in = engine.input_size();
     while let Ok(first) = receiver.recv() {
@@ -286,7 +309,13 @@ fn worker(
         for r in &batch {
             x.extend_from_slice(r.input.as_ref().as_ref());
         }
+        let started = Instant::now();
         let result = Inputs::new(&x, batch.len(), n_in).and_then(|i| engine.run_blocking(i));
+        observer(&BatchRun {
+            size: batch.len(),
+            elapsed: started.elapsed(),
+            ok: result.is_ok(),
+        });
         counters.batches.fetch_add(1, Ordering::Relaxed);
         counters
             .requests

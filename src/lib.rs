@@ -120,6 +120,8 @@ pub mod import;
 pub mod paper;
 pub mod reference;
 pub mod schedule;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod sim;
 mod simd;
 pub mod synth;

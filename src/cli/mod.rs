@@ -8,6 +8,7 @@ mod devices;
 mod info;
 mod plan;
 mod run;
+mod serve;
 mod sim;
 mod verify;
 
@@ -47,6 +48,10 @@ enum Command {
     /// The GPU schedule without a GPU: per layer and kernel, workgroups, dispatches, modelled
     /// bytes read and entries per invocation.
     Plan(plan::PlanArgs),
+    /// Serve models over the Open Inference Protocol (KServe v2 / Triton): REST on --http,
+    /// gRPC on --grpc, dynamic batching, Prometheus metrics at /metrics. Stops on SIGTERM or
+    /// Ctrl-C after answering every accepted request.
+    Serve(serve::ServeArgs),
     /// List the GPU adapters wgpu finds, with backend, features and limits.
     #[cfg(feature = "gpu")]
     Devices(devices::DevicesArgs),
@@ -71,6 +76,7 @@ pub fn main() -> ExitCode {
         Command::Bench(a) => bench::run(a),
         Command::Sim(a) => sim::run(a),
         Command::Plan(a) => plan::run(a),
+        Command::Serve(a) => serve::run(a),
         #[cfg(feature = "gpu")]
         Command::Devices(a) => devices::run(a),
     };

@@ -20,6 +20,10 @@ pub struct DeviceOptions {
     /// Pick the first adapter whose name contains this (case-insensitive). The default reads
     /// `WGPU_ADAPTER_NAME`.
     pub adapter_name: Option<String>,
+    /// Take the adapter at this position in the list [`list_adapters`] gives (and `eie
+    /// devices` prints as `[i]`) over the same backends, whatever its name; `None` (the
+    /// default) picks by `adapter_name` and rank. Two identical GPUs differ only here.
+    pub adapter_index: Option<usize>,
     /// Longest wait for one submission before [`Error::PollTimeout`].
     pub poll_timeout: Duration,
     /// Enable `SHADER_F16` when the adapter has it (reported by `eie devices`; the EIE kernels
@@ -36,6 +40,7 @@ impl Default for DeviceOptions {
             adapter_name: std::env::var("WGPU_ADAPTER_NAME")
                 .ok()
                 .filter(|s| !s.is_empty()),
+            adapter_index: None,
             poll_timeout: Duration::from_secs(60),
             use_f16: true,
             use_timestamps: true,
@@ -346,6 +351,15 @@ impl GpuContext {
                 format!("{} ({})", i.name, backend_name(i.backend))
             })
             .collect();
+        if let Some(i) = opts.adapter_index {
+            if i >= adapters.len() {
+                return Err(Error::NoAdapter(format!(
+                    "no adapter [{i}] among backends {backends:?}; adapters present: [{}]",
+                    names.join(", ")
+                )));
+            }
+            adapters = vec![adapters.swap_remove(i)];
+        }
         if let Some(want) = &opts.adapter_name {
             let w = want.to_lowercase();
             adapters.retain(|a| a.get_info().name.to_lowercase().contains(&w));
