@@ -95,6 +95,11 @@
 //! # }
 //! ```
 //!
+//! Across processes, `serve` (feature `serve`, part of the CLI's `cli`) is a server speaking the
+//! Open Inference Protocol (KServe v2 / Triton) over REST and gRPC in front of these batchers,
+//! with Prometheus metrics: `eie::serve::Server::start(ServeConfig::new(models))`, or the
+//! `eie serve` command.
+//!
 //! ## Lower levels
 //!
 //! [`CpuEngine`] and `gpu::GpuEngine` (feature `gpu`) are the engines behind [`Engine`], with
