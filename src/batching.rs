@@ -188,6 +188,44 @@ impl Batcher {
         self.enqueue(Box::new(input), slot)
     }
 
+    /// Like [`try_run`](Self::try_run) for several inputs at once, all or nothing: queue slots
+    /// for all of them are taken together (or [`Error::QueueFull`] at once, with none queued),
+    /// so a request of many inputs that does not fit leaves the queue as it was. The future
+    /// yields the answers in input order, or the first error.
+    pub fn try_run_all<T>(
+        &self,
+        inputs: Vec<T>,
+    ) -> Result<impl Future<Output = Result<Vec<Vec<f32>>>> + Send + 'static>
+    where
+        T: AsRef<[f32]> + Send + Sync + 'static,
+    {
+        for x in &inputs {
+            self.check(x.as_ref())?;
+        }
+        let n = u32::try_from(inputs.len())
+            .ok()
+            .filter(|&n| n as usize <= self.shared.capacity)
+            .ok_or(Error::QueueFull(self.shared.capacity))?;
+        let mut slots = match self.shared.slots.clone().try_acquire_many_owned(n) {
+            Ok(slots) => slots,
+            Err(TryAcquireError::NoPermits) => return Err(Error::QueueFull(self.shared.capacity)),
+            Err(TryAcquireError::Closed) => return Err(shut_down()),
+        };
+        let mut answers = Vec::with_capacity(inputs.len());
+        for x in inputs {
+            // `slots` holds one permit per input not yet queued.
+            let slot = slots.split(1).ok_or_else(shut_down)?;
+            answers.push(self.enqueue(Box::new(x), slot)?);
+        }
+        Ok(async move {
+            let mut out = Vec::with_capacity(answers.len());
+            for a in answers {
+                out.push(a.await?);
+            }
+            Ok(out)
+        })
+    }
+
     /// Refuses new requests and returns once every accepted request has been answered and the
     /// worker has stopped. Later calls return at once.
     pub async fn shutdown(&self) {

@@ -182,19 +182,15 @@ impl ServedModel {
             n,
         };
         let data: Arc<[f32]> = values.into();
-        let mut answers = Vec::with_capacity(n);
-        for i in 0..n {
-            let row = Row {
+        let rows: Vec<Row> = (0..n)
+            .map(|i| Row {
                 data: data.clone(),
                 start: i * self.input_size,
                 len: self.input_size,
-            };
-            answers.push(replica.batcher.try_run(row)?);
-        }
-        let mut out = Vec::with_capacity(n * self.output_size);
-        for a in answers {
-            out.extend_from_slice(&a.await?);
-        }
+            })
+            .collect();
+        let answers = replica.batcher.try_run_all(rows)?.await?;
+        let out = answers.concat();
         metrics
             .inferences
             .get_or_create(&self.labels)
