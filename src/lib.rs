@@ -118,6 +118,7 @@ pub mod format;
 pub mod gpu;
 pub mod import;
 pub mod paper;
+pub mod recurrent;
 pub mod reference;
 pub mod schedule;
 pub mod sim;
@@ -129,7 +130,7 @@ pub use engine::{
     Device, Engine, EngineBuilder, EngineDevice, Inputs, NonFinite, NumericReport, Outputs,
 };
 pub use error::{Error, Result};
-pub use format::{Activation, EieLayer, LoadLimits, Model};
+pub use format::{Activation, CellKind, EieLayer, LoadLimits, Model, SequenceModel};
 pub use reference::{CpuEngine, DenseOracle, Precision};
 
 // The README's examples compile and run as tests.

@@ -1,0 +1,279 @@
+//! The CPU engine for sequence models: whole sequences, batches of sequences, and step by
+//! step streaming, with the recurrent state carried between calls.
+
+use super::cell;
+use crate::error::{check_finite, Error, Result};
+use crate::format::{CellKind, Model, SequenceModel, Stage};
+use crate::reference::{CpuEngine, Precision};
+use rayon::prelude::*;
+
+/// The recurrent state of one sequence: for each recurrent stage in order, its `h` (`H`
+/// values) and, for an LSTM, its `c` (`H` values). A new sequence starts from zeros.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SequenceState {
+    values: Vec<f32>,
+}
+
+impl SequenceState {
+    /// The zero state of `model` (every `h` and `c` zero).
+    pub fn zeros(model: &SequenceModel) -> Self {
+        SequenceState {
+            values: vec![0.0; model.state_size()],
+        }
+    }
+
+    /// A state from its values ([`SequenceModel::state_size`] of them, in the order above):
+    /// [`Error::Shape`] for a wrong length, [`Error::NonFinite`] for NaN or infinity.
+    pub fn from_values(model: &SequenceModel, values: Vec<f32>) -> Result<Self> {
+        if values.len() != model.state_size() {
+            return Err(Error::Shape(format!(
+                "a state of {} values; the model's recurrent state has {} ({})",
+                values.len(),
+                model.state_size(),
+                model
+                    .recurrent_layers()
+                    .map(|r| if r.kind().has_cell_state() {
+                        format!("{}: h and c of {}", r.name(), r.hidden())
+                    } else {
+                        format!("{}: h of {}", r.name(), r.hidden())
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        check_finite("state", &values)?;
+        Ok(SequenceState { values })
+    }
+
+    /// The values, in the order above.
+    pub fn values(&self) -> &[f32] {
+        &self.values
+    }
+
+    /// Consumes the state, returning its values.
+    pub fn into_values(self) -> Vec<f32> {
+        self.values
+    }
+}
+
+/// What the engine keeps per stage.
+#[derive(Clone, Debug)]
+enum StageEngine {
+    Fc(CpuEngine),
+    Recurrent {
+        kind: CellKind,
+        hidden: usize,
+        ih: CpuEngine,
+        hh: CpuEngine,
+    },
+}
+
+/// Runs a [`SequenceModel`] on the CPU in f32 or f16 (f16 storage of every activation, `h`
+/// included, and of the codebooks, with f32 arithmetic and an f32 cell state `c`, as
+/// [`Precision::F16`] is for fully-connected layers).
+///
+/// Each matrix runs on the EIE CPU engine ([`CpuEngine`]). Stages run one after the other over
+/// all the steps of a call: a fully-connected stage and a recurrent stage's input part
+/// `W_ih x_t + b_ih` take the call's steps as one batch (decoding each entry once for a tile of
+/// steps, which costs less than one product per step), then the serial chain runs
+/// `W_hh h_{t−1} + b_hh` and the cell update step by step. Every input's result is the same
+/// alone or in any batch of sequences, and splitting a sequence into several calls, the state
+/// carried, gives the same outputs as one call.
+///
+/// Cloning is cheap; an engine is `Send + Sync`.
+#[derive(Clone, Debug)]
+pub struct SequenceEngine {
+    model: std::sync::Arc<SequenceModel>,
+    stages: std::sync::Arc<Vec<StageEngine>>,
+    precision: Precision,
+}
+
+fn single(layer: &crate::format::EieLayer) -> Result<CpuEngine> {
+    CpuEngine::new(Model::new(vec![layer.clone()])?)
+}
+
+fn round_f16(v: &mut [f32]) {
+    v.iter_mut()
+        .for_each(|x| *x = half::f16::from_f32(*x).to_f32());
+}
+
+impl SequenceEngine {
+    /// An engine for `model` at `precision` (f32 or f16; fixed16 is not implemented for
+    /// sequence models yet and is [`Error::InvalidArgument`]).
+    pub fn new(model: SequenceModel, precision: Precision) -> Result<Self> {
+        if precision == Precision::Fixed16 {
+            return Err(Error::InvalidArgument(
+                "fixed16 is not implemented for sequence models yet (use f32 or f16)".into(),
+            ));
+        }
+        let stages = model
+            .stages()
+            .iter()
+            .map(|s| match s {
+                Stage::Fc(l) => single(l).map(StageEngine::Fc),
+                Stage::Recurrent(r) => Ok(StageEngine::Recurrent {
+                    kind: r.kind(),
+                    hidden: r.hidden(),
+                    ih: single(r.ih())?,
+                    hh: single(r.hh())?,
+                }),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(SequenceEngine {
+            model: std::sync::Arc::new(model),
+            stages: std::sync::Arc::new(stages),
+            precision,
+        })
+    }
+
+    /// The model, as given.
+    pub fn model(&self) -> &SequenceModel {
+        &self.model
+    }
+
+    /// The engine's arithmetic.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// The zero state (see [`SequenceState::zeros`]).
+    pub fn zero_state(&self) -> SequenceState {
+        SequenceState::zeros(&self.model)
+    }
+
+    /// Runs one sequence of `steps` steps (`input` holds `steps × input_size` values, step
+    /// after step) from `state`, which it leaves at the state after the last step. Returns
+    /// the model's output at every step, `steps × output_size` values.
+    pub fn run(&self, input: &[f32], steps: usize, state: &mut SequenceState) -> Result<Vec<f32>> {
+        self.check(input, 1, steps)?;
+        if state.values.len() != self.model.state_size() {
+            return Err(Error::Shape(format!(
+                "a state of {} values for a model whose state has {}",
+                state.values.len(),
+                self.model.state_size()
+            )));
+        }
+        self.sequence(input, steps, &mut state.values)
+    }
+
+    /// Runs `batch` sequences of `steps` steps each (`input`: `batch × steps × input_size`
+    /// values), sequence `b` from `states[b]`, in parallel. Returns `batch × steps ×
+    /// output_size` values; each sequence's result is the same as [`Self::run`]'s.
+    pub fn run_batch(
+        &self,
+        input: &[f32],
+        batch: usize,
+        steps: usize,
+        states: &mut [SequenceState],
+    ) -> Result<Vec<f32>> {
+        self.check(input, batch, steps)?;
+        if states.len() != batch {
+            return Err(Error::Shape(format!(
+                "{} states for a batch of {batch} sequences",
+                states.len()
+            )));
+        }
+        let per = steps * self.model.input_size();
+        let outs: Vec<Vec<f32>> = input
+            .par_chunks(per)
+            .zip(states.par_iter_mut())
+            .map(|(x, s)| self.run(x, steps, s))
+            .collect::<Result<_>>()?;
+        Ok(outs.concat())
+    }
+
+    /// A stream from the zero state, to run a sequence step by step as its inputs arrive.
+    pub fn stream(&self) -> SequenceStream<'_> {
+        self.stream_from(self.zero_state())
+    }
+
+    /// A stream from `state`.
+    pub fn stream_from(&self, state: SequenceState) -> SequenceStream<'_> {
+        SequenceStream {
+            engine: self,
+            state,
+        }
+    }
+
+    fn check(&self, input: &[f32], batch: usize, steps: usize) -> Result<()> {
+        let n = self.model.input_size();
+        let want = batch
+            .checked_mul(steps)
+            .and_then(|v| v.checked_mul(n))
+            .ok_or_else(|| Error::Shape(format!("{batch} × {steps} steps overflow")))?;
+        if batch == 0 || steps == 0 || input.len() != want {
+            return Err(Error::Shape(format!(
+                "input has {} values; {batch} sequences of {steps} steps of {n} take {want} \
+                 (and both must be at least 1)",
+                input.len()
+            )));
+        }
+        check_finite("input", input)
+    }
+
+    /// One sequence, state updated in place.
+    fn sequence(&self, input: &[f32], steps: usize, state: &mut [f32]) -> Result<Vec<f32>> {
+        let f16 = self.precision == Precision::F16;
+        let mut cur = input.to_vec();
+        if f16 {
+            round_f16(&mut cur);
+        }
+        let mut offset = 0;
+        for stage in self.stages.iter() {
+            match stage {
+                StageEngine::Fc(e) => cur = e.run(&cur, self.precision)?,
+                StageEngine::Recurrent {
+                    kind,
+                    hidden,
+                    ih,
+                    hh,
+                } => {
+                    let (g, h_len) = (kind.gates() * hidden, *hidden);
+                    let gx = ih.run(&cur, self.precision)?;
+                    let has_c = kind.has_cell_state();
+                    let size = if has_c { 2 * h_len } else { h_len };
+                    let (h, c) = state[offset..offset + size].split_at_mut(h_len);
+                    offset += size;
+                    let mut out = Vec::with_capacity(steps * h_len);
+                    for t in 0..steps {
+                        let gh = hh.run(h, self.precision)?;
+                        cell::update(*kind, &gx[t * g..(t + 1) * g], &gh, h, c);
+                        if f16 {
+                            round_f16(h);
+                        }
+                        check_finite("recurrent state", h)?;
+                        out.extend_from_slice(h);
+                    }
+                    cur = out;
+                }
+            }
+        }
+        Ok(cur)
+    }
+}
+
+/// A sequence run step by step ([`SequenceEngine::stream`]): each [`Self::push`] runs one
+/// step and returns the model's output for it; the state carries over.
+#[derive(Debug)]
+pub struct SequenceStream<'a> {
+    engine: &'a SequenceEngine,
+    state: SequenceState,
+}
+
+impl SequenceStream<'_> {
+    /// Runs one step (`x` holds `input_size` values); returns `output_size` values.
+    pub fn push(&mut self, x: &[f32]) -> Result<Vec<f32>> {
+        self.engine.run(x, 1, &mut self.state)
+    }
+
+    /// The state after the steps pushed so far.
+    pub fn state(&self) -> &SequenceState {
+        &self.state
+    }
+
+    /// Ends the stream, returning its state (to resume later with
+    /// [`SequenceEngine::stream_from`]).
+    pub fn into_state(self) -> SequenceState {
+        self.state
+    }
+}
