@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::Path;
 
 /// The format version this build writes ([`to_bytes`], [`save`]); it reads this one and every
-/// earlier one (1 and 2).
+/// earlier one (1 and 2), and version 3 ([`FORMAT_VERSION_RECURRENT`]).
 pub const FORMAT_VERSION: u32 = 2;
 /// The first format version, still read, and written by [`to_bytes_v1`].
 pub const FORMAT_VERSION_1: u32 = 1;
