@@ -14,8 +14,9 @@ pub struct CompressArgs {
     /// The model file to write.
     #[arg(short, long)]
     output: PathBuf,
-    /// Weight tensor(s) to take from a .safetensors file, in layer order (repeatable). Default:
-    /// every 2-D tensor in storage order.
+    /// Weight tensor(s) to take from a .safetensors file, in layer order (repeatable); a
+    /// recurrent layer is named by its weight_ih or weight_hh tensor. Default: every 2-D
+    /// tensor (and every recurrent layer) in natural name order.
     #[arg(long = "tensor", value_name = "NAME")]
     tensors: Vec<String>,
     /// Bias: a tensor name in the .safetensors file or a .npy file (single layer only). By
@@ -114,6 +115,21 @@ pub fn run(a: &CompressArgs) -> Result<ExitCode> {
             "output {} is the input file; refusing to overwrite it",
             a.output.display()
         )));
+    }
+    if super::sequence::has_recurrent_tensors(&a.input)? {
+        if a.calibration.is_some() || a.bias.is_some() {
+            return Err(Error::InvalidArgument(
+                "--calibration and --bias are not supported for recurrent layers yet".into(),
+            ));
+        }
+        return super::sequence::compress(
+            &a.input,
+            &a.output,
+            &a.tensors,
+            &plan,
+            a.relu,
+            &a.activations,
+        );
     }
     let sp = super::spinner(format!("reading {}", a.input.display()));
     let dense = eie::import::load_dense_layers(&a.input, &a.tensors, a.bias.as_deref())?;

@@ -8,6 +8,7 @@ mod devices;
 mod info;
 mod plan;
 mod run;
+mod sequence;
 mod sim;
 mod verify;
 
