@@ -205,16 +205,28 @@ fn compress_info_and_run_a_recurrent_model() {
     let (shape, got) = read(&y);
     assert_eq!(shape, vec![2, steps, 3]);
     assert_eq!(&got[steps * 3..], &want2[..]);
-    // --f16 runs on the CPU for recurrent models.
-    ok(&[
-        "run",
-        s(&model_path),
-        "--input",
-        s(&input),
-        "--output",
-        s(&y),
-        "--f16",
-    ]);
+    // --f16 and --fixed16 run on the CPU for recurrent models, as the library does.
+    for flag in ["--f16", "--fixed16"] {
+        ok(&[
+            "run",
+            s(&model_path),
+            "--input",
+            s(&input),
+            "--output",
+            s(&y),
+            flag,
+        ]);
+    }
+    let fixed = SequenceEngine::new(model.clone(), Precision::Fixed16).unwrap();
+    let want_fixed = fixed.run(&x, steps, &mut fixed.zero_state()).unwrap();
+    assert_eq!(read(&y), (vec![steps, 3], want_fixed));
+    // verify: every precision within its tolerance of the f64 oracle.
+    let v = ok(&["verify", s(&model_path), "--steps", "12"]);
+    assert!(v.contains("cpu-eie/fixed16") && !v.contains("FAIL"), "{v}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["verify", s(&model_path), "--json"])).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 3);
+    assert!(json.as_array().unwrap().iter().all(|r| r["passed"] == true));
 
     // Bad shapes, states and options are one-line errors.
     let flat = root.join("flat.npy");
@@ -246,7 +258,8 @@ fn compress_info_and_run_a_recurrent_model() {
         s(&input),
         "--output",
         s(&y),
-        "--fixed16",
+        "--pes",
+        "4",
     ]);
     assert!(e.contains("recurrent"), "{e}");
     let mut nan = x.clone();

@@ -335,10 +335,21 @@ fn lstm_and_gru_match_the_pytorch_equations_at_f32() {
         assert!(rel_err(&oracle, &want) <= 1e-6);
         assert!(rel_err(&oracle_state, &want_state) <= 1e-6);
         // f16 storage stays within its tolerance of the reference.
-        let f16 = SequenceEngine::new(model, Precision::F16).unwrap();
+        let f16 = SequenceEngine::new(model.clone(), Precision::F16).unwrap();
         let got16 = f16.run(&x, steps, &mut f16.zero_state()).unwrap();
         let err16 = rel_err(&got16, &want);
         assert!(err16 <= 2e-2, "gates {gates}: f16 relative error {err16}");
+        // fixed16 (table σ and tanh, Q1.14 h) within the fixed16 tolerance.
+        let fixed = SequenceEngine::new(model.clone(), Precision::Fixed16).unwrap();
+        let mut fixed_state = fixed.zero_state();
+        let got_fixed = fixed.run(&x, steps, &mut fixed_state).unwrap();
+        let err_fixed = rel_err(&got_fixed, &want);
+        eprintln!("gates {gates}: f32 {err:.1e}, f16 {err16:.1e}, fixed16 {err_fixed:.1e}");
+        assert!(
+            err_fixed <= 1e-2,
+            "gates {gates}: fixed16 relative error {err_fixed}"
+        );
+        assert!(rel_err(fixed_state.values(), &want_state) <= 1e-2);
     }
 }
 
@@ -460,7 +471,7 @@ fn split_streamed_and_batched_sequences_equal_one_call() {
         // A pruned, 4-bit model this time: the engine must agree with itself whatever the
         // weights.
         let model = compress_stages(&stages, &plan("0.3", "4"), &[Activation::Identity]).unwrap();
-        for precision in [Precision::F32, Precision::F16] {
+        for precision in [Precision::F32, Precision::F16, Precision::Fixed16] {
             let engine = SequenceEngine::new(model.clone(), precision).unwrap();
             let x = inputs(&mut rng, steps * input);
             let mut whole_state = engine.zero_state();
@@ -492,10 +503,6 @@ fn split_streamed_and_batched_sequences_equal_one_call() {
             assert_eq!(&batched[steps * width..2 * steps * width], &whole[..]);
             assert_eq!(states[1], whole_state);
         }
-        assert!(matches!(
-            SequenceEngine::new(model, Precision::Fixed16),
-            Err(Error::InvalidArgument(_))
-        ));
     }
 }
 

@@ -53,10 +53,10 @@ pub struct RunArgs {
 
 pub fn run(a: &RunArgs) -> Result<ExitCode> {
     if super::sequence::is_sequence_file(&a.model)? {
-        if a.backend != BackendKind::Cpu || a.fixed16 || a.pes.is_some() {
+        if a.backend != BackendKind::Cpu || a.pes.is_some() {
             return Err(eie::Error::InvalidArgument(
-                "models with recurrent layers run on --backend cpu in f32 or --f16 (GPU, \
-                 fixed16 and --pes are not implemented for them yet)"
+                "models with recurrent layers run on --backend cpu (the GPU and --pes are not \
+                 implemented for them yet)"
                     .into(),
             ));
         }
@@ -64,7 +64,11 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
             model: &a.model,
             input: &a.input,
             output: &a.output,
-            f16: a.f16,
+            precision: match (a.fixed16, a.f16) {
+                (true, _) => Precision::Fixed16,
+                (_, true) => Precision::F16,
+                _ => Precision::F32,
+            },
             last: a.last,
             state_in: a.state_in.as_deref(),
             state_out: a.state_out.as_deref(),

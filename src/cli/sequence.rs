@@ -252,13 +252,13 @@ pub struct SequenceRun<'a> {
     pub model: &'a Path,
     pub input: &'a Path,
     pub output: &'a Path,
-    pub f16: bool,
+    pub precision: Precision,
     pub last: bool,
     pub state_in: Option<&'a Path>,
     pub state_out: Option<&'a Path>,
 }
 
-/// `eie run` of a model with recurrent layers on the CPU: input `[T, in]` (one sequence) or
+/// `eie run` of a model with recurrent layers on the CPU (f32, f16 or fixed16): input `[T, in]` (one sequence) or
 /// `[B, T, in]`; output `[T, out]` / `[B, T, out]`, or `[out]` / `[B, out]` with `--last`;
 /// state `[S]` / `[B, S]` in and out.
 pub fn run(a: &SequenceRun<'_>) -> Result<ExitCode> {
@@ -304,11 +304,7 @@ pub fn run(a: &SequenceRun<'_>) -> Result<ExitCode> {
                 .collect::<Result<_>>()?
         }
     };
-    let precision = if a.f16 {
-        Precision::F16
-    } else {
-        Precision::F32
-    };
+    let precision = a.precision;
     let engine = SequenceEngine::new(model, precision)?;
     let start = std::time::Instant::now();
     let out = engine.run_batch(&x.data, batch, steps, &mut states)?;
@@ -359,4 +355,73 @@ pub fn run(a: &SequenceRun<'_>) -> Result<ExitCode> {
         shape
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `eie verify` of a model with recurrent layers: one sequence (`input` `[T, in]`, or a seeded
+/// random one of `steps` steps) on the CPU sequence engine in every precision against the
+/// dense f64 oracle.
+pub fn verify(
+    path: &Path,
+    input: Option<&Path>,
+    steps: usize,
+    density: f64,
+    seed: u64,
+    json: bool,
+) -> Result<ExitCode> {
+    let model = SequenceModel::load(path)?;
+    let n = model.input_size();
+    let (steps, x) = match input {
+        Some(p) => {
+            let t = eie::import::read_npy(p)?;
+            match t.shape.as_slice() {
+                [s, w] if *w == n && *s > 0 => (*s, t.data),
+                other => {
+                    return Err(Error::Shape(format!(
+                        "input {} has shape {other:?}; expected [steps, {n}]",
+                        p.display()
+                    )))
+                }
+            }
+        }
+        None if steps == 0 => {
+            return Err(Error::InvalidArgument("--steps must be at least 1".into()))
+        }
+        None => (steps, eie::synth::activations(n * steps, density, seed)),
+    };
+    let reports = eie::verify::verify_sequence(&model, &x, steps)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&reports).expect("plain data serialises")
+        );
+    } else {
+        println!(
+            "{:<18} {:>12} {:>12} {:>12} {:>10}  result",
+            "backend", "max abs", "max rel", "state rel", "tolerance"
+        );
+        for r in &reports {
+            match (&r.error, &r.state_error) {
+                (Some(e), Some(s)) => println!(
+                    "{:<18} {:>12.3e} {:>12.3e} {:>12.3e} {:>10.0e}  {}",
+                    r.backend,
+                    e.max_abs,
+                    e.max_rel,
+                    s.max_rel,
+                    r.tolerance,
+                    if r.passed { "ok" } else { "FAIL" }
+                ),
+                _ => println!(
+                    "{:<18} failed: {}",
+                    r.backend,
+                    r.failure.as_deref().unwrap_or("")
+                ),
+            }
+        }
+        println!("(one sequence of {steps} steps from the zero state; the GPU and the simulator do not run recurrent layers yet)");
+    }
+    Ok(if reports.iter().all(|r| r.passed) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

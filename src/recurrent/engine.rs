@@ -3,7 +3,8 @@
 
 use super::cell;
 use crate::error::{check_finite, Error, Result};
-use crate::format::{CellKind, Model, SequenceModel, Stage};
+use crate::fixed16;
+use crate::format::{CellKind, EieLayer, Model, SequenceModel, Stage};
 use crate::reference::{CpuEngine, Precision};
 use rayon::prelude::*;
 
@@ -65,12 +66,52 @@ enum StageEngine {
         hidden: usize,
         ih: CpuEngine,
         hh: CpuEngine,
+        /// fixed16: fraction bits of both gate matrices' outputs.
+        gate_frac: u32,
     },
 }
 
-/// Runs a [`SequenceModel`] on the CPU in f32 or f16 (f16 storage of every activation, `h`
+/// The largest `|W x + b|` over the rows of `layer` for `|x| ≤ bound` (interval arithmetic).
+fn output_bound(layer: &EieLayer, bound: f64) -> Result<f64> {
+    let w = layer.try_dense_weights()?;
+    let cols = layer.cols();
+    Ok((0..layer.rows())
+        .map(|i| {
+            let s: f64 = w[i * cols..(i + 1) * cols]
+                .iter()
+                .map(|v| v.abs() as f64)
+                .sum();
+            s * bound + layer.bias().map_or(0.0, |b| b[i].abs() as f64)
+        })
+        .fold(0.0, f64::max))
+}
+
+/// A one-matrix engine whose fixed16 formats are `input_frac` in and `output_frac` out,
+/// checking that the accumulator (`input_frac + 4` fraction bits in an `i32`) holds `bound`.
+fn fixed16_single(
+    layer: &EieLayer,
+    input_frac: u32,
+    output_frac: u32,
+    bound: f64,
+) -> Result<CpuEngine> {
+    let acc = bound * (1u64 << (input_frac + fixed16::GUARD_BITS)) as f64;
+    if acc > i32::MAX as f64 {
+        return Err(Error::InvalidArgument(format!(
+            "fixed16: `{}` can reach {bound:.3e}, beyond its i32 accumulator at input format {}",
+            layer.name(),
+            fixed16::format_name(input_frac)
+        )));
+    }
+    let mut m = Model::new(vec![layer.clone()])?;
+    m.set_fixed16_fracs(input_frac, &[output_frac])?;
+    CpuEngine::new(m)
+}
+
+/// Runs a [`SequenceModel`] on the CPU in f32, f16 (f16 storage of every activation, `h`
 /// included, and of the codebooks, with f32 arithmetic and an f32 cell state `c`, as
-/// [`Precision::F16`] is for fully-connected layers).
+/// [`Precision::F16`] is for fully-connected layers) or EIE's fixed16 (formats chosen from the
+/// weights, see [`Self::new`]; the gate matrices through the fixed16 EIE engine, the cell
+/// update in integers, [`super::cell::update_fixed16`]).
 ///
 /// Each matrix runs on the EIE CPU engine ([`CpuEngine`]). Stages run one after the other over
 /// all the steps of a call: a fully-connected stage and a recurrent stage's input part
@@ -98,27 +139,52 @@ fn round_f16(v: &mut [f32]) {
 }
 
 impl SequenceEngine {
-    /// An engine for `model` at `precision` (f32 or f16; fixed16 is not implemented for
-    /// sequence models yet and is [`Error::InvalidArgument`]).
+    /// An engine for `model` at `precision`.
+    ///
+    /// In fixed16 the formats are chosen from the weights, for inputs within ±1, by interval
+    /// arithmetic: the input is Q1.14; a fully-connected stage's output takes the most
+    /// fraction bits that hold `max |W x + b|` for its input's bound; a recurrent stage's two
+    /// gate matrices output in one format that holds both parts' bounds (`|h| ≤ 1` for
+    /// `W_hh`), and its output `h` is Q1.14 ([`super::cell::H_FRAC`]). The cell update is
+    /// [`super::cell::update_fixed16`]. [`Error::InvalidArgument`] when an accumulator cannot
+    /// hold its bound.
     pub fn new(model: SequenceModel, precision: Precision) -> Result<Self> {
-        if precision == Precision::Fixed16 {
-            return Err(Error::InvalidArgument(
-                "fixed16 is not implemented for sequence models yet (use f32 or f16)".into(),
-            ));
-        }
-        let stages = model
-            .stages()
-            .iter()
-            .map(|s| match s {
-                Stage::Fc(l) => single(l).map(StageEngine::Fc),
-                Stage::Recurrent(r) => Ok(StageEngine::Recurrent {
+        let fixed = precision == Precision::Fixed16;
+        let mut frac = fixed16::frac_for(fixed16::DEFAULT_INPUT_BOUND);
+        let mut bound = fixed16::DEFAULT_INPUT_BOUND as f64;
+        let mut stages = Vec::with_capacity(model.stages().len());
+        for s in model.stages() {
+            stages.push(match s {
+                Stage::Fc(l) if fixed => {
+                    let b = output_bound(l, bound)?;
+                    let out = fixed16::frac_for(b as f32);
+                    let e = fixed16_single(l, frac, out, b)?;
+                    (frac, bound) = (out, b);
+                    StageEngine::Fc(e)
+                }
+                Stage::Fc(l) => StageEngine::Fc(single(l)?),
+                Stage::Recurrent(r) if fixed => {
+                    let (bx, bh) = (output_bound(r.ih(), bound)?, output_bound(r.hh(), 1.0)?);
+                    let gate_frac = fixed16::frac_for(bx.max(bh) as f32);
+                    let e = StageEngine::Recurrent {
+                        kind: r.kind(),
+                        hidden: r.hidden(),
+                        ih: fixed16_single(r.ih(), frac, gate_frac, bx)?,
+                        hh: fixed16_single(r.hh(), cell::H_FRAC, gate_frac, bh)?,
+                        gate_frac,
+                    };
+                    (frac, bound) = (cell::H_FRAC, 1.0);
+                    e
+                }
+                Stage::Recurrent(r) => StageEngine::Recurrent {
                     kind: r.kind(),
                     hidden: r.hidden(),
                     ih: single(r.ih())?,
                     hh: single(r.hh())?,
-                }),
-            })
-            .collect::<Result<Vec<_>>>()?;
+                    gate_frac: 0,
+                },
+            });
+        }
         Ok(SequenceEngine {
             model: std::sync::Arc::new(model),
             stages: std::sync::Arc::new(stages),
@@ -227,6 +293,7 @@ impl SequenceEngine {
                     hidden,
                     ih,
                     hh,
+                    gate_frac,
                 } => {
                     let (g, h_len) = (kind.gates() * hidden, *hidden);
                     let gx = ih.run(&cur, self.precision)?;
@@ -235,14 +302,18 @@ impl SequenceEngine {
                     let (h, c) = state[offset..offset + size].split_at_mut(h_len);
                     offset += size;
                     let mut out = Vec::with_capacity(steps * h_len);
-                    for t in 0..steps {
-                        let gh = hh.run(h, self.precision)?;
-                        cell::update(*kind, &gx[t * g..(t + 1) * g], &gh, h, c);
-                        if f16 {
-                            round_f16(h);
+                    if self.precision == Precision::Fixed16 {
+                        fixed16_chain(*kind, *gate_frac, &gx, hh, steps, g, h, c, &mut out)?;
+                    } else {
+                        for t in 0..steps {
+                            let gh = hh.run(h, self.precision)?;
+                            cell::update(*kind, &gx[t * g..(t + 1) * g], &gh, h, c);
+                            if f16 {
+                                round_f16(h);
+                            }
+                            check_finite("recurrent state", h)?;
+                            out.extend_from_slice(h);
                         }
-                        check_finite("recurrent state", h)?;
-                        out.extend_from_slice(h);
                     }
                     cur = out;
                 }
@@ -250,6 +321,63 @@ impl SequenceEngine {
         }
         Ok(cur)
     }
+}
+
+/// The serial chain of a recurrent stage in fixed16: the state converted to its formats
+/// (`h` Q1.14, `c` with 15 fraction bits, each rounded and saturated), `W_hh h` through the
+/// fixed16 engine, the cell update in integers, and the state converted back (exactly).
+#[allow(clippy::too_many_arguments)]
+fn fixed16_chain(
+    kind: CellKind,
+    gate_frac: u32,
+    gx: &[f32],
+    hh: &CpuEngine,
+    steps: usize,
+    g: usize,
+    h: &mut [f32],
+    c: &mut [f32],
+    out: &mut Vec<f32>,
+) -> Result<()> {
+    let to_int = |v: &[f32], frac: u32| -> Vec<i32> {
+        v.iter()
+            .map(|&x| (x as f64 * (1u64 << frac) as f64).round() as i32)
+            .collect()
+    };
+    let gx = to_int(gx, gate_frac);
+    let mut hq: Vec<i16> = h
+        .iter()
+        .map(|&x| fixed16::quantize_activation(x, cell::H_FRAC))
+        .collect();
+    let limit = cell::C_LIMIT as f64;
+    let mut cq: Vec<i32> = c
+        .iter()
+        .map(|&x| {
+            (x as f64 * (1u64 << cell::GATE_FRAC) as f64)
+                .round()
+                .clamp(-limit, limit) as i32
+        })
+        .collect();
+    let h_scale = (1u32 << cell::H_FRAC) as f32;
+    let mut hf: Vec<f32> = hq.iter().map(|&q| q as f32 / h_scale).collect();
+    for t in 0..steps {
+        let gh = to_int(&hh.run(&hf, Precision::Fixed16)?, gate_frac);
+        cell::update_fixed16(
+            kind,
+            &gx[t * g..(t + 1) * g],
+            &gh,
+            gate_frac,
+            &mut hq,
+            &mut cq,
+        );
+        hf = hq.iter().map(|&q| q as f32 / h_scale).collect();
+        out.extend_from_slice(&hf);
+    }
+    h.copy_from_slice(&hf);
+    let c_scale = (1u32 << cell::GATE_FRAC) as f32;
+    for (x, &q) in c.iter_mut().zip(&cq) {
+        *x = q as f32 / c_scale;
+    }
+    Ok(())
 }
 
 /// A sequence run step by step ([`SequenceEngine::stream`]): each [`Self::push`] runs one
