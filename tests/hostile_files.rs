@@ -1267,7 +1267,7 @@ fn recurrent_seed() -> Vec<u8> {
         "lstm.weight_ih_l0=4,lstm.weight_hh_l0=4,gru.weight_ih=2,gru.weight_hh=2,fc.weight=3",
     )
     .unwrap();
-    let model = compress_stages(&stages, &plan, &[Activation::Identity]).unwrap();
+    let model = compress_stages(&stages, &plan, &[Activation::Identity], false).unwrap();
     canonical(&sequence_to_bytes(&model).unwrap())
 }
 

@@ -162,7 +162,7 @@ fn plan(density: &str, bits: &str) -> CompressPlan {
 
 /// Lossless compression: every weight kept, 8-bit codebooks (exact for [`weights`]).
 fn lossless(stages: &[DenseStage], activations: &[Activation]) -> SequenceModel {
-    compress_stages(stages, &plan("1.0", "8"), activations).unwrap()
+    compress_stages(stages, &plan("1.0", "8"), activations, false).unwrap()
 }
 
 fn tmp_file(dir: &tempfile::TempDir, name: &str, t: &Tensors) -> PathBuf {
@@ -470,7 +470,8 @@ fn split_streamed_and_batched_sequences_equal_one_call() {
         let stages = load_dense_stages(&tmp_file(&dir, "m.safetensors", &t), &[]).unwrap();
         // A pruned, 4-bit model this time: the engine must agree with itself whatever the
         // weights.
-        let model = compress_stages(&stages, &plan("0.3", "4"), &[Activation::Identity]).unwrap();
+        let model =
+            compress_stages(&stages, &plan("0.3", "4"), &[Activation::Identity], false).unwrap();
         for precision in [Precision::F32, Precision::F16, Precision::Fixed16] {
             let engine = SequenceEngine::new(model.clone(), precision).unwrap();
             let x = inputs(&mut rng, steps * input);
@@ -522,7 +523,7 @@ fn recurrent_models_round_trip_through_the_file_and_own_their_gates_per_pe() {
             ..Default::default()
         },
     );
-    let model = compress_stages(&stages, &plan, &[Activation::Identity]).unwrap();
+    let model = compress_stages(&stages, &plan, &[Activation::Identity], false).unwrap();
     let kinds: Vec<Option<CellKind>> = model
         .stages()
         .iter()
@@ -586,7 +587,7 @@ fn recurrent_models_round_trip_through_the_file_and_own_their_gates_per_pe() {
         ..CompressConfig::default()
     });
     assert!(matches!(
-        compress_stages(&stages, &bad, &[Activation::Identity]),
+        compress_stages(&stages, &bad, &[Activation::Identity], false),
         Err(Error::InvalidArgument(m)) if m.contains("divide")
     ));
 }

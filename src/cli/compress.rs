@@ -1,6 +1,6 @@
 use eie::compress::{
-    compress_layer, search, sensitivity_chart, Budget, CompressPlan, Progress, SearchOptions,
-    SearchResult, Setting,
+    compress_layer, compress_layer_balanced, search, sensitivity_chart, Budget, CompressPlan,
+    Progress, SearchOptions, SearchResult, Setting,
 };
 use eie::format::Activation;
 use eie::{Error, Model, Result};
@@ -41,6 +41,11 @@ pub struct CompressArgs {
     /// `{"default": {...}, "layers": {"fc1.weight": {"density": 0.08, "bits": 4, "pes": 1}}}`.
     #[arg(long, value_name = "PLAN.json", conflicts_with_all = ["density", "bits", "pes"])]
     plan: Option<PathBuf>,
+    /// Load-balance-aware pruning (ESE): every PE's share of a matrix keeps the same number of
+    /// weights, for the PE count each layer is given (--pes, default 64), at which it is then
+    /// stored.
+    #[arg(long, conflicts_with = "calibration")]
+    balance: bool,
     /// Apply ReLU after every layer.
     #[arg(long, conflicts_with = "activations")]
     relu: bool,
@@ -129,6 +134,7 @@ pub fn run(a: &CompressArgs) -> Result<ExitCode> {
             &plan,
             a.relu,
             &a.activations,
+            a.balance,
         );
     }
     let sp = super::spinner(format!("reading {}", a.input.display()));
@@ -164,6 +170,12 @@ pub fn run(a: &CompressArgs) -> Result<ExitCode> {
     let mut layers = Vec::with_capacity(dense.len());
     for (i, d) in dense.iter().enumerate() {
         pb.set_message(format!("compressing {} ({}x{})", d.name, d.rows, d.cols));
+        if a.balance {
+            let config = plan.config_for(&d.name);
+            layers.push(compress_layer_balanced(d, &config, activations[i])?);
+            pb.inc(1);
+            continue;
+        }
         let layer = compress_layer(d, &plan.config_for(&d.name), activations[i])?;
         layers.push(if plan.given_for(&d.name).pes.is_some() {
             layer

@@ -31,6 +31,7 @@ pub fn compress(
     plan: &CompressPlan,
     relu: bool,
     activations: &[Activation],
+    balance: bool,
 ) -> Result<ExitCode> {
     let sp = super::spinner(format!("reading {}", input.display()));
     let stages = eie::recurrent::pytorch::load_dense_stages(input, order)?;
@@ -61,7 +62,7 @@ pub fn compress(
         })
         .collect();
     let sp = super::spinner("compressing");
-    let model = compress_stages(&stages, plan, &acts)?;
+    let model = compress_stages(&stages, plan, &acts, balance)?;
     sp.finish_and_clear();
     model.save(output)?;
     for s in model.stages() {

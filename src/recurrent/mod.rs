@@ -18,7 +18,7 @@ pub mod pytorch;
 pub use engine::{SequenceEngine, SequenceState, SequenceStream};
 pub use oracle::SequenceOracle;
 
-use crate::compress::{compress_layer, CompressPlan, DenseLayer};
+use crate::compress::{compress_layer, compress_layer_balanced, CompressPlan, DenseLayer};
 use crate::error::{Error, Result};
 use crate::format::{
     sequence::recurrent_pes_ok, Activation, CellKind, EieLayer, RecurrentLayer, SequenceModel,
@@ -138,10 +138,15 @@ fn smallest_dividing_pes(layer: &EieLayer, hidden: usize) -> Result<EieLayer> {
 /// ([`EieLayer::compact`]), among the divisors of `H` up to 256 for a gate matrix, so that
 /// every PE owns all gates of its hidden units. `activations` has one entry per
 /// fully-connected stage (gate matrices have none).
+///
+/// With `balance`, every matrix is pruned load-balance-aware ([`compress_layer_balanced`]) for
+/// the PE count the plan gives it (default 64; for a gate matrix it must divide `H`) and
+/// stored at that count.
 pub fn compress_stages(
     stages: &[DenseStage],
     plan: &CompressPlan,
     activations: &[Activation],
+    balance: bool,
 ) -> Result<SequenceModel> {
     let fc_count = stages
         .iter()
@@ -159,6 +164,14 @@ pub fn compress_stages(
         match s {
             DenseStage::Fc(d) => {
                 let act = *acts.next().expect("counted above");
+                if balance {
+                    out.push(Stage::Fc(compress_layer_balanced(
+                        d,
+                        &plan.config_for(&d.name),
+                        act,
+                    )?));
+                    continue;
+                }
                 let l = compress_layer(d, &plan.config_for(&d.name), act)?;
                 out.push(Stage::Fc(if plan.given_for(&d.name).pes.is_some() {
                     l
@@ -169,6 +182,10 @@ pub fn compress_stages(
             DenseStage::Recurrent(r) => {
                 let hidden = r.hidden();
                 let matrix = |d: &DenseLayer| -> Result<EieLayer> {
+                    if balance {
+                        let config = plan.config_for(&d.name);
+                        return compress_layer_balanced(d, &config, Activation::Identity);
+                    }
                     let given = plan.given_for(&d.name).pes.is_some();
                     let mut config = plan.config_for(&d.name);
                     if !given {
