@@ -100,7 +100,9 @@
 //! [`CpuEngine`] and `gpu::GpuEngine` (feature `gpu`) are the engines behind [`Engine`], with
 //! per-call precision, timing and pipelining; [`compress`] prunes, shares weights and searches
 //! per-layer settings against an accuracy budget; [`import`] reads `.npy` and `.safetensors`;
-//! [`sim`] is a cycle-level model of the EIE ASIC; [`schedule`] plans GPU dispatches (and models
+//! [`recurrent`] runs LSTM and GRU layers (PyTorch's names, gate matrices stored as EIE
+//! layers) over sequences, beside fully-connected ones, in a [`SequenceModel`] on the CPU,
+//! whole sequences or step by step; [`sim`] is a cycle-level model of the EIE ASIC; [`schedule`] plans GPU dispatches (and models
 //! their time) without a GPU; [`verify`] cross-checks every backend against a dense oracle.
 
 pub mod backend;

@@ -591,3 +591,43 @@ fn recurrent_models_round_trip_through_the_file_and_own_their_gates_per_pe() {
         Err(Error::InvalidArgument(m)) if m.contains("divide")
     ));
 }
+
+/// The committed sequential-MNIST LSTM (`assets/seqmnist`) on the first 1000 MNIST test images
+/// (`assets/lenet/test-images.npy`), each read as 28 steps of 28 pixels: as accurate as
+/// `evaluate.py` recorded through `eie run --last`, in f32 and fixed16.
+#[test]
+fn the_committed_sequential_mnist_lstm_reads_digits_row_by_row() {
+    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+    let model = SequenceModel::load(assets.join("seqmnist/seqmnist-lstm.eie.safetensors")).unwrap();
+    assert_eq!((model.input_size(), model.output_size()), (28, 10));
+    let recorded: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(assets.join("seqmnist/results.json")).unwrap(),
+    )
+    .unwrap();
+    let (n, width, pixels) =
+        eie::classify::read_images(&assets.join("lenet/test-images.npy")).unwrap();
+    assert_eq!((n, width), (1000, 784));
+    let labels = eie::classify::read_labels(&assets.join("lenet/test-labels.npy"), 10).unwrap();
+    for precision in [Precision::F32, Precision::Fixed16] {
+        let engine = SequenceEngine::new(model.clone(), precision).unwrap();
+        let mut states = vec![engine.zero_state(); n];
+        let out = engine.run_batch(&pixels, n, 28, &mut states).unwrap();
+        let correct = out
+            .chunks(28 * 10)
+            .zip(&labels)
+            .filter(|(y, &label)| {
+                let last = &y[27 * 10..];
+                let best = (0..10)
+                    .max_by(|&a, &b| last[a].total_cmp(&last[b]))
+                    .unwrap();
+                best == label
+            })
+            .count();
+        let want = recorded[format!("eie_{}_correct_first_1000", precision.name())]
+            .as_u64()
+            .unwrap() as usize;
+        eprintln!("{precision:?}: {correct}/1000 (recorded {want})");
+        // The same engine as `eie run`; a few digits of slack for another platform's libm.
+        assert!(correct + 3 >= want, "{precision:?}: {correct} < {want}");
+    }
+}

@@ -4,8 +4,8 @@ fully-connected layer classifies its last hidden state. Trained and pruned with 
 
 Steps (Han, Mao, Dally, "Deep Compression", ICLR 2016; Han et al., "ESE", FPGA 2017):
   1. train the dense network (LSTM 28 -> 64, FC 64 -> 10, softmax cross-entropy, Adam);
-  2. prune each matrix by magnitude to its density (DENSITY, in two steps, retraining with
-     the mask after each);
+  2. prune each matrix by magnitude to its density (DENSITY, in three steps, retraining with
+     the mask after each, and longer after the last);
   3. write the pruned network in PyTorch's nn.LSTM naming (`lstm.weight_ih_l0`, ...) for
      `eie compress`, which shares the weights through per-matrix k-means codebooks.
 
@@ -198,6 +198,7 @@ def main():
     ap.add_argument("--out", default=HERE)
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--retrain-epochs", type=int, default=2)
+    ap.add_argument("--final-epochs", type=int, default=4)
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
     rng = np.random.default_rng(a.seed)
@@ -212,12 +213,14 @@ def main():
     log(f"dense: {100 * dense_acc:.2f} % on the 10k test set")
     save_safetensors(os.path.join(a.out, "seqmnist-lstm.safetensors"), p)
     results = {"dense_test_accuracy": dense_acc, "density": DENSITY, "pruning": []}
-    for frac in (0.5, 1.0):
+    for frac in (1 / 3, 2 / 3, 1.0):
         masks = prune_masks(p, frac)
         for n, mk in masks.items():
             p[n] *= mk
         before = accuracy(p, xt, yt)
         train(p, x, y, a.retrain_epochs, 1e-3, rng, masks)
+        if frac == 1.0:
+            train(p, x, y, a.final_epochs, 5e-4, rng, masks)
         after = accuracy(p, xt, yt)
         log(f"pruned to {frac:.0%} of the way: {100 * before:.2f} % -> retrained {100 * after:.2f} %")
         results["pruning"].append({"step": frac, "before": before, "after": after})
