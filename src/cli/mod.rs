@@ -8,9 +8,11 @@ mod devices;
 mod info;
 mod plan;
 mod run;
-mod sequence;
 mod sim;
 mod verify;
+
+// Models with recurrent layers (format version 3) in compress, info, run and verify.
+mod sequence;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
