@@ -347,11 +347,11 @@ pub fn run(a: &SequenceRun<'_>) -> Result<ExitCode> {
         eie::import::write_npy(p, &shape, &flat)?;
     }
     eprintln!(
-        "cpu-eie/{}: {batch} sequence(s) of {steps} steps, {:.3} ms ({:.1} µs per step), wrote \
-         {} {:?}",
+        "cpu-eie/{}: {batch} sequence(s) of {steps} steps, {:.3} ms ({:.1} µs per sequence \
+         step), wrote {} {:?}",
         precision.name(),
         elapsed.as_secs_f64() * 1e3,
-        elapsed.as_secs_f64() * 1e6 / steps as f64,
+        elapsed.as_secs_f64() * 1e6 / (batch * steps) as f64,
         a.output.display(),
         shape
     );
