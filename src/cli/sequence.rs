@@ -17,9 +17,10 @@ pub fn has_recurrent_tensors(path: &Path) -> Result<bool> {
     Ok(!eie::recurrent::pytorch::find_recurrent(&f.names())?.is_empty())
 }
 
-/// Whether a model file is a version-3 file (recurrent layers).
+/// Whether a model file is a version-3 file (recurrent layers). A file whose version cannot
+/// be read is not: the plain loader then reports what is wrong with it.
 pub fn is_sequence_file(path: &Path) -> Result<bool> {
-    Ok(eie::format::file::version_of(path)? == "3")
+    Ok(eie::format::file::version_of(path).is_ok_and(|v| v == "3"))
 }
 
 /// `eie compress` of a file with recurrent tensors: every stage compressed with the plan's
