@@ -80,7 +80,7 @@ impl SequenceOracle {
         steps: usize,
         state: &SequenceState,
     ) -> Result<(Vec<f32>, Vec<f32>)> {
-        if steps == 0 || input.len() != steps * self.input_size {
+        if steps == 0 || steps.checked_mul(self.input_size) != Some(input.len()) {
             return Err(Error::Shape(format!(
                 "input has {} values for {steps} steps of {}",
                 input.len(),
