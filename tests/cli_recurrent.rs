@@ -1,7 +1,6 @@
 //! The command line with recurrent models: compress PyTorch LSTM/GRU tensors, info, and run
 //! over sequences with --last, --state-in and --state-out.
 
-use eie::compress::DenseLayer;
 use eie::format::SequenceModel;
 use eie::recurrent::{SequenceEngine, SequenceState};
 use eie::Precision;
@@ -26,48 +25,21 @@ fn fails(args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn matrix(name: &str, rows: usize, cols: usize, seed: u64) -> DenseLayer {
-    eie::synth::dense_layer(name, rows, cols, true, seed)
-}
-
-/// `rnn` (a GRU as nn.GRU names it, 6 inputs, 8 hidden units) then `head.weight` (3 outputs),
-/// as PyTorch's state dict names them (`rnn.bias_ih_l0`, ...).
+/// A GRU as `nn.GRU` names it (`rnn.weight_ih_l0`, ..., 6 inputs, 8 hidden units) and a
+/// classifier `head` (3 outputs), as PyTorch's state dict names them.
 fn write_gru_model(path: &Path) {
-    let ih = matrix("rnn.weight_ih_l0", 24, 6, 1);
-    let hh = matrix("rnn.weight_hh_l0", 24, 8, 2);
-    let head = matrix("head.weight", 3, 8, 3);
-    let mut layers = Vec::new();
-    for (l, b) in [(&ih, "rnn.bias_ih_l0"), (&hh, "rnn.bias_hh_l0")] {
-        layers.push(DenseLayer {
-            bias: None,
-            ..l.clone()
-        });
-        // The bias as a one-row "weight" tensor would be 2-D; store it 1-D under its own name.
-        layers.push(DenseLayer {
-            name: b.into(),
-            rows: 1,
-            cols: l.rows,
-            weights: l.bias.clone().unwrap(),
-            bias: None,
-        });
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    for (part, cols, seed) in [("ih", 6, 1), ("hh", 8, 2)] {
+        let l = eie::synth::dense_layer("x", 24, cols, true, seed);
+        tensors.push((format!("rnn.weight_{part}_l0"), vec![24, cols], l.weights));
+        tensors.push((format!("rnn.bias_{part}_l0"), vec![24], l.bias.unwrap()));
     }
-    layers.push(head);
-    let bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
-    let data: Vec<(String, Vec<usize>, Vec<u8>)> = layers
-        .iter()
-        .flat_map(|l| {
-            let shape = if l.rows == 1 {
-                vec![l.cols]
-            } else {
-                vec![l.rows, l.cols]
-            };
-            let mut v = vec![(l.name.clone(), shape, bytes(&l.weights))];
-            if let Some(b) = &l.bias {
-                let prefix = l.name.strip_suffix("weight").unwrap();
-                v.push((format!("{prefix}bias"), vec![l.rows], bytes(b)));
-            }
-            v
-        })
+    let head = eie::synth::dense_layer("head.weight", 3, 8, true, 3);
+    tensors.push(("head.weight".into(), vec![3, 8], head.weights));
+    tensors.push(("head.bias".into(), vec![3], head.bias.unwrap()));
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .into_iter()
+        .map(|(n, shape, v)| (n, shape, v.iter().flat_map(|x| x.to_le_bytes()).collect()))
         .collect();
     let views: Vec<(String, safetensors::tensor::TensorView)> = data
         .iter()
@@ -276,7 +248,7 @@ fn compress_info_and_run_a_recurrent_model() {
     assert!(e.contains("non-finite"), "{e}");
     // --state-in on a model without recurrent layers.
     let fc = root.join("fc.npy");
-    let l = matrix("w", 4, 6, 9);
+    let l = eie::synth::dense_layer("w", 4, 6, true, 9);
     eie::import::write_npy(&fc, &[4, 6], &l.weights).unwrap();
     let fc_model = root.join("fc.eie");
     ok(&["compress", s(&fc), "-o", s(&fc_model)]);

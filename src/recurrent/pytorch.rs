@@ -169,7 +169,7 @@ pub fn load_dense_stages(path: &Path, order: &[String]) -> Result<Vec<DenseStage
         })
     };
     // Natural name order: a recurrent stage sorts by its weight_ih tensor.
-    let mut all: Vec<(String, Option<&super::pytorch::RecurrentNames>)> = Vec::new();
+    let mut all: Vec<(String, Option<&RecurrentNames>)> = Vec::new();
     for n in &names {
         if let Some(r) = recurrent.iter().find(|r| &r.weight_ih == n) {
             all.push((n.clone(), Some(r)));
