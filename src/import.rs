@@ -493,6 +493,11 @@ impl SafetensorsFile {
         self.parsed().tensor(name).is_ok()
     }
 
+    /// The shape of a tensor, without converting its data; `None` when there is no such tensor.
+    pub fn tensor_shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.parsed().tensor(name).ok().map(|t| t.shape().to_vec())
+    }
+
     /// One tensor as f32.
     pub fn tensor(&self, name: &str) -> Result<Tensor> {
         let st = self.parsed();
@@ -557,7 +562,7 @@ pub fn is_safetensors(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "safetensors")
 }
 
-fn weight_layer(name: &str, t: Tensor, bias: Option<Tensor>) -> Result<DenseLayer> {
+pub(crate) fn weight_layer(name: &str, t: Tensor, bias: Option<Tensor>) -> Result<DenseLayer> {
     if t.shape.len() != 2 {
         return Err(Error::Shape(format!(
             "weight `{name}` has shape {:?}; expected [out, in]",

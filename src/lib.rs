@@ -105,7 +105,9 @@
 //! [`CpuEngine`] and `gpu::GpuEngine` (feature `gpu`) are the engines behind [`Engine`], with
 //! per-call precision, timing and pipelining; [`compress`] prunes, shares weights and searches
 //! per-layer settings against an accuracy budget; [`import`] reads `.npy` and `.safetensors`;
-//! [`sim`] is a cycle-level model of the EIE ASIC; [`schedule`] plans GPU dispatches (and models
+//! [`recurrent`] runs LSTM and GRU layers (PyTorch's names, gate matrices stored as EIE
+//! layers) over sequences, beside fully-connected ones, in a [`SequenceModel`] on the CPU,
+//! whole sequences or step by step; [`sim`] is a cycle-level model of the EIE ASIC; [`schedule`] plans GPU dispatches (and models
 //! their time) without a GPU; [`verify`] cross-checks every backend against a dense oracle.
 
 pub mod backend;
@@ -123,6 +125,7 @@ pub mod format;
 pub mod gpu;
 pub mod import;
 pub mod paper;
+pub mod recurrent;
 pub mod reference;
 pub mod schedule;
 #[cfg(feature = "serve")]
@@ -136,7 +139,7 @@ pub use engine::{
     Device, Engine, EngineBuilder, EngineDevice, Inputs, NonFinite, NumericReport, Outputs,
 };
 pub use error::{Error, Result};
-pub use format::{Activation, EieLayer, LoadLimits, Model};
+pub use format::{Activation, CellKind, EieLayer, LoadLimits, Model, SequenceModel};
 pub use reference::{CpuEngine, DenseOracle, Precision};
 
 // The README's examples compile and run as tests.

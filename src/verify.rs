@@ -122,3 +122,71 @@ pub fn verify(
     }
     Ok(reports)
 }
+
+/// One sequence engine's verdict against the dense f64 oracle of a sequence model.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SequenceReport {
+    /// The engine's name, e.g. `cpu-eie/fixed16`.
+    pub backend: String,
+    /// Its arithmetic.
+    pub precision: Precision,
+    /// Error of every step's output against the oracle (absent if the engine failed).
+    pub error: Option<ErrorStats>,
+    /// Error of the final recurrent state against the oracle's.
+    pub state_error: Option<ErrorStats>,
+    /// The relative tolerance it is held to ([`tolerance`]).
+    pub tolerance: f64,
+    /// Whether it ran and both errors stayed within tolerance.
+    pub passed: bool,
+    /// The error message if the engine failed to run.
+    pub failure: Option<String>,
+}
+
+/// Runs a model with recurrent layers over one sequence of `steps` steps (`input`: `steps ×
+/// input_size` values) from the zero state on the CPU sequence engine in every precision, and
+/// compares each step's outputs and the final state with the dense f64 oracle
+/// ([`crate::recurrent::SequenceOracle`]).
+pub fn verify_sequence(
+    model: &crate::format::SequenceModel,
+    input: &[f32],
+    steps: usize,
+) -> Result<Vec<SequenceReport>> {
+    use crate::recurrent::{SequenceEngine, SequenceOracle, SequenceState};
+    let zero = SequenceState::zeros(model);
+    let (oracle, oracle_state) = SequenceOracle::new(model)?.run(input, steps, &zero)?;
+    Ok(Precision::ALL
+        .iter()
+        .map(|&precision| {
+            let tolerance = tolerance(precision);
+            let backend = format!("cpu-eie/{}", precision.name());
+            let run = SequenceEngine::new(model.clone(), precision).and_then(|e| {
+                let mut state = e.zero_state();
+                e.run(input, steps, &mut state).map(|y| (y, state))
+            });
+            match run {
+                Ok((y, state)) => {
+                    let error = ErrorStats::compare(&y, &oracle);
+                    let state_error = ErrorStats::compare(state.values(), &oracle_state);
+                    SequenceReport {
+                        backend,
+                        precision,
+                        passed: error.max_rel <= tolerance && state_error.max_rel <= tolerance,
+                        error: Some(error),
+                        state_error: Some(state_error),
+                        tolerance,
+                        failure: None,
+                    }
+                }
+                Err(e) => SequenceReport {
+                    backend,
+                    precision,
+                    error: None,
+                    state_error: None,
+                    tolerance,
+                    passed: false,
+                    failure: Some(e.to_string()),
+                },
+            }
+        })
+        .collect())
+}

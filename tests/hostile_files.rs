@@ -5,9 +5,14 @@
 //! abort, no hang; every model that loads must run.
 
 use eie::compress::{compress_layer, CompressConfig};
-use eie::format::file::{from_bytes, from_bytes_with_limits, to_bytes, to_bytes_v1};
+use eie::format::file::{
+    from_bytes, from_bytes_with_limits, sequence_from_bytes, sequence_to_bytes, to_bytes,
+    to_bytes_v1,
+};
 use eie::format::{encode_column, rows_of_pe, EieLayer, SparseCodes};
+use eie::format::{CellKind, SequenceModel, Stage};
 use eie::import::{load_dense_layers, read_input, read_npy, write_npy, SafetensorsFile};
+use eie::recurrent::{compress_stages, DenseRecurrent, DenseStage, SequenceEngine, SequenceOracle};
 use eie::reference::{layer_f32, layer_fixed16, ErrorStats};
 use eie::{Activation, CpuEngine, DenseOracle, Error, LoadLimits, Model, Precision};
 use rand::{Rng, SeedableRng};
@@ -800,7 +805,31 @@ fn mutate_model_json(rng: &mut ChaCha8Rng, seed: &[u8]) -> (String, Vec<u8>) {
     let meta = header["__metadata__"].as_object_mut().unwrap();
     let mut model: Value = serde_json::from_str(meta["model"].as_str().unwrap()).unwrap();
     let layers = model["layers"].as_array_mut().unwrap();
-    let what = match rng.random_range(0..10) {
+    let what = match rng.random_range(0..11) {
+        10 => {
+            // Version 3's fields: a matrix's kind or its recurrent layer's name, changed,
+            // removed or added (to a version-1 or -2 file too).
+            let k = rng.random_range(0..layers.len());
+            let field = ["kind", "stage"][rng.random_range(0..2)];
+            let v = [
+                json!("fc"),
+                json!("lstm_ih"),
+                json!("lstm_hh"),
+                json!("gru_ih"),
+                json!("gru_hh"),
+                json!("conv"),
+                json!("s"),
+                json!(3),
+                Value::Null,
+            ][rng.random_range(0..9)]
+            .clone();
+            if v.is_null() {
+                layers[k].as_object_mut().unwrap().remove(field);
+            } else {
+                layers[k][field] = v.clone();
+            }
+            format!("layer {k} {field} = {v}")
+        }
         0 => {
             let l = layers[rng.random_range(0..layers.len())].clone();
             layers.push(l);
@@ -1195,6 +1224,223 @@ fn mutated_safetensors_files_give_layers_or_a_typed_error() {
                     if let Ok(model) = compressed.and_then(Model::new) {
                         exercise_model(model).unwrap();
                     }
+                    true
+                }
+                Err(_) => false,
+            }
+        });
+    }
+    c.finish(4000);
+}
+
+/// A valid version-3 file: an LSTM (5 inputs, 4 hidden units, 4 PEs), a GRU without bias
+/// (2 PEs) and a fully-connected layer.
+fn recurrent_seed() -> Vec<u8> {
+    let dense =
+        |name: &str, rows, cols, bias, seed| eie::synth::dense_layer(name, rows, cols, bias, seed);
+    let stages = vec![
+        DenseStage::Recurrent(
+            DenseRecurrent::new(
+                "lstm.l0".into(),
+                CellKind::Lstm,
+                dense("lstm.weight_ih_l0", 16, 5, true, 1),
+                dense("lstm.weight_hh_l0", 16, 4, true, 2),
+            )
+            .unwrap(),
+        ),
+        DenseStage::Recurrent(
+            DenseRecurrent::new(
+                "gru".into(),
+                CellKind::Gru,
+                dense("gru.weight_ih", 12, 4, false, 3),
+                dense("gru.weight_hh", 12, 4, false, 4),
+            )
+            .unwrap(),
+        ),
+        DenseStage::Fc(dense("fc.weight", 3, 4, true, 5)),
+    ];
+    let mut plan = eie::compress::CompressPlan::default();
+    plan.set_from_list(eie::compress::Setting::Density, "0.6")
+        .unwrap();
+    plan.set_from_list(
+        eie::compress::Setting::Pes,
+        "lstm.weight_ih_l0=4,lstm.weight_hh_l0=4,gru.weight_ih=2,gru.weight_hh=2,fc.weight=3",
+    )
+    .unwrap();
+    let model = compress_stages(&stages, &plan, &[Activation::Identity], false).unwrap();
+    canonical(&sequence_to_bytes(&model).unwrap())
+}
+
+/// Applies `edit` to the `model` JSON of a file, keeping everything else.
+fn edit_model_json(bytes: &[u8], edit: impl FnOnce(&mut Value)) -> Vec<u8> {
+    let (mut header, data) = split_container(bytes);
+    let meta = header["__metadata__"].as_object_mut().unwrap();
+    let mut model: Value = serde_json::from_str(meta["model"].as_str().unwrap()).unwrap();
+    edit(&mut model);
+    meta.insert("model".into(), json!(model.to_string()));
+    join_container(&header, &data)
+}
+
+#[test]
+fn recurrent_headers_that_do_not_fit_are_corrupt_files() {
+    let seed = recurrent_seed();
+    let model = sequence_from_bytes(&seed).unwrap();
+    assert_eq!(model.stages().len(), 3);
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "kind missing",
+            Box::new(|m| {
+                m["layers"][2].as_object_mut().unwrap().remove("kind");
+            }),
+        ),
+        (
+            "unknown kind",
+            Box::new(|m| m["layers"][4]["kind"] = json!("conv")),
+        ),
+        (
+            "hh first",
+            Box::new(|m| m["layers"][0]["kind"] = json!("lstm_hh")),
+        ),
+        (
+            "ih without hh",
+            Box::new(|m| m["layers"][1]["kind"] = json!("lstm_ih")),
+        ),
+        (
+            "mixed cell kinds",
+            Box::new(|m| m["layers"][1]["kind"] = json!("gru_hh")),
+        ),
+        (
+            "stage names differ",
+            Box::new(|m| m["layers"][1]["stage"] = json!("other")),
+        ),
+        (
+            "stage missing",
+            Box::new(|m| {
+                m["layers"][3].as_object_mut().unwrap().remove("stage");
+            }),
+        ),
+        (
+            "stage on fc",
+            Box::new(|m| m["layers"][4]["stage"] = json!("fc")),
+        ),
+        (
+            "fc as a gate matrix",
+            Box::new(|m| {
+                m["layers"][4]["kind"] = json!("gru_ih");
+                m["layers"][4]["stage"] = json!("x");
+            }),
+        ),
+        (
+            "gate matrix as fc",
+            Box::new(|m| {
+                m["layers"][0]["kind"] = json!("fc");
+                m["layers"][0].as_object_mut().unwrap().remove("stage");
+            }),
+        ),
+        (
+            "relu on a gate matrix",
+            Box::new(|m| m["layers"][1]["activation"] = json!("relu")),
+        ),
+        (
+            "input_frac in version 3",
+            Box::new(|m| {
+                m["input_frac"] = json!(10);
+                for l in m["layers"].as_array_mut().unwrap() {
+                    l["output_frac"] = json!(10);
+                }
+            }),
+        ),
+        (
+            "last matrix dropped",
+            Box::new(|m| {
+                m["layers"].as_array_mut().unwrap().pop();
+            }),
+        ),
+    ];
+    for (what, edit) in cases {
+        let bytes = edit_model_json(&seed, edit);
+        match sequence_from_bytes(&bytes) {
+            Err(Error::CorruptModel(_)) => {}
+            other => panic!("{what}: {other:?}"),
+        }
+        assert!(from_bytes(&bytes).is_err(), "{what}");
+    }
+    // A gate matrix over a PE count that does not divide H is refused where every loaded
+    // recurrent layer is built.
+    let Stage::Recurrent(lstm) = &model.stages()[0] else {
+        panic!()
+    };
+    assert!(matches!(
+        eie::format::RecurrentLayer::new(
+            "x",
+            CellKind::Lstm,
+            lstm.ih().clone(),
+            lstm.hh().with_pes(3).unwrap()
+        ),
+        Err(Error::InvalidArgument(m)) if m.contains("divide")
+    ));
+    // A version-2 file with version 3's fields, and a version-3 header on a version-2 file.
+    let v2 = canonical(&to_bytes(&eie::Model::new(vec![lstm.hh().clone()]).unwrap()).unwrap());
+    let bytes = edit_model_json(&v2, |m| m["layers"][0]["kind"] = json!("fc"));
+    assert!(matches!(
+        sequence_from_bytes(&bytes),
+        Err(Error::CorruptModel(_))
+    ));
+    let (mut header, data) = split_container(&v2);
+    header["__metadata__"]["format_version"] = json!("3");
+    let bytes = join_container(&header, &data);
+    assert!(matches!(
+        sequence_from_bytes(&bytes),
+        Err(Error::CorruptModel(_))
+    ));
+    header["__metadata__"]["format_version"] = json!("4");
+    let bytes = join_container(&header, &data);
+    assert!(matches!(
+        sequence_from_bytes(&bytes),
+        Err(Error::UnsupportedVersion { .. })
+    ));
+}
+
+/// Everything a loaded sequence model is used for must work: the engine in f32 and f16 over a
+/// short sequence, the oracle, saving.
+fn exercise_sequence(model: SequenceModel) -> eie::Result<()> {
+    let n = model.input_size();
+    let x: Vec<f32> = (0..3 * n).map(|i| ((i % 7) as f32 - 2.0) * 0.25).collect();
+    sequence_to_bytes(&model)?;
+    let state = eie::recurrent::SequenceState::zeros(&model);
+    let (oracle, _) = SequenceOracle::new(&model)?.run(&x, 3, &state)?;
+    assert_eq!(oracle.len(), 3 * model.output_size());
+    for precision in [Precision::F32, Precision::F16] {
+        let engine = SequenceEngine::new(model.clone(), precision)?;
+        let y = engine.run(&x, 3, &mut engine.zero_state());
+        // Weights a mutation made huge may overflow the state to infinity: a typed error.
+        match y {
+            Ok(y) => assert_eq!(y.len(), oracle.len()),
+            Err(Error::NonFinite { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn mutated_recurrent_model_files_give_a_model_that_runs_or_a_typed_error() {
+    let seed = recurrent_seed();
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut c = Campaign::new("recurrent model files");
+    for i in 0..4000 {
+        let (what, bytes) = match rng.random_range(0..4) {
+            0 => mutate_bytes(&mut rng, &seed),
+            1 => mutate_container_header(&mut rng, &seed),
+            2 => mutate_model_json(&mut rng, &seed),
+            _ => mutate_tensor_data(&mut rng, &seed),
+        };
+        c.run(&format!("case {i} ({what})"), || {
+            let _ = from_bytes(&bytes);
+            match sequence_from_bytes(&bytes) {
+                Ok(model) => {
+                    exercise_sequence(model).unwrap();
                     true
                 }
                 Err(_) => false,

@@ -132,7 +132,7 @@ fn wrong_version_is_reported_as_such() {
         (to_bytes(&small_model(4)).unwrap(), "2"),
         (to_bytes_v1(&small_model(4)).unwrap(), "1"),
     ] {
-        for new in ["9", "0", "3"] {
+        for new in ["9", "0", "4"] {
             let patched = replace_bytes(
                 &bytes,
                 &format!("\"format_version\":\"{old}\""),
@@ -141,11 +141,18 @@ fn wrong_version_is_reported_as_such() {
             match from_bytes(&patched) {
                 Err(Error::UnsupportedVersion { found, supported }) => {
                     assert_eq!(found, new);
-                    assert_eq!(supported, 2);
+                    assert_eq!(supported, 3);
                 }
                 other => panic!("expected a version error, got {other:?}"),
             }
         }
+        // Version 3 (recurrent layers) requires a `kind` per layer.
+        let as_v3 = replace_bytes(
+            &bytes,
+            &format!("\"format_version\":\"{old}\""),
+            "\"format_version\":\"3\"",
+        );
+        corrupt_message(&as_v3);
     }
     // A version-2 description under version 1, and the reverse, are corrupt files.
     let v2 = to_bytes(&small_model(4)).unwrap();

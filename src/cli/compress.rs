@@ -1,6 +1,6 @@
 use eie::compress::{
-    compress_layer, search, sensitivity_chart, Budget, CompressPlan, Progress, SearchOptions,
-    SearchResult, Setting,
+    compress_layer, compress_layer_balanced, search, sensitivity_chart, Budget, CompressPlan,
+    Progress, SearchOptions, SearchResult, Setting,
 };
 use eie::format::Activation;
 use eie::{Error, Model, Result};
@@ -14,8 +14,9 @@ pub struct CompressArgs {
     /// The model file to write.
     #[arg(short, long)]
     output: PathBuf,
-    /// Weight tensor(s) to take from a .safetensors file, in layer order (repeatable). Default:
-    /// every 2-D tensor in storage order.
+    /// Weight tensor(s) to take from a .safetensors file, in layer order (repeatable); a
+    /// recurrent layer is named by its weight_ih or weight_hh tensor. Default: every 2-D
+    /// tensor (and every recurrent layer) in natural name order.
     #[arg(long = "tensor", value_name = "NAME")]
     tensors: Vec<String>,
     /// Bias: a tensor name in the .safetensors file or a .npy file (single layer only). By
@@ -40,6 +41,11 @@ pub struct CompressArgs {
     /// `{"default": {...}, "layers": {"fc1.weight": {"density": 0.08, "bits": 4, "pes": 1}}}`.
     #[arg(long, value_name = "PLAN.json", conflicts_with_all = ["density", "bits", "pes"])]
     plan: Option<PathBuf>,
+    /// Load-balance-aware pruning (ESE): every PE's share of a matrix keeps the same number of
+    /// weights, for the PE count each layer is given (--pes, default 64), at which it is then
+    /// stored.
+    #[arg(long, conflicts_with = "calibration")]
+    balance: bool,
     /// Apply ReLU after every layer.
     #[arg(long, conflicts_with = "activations")]
     relu: bool,
@@ -115,6 +121,22 @@ pub fn run(a: &CompressArgs) -> Result<ExitCode> {
             a.output.display()
         )));
     }
+    if super::sequence::has_recurrent_tensors(&a.input)? {
+        if a.calibration.is_some() || a.bias.is_some() {
+            return Err(Error::InvalidArgument(
+                "--calibration and --bias are not supported for recurrent layers yet".into(),
+            ));
+        }
+        return super::sequence::compress(
+            &a.input,
+            &a.output,
+            &a.tensors,
+            &plan,
+            a.relu,
+            &a.activations,
+            a.balance,
+        );
+    }
     let sp = super::spinner(format!("reading {}", a.input.display()));
     let dense = eie::import::load_dense_layers(&a.input, &a.tensors, a.bias.as_deref())?;
     sp.finish_and_clear();
@@ -148,6 +170,12 @@ pub fn run(a: &CompressArgs) -> Result<ExitCode> {
     let mut layers = Vec::with_capacity(dense.len());
     for (i, d) in dense.iter().enumerate() {
         pb.set_message(format!("compressing {} ({}x{})", d.name, d.rows, d.cols));
+        if a.balance {
+            let config = plan.config_for(&d.name);
+            layers.push(compress_layer_balanced(d, &config, activations[i])?);
+            pb.inc(1);
+            continue;
+        }
         let layer = compress_layer(d, &plan.config_for(&d.name), activations[i])?;
         layers.push(if plan.given_for(&d.name).pes.is_some() {
             layer

@@ -33,6 +33,9 @@ struct LayerInfo {
 }
 
 pub fn run(a: &InfoArgs) -> Result<ExitCode> {
+    if super::sequence::is_sequence_file(&a.model)? {
+        return super::sequence::info(&a.model, a.json);
+    }
     let model = Model::load(&a.model)?;
     let version = eie::format::file::version_of(&a.model)?;
     let file_bytes = std::fs::metadata(&a.model)

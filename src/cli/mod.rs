@@ -12,6 +12,9 @@ mod serve;
 mod sim;
 mod verify;
 
+// Models with recurrent layers (format version 3) in compress, info, run and verify.
+mod sequence;
+
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::process::ExitCode;

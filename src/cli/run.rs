@@ -17,12 +17,24 @@ pub enum BackendKind {
 pub struct RunArgs {
     /// The model file.
     model: PathBuf,
-    /// Input activations: .npy of shape [in] or [batch, in].
+    /// Input activations: .npy of shape [in] or [batch, in]; for a model with recurrent layers
+    /// a sequence [steps, in] or a batch of sequences [batch, steps, in].
     #[arg(long)]
     input: PathBuf,
-    /// Where to write the float32 output (.npy, [out] or [batch, out]).
+    /// Where to write the float32 output (.npy, [out] or [batch, out]; for a model with
+    /// recurrent layers every step's output, [steps, out] or [batch, steps, out]).
     #[arg(long)]
     output: PathBuf,
+    /// Recurrent models: write the last step's output only ([out] or [batch, out]).
+    #[arg(long)]
+    last: bool,
+    /// Recurrent models: the initial state (.npy, [S] or [batch, S]: for each recurrent layer
+    /// in order, h and then, for an LSTM, c); zero by default.
+    #[arg(long, value_name = "STATE.npy")]
+    state_in: Option<PathBuf>,
+    /// Recurrent models: where to write the state after the last step (.npy, as --state-in).
+    #[arg(long, value_name = "STATE.npy")]
+    state_out: Option<PathBuf>,
     /// Where to run.
     #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
     backend: BackendKind,
@@ -30,7 +42,8 @@ pub struct RunArgs {
     /// instead of f32; also prints the saturations per layer.
     #[arg(long, conflicts_with = "f16")]
     fixed16: bool,
-    /// GPU only: f16 activations and codebook (f32 arithmetic).
+    /// f16 activations and codebook (f32 arithmetic): GPU only for fully-connected models,
+    /// the CPU for models with recurrent layers.
     #[arg(long)]
     f16: bool,
     /// GPU only: PEs (workgroups) per layer; default: chosen for the device.
@@ -39,6 +52,33 @@ pub struct RunArgs {
 }
 
 pub fn run(a: &RunArgs) -> Result<ExitCode> {
+    if super::sequence::is_sequence_file(&a.model)? {
+        if a.backend != BackendKind::Cpu || a.pes.is_some() {
+            return Err(eie::Error::InvalidArgument(
+                "models with recurrent layers run on --backend cpu (the GPU and --pes are not \
+                 implemented for them yet)"
+                    .into(),
+            ));
+        }
+        return super::sequence::run(&super::sequence::SequenceRun {
+            model: &a.model,
+            input: &a.input,
+            output: &a.output,
+            precision: match (a.fixed16, a.f16) {
+                (true, _) => Precision::Fixed16,
+                (_, true) => Precision::F16,
+                _ => Precision::F32,
+            },
+            last: a.last,
+            state_in: a.state_in.as_deref(),
+            state_out: a.state_out.as_deref(),
+        });
+    }
+    if a.last || a.state_in.is_some() || a.state_out.is_some() {
+        return Err(eie::Error::InvalidArgument(
+            "--last, --state-in and --state-out apply to models with recurrent layers".into(),
+        ));
+    }
     let model = Model::load(&a.model)?;
     let input = eie::import::read_npy(&a.input)?;
     let (batch, values) = eie::import::read_input(&a.input, model.input_size())?;

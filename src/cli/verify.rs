@@ -23,6 +23,9 @@ pub struct VerifyArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Models with recurrent layers: steps of the random input sequence.
+    #[arg(long, default_value_t = 16)]
+    steps: usize,
     /// Fail when no GPU can be opened (by default the GPU kernels are then skipped with a note).
     #[arg(long)]
     require_gpu: bool,
@@ -54,6 +57,16 @@ pub fn available_backends(model: &Model, require_gpu: bool) -> Result<Vec<Box<dy
 }
 
 pub fn run(a: &VerifyArgs) -> Result<ExitCode> {
+    if super::sequence::is_sequence_file(&a.model)? {
+        return super::sequence::verify(
+            &a.model,
+            a.input.as_deref(),
+            a.steps,
+            a.input_density,
+            a.seed,
+            a.json,
+        );
+    }
     let model = Model::load(&a.model)?;
     let input = match &a.input {
         Some(p) => eie::import::read_input(p, model.input_size())?.1,

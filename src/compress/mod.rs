@@ -13,7 +13,7 @@ mod search;
 pub use chart::sensitivity_chart;
 pub use codebook::{share_weights, SharedWeights};
 pub use plan::{compress_model, CompressPlan, LayerSettings, Setting};
-pub use prune::prune_by_magnitude;
+pub use prune::{prune_balanced, prune_by_magnitude};
 pub use search::{
     accuracy_loss, mean_cosine, search, Budget, LayerChoice, LayerSensitivity, Progress,
     SearchOptions, SearchResult, SearchSpace, SensitivityPoint, DEFAULT_MARGIN,
@@ -151,6 +151,28 @@ pub fn compress_layer(
     config.validate()?;
     layer.validate()?;
     let kept = prune_by_magnitude(&layer.weights, config.density)?;
+    let values: Vec<f32> = kept.iter().map(|&i| layer.weights[i]).collect();
+    compress_kept(layer, &kept, &values, config, activation)
+}
+
+/// Prunes with load-balance-aware pruning ([`prune_balanced`]: every one of the
+/// `config.pes` PEs keeps the same number of weights), weight-shares and EIE-encodes one dense
+/// layer over `config.pes` PEs (the count the balance is for, so the layer is not meant to be
+/// re-interleaved).
+pub fn compress_layer_balanced(
+    layer: &DenseLayer,
+    config: &CompressConfig,
+    activation: Activation,
+) -> Result<EieLayer> {
+    config.validate()?;
+    layer.validate()?;
+    let kept = prune::prune_balanced(
+        &layer.weights,
+        layer.rows,
+        layer.cols,
+        config.density,
+        config.pes,
+    )?;
     let values: Vec<f32> = kept.iter().map(|&i| layer.weights[i]).collect();
     compress_kept(layer, &kept, &values, config, activation)
 }

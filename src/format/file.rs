@@ -1,6 +1,7 @@
 //! The model file: a safetensors container holding each layer's arrays, with a versioned JSON
 //! description and CRC-32 checksums in the safetensors metadata. `docs/FORMAT.md` specifies it.
 
+use super::sequence::{CellKind, RecurrentLayer, SequenceModel, Stage};
 use super::{entry, entry_code, entry_run, Activation, EieLayer, Model, MAX_DIM};
 use crate::error::{try_with_capacity, Error, Result};
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
@@ -10,10 +11,13 @@ use std::io::Write;
 use std::path::Path;
 
 /// The format version this build writes ([`to_bytes`], [`save`]); it reads this one and every
-/// earlier one (1 and 2).
+/// earlier one (1 and 2), and version 3 ([`FORMAT_VERSION_RECURRENT`]).
 pub const FORMAT_VERSION: u32 = 2;
 /// The first format version, still read, and written by [`to_bytes_v1`].
 pub const FORMAT_VERSION_1: u32 = 1;
+/// The version of files with recurrent layers (version 2 plus a `kind` per matrix), written
+/// by [`sequence_to_bytes`] when a model has a recurrent layer, and read by every loader.
+pub const FORMAT_VERSION_RECURRENT: u32 = 3;
 /// Value of the `format` metadata key.
 pub const FORMAT_NAME: &str = "eie";
 
@@ -67,6 +71,46 @@ struct LayerHeader {
     /// written before formats were stored, which run with Q5.10.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     output_frac: Option<u32>,
+    /// Version 3 only: what the matrix is (a fully-connected layer, or one of a recurrent
+    /// layer's two gate matrices).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kind: Option<MatrixKind>,
+    /// Version 3 only, on a recurrent layer's two matrices: the recurrent layer's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stage: Option<String>,
+}
+
+/// What one matrix of a version-3 file is.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum MatrixKind {
+    Fc,
+    LstmIh,
+    LstmHh,
+    GruIh,
+    GruHh,
+}
+
+impl MatrixKind {
+    /// The cell kind and whether this is the hidden-to-hidden matrix, for a recurrent matrix.
+    fn cell(self) -> Option<(CellKind, bool)> {
+        match self {
+            MatrixKind::Fc => None,
+            MatrixKind::LstmIh => Some((CellKind::Lstm, false)),
+            MatrixKind::LstmHh => Some((CellKind::Lstm, true)),
+            MatrixKind::GruIh => Some((CellKind::Gru, false)),
+            MatrixKind::GruHh => Some((CellKind::Gru, true)),
+        }
+    }
+
+    fn of(kind: CellKind, hh: bool) -> Self {
+        match (kind, hh) {
+            (CellKind::Lstm, false) => MatrixKind::LstmIh,
+            (CellKind::Lstm, true) => MatrixKind::LstmHh,
+            (CellKind::Gru, false) => MatrixKind::GruIh,
+            (CellKind::Gru, true) => MatrixKind::GruHh,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -158,9 +202,42 @@ pub fn pack_bits(values: impl IntoIterator<Item = u32>, width: u8) -> Vec<u8> {
 }
 
 fn serialise(model: &Model, version: u32) -> Result<Vec<u8>> {
+    let matrices = model.layers().iter().map(|l| (l, None, None)).collect();
+    serialise_matrices(matrices, Some(model.input_frac()), version)
+}
+
+/// Serialises a sequence model: version 2 (as [`to_bytes`]) when no stage is recurrent,
+/// version 3 otherwise (each matrix with its `kind`; no fixed16 formats, which version 3 does
+/// not define).
+pub fn sequence_to_bytes(model: &SequenceModel) -> Result<Vec<u8>> {
+    if !model.is_recurrent() {
+        return to_bytes(&model.to_feed_forward()?);
+    }
+    let mut matrices = Vec::new();
+    for s in model.stages() {
+        match s {
+            Stage::Fc(l) => matrices.push((l, Some(MatrixKind::Fc), None)),
+            Stage::Recurrent(r) => {
+                for (l, hh) in [(r.ih(), false), (r.hh(), true)] {
+                    let name = Some(r.name().to_string());
+                    matrices.push((l, Some(MatrixKind::of(r.kind(), hh)), name));
+                }
+            }
+        }
+    }
+    serialise_matrices(matrices, None, FORMAT_VERSION_RECURRENT)
+}
+
+type Described<'a> = (&'a EieLayer, Option<MatrixKind>, Option<String>);
+
+fn serialise_matrices(
+    matrices: Vec<Described<'_>>,
+    input_frac: Option<u32>,
+    version: u32,
+) -> Result<Vec<u8>> {
     let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     let mut headers = Vec::new();
-    for (i, l) in model.layers().iter().enumerate() {
+    for (i, (l, kind, stage)) in matrices.into_iter().enumerate() {
         let len_bits = (version >= 2).then(|| l.len_bits());
         headers.push(LayerHeader {
             name: l.name().to_string(),
@@ -171,7 +248,9 @@ fn serialise(model: &Model, version: u32) -> Result<Vec<u8>> {
             activation: l.activation(),
             bias: l.bias().is_some(),
             len_bits,
-            output_frac: Some(l.fixed16_format().output_frac()),
+            output_frac: input_frac.map(|_| l.fixed16_format().output_frac()),
+            kind,
+            stage,
         });
         let f32s = |v: &[f32]| bytemuck::cast_slice::<f32, u8>(v).to_vec();
         let u32s = |v: &[u32]| bytemuck::cast_slice::<u32, u8>(v).to_vec();
@@ -232,7 +311,7 @@ fn serialise(model: &Model, version: u32) -> Result<Vec<u8>> {
     meta.insert(
         "model".to_string(),
         serde_json::to_string(&ModelHeader {
-            input_frac: Some(model.input_frac()),
+            input_frac,
             layers: headers,
         })
         .expect("plain structs serialise"),
@@ -333,6 +412,112 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
 /// gives [`Error::CorruptModel`], [`Error::UnsupportedVersion`], [`Error::LimitExceeded`] or
 /// [`Error::Allocation`], never a panic or an abort.
 pub fn from_bytes_with_limits(bytes: &[u8], limits: &LoadLimits) -> Result<Model> {
+    let decoded = decode(bytes, limits)?;
+    if decoded.version == FORMAT_VERSION_RECURRENT {
+        return assemble_stages(decoded)?.to_feed_forward().map_err(|e| {
+            Error::InvalidArgument(format!(
+                "the model file holds recurrent layers (format version 3; {e}): load it as \
+                     a SequenceModel"
+            ))
+        });
+    }
+    // Layers that do not chain are a corrupt file here, not a caller's shape mismatch.
+    let mut model = Model::new(decoded.layers).map_err(|e| corrupt(e.to_string()))?;
+    if let Some((input, outputs)) = decoded.fracs {
+        model.set_fixed16_fracs(input, &outputs)?;
+    }
+    Ok(model)
+}
+
+/// Parses and validates the bytes of a model file of any version as a [`SequenceModel`]:
+/// a version-1 or -2 file gives fully-connected stages (its fixed16 formats kept).
+pub fn sequence_from_bytes_with_limits(bytes: &[u8], limits: &LoadLimits) -> Result<SequenceModel> {
+    let decoded = decode(bytes, limits)?;
+    if decoded.version == FORMAT_VERSION_RECURRENT {
+        assemble_stages(decoded)
+    } else {
+        let mut model = Model::new(decoded.layers).map_err(|e| corrupt(e.to_string()))?;
+        if let Some((input, outputs)) = decoded.fracs {
+            model.set_fixed16_fracs(input, &outputs)?;
+        }
+        Ok(SequenceModel::from(model))
+    }
+}
+
+/// Parses and validates the bytes of a model file of any version as a [`SequenceModel`] under
+/// the default [`LoadLimits`].
+pub fn sequence_from_bytes(bytes: &[u8]) -> Result<SequenceModel> {
+    sequence_from_bytes_with_limits(bytes, &LoadLimits::default())
+}
+
+/// Reads and validates a model file of any version as a [`SequenceModel`].
+pub fn load_sequence(path: &Path, limits: &LoadLimits) -> Result<SequenceModel> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
+    check_limit("model file bytes", len, limits.max_file_bytes)?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    sequence_from_bytes_with_limits(&bytes, limits)
+}
+
+/// A model file's matrices, validated one by one, before they are put together.
+struct Decoded {
+    version: u32,
+    /// Per matrix (version 3 only): its kind and the recurrent layer it belongs to.
+    kinds: Vec<(MatrixKind, Option<String>)>,
+    layers: Vec<EieLayer>,
+    fracs: Option<(u32, Vec<u32>)>,
+}
+
+/// Puts a version-3 file's matrices together into stages: a `*_ih` matrix followed by the
+/// matching `*_hh` matrix of the same `stage` is one recurrent layer, an `fc` matrix one
+/// fully-connected layer. Anything else is [`Error::CorruptModel`].
+fn assemble_stages(decoded: Decoded) -> Result<SequenceModel> {
+    let mut stages = Vec::new();
+    let mut it = decoded.kinds.into_iter().zip(decoded.layers).enumerate();
+    while let Some((i, ((kind, stage), layer))) = it.next() {
+        match (kind.cell(), stage) {
+            (None, None) => stages.push(Stage::Fc(layer)),
+            (None, Some(_)) => {
+                return Err(corrupt(format!(
+                    "layer {i}: `stage` is a field of recurrent matrices only"
+                )))
+            }
+            (Some(_), None) => {
+                return Err(corrupt(format!(
+                    "layer {i}: recurrent matrix without `stage`"
+                )))
+            }
+            (Some((_, true)), Some(_)) => {
+                return Err(corrupt(format!(
+                    "layer {i}: a hidden-to-hidden matrix not preceded by its input-to-hidden \
+                     matrix"
+                )))
+            }
+            (Some((cell, false)), Some(name)) => {
+                let Some((_, ((next_kind, next_stage), hh))) = it.next() else {
+                    return Err(corrupt(format!(
+                        "layer {i}: the last matrix is an input-to-hidden matrix without its \
+                         hidden-to-hidden matrix"
+                    )));
+                };
+                if next_kind != MatrixKind::of(cell, true) || next_stage.as_deref() != Some(&name) {
+                    return Err(corrupt(format!(
+                        "layer {}: expected the `{}` matrix of `{name}`",
+                        i + 1,
+                        cell.name().to_owned() + "_hh"
+                    )));
+                }
+                let r = RecurrentLayer::new(name, cell, layer, hh)
+                    .map_err(|e| corrupt(format!("layer {i}: {e}")))?;
+                stages.push(Stage::Recurrent(Box::new(r)));
+            }
+        }
+    }
+    SequenceModel::new(stages).map_err(|e| corrupt(e.to_string()))
+}
+
+fn decode(bytes: &[u8], limits: &LoadLimits) -> Result<Decoded> {
     check_limit(
         "model file bytes",
         bytes.len() as u64,
@@ -365,11 +550,15 @@ pub fn from_bytes_with_limits(bytes: &[u8], limits: &LoadLimits) -> Result<Model
     }
     let version_text = get("format_version")?;
     let version = match version_text.parse::<u32>() {
-        Ok(v @ (FORMAT_VERSION_1 | FORMAT_VERSION)) if v.to_string() == *version_text => v,
+        Ok(v @ (FORMAT_VERSION_1 | FORMAT_VERSION | FORMAT_VERSION_RECURRENT))
+            if v.to_string() == *version_text =>
+        {
+            v
+        }
         _ => {
             return Err(Error::UnsupportedVersion {
                 found: version_text.clone(),
-                supported: FORMAT_VERSION,
+                supported: FORMAT_VERSION_RECURRENT,
             })
         }
     };
@@ -379,6 +568,26 @@ pub fn from_bytes_with_limits(bytes: &[u8], limits: &LoadLimits) -> Result<Model
         return Err(corrupt("the model has no layers"));
     }
     let fracs = fixed16_fracs(&header)?;
+    if version == FORMAT_VERSION_RECURRENT && fracs.is_some() {
+        return Err(corrupt(
+            "fixed16 formats (`input_frac`, `output_frac`) are not defined in format version 3",
+        ));
+    }
+    let mut kinds = Vec::with_capacity(header.layers.len());
+    for (i, h) in header.layers.iter().enumerate() {
+        match (version, h.kind, &h.stage) {
+            (FORMAT_VERSION_RECURRENT, Some(kind), stage) => kinds.push((kind, stage.clone())),
+            (FORMAT_VERSION_RECURRENT, None, _) => {
+                return Err(corrupt(format!("layer {i}: `kind` missing")))
+            }
+            (_, None, None) => {}
+            (_, _, _) => {
+                return Err(corrupt(format!(
+                    "layer {i}: `kind` and `stage` are fields of format version 3 only"
+                )))
+            }
+        }
+    }
     check_limit(
         "layer count",
         header.layers.len() as u64,
@@ -493,7 +702,7 @@ pub fn from_bytes_with_limits(bytes: &[u8], limits: &LoadLimits) -> Result<Model
                     &[h.pes, h.cols + 1],
                 )?)?,
             ),
-            (FORMAT_VERSION, Some(width)) => {
+            (FORMAT_VERSION | FORMAT_VERSION_RECURRENT, Some(width)) => {
                 let data = tensor(&tensor_name(i, "col_len"), Dtype::U8, &[])?;
                 pointers_from_lengths(i, data, width, h.pes, h.cols, entries.len())?
             }
@@ -518,12 +727,12 @@ pub fn from_bytes_with_limits(bytes: &[u8], limits: &LoadLimits) -> Result<Model
             entries,
         )?);
     }
-    // Layers that do not chain are a corrupt file here, not a caller's shape mismatch.
-    let mut model = Model::new(layers).map_err(|e| corrupt(e.to_string()))?;
-    if let Some((input, outputs)) = fracs {
-        model.set_fixed16_fracs(input, &outputs)?;
-    }
-    Ok(model)
+    Ok(Decoded {
+        version,
+        kinds,
+        layers,
+        fracs,
+    })
 }
 
 /// The stored fixed16 formats: the input's fraction bits and each layer's output's, or `None`

@@ -2,12 +2,15 @@
 //! slice of every column as relative-indexed CSC entries (codebook index + 4-bit zero run, with
 //! padding entries), plus per-PE column pointers (EIE paper, section III-B).
 //!
-//! [`EieLayer`] is one compressed fully-connected layer, [`Model`] a chain of them, and
+//! [`EieLayer`] is one compressed fully-connected layer, [`Model`] a chain of them,
+//! [`SequenceModel`] a chain of fully-connected and recurrent ([`RecurrentLayer`]) stages run
+//! over the steps of a sequence, and
 //! [`mod@file`] reads and writes the model file described in `docs/FORMAT.md`.
 
 pub mod file;
 mod layer;
 mod model;
+pub mod sequence;
 
 pub use file::LoadLimits;
 pub use layer::{
@@ -15,3 +18,4 @@ pub use layer::{
     EieLayer, PeSlice, SparseCodes, MAX_DIM, MAX_RUN,
 };
 pub use model::{check_batch, Model};
+pub use sequence::{CellKind, RecurrentLayer, SequenceModel, Stage};

@@ -1,0 +1,407 @@
+//! The CPU engine for sequence models: whole sequences, batches of sequences, and step by
+//! step streaming, with the recurrent state carried between calls.
+
+use super::cell;
+use crate::error::{check_finite, Error, Result};
+use crate::fixed16;
+use crate::format::{CellKind, EieLayer, Model, SequenceModel, Stage};
+use crate::reference::{CpuEngine, Precision};
+use rayon::prelude::*;
+
+/// The recurrent state of one sequence: for each recurrent stage in order, its `h` (`H`
+/// values) and, for an LSTM, its `c` (`H` values). A new sequence starts from zeros.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SequenceState {
+    values: Vec<f32>,
+}
+
+impl SequenceState {
+    /// The zero state of `model` (every `h` and `c` zero).
+    pub fn zeros(model: &SequenceModel) -> Self {
+        SequenceState {
+            values: vec![0.0; model.state_size()],
+        }
+    }
+
+    /// A state from its values ([`SequenceModel::state_size`] of them, in the order above):
+    /// [`Error::Shape`] for a wrong length, [`Error::NonFinite`] for NaN or infinity.
+    pub fn from_values(model: &SequenceModel, values: Vec<f32>) -> Result<Self> {
+        if values.len() != model.state_size() {
+            return Err(Error::Shape(format!(
+                "a state of {} values; the model's recurrent state has {} ({})",
+                values.len(),
+                model.state_size(),
+                model
+                    .recurrent_layers()
+                    .map(|r| if r.kind().has_cell_state() {
+                        format!("{}: h and c of {}", r.name(), r.hidden())
+                    } else {
+                        format!("{}: h of {}", r.name(), r.hidden())
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        check_finite("state", &values)?;
+        Ok(SequenceState { values })
+    }
+
+    /// The values, in the order above.
+    pub fn values(&self) -> &[f32] {
+        &self.values
+    }
+
+    /// Consumes the state, returning its values.
+    pub fn into_values(self) -> Vec<f32> {
+        self.values
+    }
+}
+
+/// What the engine keeps per stage.
+#[derive(Clone, Debug)]
+enum StageEngine {
+    Fc(CpuEngine),
+    Recurrent {
+        kind: CellKind,
+        hidden: usize,
+        ih: CpuEngine,
+        hh: CpuEngine,
+        /// fixed16: fraction bits of both gate matrices' outputs.
+        gate_frac: u32,
+    },
+}
+
+/// The largest `|W x + b|` over the rows of `layer` for `|x| ≤ bound` (interval arithmetic).
+fn output_bound(layer: &EieLayer, bound: f64) -> Result<f64> {
+    let w = layer.try_dense_weights()?;
+    let cols = layer.cols();
+    Ok((0..layer.rows())
+        .map(|i| {
+            let s: f64 = w[i * cols..(i + 1) * cols]
+                .iter()
+                .map(|v| v.abs() as f64)
+                .sum();
+            s * bound + layer.bias().map_or(0.0, |b| b[i].abs() as f64)
+        })
+        .fold(0.0, f64::max))
+}
+
+/// A one-matrix engine whose fixed16 formats are `input_frac` in and `output_frac` out,
+/// checking that the accumulator (`input_frac + 4` fraction bits in an `i32`) holds `bound`.
+fn fixed16_single(
+    layer: &EieLayer,
+    input_frac: u32,
+    output_frac: u32,
+    bound: f64,
+) -> Result<CpuEngine> {
+    let acc = bound * (1u64 << (input_frac + fixed16::GUARD_BITS)) as f64;
+    if acc > i32::MAX as f64 {
+        return Err(Error::InvalidArgument(format!(
+            "fixed16: `{}` can reach {bound:.3e}, beyond its i32 accumulator at input format {}",
+            layer.name(),
+            fixed16::format_name(input_frac)
+        )));
+    }
+    let mut m = Model::new(vec![layer.clone()])?;
+    m.set_fixed16_fracs(input_frac, &[output_frac])?;
+    CpuEngine::new(m)
+}
+
+/// Runs a [`SequenceModel`] on the CPU in f32, f16 (f16 storage of every activation, `h`
+/// included, and of the codebooks, with f32 arithmetic and an f32 cell state `c`, as
+/// [`Precision::F16`] is for fully-connected layers) or EIE's fixed16 (formats chosen from the
+/// weights, see [`Self::new`]; the gate matrices through the fixed16 EIE engine, the cell
+/// update in integers, [`super::cell::update_fixed16`]).
+///
+/// Each matrix runs on the EIE CPU engine ([`CpuEngine`]). Stages run one after the other over
+/// all the steps of a call: a fully-connected stage and a recurrent stage's input part
+/// `W_ih x_t + b_ih` take the call's steps as one batch (decoding each entry once for a tile of
+/// steps, which costs less than one product per step), then the serial chain runs
+/// `W_hh h_{t−1} + b_hh` and the cell update step by step. Every input's result is the same
+/// alone or in any batch of sequences, and splitting a sequence into several calls, the state
+/// carried, gives the same outputs as one call.
+///
+/// Cloning is cheap; an engine is `Send + Sync`.
+#[derive(Clone, Debug)]
+pub struct SequenceEngine {
+    model: std::sync::Arc<SequenceModel>,
+    stages: std::sync::Arc<Vec<StageEngine>>,
+    precision: Precision,
+}
+
+fn single(layer: &crate::format::EieLayer) -> Result<CpuEngine> {
+    CpuEngine::new(Model::new(vec![layer.clone()])?)
+}
+
+fn round_f16(v: &mut [f32]) {
+    v.iter_mut()
+        .for_each(|x| *x = half::f16::from_f32(*x).to_f32());
+}
+
+impl SequenceEngine {
+    /// An engine for `model` at `precision`.
+    ///
+    /// In fixed16 the formats are chosen from the weights, for inputs within ±1, by interval
+    /// arithmetic: the input is Q1.14; a fully-connected stage's output takes the most
+    /// fraction bits that hold `max |W x + b|` for its input's bound; a recurrent stage's two
+    /// gate matrices output in one format that holds both parts' bounds (`|h| ≤ 1` for
+    /// `W_hh`), and its output `h` is Q1.14 ([`super::cell::H_FRAC`]). The cell update is
+    /// [`super::cell::update_fixed16`]. [`Error::InvalidArgument`] when an accumulator cannot
+    /// hold its bound.
+    pub fn new(model: SequenceModel, precision: Precision) -> Result<Self> {
+        let fixed = precision == Precision::Fixed16;
+        let mut frac = fixed16::frac_for(fixed16::DEFAULT_INPUT_BOUND);
+        let mut bound = fixed16::DEFAULT_INPUT_BOUND as f64;
+        let mut stages = Vec::with_capacity(model.stages().len());
+        for s in model.stages() {
+            stages.push(match s {
+                Stage::Fc(l) if fixed => {
+                    let b = output_bound(l, bound)?;
+                    let out = fixed16::frac_for(b as f32);
+                    let e = fixed16_single(l, frac, out, b)?;
+                    (frac, bound) = (out, b);
+                    StageEngine::Fc(e)
+                }
+                Stage::Fc(l) => StageEngine::Fc(single(l)?),
+                Stage::Recurrent(r) if fixed => {
+                    let (bx, bh) = (output_bound(r.ih(), bound)?, output_bound(r.hh(), 1.0)?);
+                    let gate_frac = fixed16::frac_for(bx.max(bh) as f32);
+                    let e = StageEngine::Recurrent {
+                        kind: r.kind(),
+                        hidden: r.hidden(),
+                        ih: fixed16_single(r.ih(), frac, gate_frac, bx)?,
+                        hh: fixed16_single(r.hh(), cell::H_FRAC, gate_frac, bh)?,
+                        gate_frac,
+                    };
+                    (frac, bound) = (cell::H_FRAC, 1.0);
+                    e
+                }
+                Stage::Recurrent(r) => StageEngine::Recurrent {
+                    kind: r.kind(),
+                    hidden: r.hidden(),
+                    ih: single(r.ih())?,
+                    hh: single(r.hh())?,
+                    gate_frac: 0,
+                },
+            });
+        }
+        Ok(SequenceEngine {
+            model: std::sync::Arc::new(model),
+            stages: std::sync::Arc::new(stages),
+            precision,
+        })
+    }
+
+    /// The model, as given.
+    pub fn model(&self) -> &SequenceModel {
+        &self.model
+    }
+
+    /// The engine's arithmetic.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// The zero state (see [`SequenceState::zeros`]).
+    pub fn zero_state(&self) -> SequenceState {
+        SequenceState::zeros(&self.model)
+    }
+
+    /// Runs one sequence of `steps` steps (`input` holds `steps × input_size` values, step
+    /// after step) from `state`, which it leaves at the state after the last step. Returns
+    /// the model's output at every step, `steps × output_size` values.
+    pub fn run(&self, input: &[f32], steps: usize, state: &mut SequenceState) -> Result<Vec<f32>> {
+        self.check(input, 1, steps)?;
+        if state.values.len() != self.model.state_size() {
+            return Err(Error::Shape(format!(
+                "a state of {} values for a model whose state has {}",
+                state.values.len(),
+                self.model.state_size()
+            )));
+        }
+        self.sequence(input, steps, &mut state.values)
+    }
+
+    /// Runs `batch` sequences of `steps` steps each (`input`: `batch × steps × input_size`
+    /// values), sequence `b` from `states[b]`, in parallel. Returns `batch × steps ×
+    /// output_size` values; each sequence's result is the same as [`Self::run`]'s.
+    pub fn run_batch(
+        &self,
+        input: &[f32],
+        batch: usize,
+        steps: usize,
+        states: &mut [SequenceState],
+    ) -> Result<Vec<f32>> {
+        self.check(input, batch, steps)?;
+        if states.len() != batch {
+            return Err(Error::Shape(format!(
+                "{} states for a batch of {batch} sequences",
+                states.len()
+            )));
+        }
+        let per = steps * self.model.input_size();
+        let outs: Vec<Vec<f32>> = input
+            .par_chunks(per)
+            .zip(states.par_iter_mut())
+            .map(|(x, s)| self.run(x, steps, s))
+            .collect::<Result<_>>()?;
+        Ok(outs.concat())
+    }
+
+    /// A stream from the zero state, to run a sequence step by step as its inputs arrive.
+    pub fn stream(&self) -> SequenceStream<'_> {
+        self.stream_from(self.zero_state())
+    }
+
+    /// A stream from `state`.
+    pub fn stream_from(&self, state: SequenceState) -> SequenceStream<'_> {
+        SequenceStream {
+            engine: self,
+            state,
+        }
+    }
+
+    fn check(&self, input: &[f32], batch: usize, steps: usize) -> Result<()> {
+        let n = self.model.input_size();
+        let want = batch
+            .checked_mul(steps)
+            .and_then(|v| v.checked_mul(n))
+            .ok_or_else(|| Error::Shape(format!("{batch} × {steps} steps overflow")))?;
+        if batch == 0 || steps == 0 || input.len() != want {
+            return Err(Error::Shape(format!(
+                "input has {} values; {batch} sequences of {steps} steps of {n} take {want} \
+                 (and both must be at least 1)",
+                input.len()
+            )));
+        }
+        check_finite("input", input)
+    }
+
+    /// One sequence, state updated in place.
+    fn sequence(&self, input: &[f32], steps: usize, state: &mut [f32]) -> Result<Vec<f32>> {
+        let f16 = self.precision == Precision::F16;
+        let mut cur = input.to_vec();
+        if f16 {
+            round_f16(&mut cur);
+        }
+        let mut offset = 0;
+        for stage in self.stages.iter() {
+            match stage {
+                StageEngine::Fc(e) => cur = e.run(&cur, self.precision)?,
+                StageEngine::Recurrent {
+                    kind,
+                    hidden,
+                    ih,
+                    hh,
+                    gate_frac,
+                } => {
+                    let (g, h_len) = (kind.gates() * hidden, *hidden);
+                    let gx = ih.run(&cur, self.precision)?;
+                    let has_c = kind.has_cell_state();
+                    let size = if has_c { 2 * h_len } else { h_len };
+                    let (h, c) = state[offset..offset + size].split_at_mut(h_len);
+                    offset += size;
+                    let mut out = Vec::with_capacity(steps * h_len);
+                    if self.precision == Precision::Fixed16 {
+                        fixed16_chain(*kind, *gate_frac, &gx, hh, steps, g, h, c, &mut out)?;
+                    } else {
+                        for t in 0..steps {
+                            let gh = hh.run(h, self.precision)?;
+                            cell::update(*kind, &gx[t * g..(t + 1) * g], &gh, h, c);
+                            if f16 {
+                                round_f16(h);
+                            }
+                            check_finite("recurrent state", h)?;
+                            out.extend_from_slice(h);
+                        }
+                    }
+                    cur = out;
+                }
+            }
+        }
+        Ok(cur)
+    }
+}
+
+/// The serial chain of a recurrent stage in fixed16: the state converted to its formats
+/// (`h` Q1.14, `c` with 15 fraction bits, each rounded and saturated), `W_hh h` through the
+/// fixed16 engine, the cell update in integers, and the state converted back (exactly).
+#[allow(clippy::too_many_arguments)]
+fn fixed16_chain(
+    kind: CellKind,
+    gate_frac: u32,
+    gx: &[f32],
+    hh: &CpuEngine,
+    steps: usize,
+    g: usize,
+    h: &mut [f32],
+    c: &mut [f32],
+    out: &mut Vec<f32>,
+) -> Result<()> {
+    let to_int = |v: &[f32], frac: u32| -> Vec<i32> {
+        v.iter()
+            .map(|&x| (x as f64 * (1u64 << frac) as f64).round() as i32)
+            .collect()
+    };
+    let gx = to_int(gx, gate_frac);
+    let mut hq: Vec<i16> = h
+        .iter()
+        .map(|&x| fixed16::quantize_activation(x, cell::H_FRAC))
+        .collect();
+    let limit = cell::C_LIMIT as f64;
+    let mut cq: Vec<i32> = c
+        .iter()
+        .map(|&x| {
+            (x as f64 * (1u64 << cell::GATE_FRAC) as f64)
+                .round()
+                .clamp(-limit, limit) as i32
+        })
+        .collect();
+    let h_scale = (1u32 << cell::H_FRAC) as f32;
+    let mut hf: Vec<f32> = hq.iter().map(|&q| q as f32 / h_scale).collect();
+    for t in 0..steps {
+        let gh = to_int(&hh.run(&hf, Precision::Fixed16)?, gate_frac);
+        cell::update_fixed16(
+            kind,
+            &gx[t * g..(t + 1) * g],
+            &gh,
+            gate_frac,
+            &mut hq,
+            &mut cq,
+        );
+        hf = hq.iter().map(|&q| q as f32 / h_scale).collect();
+        out.extend_from_slice(&hf);
+    }
+    h.copy_from_slice(&hf);
+    let c_scale = (1u32 << cell::GATE_FRAC) as f32;
+    for (x, &q) in c.iter_mut().zip(&cq) {
+        *x = q as f32 / c_scale;
+    }
+    Ok(())
+}
+
+/// A sequence run step by step ([`SequenceEngine::stream`]): each [`Self::push`] runs one
+/// step and returns the model's output for it; the state carries over.
+#[derive(Debug)]
+pub struct SequenceStream<'a> {
+    engine: &'a SequenceEngine,
+    state: SequenceState,
+}
+
+impl SequenceStream<'_> {
+    /// Runs one step (`x` holds `input_size` values); returns `output_size` values.
+    pub fn push(&mut self, x: &[f32]) -> Result<Vec<f32>> {
+        self.engine.run(x, 1, &mut self.state)
+    }
+
+    /// The state after the steps pushed so far.
+    pub fn state(&self) -> &SequenceState {
+        &self.state
+    }
+
+    /// Ends the stream, returning its state (to resume later with
+    /// [`SequenceEngine::stream_from`]).
+    pub fn into_state(self) -> SequenceState {
+        self.state
+    }
+}
