@@ -285,6 +285,11 @@ impl Server {
             let app = http::router(state.clone());
             let signal = until_stopped(stopped.clone());
             tasks.push(tokio::spawn(async move {
+                use axum::serve::ListenerExt;
+                // Answers are small: send them at once rather than wait on Nagle's algorithm.
+                let listener = listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
                 axum::serve(listener, app)
                     .with_graceful_shutdown(signal)
                     .await
@@ -298,7 +303,14 @@ impl Server {
                 tonic::transport::Server::builder()
                     .add_service(service)
                     .serve_with_incoming_shutdown(
-                        tokio_stream::wrappers::TcpListenerStream::new(listener),
+                        tokio_stream::StreamExt::map(
+                            tokio_stream::wrappers::TcpListenerStream::new(listener),
+                            |tcp| {
+                                tcp.inspect(|t| {
+                                    let _ = t.set_nodelay(true);
+                                })
+                            },
+                        ),
                         signal,
                     )
                     .await
