@@ -131,6 +131,9 @@ impl Batcher {
             .name("eie-batcher".into())
             .spawn(move || {
                 worker(&engine, &receiver, config, &counters, &observer);
+                // The engine (and its GPU device) is gone before `shutdown` returns, so that a
+                // process may exit right after it without a device torn down mid-exit.
+                drop(engine);
                 let _ = done_tx.send(());
             })
             .map_err(|e| {

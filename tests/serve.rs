@@ -701,3 +701,67 @@ fn sigterm_drains_and_exits_zero() {
         "{rest:?}"
     );
 }
+
+/// Two engines on the same adapter stand in for two GPUs: requests spread over both, and every
+/// answer matches the CPU engine's within f32 rounding of a different summation order.
+#[test]
+fn requests_spread_over_the_engines_of_several_devices() {
+    let required = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+        || std::env::var("EIE_REQUIRE_GPU").is_ok_and(|v| v == "1");
+    let Some(index) = eie::gpu::list_adapters()
+        .iter()
+        .position(|a| a.backend == "vulkan")
+    else {
+        assert!(
+            !required,
+            "a Vulkan adapter is required here (CI / EIE_REQUIRE_GPU)"
+        );
+        eprintln!("GPU serve test skipped: no Vulkan adapter");
+        return;
+    };
+    let rt = runtime();
+    let mut c = config(batching());
+    c.backend = Backend::Gpu;
+    c.devices = eie::serve::Devices::List(vec![index, index]);
+    let server = rt.block_on(Server::start(c)).unwrap();
+    assert_eq!(server.models()[0].engines.len(), 2);
+    assert!(
+        server.models()[0].engines[0].0.starts_with("gpu-"),
+        "{:?}",
+        server.models()
+    );
+    let h = server.http_addr().unwrap();
+    let x = images(48);
+    let want = alone(&x);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = x
+            .chunks(784)
+            .map(|row| {
+                s.spawn(move || binary_output(&infer_binary(h, "FP32", &le_bytes(row), &[1, 784])))
+            })
+            .collect();
+        for (t, w) in handles.into_iter().zip(want.chunks(10)) {
+            let y = t.join().unwrap();
+            for (a, b) in y.iter().zip(w) {
+                assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{y:?} vs {w:?}");
+            }
+        }
+    });
+    let metrics = String::from_utf8(get(h, "/metrics").body).unwrap();
+    let per_replica: Vec<u64> = (0..2)
+        .map(|r| {
+            let key = format!("eie_replica_inferences_total{{model=\"lenet\",replica=\"{r}\"}} ");
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(key.as_str()))
+                .map_or(0, |v| v.trim().parse().unwrap())
+        })
+        .collect();
+    assert_eq!(per_replica.iter().sum::<u64>(), 48, "{metrics}");
+    assert!(
+        per_replica.iter().all(|&n| n > 0),
+        "both engines served: {per_replica:?}"
+    );
+    server.stop();
+    rt.block_on(server.wait()).unwrap();
+}

@@ -9,6 +9,7 @@
 //! | `eie_inferences_per_second` | gauge | `model` (over the last second) |
 //! | `eie_batch_size` | histogram | `model` (inputs per engine call) |
 //! | `eie_queue_depth` | gauge | `model` (inputs waiting or running) |
+//! | `eie_replica_inferences_total` | counter | `model`, `replica` (input vectors per engine) |
 //! | `eie_device_info` | gauge (1) | `model`, `replica`, `engine`, `device` |
 //!
 //! Requests naming a model the server does not have are counted under `model=""`.
@@ -46,6 +47,15 @@ pub struct FailureLabels {
 pub struct ModelLabels {
     /// The model's name.
     pub model: String,
+}
+
+/// One engine of a model, by position.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReplicaLabels {
+    /// The model's name.
+    pub model: String,
+    /// The replica's position.
+    pub replica: String,
 }
 
 /// One engine serving a model.
@@ -88,6 +98,8 @@ pub struct Metrics {
     pub per_second: Family<ModelLabels, Gauge<f64, AtomicU64>>,
     /// Inputs per engine call.
     pub batch_size: Histograms<ModelLabels>,
+    /// Input vectors answered per engine.
+    pub replica_inferences: Family<ReplicaLabels, Counter>,
     /// Inputs waiting or running.
     pub queue_depth: Family<ModelLabels, Gauge>,
     /// 1 per engine, labelled with its device.
@@ -104,6 +116,7 @@ impl Default for Metrics {
         let per_second = Family::<ModelLabels, Gauge<f64, AtomicU64>>::default();
         let batch_size = Histograms::<ModelLabels>::new_with_constructor(batch_histogram);
         let queue_depth = Family::<ModelLabels, Gauge>::default();
+        let replica_inferences = Family::<ReplicaLabels, Counter>::default();
         let devices = Family::<DeviceLabels, Gauge>::default();
         registry.register("requests", "Inference requests received", requests.clone());
         registry.register(
@@ -133,6 +146,11 @@ impl Default for Metrics {
             queue_depth.clone(),
         );
         registry.register(
+            "replica_inferences",
+            "Input vectors answered by each engine of a model",
+            replica_inferences.clone(),
+        );
+        registry.register(
             "device_info",
             "The engines serving each model (value 1)",
             devices.clone(),
@@ -145,6 +163,7 @@ impl Default for Metrics {
             inferences,
             per_second,
             batch_size,
+            replica_inferences,
             queue_depth,
             devices,
         }

@@ -2,7 +2,7 @@
 //! dynamic batcher; a request's inputs go to the replica with the fewest inputs in flight.
 
 use super::error::{ErrorKind, ServeError};
-use super::metrics::{DeviceLabels, Metrics, ModelLabels};
+use super::metrics::{DeviceLabels, Metrics, ModelLabels, ReplicaLabels};
 use super::tensor::{InputShape, INPUT_NAME, OUTPUT_NAME};
 use crate::batching::{BatchConfig, Batcher};
 use crate::engine::Engine;
@@ -16,6 +16,7 @@ pub const MODEL_VERSION: &str = "1";
 struct Replica {
     batcher: Batcher,
     in_flight: Arc<AtomicUsize>,
+    labels: ReplicaLabels,
 }
 
 /// A model being served.
@@ -77,6 +78,10 @@ impl ServedModel {
             replicas.push(Replica {
                 batcher,
                 in_flight: Arc::new(AtomicUsize::new(0)),
+                labels: ReplicaLabels {
+                    model: name.to_string(),
+                    replica: i.to_string(),
+                },
             });
         }
         Ok(ServedModel {
@@ -194,6 +199,10 @@ impl ServedModel {
         metrics
             .inferences
             .get_or_create(&self.labels)
+            .inc_by(n as u64);
+        metrics
+            .replica_inferences
+            .get_or_create(&replica.labels)
             .inc_by(n as u64);
         Ok(out)
     }
