@@ -25,7 +25,12 @@ enum NpyData {
 
 fn read_any_npy(path: &Path) -> Result<(Vec<usize>, NpyData)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| parse_err(path, e))?;
+    parse_any_npy(&bytes, path)
+}
+
+/// [`read_any_npy`] of a file's bytes; `path` names it in errors.
+fn parse_any_npy(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, NpyData)> {
+    let npy = npyz::NpyFile::new(bytes).map_err(|e| parse_err(path, e))?;
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     if npy.order() == npyz::Order::Fortran && shape.len() > 1 {
         return Err(parse_err(
@@ -68,7 +73,21 @@ fn read_any_npy(path: &Path) -> Result<(Vec<usize>, NpyData)> {
 
 /// Reads class labels: a 1-D `.npy` of u8, u16, i32 or i64, every label below `classes`.
 pub fn read_labels(path: &Path, classes: usize) -> Result<Vec<usize>> {
-    let (shape, data) = read_any_npy(path)?;
+    labels_from(read_any_npy(path)?, path, classes)
+}
+
+/// [`read_labels`] of a `.npy` file's bytes (fetched over the network, say); `name` names it
+/// in errors.
+pub fn labels_from_bytes(bytes: &[u8], name: &str, classes: usize) -> Result<Vec<usize>> {
+    let path = Path::new(name);
+    labels_from(parse_any_npy(bytes, path)?, path, classes)
+}
+
+fn labels_from(
+    (shape, data): (Vec<usize>, NpyData),
+    path: &Path,
+    classes: usize,
+) -> Result<Vec<usize>> {
     let NpyData::Int(v) = data else {
         return Err(parse_err(path, "labels must be integers"));
     };
@@ -97,7 +116,20 @@ pub fn read_labels(path: &Path, classes: usize) -> Result<Vec<usize>> {
 /// Reads images as network inputs: a `[n, features]` `.npy` of u8 pixels (scaled to
 /// `pixel / 255`) or of f32 / f64 values (taken as they are). Returns `(n, features, values)`.
 pub fn read_images(path: &Path) -> Result<(usize, usize, Vec<f32>)> {
-    let (shape, data) = read_any_npy(path)?;
+    images_from(read_any_npy(path)?, path)
+}
+
+/// [`read_images`] of a `.npy` file's bytes (fetched over the network, say); `name` names it
+/// in errors.
+pub fn images_from_bytes(bytes: &[u8], name: &str) -> Result<(usize, usize, Vec<f32>)> {
+    let path = Path::new(name);
+    images_from(parse_any_npy(bytes, path)?, path)
+}
+
+fn images_from(
+    (shape, data): (Vec<usize>, NpyData),
+    path: &Path,
+) -> Result<(usize, usize, Vec<f32>)> {
     let [n, features] = shape[..] else {
         return Err(Error::Shape(format!(
             "images {} have shape {shape:?}; expected [n, features]",

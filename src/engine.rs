@@ -4,7 +4,8 @@
 //! * **One builder**: [`Engine::builder`] with a [`Precision`] and a [`Device`]
 //!   ([`Device::Auto`]: a hardware GPU when there is one, else the CPU engine;
 //!   [`Engine::device`] says which was taken and why), built blocking ([`EngineBuilder::build`])
-//!   or without blocking an async caller ([`EngineBuilder::build_async`]).
+//!   or without blocking an async caller ([`EngineBuilder::build_async`]; on the web, the only
+//!   way to open the browser's GPU).
 //! * **Shaped, borrowed inputs**: [`Inputs`] is a borrowed batch of `batch` rows of
 //!   `width` values; [`Outputs`] carries its shape ([`Outputs::rows`]) and a [`NumericReport`]
 //!   (fixed16 saturations, non-finite outputs).
@@ -23,6 +24,8 @@ use crate::reference::{CpuEngine, Precision};
 
 #[cfg(feature = "gpu")]
 use crate::gpu::{DeviceOptions, EngineOptions, GpuContext, GpuEngine};
+#[cfg(feature = "gpu")]
+use std::sync::Arc;
 
 /// Where [`Engine::builder`] builds the engine.
 #[derive(Clone, Debug, Default)]
@@ -143,8 +146,21 @@ impl EngineBuilder {
 
     /// Builds the engine on the calling thread (opening a GPU, re-interleaving and compiling
     /// shaders take milliseconds to seconds: from async code use
-    /// [`build_async`](Self::build_async)).
+    /// [`build_async`](Self::build_async)). On the web a GPU cannot be opened this way:
+    /// [`Device::Gpu`] is [`Error::NoAdapter`](crate::Error::NoAdapter) there and
+    /// [`Device::Auto`] the CPU engine.
     pub fn build(self) -> Result<Engine> {
+        self.build_with(
+            #[cfg(feature = "gpu")]
+            open_gpu,
+        )
+    }
+
+    /// [`build`](Self::build) with `open` opening the GPU a [`Device`] asks for.
+    fn build_with(
+        self,
+        #[cfg(feature = "gpu")] open: impl FnOnce(&DeviceOptions) -> Result<Arc<GpuContext>>,
+    ) -> Result<Engine> {
         let EngineBuilder {
             model,
             precision,
@@ -160,11 +176,11 @@ impl EngineBuilder {
             Device::Cpu => cpu_kind(model, precision, None)?,
             #[cfg(feature = "gpu")]
             Device::Gpu(options) => {
-                let ctx = GpuContext::new(&options)?;
+                let ctx = open(&options)?;
                 gpu_kind(ctx, &model, gpu)?
             }
             #[cfg(feature = "gpu")]
-            Device::Auto => match GpuContext::new(&DeviceOptions::default()) {
+            Device::Auto => match open(&DeviceOptions::default()) {
                 Ok(ctx) if ctx.adapter_info().device_type != wgpu::DeviceType::Cpu => {
                     gpu_kind(ctx, &model, gpu)?
                 }
@@ -197,10 +213,44 @@ impl EngineBuilder {
 
     /// [`build`](Self::build) on a thread of its own, so that an async caller is never
     /// blocked.
-    #[cfg(feature = "async")]
+    #[cfg(all(feature = "async", not(target_arch = "wasm32")))]
     pub async fn build_async(self) -> Result<Engine> {
         off_thread("building the engine", move || self.build()).await
     }
+
+    /// On the web: opens the browser's GPU (WebGPU) without blocking, then builds on the
+    /// calling thread. [`Device::Auto`] takes the CPU engine when the browser has no WebGPU
+    /// or no adapter, and [`Engine::device`] says why.
+    #[cfg(all(feature = "async", target_arch = "wasm32"))]
+    pub async fn build_async(self) -> Result<Engine> {
+        #[cfg(feature = "gpu")]
+        {
+            let opened = match &self.device {
+                Device::Cpu => None,
+                Device::Gpu(options) => Some(GpuContext::new_async(options).await),
+                Device::Auto => Some(GpuContext::new_async(&DeviceOptions::default()).await),
+            };
+            self.build_with(move |_| {
+                opened.unwrap_or_else(|| Err(Error::NoAdapter("no GPU was asked for".into())))
+            })
+        }
+        #[cfg(not(feature = "gpu"))]
+        self.build()
+    }
+}
+
+/// Opens the GPU `options` describe, blocking.
+#[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+fn open_gpu(options: &DeviceOptions) -> Result<Arc<GpuContext>> {
+    GpuContext::new(options)
+}
+
+/// On the web a GPU opens only as a future ([`EngineBuilder::build_async`]).
+#[cfg(all(feature = "gpu", target_arch = "wasm32"))]
+fn open_gpu(_options: &DeviceOptions) -> Result<Arc<GpuContext>> {
+    Err(crate::Error::NoAdapter(
+        "a blocking build cannot open the browser's GPU: use `EngineBuilder::build_async`".into(),
+    ))
 }
 
 fn cpu_kind(
@@ -539,7 +589,8 @@ impl Engine {
 
     /// Runs `input` (a borrowed [`Inputs`]; a plain `&[f32]` is one input vector) and returns
     /// its outputs, blocking the calling thread. Do not call it on an async runtime's worker
-    /// threads: use [`run`](Self::run) there.
+    /// threads: use [`run`](Self::run) there. On the web a GPU engine cannot block: there it
+    /// is [`Error::InvalidArgument`](crate::Error::InvalidArgument), use [`run`](Self::run).
     pub fn run_blocking<'a>(&self, input: impl Into<Inputs<'a>>) -> Result<Outputs> {
         let input = input.into();
         self.check(&input)?;
@@ -549,8 +600,14 @@ impl Engine {
                 (y, Some(s))
             }
             Kind::Cpu(e, p) => (e.run(input.as_slice(), *p)?, None),
-            #[cfg(feature = "gpu")]
+            #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
             Kind::Gpu(g) => (g.run(input.as_slice())?, None),
+            #[cfg(all(feature = "gpu", target_arch = "wasm32"))]
+            Kind::Gpu(_) => {
+                return Err(crate::Error::InvalidArgument(
+                    "a GPU engine cannot run blocking on the web: use `Engine::run`".into(),
+                ))
+            }
         };
         self.finish(input, data, saturations)
     }
@@ -607,6 +664,11 @@ impl Engine {
             let shaped = Inputs::new(input.as_ref(), batch, width)?;
             engine.check(&shaped)?;
             match &engine.kind {
+                // The web has one thread (rayon runs its pool on the caller there, and a job
+                // spawned onto it would never run): the CPU engine runs in the future itself.
+                #[cfg(target_arch = "wasm32")]
+                Kind::Cpu(..) => engine.run_blocking(shaped),
+                #[cfg(not(target_arch = "wasm32"))]
                 Kind::Cpu(..) => {
                     let (tx, rx) = tokio::sync::oneshot::channel();
                     let e = engine.clone();
@@ -665,7 +727,7 @@ impl From<CpuEngine> for Engine {
 }
 
 /// Runs `f` on a new thread and waits for its result without blocking the caller.
-#[cfg(feature = "async")]
+#[cfg(all(feature = "async", not(target_arch = "wasm32")))]
 async fn off_thread<T: Send + 'static>(
     what: &str,
     f: impl FnOnce() -> Result<T> + Send + 'static,

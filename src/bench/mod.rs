@@ -10,7 +10,8 @@
 #[cfg(feature = "charts")]
 mod chart;
 mod cpu;
-#[cfg(feature = "gpu")]
+// GPU timing waits on the device: native only.
+#[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
 pub mod gpu;
 pub mod report;
 

@@ -146,6 +146,12 @@ impl Model {
     pub fn load_with_limits(path: impl AsRef<Path>, limits: &LoadLimits) -> Result<Self> {
         super::file::load_with_limits(path.as_ref(), limits)
     }
+
+    /// Parses and validates the bytes of a model file (the same bytes [`load`](Self::load)
+    /// reads; on the web, fetched over the network) under the default [`LoadLimits`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        super::file::from_bytes(bytes)
+    }
 }
 
 /// Checks that `input` holds a whole, non-zero number of finite vectors of length `n`;

@@ -3,9 +3,9 @@
 
 use super::device::GpuContext;
 use super::kernels::{csr_spmv, dense_gemv, Kernel};
-use super::program::{
-    activations, storage_init, Encoding, PipelineTiming, Program, Timing, TimingOptions,
-};
+use super::program::{activations, storage_init, Encoding, Program};
+#[cfg(not(target_arch = "wasm32"))]
+use super::program::{PipelineTiming, Timing, TimingOptions};
 use crate::error::{Error, Result};
 use crate::format::Model;
 use crate::schedule::BATCH_TILE;
@@ -139,7 +139,8 @@ impl BaselineEngine {
         self.kind
     }
 
-    /// Runs `input` (`batch * input_size` values), blocking.
+    /// Runs `input` (`batch * input_size` values), blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run(&self, input: &[f32]) -> Result<Vec<f32>> {
         self.program.run(input)
     }
@@ -150,11 +151,13 @@ impl BaselineEngine {
     }
 
     /// Times the model on `input` (see [`Timing`]).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn time(&self, input: &[f32], opts: &TimingOptions) -> Result<Timing> {
         self.program.time(input, opts)
     }
 
     /// Pipelined single-frame runs with `in_flight` submissions outstanding.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn pipelined(
         &self,
         inputs: &[Vec<f32>],

@@ -1,15 +1,26 @@
 //! The device layer: adapter selection, the device and queue, error capture, and waiting on the
 //! GPU with a timeout (blocking, or as a future driven by a background poller thread).
+//!
+//! On the web (`wasm32`) there is one thread and nothing may block: the context is opened with
+//! [`GpuContext::new_async`], work is submitted on the caller's turn of the event loop and the
+//! browser resolves buffer mappings itself; there is no poller or submission thread, and no
+//! blocking wait.
 
 use super::kernels::PipelineCache;
 use crate::error::{Error, Result};
 use crate::schedule::DeviceLimits;
 use std::future::Future;
 use std::pin::Pin;
+#[cfg(not(target_arch = "wasm32"))]
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(not(target_arch = "wasm32"))]
+use std::time::Instant;
+// `std::time::Instant` panics on wasm32-unknown-unknown; the browser's clock instead.
+#[cfg(target_arch = "wasm32")]
+use web_time::Instant;
 
 /// How to pick and open a GPU.
 #[derive(Clone, Debug)]
@@ -85,6 +96,7 @@ fn backend_name(b: wgpu::Backend) -> String {
     b.to_str().to_string()
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn summarize(a: &wgpu::Adapter) -> AdapterSummary {
     let info = a.get_info();
     let f = a.features();
@@ -116,6 +128,7 @@ fn instance(backends: wgpu::Backends) -> wgpu::Instance {
 }
 
 /// Every adapter of every backend compiled in (or of `WGPU_BACKEND` when set).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn list_adapters() -> Vec<AdapterSummary> {
     let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
     let inst = instance(backends);
@@ -189,11 +202,13 @@ impl Completion {
         }
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     fn is_set(&self) -> bool {
         self.lock().at.is_some()
     }
 
     /// When the result was set.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn completed_at(&self) -> Option<Instant> {
         self.lock().at
     }
@@ -218,6 +233,7 @@ impl Future for CompletionFuture {
 }
 
 /// A job for the context's submission thread.
+#[cfg(not(target_arch = "wasm32"))]
 type Job = Box<dyn FnOnce() + Send>;
 
 struct HandoffSlot<T> {
@@ -228,8 +244,10 @@ struct HandoffSlot<T> {
 
 /// Marks a handed-off job done when it is dropped, run or not (a job dropped unrun, because
 /// the submission thread is gone, fails its future instead of leaving it pending).
+#[cfg(not(target_arch = "wasm32"))]
 struct Finisher<T>(Arc<Mutex<HandoffSlot<T>>>);
 
+#[cfg(not(target_arch = "wasm32"))]
 impl<T> Drop for Finisher<T> {
     fn drop(&mut self) {
         let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -262,12 +280,14 @@ impl<T> Future for Handoff<T> {
 
 /// Background thread that polls the device while futures wait on it, so async callers never
 /// block their executor on `device.poll`.
+#[cfg(not(target_arch = "wasm32"))]
 struct Poller {
     pending: Mutex<Vec<Arc<Completion>>>,
     wake: Condvar,
     shutdown: AtomicBool,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl Poller {
     fn run(self: Arc<Self>, device: wgpu::Device, timeout: Duration) {
         loop {
@@ -303,6 +323,7 @@ impl Poller {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn poll_error(e: wgpu::PollError, timeout: Duration) -> Error {
     match e {
         wgpu::PollError::Timeout => Error::PollTimeout(timeout),
@@ -318,12 +339,15 @@ pub struct GpuContext {
     limits: wgpu::Limits,
     poll_timeout: Duration,
     state: Arc<DeviceState>,
+    #[cfg(not(target_arch = "wasm32"))]
     poller: Arc<Poller>,
     // Joined on drop, so the poller's handle on the device is gone before the context is.
+    #[cfg(not(target_arch = "wasm32"))]
     poller_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     // Jobs for the submission thread, which uploads, submits and maps for async callers so
     // that their executor's threads never wait on the queue or the device's locks. The thread
     // holds no handle on the device itself and ends when this sender is dropped.
+    #[cfg(not(target_arch = "wasm32"))]
     jobs: std::sync::mpsc::Sender<Job>,
     pipelines: PipelineCache,
 }
@@ -339,11 +363,27 @@ impl std::fmt::Debug for GpuContext {
 
 impl GpuContext {
     /// Picks an adapter as `opts` says and opens it with every limit it offers and the optional
-    /// features (timestamps, f16) it has.
+    /// features (timestamps, f16) it has. Blocks the calling thread (not on the web: there use
+    /// [`new_async`](Self::new_async)).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(opts: &DeviceOptions) -> Result<Arc<GpuContext>> {
+        pollster::block_on(Self::new_async(opts))
+    }
+
+    /// [`new`](Self::new) as a future: the only way to open a GPU on the web, where the
+    /// browser's `navigator.gpu` is the one adapter ([`Error::NoAdapter`] when the browser
+    /// has no WebGPU or gives no adapter).
+    pub async fn new_async(opts: &DeviceOptions) -> Result<Arc<GpuContext>> {
         let backends = opts.backend.unwrap_or(wgpu::Backends::all());
+        #[cfg(target_arch = "wasm32")]
+        if !wgpu::util::is_browser_webgpu_supported().await {
+            return Err(Error::NoAdapter(
+                "this browser offers no WebGPU: `navigator.gpu` is missing or gives no adapter"
+                    .into(),
+            ));
+        }
         let inst = instance(backends);
-        let mut adapters = pollster::block_on(inst.enumerate_adapters(backends));
+        let mut adapters = inst.enumerate_adapters(backends).await;
         let names: Vec<String> = adapters
             .iter()
             .map(|a| {
@@ -387,15 +427,17 @@ impl GpuContext {
         }
         let features = adapter.features() & wanted;
         let limits = adapter.limits();
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("eie/device"),
-            required_features: features,
-            required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
-            memory_hints: wgpu::MemoryHints::Performance,
-            trace: wgpu::Trace::Off,
-        }))
-        .map_err(|e| Error::DeviceLost(format!("cannot open `{}`: {e}", info.name)))?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("eie/device"),
+                required_features: features,
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::DeviceLost(format!("cannot open `{}`: {e}", info.name)))?;
 
         let state = Arc::new(DeviceState::default());
         let s = state.clone();
@@ -409,12 +451,36 @@ impl GpuContext {
                 *u = Some(gpu_error(e));
             }
         }));
+        #[cfg(target_arch = "wasm32")]
+        return Ok(Arc::new(GpuContext {
+            device,
+            queue,
+            info,
+            limits,
+            poll_timeout: opts.poll_timeout,
+            state,
+            pipelines: PipelineCache::default(),
+        }));
+        #[cfg(not(target_arch = "wasm32"))]
+        Self::start_threads(device, queue, info, limits, opts.poll_timeout, state)
+    }
+
+    /// Starts the poller and the submission thread of a native context.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn start_threads(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+        limits: wgpu::Limits,
+        poll_timeout: Duration,
+        state: Arc<DeviceState>,
+    ) -> Result<Arc<GpuContext>> {
         let poller = Arc::new(Poller {
             pending: Mutex::new(Vec::new()),
             wake: Condvar::new(),
             shutdown: AtomicBool::new(false),
         });
-        let (p, d, t) = (poller.clone(), device.clone(), opts.poll_timeout);
+        let (p, d, t) = (poller.clone(), device.clone(), poll_timeout);
         let poller_thread = std::thread::Builder::new()
             .name("eie-gpu-poller".into())
             .spawn(move || p.run(d, t))
@@ -433,7 +499,7 @@ impl GpuContext {
             queue,
             info,
             limits,
-            poll_timeout: opts.poll_timeout,
+            poll_timeout,
             state,
             poller,
             poller_thread: Mutex::new(Some(poller_thread)),
@@ -517,6 +583,7 @@ impl GpuContext {
 
     /// Blocks until `index` has finished (and its map callbacks have run), at most the poll
     /// timeout.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn wait(&self, index: wgpu::SubmissionIndex) -> Result<()> {
         self.device
             .poll(wgpu::PollType::Wait {
@@ -530,6 +597,7 @@ impl GpuContext {
     /// Blocks until the submission `index` has finished and `c` (set by one of its callbacks)
     /// holds its result, at most the poll timeout. Another thread's poll may be running the
     /// callback when this thread's poll returns, hence the wait on `c` itself.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn wait_for(&self, index: wgpu::SubmissionIndex, c: &Completion) -> Result<()> {
         let deadline = Instant::now() + self.poll_timeout;
         self.wait(index)?;
@@ -558,6 +626,7 @@ impl GpuContext {
     /// that an async caller only awaits: uploads, submissions and buffer mapping take the
     /// queue's and the device's locks, which the poller holds while it polls. Jobs run one at a
     /// time, in the order they were handed off; a job that panics fails its own future.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn hand_off<T: Send + 'static>(
         &self,
         job: impl FnOnce() -> Result<T> + Send + 'static,
@@ -580,8 +649,28 @@ impl GpuContext {
         Handoff(slot)
     }
 
+    /// On the web, where there is no other thread and nothing waits on a lock for long, the
+    /// job runs at once on the caller's turn of the event loop.
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) fn hand_off<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Handoff<T> {
+        Handoff(Arc::new(Mutex::new(HandoffSlot {
+            result: Some(job()),
+            waker: None,
+            done: true,
+        })))
+    }
+
+    /// On the web the browser resolves buffer mappings by itself (the map callback runs from
+    /// the event loop): nothing to poll.
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) fn watch(&self, _c: Arc<Completion>) {}
+
     /// Hands a completion to the poller thread, which polls until it is set (or fails it when
     /// the device times out or is lost).
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn watch(&self, c: Arc<Completion>) {
         let mut p = self
             .poller
@@ -594,6 +683,7 @@ impl GpuContext {
 
     /// Runs `f` inside an error scope catching validation, out-of-memory and internal errors;
     /// returns its value or the first error as a typed [`Error`] naming `what`.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn scoped<T>(&self, what: &str, f: impl FnOnce() -> T) -> Result<T> {
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let val = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -613,8 +703,20 @@ impl GpuContext {
             }),
         }
     }
+
+    /// On the web an error scope's result is a promise that cannot be awaited here without
+    /// making every creation call async: `f` runs outside a scope, and an error it causes
+    /// reaches the uncaptured-error handler, which records it for the next [`check`]
+    /// (before and after every run) to return.
+    ///
+    /// [`check`]: Self::check
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) fn scoped<T>(&self, _what: &str, f: impl FnOnce() -> T) -> Result<T> {
+        Ok(f())
+    }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl Drop for GpuContext {
     /// Stops the poller thread and waits for it: it holds a handle on the device, and a
     /// device torn down by a detached thread while the process exits can crash the driver

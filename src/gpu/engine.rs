@@ -7,7 +7,9 @@
 
 use super::device::GpuContext;
 use super::kernels::{eie_spmv, eie_spmv_rows, ActLayout};
-use super::program::{zeroed, Encoding, InputBits, PipelineTiming, Program, Timing, TimingOptions};
+use super::program::{zeroed, Encoding, InputBits, Program};
+#[cfg(not(target_arch = "wasm32"))]
+use super::program::{PipelineTiming, Timing, TimingOptions};
 use crate::error::{Error, Result};
 use crate::format::{EieLayer, Model};
 use crate::reference::Precision;
@@ -253,6 +255,8 @@ impl GpuEngine {
     }
 
     /// Runs `input` (`batch * input_size` values), blocking; returns `batch * output_size`.
+    /// Not on the web, where nothing may block: use [`run_async`](Self::run_async).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run(&self, input: &[f32]) -> Result<Vec<f32>> {
         self.inner.program.run(input)
     }
@@ -275,11 +279,13 @@ impl GpuEngine {
     }
 
     /// Times the model on `input` (see [`Timing`]).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn time(&self, input: &[f32], opts: &TimingOptions) -> Result<Timing> {
         self.inner.program.time(input, opts)
     }
 
     /// Pipelined single-frame runs with `in_flight` submissions outstanding.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn pipelined(
         &self,
         inputs: &[Vec<f32>],

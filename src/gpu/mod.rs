@@ -13,6 +13,8 @@
 //!
 //! See `docs/GPU.md` for the kernels, bindings, scheduling and timing method.
 
+// The `Backend` trait runs blocking: native only.
+#[cfg(not(target_arch = "wasm32"))]
 mod backend;
 mod baseline;
 mod device;
@@ -22,11 +24,16 @@ mod program;
 
 pub use crate::reference::Precision;
 pub use crate::schedule::{PePlan, ScheduleOverride, Walk, SCHEDULE_ENV};
+#[cfg(not(target_arch = "wasm32"))]
 pub use backend::{gpu_backends, gpu_backends_on};
 pub use baseline::{BaselineEngine, BaselineKind, BASELINE_MAX_BATCH};
-pub use device::{list_adapters, AdapterSummary, DeviceOptions, GpuContext};
+#[cfg(not(target_arch = "wasm32"))]
+pub use device::list_adapters;
+pub use device::{AdapterSummary, DeviceOptions, GpuContext};
 pub use engine::{EngineOptions, GpuEngine};
+#[cfg(not(target_arch = "wasm32"))]
 pub use kernels::compact_nonzeros;
+#[cfg(not(target_arch = "wasm32"))]
 pub use program::{PipelineTiming, Timing, TimingOptions};
 /// The wgpu version this backend is built on (for `wgpu::Backends`, adapter info, ...).
 pub use wgpu;

@@ -45,7 +45,8 @@ pub struct RowCodes {
     columns: Columns,
     codes: Vec<u8>,
     /// Every code indexes the first 16 codebook entries (4-bit codebooks): the vector kernel
-    /// looks them up with two 8-entry permutes.
+    /// looks them up with two 8-entry permutes (x86-64 only).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     codes_below_16: bool,
 }
 

@@ -2,12 +2,17 @@
 //! a stand-alone call (`shaders/compact_nonzeros.wgsl`): dense activation vectors become lists
 //! of `(index, value)` of their non-zero entries, one workgroup per vector.
 
-use super::{bind, Access, Binding, Kernel};
-use crate::error::{Error, Result};
-use crate::format::check_batch;
-use crate::gpu::device::{Completion, GpuContext};
-use crate::gpu::program::{storage_init, uniform_init};
+use super::{Access, Binding};
+// The host function waits on the device: native only.
 use crate::schedule::WORKGROUP_SIZE;
+#[cfg(not(target_arch = "wasm32"))]
+use {
+    super::{bind, Kernel},
+    crate::error::{Error, Result},
+    crate::format::check_batch,
+    crate::gpu::device::{Completion, GpuContext},
+    crate::gpu::program::{storage_init, uniform_init},
+};
 
 /// WGSL source.
 pub(crate) const SOURCE: &str = include_str!("../../../shaders/compact_nonzeros.wgsl");
@@ -51,6 +56,7 @@ pub(crate) fn example_constants() -> Vec<(&'static str, f64)> {
 
 /// Compacts each of the `input.len() / n` vectors of length `n` into its non-zero entries, in
 /// increasing index order (`-0.0` counts as zero), with the `compact_nonzeros` kernel.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn compact_nonzeros(ctx: &GpuContext, input: &[f32], n: usize) -> Result<Vec<Vec<(u32, f32)>>> {
     let batch = check_batch(n, input)?;
     let limits = ctx.device_limits();

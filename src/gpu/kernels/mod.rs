@@ -62,6 +62,7 @@ pub(crate) mod eie_spmv;
 pub(crate) mod eie_spmv_rows;
 
 pub(crate) use common::ActLayout;
+#[cfg(not(target_arch = "wasm32"))]
 pub use compact_nonzeros::compact_nonzeros;
 
 /// Declares [`Kernel`] from one list: variant, module (= file stem = entry point) and prelude.

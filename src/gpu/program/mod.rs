@@ -9,12 +9,15 @@
 
 mod buffers;
 mod runtime;
+// Timing waits on the device: native only.
+#[cfg(not(target_arch = "wasm32"))]
 mod timing;
 
 use super::device::GpuContext;
 use std::sync::{Arc, Mutex};
 
 pub(crate) use buffers::{activations, storage_init, stride, uniform_init, zeroed, Encoding};
+#[cfg(not(target_arch = "wasm32"))]
 pub use timing::{PipelineTiming, Timing, TimingOptions};
 
 /// One kernel launch of a layer.

@@ -92,6 +92,7 @@ impl Program {
         c
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     fn run_chunk(&self, x: &[f32]) -> Result<Vec<f32>> {
         let batch = x.len() / self.in_size;
         let (idx, staging, size) = self.submit_chunk(&self.encode(x), batch)?;
@@ -101,6 +102,7 @@ impl Program {
     }
 
     /// Runs a batch, blocking the calling thread (at most the poll timeout per chunk).
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn run(&self, input: &[f32]) -> Result<Vec<f32>> {
         let batch = check_batch(self.in_size, input)?;
         let mut out = Vec::with_capacity(batch * self.out_size);
