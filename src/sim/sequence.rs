@@ -156,7 +156,9 @@ impl<'a> Part<'a> {
     }
 }
 
-/// A stage ready to simulate, with its recurrent state.
+/// A stage ready to simulate, with its recurrent state (one per stage of the model, held in a
+/// short vector: the variants' sizes do not matter).
+#[allow(clippy::large_enum_variant)]
 enum SimStage<'a> {
     Fc(Part<'a>),
     Recurrent {
