@@ -50,6 +50,33 @@ impl DenseLayerF32 {
         }
     }
 
+    /// A dense layer from its row-major `rows × cols` weights and optional bias
+    /// ([`crate::Error::Shape`] when a length does not match).
+    pub fn from_weights(
+        rows: usize,
+        cols: usize,
+        weights: Vec<f32>,
+        bias: Option<Vec<f32>>,
+        activation: Activation,
+    ) -> crate::Result<Self> {
+        if rows.checked_mul(cols) != Some(weights.len())
+            || bias.as_ref().is_some_and(|b| b.len() != rows)
+        {
+            return Err(crate::Error::Shape(format!(
+                "{} weights and {} biases for a {rows}x{cols} dense layer",
+                weights.len(),
+                bias.as_ref().map_or(0, Vec::len)
+            )));
+        }
+        Ok(DenseLayerF32 {
+            rows,
+            cols,
+            weights,
+            bias,
+            activation,
+        })
+    }
+
     /// `y = f(x W^T + b)` for a batch `x` of `batch * cols` values.
     pub fn forward(&self, x: &[f32]) -> Vec<f32> {
         let batch = x.len() / self.cols.max(1);

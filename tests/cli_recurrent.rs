@@ -274,3 +274,66 @@ fn compress_info_and_run_a_recurrent_model() {
     ]);
     assert!(e.contains("rnn.weight_ih_l0"), "{e}");
 }
+
+#[test]
+fn sim_reports_cycles_per_step_of_a_recurrent_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let root: PathBuf = dir.path().into();
+    let weights = root.join("gru.safetensors");
+    write_gru_model(&weights);
+    let model_path = root.join("gru.eie");
+    ok(&[
+        "compress",
+        s(&weights),
+        "-o",
+        s(&model_path),
+        "--density",
+        "0.5",
+    ]);
+    let model = SequenceModel::load(&model_path).unwrap();
+    let (steps, n_in) = (5, 6);
+    let x: Vec<f32> = (0..steps * n_in)
+        .map(|i| ((i * 29 % 13) as f32 - 6.0) / 6.0)
+        .collect();
+    let input = root.join("x.npy");
+    eie::import::write_npy(&input, &[steps, n_in], &x).unwrap();
+    let y = root.join("y.npy");
+    let args = [
+        "sim",
+        s(&model_path),
+        "--input",
+        s(&input),
+        "--pes",
+        "4",
+        "--output",
+        s(&y),
+    ];
+    let table = ok(&args);
+    assert!(
+        table.contains("per step:") && table.contains("cell update"),
+        "{table}"
+    );
+    let engine = SequenceEngine::new(model, Precision::F32).unwrap();
+    let want = engine.run(&x, steps, &mut engine.zero_state()).unwrap();
+    assert_eq!(read(&y), (vec![steps, 3], want));
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let json: serde_json::Value = serde_json::from_str(&ok(&json_args)).unwrap();
+    assert_eq!(json["steps"], steps);
+    assert_eq!(json["stages"][0]["kind"], "gru");
+    assert_eq!(json["stages"][0]["matrices"].as_array().unwrap().len(), 2);
+    let per_step: Vec<u64> = json["step_cycles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(per_step.len(), steps);
+    assert_eq!(
+        json["cycles"].as_u64().unwrap(),
+        per_step.iter().sum::<u64>()
+    );
+    // 3 PEs cannot own whole hidden units of an 8-unit GRU.
+    let err = fails(&["sim", s(&model_path), "--input", s(&input), "--pes", "3"]);
+    assert!(err.contains("must divide"), "{err}");
+}

@@ -1,9 +1,10 @@
 use eie::bench::BenchConfig;
 use eie::classify::{self, LenetAssets};
 use eie::compress::{compress_layer, CompressConfig};
-use eie::format::Activation;
+use eie::format::{Activation, SequenceModel};
+use eie::recurrent::SequenceEngine;
 use eie::{Model, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -157,12 +158,93 @@ fn run_mnist(a: &DemoArgs) -> Result<ExitCode> {
         formats.join(", "),
         sat.summary(model)
     );
+    seqmnist(&dir, &assets)?;
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
 }
+
+/// The sequential-MNIST LSTM (`assets/seqmnist`, beside the LeNet folder) on the same test
+/// images, each read as 28 steps of 28 pixels, in f32 and fixed16 on the CPU engine; skipped
+/// with a note when the folder has no model.
+fn seqmnist(lenet_dir: &Path, assets: &LenetAssets) -> Result<()> {
+    let dir = lenet_dir
+        .parent()
+        .map_or_else(|| PathBuf::from("seqmnist"), |p| p.join("seqmnist"));
+    let file = dir.join(SEQMNIST_MODEL);
+    if !file.exists() {
+        println!(
+            "\n(no sequential-MNIST model at {}: skipped)",
+            file.display()
+        );
+        return Ok(());
+    }
+    let model = SequenceModel::load(&file)?;
+    let (steps, n) = (28, assets.labels.len());
+    if model.input_size() * steps != PIXELS || model.output_size() != LenetAssets::CLASSES {
+        return Err(eie::Error::Shape(format!(
+            "{} takes {} inputs and gives {} outputs per step; reading {}-pixel digits row by \
+             row needs {} and {}",
+            file.display(),
+            model.input_size(),
+            model.output_size(),
+            PIXELS,
+            PIXELS / steps,
+            LenetAssets::CLASSES
+        )));
+    }
+    let recorded: serde_json::Value = std::fs::read_to_string(dir.join("results.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(serde_json::Value::Null);
+    println!(
+        "\nSequential MNIST: {} ({} -> LSTM {} hidden -> {}), each image as {steps} rows of {} \
+         pixels; the last step's output classifies",
+        file.display(),
+        model.input_size(),
+        model.recurrent_layers().map(|r| r.hidden()).sum::<usize>(),
+        model.output_size(),
+        model.input_size()
+    );
+    println!(
+        "{:<26} {:>9} {:>10} {:>10} {:>10}",
+        "backend", "top-1", "correct", "recorded", "time ms"
+    );
+    for precision in [eie::Precision::F32, eie::Precision::Fixed16] {
+        let engine = SequenceEngine::new(model.clone(), precision)?;
+        let mut states = vec![engine.zero_state(); n];
+        let t = Instant::now();
+        let out = engine.run_batch(&assets.images, n, steps, &mut states)?;
+        let seconds = t.elapsed().as_secs_f64();
+        let last: Vec<f32> = out
+            .chunks(steps * LenetAssets::CLASSES)
+            .flat_map(|y| y[(steps - 1) * LenetAssets::CLASSES..].to_vec())
+            .collect();
+        let predicted = classify::top1(&last, LenetAssets::CLASSES);
+        let correct = classify::correct(&predicted, &assets.labels);
+        let want = recorded[format!("eie_{}_correct_first_1000", precision.name())]
+            .as_u64()
+            .filter(|_| n == 1000)
+            .map_or_else(|| "-".to_string(), |v| v.to_string());
+        println!(
+            "{:<26} {:>8.2}% {:>10} {:>10} {:>10.2}",
+            format!("cpu-eie/{} (sequence)", precision.name()),
+            100.0 * correct as f64 / n as f64,
+            format!("{correct}/{n}"),
+            want,
+            seconds * 1e3
+        );
+    }
+    Ok(())
+}
+
+/// Pixels of one MNIST image (28 × 28).
+const PIXELS: usize = 784;
+
+/// The sequential-MNIST model's file name in its folder.
+const SEQMNIST_MODEL: &str = "seqmnist-lstm.eie.safetensors";
 
 pub fn run(a: &DemoArgs) -> Result<ExitCode> {
     if a.mnist {

@@ -1,6 +1,7 @@
 use eie::error::Error;
+use eie::format::SequenceModel;
 use eie::sim::paper::{self, PaperRun, SweepPoint};
-use eie::sim::{chart, SimConfig, SimResult, Simulator};
+use eie::sim::{chart, simulate_sequence, SimConfig, SimResult, Simulator};
 use eie::{Model, Precision, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,10 +17,12 @@ pub enum Sweep {
 
 #[derive(clap::Args)]
 pub struct SimArgs {
-    /// The model file (not with --paper).
+    /// The model file (not with --paper); a model with recurrent layers is simulated over one
+    /// sequence, `--input` `[steps, in]`, reporting cycles per time step.
     #[arg(required_unless_present = "paper", conflicts_with = "paper")]
     model: Option<PathBuf>,
-    /// Input activations (.npy, [in] or [batch, in]); required with a model.
+    /// Input activations (.npy, [in] or [batch, in]; for a recurrent model one sequence,
+    /// [steps, in]); required with a model.
     #[arg(long, required_unless_present = "paper")]
     input: Option<PathBuf>,
     /// Where to write the simulated output (.npy, float32).
@@ -87,6 +90,9 @@ pub fn run(a: &SimArgs) -> Result<ExitCode> {
 }
 
 fn model_run(a: &SimArgs, cfg: &SimConfig, model: &Path, input: &Path) -> Result<ExitCode> {
+    if super::sequence::is_sequence_file(model)? {
+        return sequence_run(a, cfg, model, input);
+    }
     let model = Model::load(model)?;
     let tensor = eie::import::read_npy(input)?;
     let (batch, values) = eie::import::read_input(input, model.input_size())?;
@@ -310,5 +316,112 @@ fn sweep(a: &SimArgs, cfg: &SimConfig, which: Sweep) -> Result<ExitCode> {
         }
     }
     eprintln!("wrote {} and {}", csv.display(), svg.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `eie sim` of a model with recurrent layers: one sequence `[T, in]` from the zero state,
+/// cycles per time step (see `eie::sim::sequence`).
+fn sequence_run(a: &SimArgs, cfg: &SimConfig, model: &Path, input: &Path) -> Result<ExitCode> {
+    let model = SequenceModel::load(model)?;
+    let x = eie::import::read_npy(input)?;
+    let n_in = model.input_size();
+    let steps = match x.shape.as_slice() {
+        [t, n] if *n == n_in && *t > 0 => *t,
+        other => {
+            return Err(Error::Shape(format!(
+                "input {} has shape {other:?}; the simulator takes one sequence, [steps, {n_in}]",
+                input.display()
+            )))
+        }
+    };
+    let precision = if a.fixed16 {
+        Precision::Fixed16
+    } else {
+        Precision::F32
+    };
+    let sp = super::spinner("simulating");
+    let r = simulate_sequence(&model, &x.data, steps, cfg, precision)?;
+    sp.finish_and_clear();
+    if let Some(out) = &a.output {
+        let shape = vec![steps, model.output_size()];
+        eie::import::write_npy(out, &shape, &r.output)?;
+        eprintln!("wrote {} {:?}", out.display(), shape);
+    }
+    if a.json {
+        println!("{}", json(&r));
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "EIE at {} PEs, FIFO {}, {}-entry SRAM lines, {} MHz, {} datapath, {} steps",
+        cfg.pes,
+        cfg.fifo_depth,
+        cfg.line_entries,
+        cfg.clock_mhz,
+        precision.name(),
+        steps
+    );
+    println!(
+        "{:<24} {:>9} {:>14} {:>12} {:>7} {:>10} {:>9}",
+        "part", "size", "cycles/step", "µs/step", "LB eff", "MACs/step", "padding"
+    );
+    let per = |v: u64| v as f64 / steps as f64;
+    for s in &r.stages {
+        for m in &s.matrices {
+            println!(
+                "{:<24} {:>9} {:>14.1} {:>12.3} {:>7.3} {:>10.1} {:>9}",
+                m.name,
+                format!("{}x{}", m.rows, m.cols),
+                per(m.cycles),
+                per(m.cycles) / cfg.clock_mhz,
+                m.load_balance_efficiency,
+                per(m.counters.useful_macs),
+                m.counters.padding_entries / steps as u64
+            );
+        }
+        if s.kind != "fc" {
+            println!(
+                "{:<24} {:>9} {:>14} {:>12.3} {:>7} {:>10} {:>9}",
+                format!("{} cell update", s.name),
+                s.kind,
+                s.cell_update_cycles_per_step,
+                s.cell_update_cycles_per_step as f64 / cfg.clock_mhz,
+                "-",
+                "-",
+                "-"
+            );
+        }
+    }
+    let (lo, hi) = (
+        r.step_cycles.iter().min().copied().unwrap_or(0),
+        r.step_cycles.iter().max().copied().unwrap_or(0),
+    );
+    println!(
+        "per step: {:.1} cycles ({lo}..{hi}), {:.3} µs; total {} cycles, {:.3} µs; \
+         load-balance efficiency of the sparse products {:.3}",
+        r.cycles_per_step,
+        r.time_per_step_us,
+        r.cycles,
+        r.cycles as f64 / cfg.clock_mhz,
+        r.load_balance_efficiency
+    );
+    println!(
+        "(cell update: one hidden unit per cycle per PE, pipeline latency {} cycles for an \
+         LSTM, {} for a GRU; the products run one after the other)",
+        eie::sim::sequence::LSTM_CELL_LATENCY,
+        eie::sim::sequence::GRU_CELL_LATENCY
+    );
+    if a.per_pe {
+        let pes = eie::sim::sequence::pe_totals(&r);
+        println!(
+            "{:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
+            "PE", "busy", "starved", "drained", "stalled", "MACs", "padding"
+        );
+        for (i, p) in pes.iter().enumerate() {
+            println!(
+                "{i:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
+                p.busy, p.starved, p.drained, p.stalled, p.useful_macs, p.padding_entries
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -57,6 +57,19 @@ impl SequenceState {
     }
 }
 
+/// A stage of a [`SequenceEngine`] as the simulator sees it (see
+/// [`SequenceEngine::stage_parts`]).
+pub(crate) enum StageParts<'a> {
+    Fc(&'a Model),
+    Recurrent {
+        kind: CellKind,
+        hidden: usize,
+        ih: &'a Model,
+        hh: &'a Model,
+        gate_frac: u32,
+    },
+}
+
 /// What the engine keeps per stage.
 #[derive(Clone, Debug)]
 enum StageEngine {
@@ -190,6 +203,31 @@ impl SequenceEngine {
             stages: std::sync::Arc::new(stages),
             precision,
         })
+    }
+
+    /// What each stage runs, for the simulator: the one-matrix [`Model`]s of the stage's
+    /// engines (with their fixed16 formats) and, for a recurrent stage, its cell and gate
+    /// format.
+    pub(crate) fn stage_parts(&self) -> Vec<StageParts<'_>> {
+        self.stages
+            .iter()
+            .map(|s| match s {
+                StageEngine::Fc(e) => StageParts::Fc(e.model()),
+                StageEngine::Recurrent {
+                    kind,
+                    hidden,
+                    ih,
+                    hh,
+                    gate_frac,
+                } => StageParts::Recurrent {
+                    kind: *kind,
+                    hidden: *hidden,
+                    ih: ih.model(),
+                    hh: hh.model(),
+                    gate_frac: *gate_frac,
+                },
+            })
+            .collect()
     }
 
     /// The model, as given.

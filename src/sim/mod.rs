@@ -19,6 +19,8 @@
 //! accumulators. A round ends when every PE has drained (the source registers are then reloaded
 //! from the activation SRAM); the next starts with empty FIFOs. The pipeline's timing rules,
 //! taken from the authors' C++ simulator, are documented in `src/sim/pipeline.rs`;
+//! [`sequence`] runs models with recurrent layers step by step (cycles per time step, the
+//! element-wise cell update's latency stated there);
 //! `docs/SIM.md` has the whole model, its results and a comparison with that simulator.
 
 mod arith;
@@ -26,8 +28,10 @@ pub mod chart;
 mod energy;
 pub mod paper;
 mod pipeline;
+pub mod sequence;
 
 pub use energy::{Energy, DRAM_READ_32_PJ, INT_ADD_PJ, INT_MULT_PJ, SRAM_READ_32_PJ};
+pub use sequence::{simulate_sequence, SequenceSimResult};
 
 use crate::error::{Error, Result};
 use crate::fixed16::{self, FixedCodebook};
