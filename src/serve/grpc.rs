@@ -8,7 +8,6 @@
 //! `tonic`'s unary machinery: no build script and no `protoc`.
 
 use super::error::ServeError;
-use super::metrics::{FailureLabels, RequestLabels};
 use super::models::MODEL_VERSION;
 use super::tensor::{self, DataType, INPUT_NAME, OUTPUT_NAME};
 use super::State;
@@ -467,34 +466,11 @@ fn model_metadata(
 }
 
 async fn model_infer(s: Arc<State>, r: ModelInferRequest) -> Result<ModelInferResponse, Status> {
-    let known = s.models.contains_key(&r.model_name);
-    let model_label = if known {
-        r.model_name.clone()
-    } else {
-        String::new()
-    };
-    let labels = RequestLabels {
-        model: model_label.clone(),
-        protocol: "grpc",
-    };
-    s.metrics.requests.get_or_create(&labels).inc();
+    let labels = s.metrics.arrived(s.model_label(&r.model_name), "grpc");
     let started = Instant::now();
     let result = infer(&s, r).await;
-    s.metrics
-        .duration
-        .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
-    result.map_err(|e| {
-        s.metrics
-            .failures
-            .get_or_create(&FailureLabels {
-                model: model_label,
-                protocol: "grpc",
-                reason: e.label(),
-            })
-            .inc();
-        e.to_status()
-    })
+    s.metrics.answered(&labels, started, &result);
+    result.map_err(|e| e.to_status())
 }
 
 async fn infer(s: &State, r: ModelInferRequest) -> Result<ModelInferResponse, ServeError> {
@@ -575,6 +551,5 @@ fn typed_contents(
             values.len()
         )));
     }
-    // The same finiteness check as raw input.
-    tensor::from_raw(DataType::Fp32, &tensor::to_raw(&values), count)
+    tensor::finite(values)
 }

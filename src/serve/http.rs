@@ -8,7 +8,6 @@
 //! true` in the request's `parameters`).
 
 use super::error::{ErrorKind, ServeError};
-use super::metrics::{FailureLabels, RequestLabels};
 use super::models::{ServedModel, MODEL_VERSION};
 use super::tensor::{self, DataType, INPUT_NAME, OUTPUT_NAME};
 use super::State;
@@ -157,13 +156,7 @@ async fn infer_any(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let known = s.models.contains_key(&name);
-    let label = if known { name.clone() } else { String::new() };
-    let labels = RequestLabels {
-        model: label.clone(),
-        protocol: "http",
-    };
-    s.metrics.requests.get_or_create(&labels).inc();
+    let labels = s.metrics.arrived(s.model_label(&name), "http");
     let body = match axum::body::to_bytes(body, s.max_body).await {
         Ok(b) => b,
         Err(e) => {
@@ -174,31 +167,14 @@ async fn infer_any(
                     s.max_body
                 ),
             );
-            return failed(&s, label, err).into_response();
+            s.metrics.failed(&labels, &err);
+            return err.into_response();
         }
     };
     let started = Instant::now();
     let result = run_infer(&s, &name, &version, &headers, &body).await;
-    s.metrics
-        .duration
-        .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
-    match result {
-        Ok(r) => r,
-        Err(e) => failed(&s, label, e).into_response(),
-    }
-}
-
-fn failed(s: &State, model: String, e: ServeError) -> ServeError {
-    s.metrics
-        .failures
-        .get_or_create(&FailureLabels {
-            model,
-            protocol: "http",
-            reason: e.label(),
-        })
-        .inc();
-    e
+    s.metrics.answered(&labels, started, &result);
+    result.unwrap_or_else(IntoResponse::into_response)
 }
 
 #[derive(Deserialize)]

@@ -171,6 +171,41 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts an inference request for `model` (a name the server serves, else `""`) arriving
+    /// over `protocol`; the labels it returns go to [`answered`](Self::answered) or
+    /// [`failed`](Self::failed).
+    pub fn arrived(&self, model: String, protocol: &'static str) -> RequestLabels {
+        let labels = RequestLabels { model, protocol };
+        self.requests.get_or_create(&labels).inc();
+        labels
+    }
+
+    /// Records how long a request took from `started`, and its failure if it failed.
+    pub fn answered<T>(
+        &self,
+        labels: &RequestLabels,
+        started: std::time::Instant,
+        result: &Result<T, super::ServeError>,
+    ) {
+        self.duration
+            .get_or_create(labels)
+            .observe(started.elapsed().as_secs_f64());
+        if let Err(e) = result {
+            self.failed(labels, e);
+        }
+    }
+
+    /// Counts a request's failure under its reason.
+    pub fn failed(&self, labels: &RequestLabels, e: &super::ServeError) {
+        self.failures
+            .get_or_create(&FailureLabels {
+                model: labels.model.clone(),
+                protocol: labels.protocol,
+                reason: e.label(),
+            })
+            .inc();
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();

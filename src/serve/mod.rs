@@ -171,6 +171,16 @@ impl State {
         })
     }
 
+    /// The label `/metrics` counts a request for `name` under: the name of a model this server
+    /// has, else `""` (so that clients cannot create labels at will).
+    fn model_label(&self, name: &str) -> String {
+        if self.models.contains_key(name) {
+            name.to_string()
+        } else {
+            String::new()
+        }
+    }
+
     fn is_ready(&self) -> bool {
         !self.stopping.load(Ordering::Relaxed)
     }

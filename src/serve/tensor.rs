@@ -199,7 +199,7 @@ fn kind(v: &serde_json::Value) -> &'static str {
 }
 
 /// Refuses NaN and infinite values, naming the first.
-fn finite(values: Vec<f32>) -> Result<Vec<f32>, ServeError> {
+pub fn finite(values: Vec<f32>) -> Result<Vec<f32>, ServeError> {
     match values.iter().position(|v| !v.is_finite()) {
         None => Ok(values),
         Some(i) => Err(ServeError::bad_request(format!(
