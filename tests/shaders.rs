@@ -148,10 +148,23 @@ fn every_kernel_validates_with_naga() {
             kernel.name()
         );
         assert_eq!(module.entry_points[0].stage, naga::ShaderStage::Compute);
+        // The host's workgroup size for the kernel: WORKGROUP_SIZE for every EIE kernel and
+        // baseline, its own for the recurrent cell step (checked against the host's constant
+        // by wgsl_consts_equal_the_host_constants_they_mirror).
+        let wg = kernel
+            .mirrored_consts()
+            .iter()
+            .find(|m| m.0 == "WG")
+            .map_or(WORKGROUP_SIZE, |m| m.1);
+        assert!(
+            wg == WORKGROUP_SIZE || kernel == Kernel::RecurrentCell,
+            "{}: WG {wg}",
+            kernel.name()
+        );
         assert_eq!(
             module.entry_points[0].workgroup_size,
-            [WORKGROUP_SIZE as u32, 1, 1],
-            "{}: @workgroup_size is the host's WORKGROUP_SIZE",
+            [wg as u32, 1, 1],
+            "{}: @workgroup_size is the host's WG",
             kernel.name()
         );
         let bytes = eval(&module, &kernel.example_constants()).workgroup_bytes();

@@ -43,7 +43,7 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "f16")]
     fixed16: bool,
     /// f16 activations and codebook (f32 arithmetic): GPU only for fully-connected models,
-    /// the CPU for models with recurrent layers.
+    /// the CPU only for models with recurrent layers.
     #[arg(long)]
     f16: bool,
     /// GPU only: PEs (workgroups) per layer; default: chosen for the device.
@@ -53,14 +53,14 @@ pub struct RunArgs {
 
 pub fn run(a: &RunArgs) -> Result<ExitCode> {
     if super::sequence::is_sequence_file(&a.model)? {
-        if a.backend != BackendKind::Cpu || a.pes.is_some() {
+        if a.backend == BackendKind::Cpu && a.pes.is_some() {
             return Err(eie::Error::InvalidArgument(
-                "models with recurrent layers run on --backend cpu (the GPU and --pes are not \
-                 implemented for them yet)"
-                    .into(),
+                "--pes applies to --backend gpu only".into(),
             ));
         }
         return super::sequence::run(&super::sequence::SequenceRun {
+            gpu: a.backend != BackendKind::Cpu,
+            pes: a.pes,
             model: &a.model,
             input: &a.input,
             output: &a.output,

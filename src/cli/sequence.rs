@@ -251,6 +251,10 @@ pub fn info(path: &Path, json: bool) -> Result<ExitCode> {
 
 /// What `eie run` was asked, for a sequence model.
 pub struct SequenceRun<'a> {
+    /// On the GPU (f32 or fixed16) instead of the CPU engine.
+    pub gpu: bool,
+    /// GPU: PEs per matrix.
+    pub pes: Option<usize>,
     pub model: &'a Path,
     pub input: &'a Path,
     pub output: &'a Path,
@@ -260,7 +264,8 @@ pub struct SequenceRun<'a> {
     pub state_out: Option<&'a Path>,
 }
 
-/// `eie run` of a model with recurrent layers on the CPU (f32, f16 or fixed16): input `[T, in]` (one sequence) or
+/// `eie run` of a model with recurrent layers on the CPU (f32, f16 or fixed16) or the GPU (f32
+/// or fixed16): input `[T, in]` (one sequence) or
 /// `[B, T, in]`; output `[T, out]` / `[B, T, out]`, or `[out]` / `[B, out]` with `--last`;
 /// state `[S]` / `[B, S]` in and out.
 pub fn run(a: &SequenceRun<'_>) -> Result<ExitCode> {
@@ -307,10 +312,18 @@ pub fn run(a: &SequenceRun<'_>) -> Result<ExitCode> {
         }
     };
     let precision = a.precision;
-    let engine = SequenceEngine::new(model, precision)?;
-    let start = std::time::Instant::now();
-    let out = engine.run_batch(&x.data, batch, steps, &mut states)?;
-    let elapsed = start.elapsed();
+    let (out, elapsed, name) = if a.gpu {
+        gpu_run(&model, precision, a.pes, &x.data, batch, steps, &mut states)?
+    } else {
+        let engine = SequenceEngine::new(model, precision)?;
+        let start = std::time::Instant::now();
+        let out = engine.run_batch(&x.data, batch, steps, &mut states)?;
+        (
+            out,
+            start.elapsed(),
+            format!("cpu-eie/{}", precision.name()),
+        )
+    };
     let (values, shape) = if a.last {
         let v: Vec<f32> = out
             .chunks(steps * n_out)
@@ -348,9 +361,8 @@ pub fn run(a: &SequenceRun<'_>) -> Result<ExitCode> {
         eie::import::write_npy(p, &shape, &flat)?;
     }
     eprintln!(
-        "cpu-eie/{}: {batch} sequence(s) of {steps} steps, {:.3} ms ({:.1} µs per sequence \
+        "{name}: {batch} sequence(s) of {steps} steps, {:.3} ms ({:.1} µs per sequence \
          step), wrote {} {:?}",
-        precision.name(),
         elapsed.as_secs_f64() * 1e3,
         elapsed.as_secs_f64() * 1e6 / (batch * steps) as f64,
         a.output.display(),
@@ -426,4 +438,54 @@ pub fn verify(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The GPU sequence engine's run (opening the device and uploading the model first): outputs,
+/// the run's time (upload excluded) and the engine's name.
+#[cfg(feature = "gpu")]
+fn gpu_run(
+    model: &SequenceModel,
+    precision: Precision,
+    pes: Option<usize>,
+    x: &[f32],
+    batch: usize,
+    steps: usize,
+    states: &mut [SequenceState],
+) -> Result<(Vec<f32>, std::time::Duration, String)> {
+    use eie::gpu::{DeviceOptions, GpuContext, GpuSequenceEngine, SequenceOptions};
+    let sp = super::spinner("opening the GPU and uploading the model");
+    let ctx = GpuContext::new(&DeviceOptions::default())?;
+    let engine = GpuSequenceEngine::new(
+        ctx.clone(),
+        model,
+        SequenceOptions {
+            precision,
+            pes: pes.map_or(eie::schedule::PePlan::Auto, eie::schedule::PePlan::Fixed),
+            ..SequenceOptions::default()
+        },
+    )?;
+    sp.finish_and_clear();
+    eprintln!(
+        "GPU: {} ({:?})",
+        ctx.adapter_info().name,
+        ctx.adapter_info().backend
+    );
+    let start = std::time::Instant::now();
+    let out = engine.run_batch(x, batch, steps, states)?;
+    Ok((out, start.elapsed(), engine.name()))
+}
+
+#[cfg(not(feature = "gpu"))]
+fn gpu_run(
+    _: &SequenceModel,
+    _: Precision,
+    _: Option<usize>,
+    _: &[f32],
+    _: usize,
+    _: usize,
+    _: &mut [SequenceState],
+) -> Result<(Vec<f32>, std::time::Duration, String)> {
+    Err(Error::InvalidArgument(
+        "this eie was built without the `gpu` feature".into(),
+    ))
 }

@@ -7,7 +7,7 @@
 
 use super::device::GpuContext;
 use super::kernels::{eie_spmv, eie_spmv_rows, ActLayout};
-use super::program::{zeroed, Encoding, InputBits, Program};
+use super::program::{zeroed, Dispatch, Encoding, InputBits, Program};
 #[cfg(not(target_arch = "wasm32"))]
 use super::program::{PipelineTiming, Timing, TimingOptions};
 use crate::error::{Error, Result};
@@ -64,6 +64,59 @@ struct Resident {
     forced_walk: Option<Walk>,
     // Buffers referenced by the bind groups, kept alive with the engine.
     _buffers: Vec<wgpu::Buffer>,
+}
+
+/// The dispatches of one EIE layer from `x` to `y` (activation buffers of `padded` rows) for
+/// the batch `classes`, walked as the planner picks for the device (or as `ov` forces), the
+/// layer re-interleaved over the plan's PE count where that differs from the file's; and the
+/// plan. Buffers go to `buffers`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn layer_dispatches(
+    ctx: &Arc<GpuContext>,
+    layer: &EieLayer,
+    precision: Precision,
+    pes: PePlan,
+    ov: &ScheduleOverride,
+    classes: &[(usize, usize)],
+    padded: usize,
+    x: (&wgpu::Buffer, ActLayout),
+    y: (&wgpu::Buffer, ActLayout),
+    lbl: &dyn Fn(&str) -> String,
+    buffers: &mut Vec<wgpu::Buffer>,
+) -> Result<(Vec<Dispatch>, EieLayerPlan)> {
+    if layer.codebook().len() > EIE_MAX_CODES {
+        return Err(Error::InvalidArgument(format!(
+            "layer `{}`: codebook of {} entries exceeds {EIE_MAX_CODES}",
+            layer.name(),
+            layer.codebook().len()
+        )));
+    }
+    let limits = ctx.device_limits();
+    let plan = EieLayerPlan::with_override(
+        pes,
+        layer.rows(),
+        layer.cols(),
+        layer.pes(),
+        layer.entry_bytes(),
+        &limits,
+        ov,
+    )?;
+    let dispatches = match plan.walk {
+        Walk::Rows => {
+            eie_spmv_rows::dispatches(ctx, layer, precision, &plan, classes, x, y, lbl, buffers)?
+        }
+        Walk::Columns => {
+            let layer: Cow<EieLayer> = if plan.pes == layer.pes() {
+                Cow::Borrowed(layer)
+            } else {
+                Cow::Owned(layer.with_pes(plan.pes)?)
+            };
+            eie_spmv::dispatches(
+                ctx, &layer, precision, &plan, classes, padded, x, y, lbl, buffers,
+            )?
+        }
+    };
+    Ok((dispatches, plan))
 }
 
 impl GpuEngine {
@@ -124,57 +177,21 @@ impl GpuEngine {
             }
             .or(ScheduleOverride::from_env()?);
             for (li, layer) in layers.iter().enumerate() {
-                if layer.codebook().len() > EIE_MAX_CODES {
-                    return Err(Error::InvalidArgument(format!(
-                        "layer `{}`: codebook of {} entries exceeds {EIE_MAX_CODES}",
-                        layer.name(),
-                        layer.codebook().len()
-                    )));
-                }
-                let plan = EieLayerPlan::with_override(
-                    opts.pes,
-                    layer.rows(),
-                    layer.cols(),
-                    layer.pes(),
-                    layer.entry_bytes(),
-                    &limits,
-                    &ov,
-                )?;
                 let lbl = |w: &str| format!("eie/gpu/layer-{li}/{w}");
-                let (x, y) = ((&act[li], layouts[li]), (&act[li + 1], layouts[li + 1]));
-                let p = opts.precision;
-                dispatches.push(match plan.walk {
-                    Walk::Rows => eie_spmv_rows::dispatches(
-                        &ctx,
-                        layer,
-                        p,
-                        &plan,
-                        classes,
-                        x,
-                        y,
-                        &lbl,
-                        &mut buffers,
-                    )?,
-                    Walk::Columns => {
-                        let layer: Cow<EieLayer> = if plan.pes == layer.pes() {
-                            Cow::Borrowed(layer)
-                        } else {
-                            Cow::Owned(layer.with_pes(plan.pes)?)
-                        };
-                        eie_spmv::dispatches(
-                            &ctx,
-                            &layer,
-                            p,
-                            &plan,
-                            classes,
-                            padded,
-                            x,
-                            y,
-                            &lbl,
-                            &mut buffers,
-                        )?
-                    }
-                });
+                let (d, plan) = layer_dispatches(
+                    &ctx,
+                    layer,
+                    opts.precision,
+                    opts.pes,
+                    &ov,
+                    classes,
+                    padded,
+                    (&act[li], layouts[li]),
+                    (&act[li + 1], layouts[li + 1]),
+                    &lbl,
+                    &mut buffers,
+                )?;
+                dispatches.push(d);
                 plans.push(plan);
             }
             let input = act[0].clone();

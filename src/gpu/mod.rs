@@ -8,6 +8,10 @@
 //!   codebook and accumulators in workgroup memory, an ordered reduction over column slices,
 //!   bias, ReLU and the next layer's bitmap fused), all layers in one compute pass; f32,
 //!   fixed16 (bit for bit equal to the CPU model) and f16.
+//! * [`GpuSequenceEngine`] runs a [`SequenceModel`](crate::SequenceModel) (LSTM and GRU
+//!   layers): each step's `W_hh h` as an EIE product and a `recurrent_cell` dispatch for `c`
+//!   and `h`, many steps per submission, the state on the device; f32 and fixed16 (bit for
+//!   bit the CPU engine's).
 //! * [`BaselineEngine`] runs the same model as dense f32 GEMV/GEMM or plain f32 CSR SpMV.
 //! * Timing ([`Timing`], [`PipelineTiming`]) uses timestamp queries where the device has them.
 //!
@@ -21,6 +25,9 @@ mod device;
 mod engine;
 pub mod kernels;
 mod program;
+// Sequence runs block on the device: native only.
+#[cfg(not(target_arch = "wasm32"))]
+mod sequence;
 
 pub use crate::reference::Precision;
 pub use crate::schedule::{PePlan, ScheduleOverride, Walk, SCHEDULE_ENV};
@@ -35,5 +42,7 @@ pub use engine::{EngineOptions, GpuEngine};
 pub use kernels::compact_nonzeros;
 #[cfg(not(target_arch = "wasm32"))]
 pub use program::{PipelineTiming, Timing, TimingOptions};
+#[cfg(not(target_arch = "wasm32"))]
+pub use sequence::{GpuSequenceEngine, SequenceOptions};
 /// The wgpu version this backend is built on (for `wgpu::Backends`, adapter info, ...).
 pub use wgpu;

@@ -82,9 +82,12 @@ pub const C_LIMIT: i64 = (1 << 24) - 1;
 pub const TABLE_RANGE: i64 = 8;
 /// Table entries per unit of input.
 pub const TABLE_STEPS: i64 = 16;
-const TABLE_LEN: usize = (2 * TABLE_RANGE * TABLE_STEPS + 1) as usize;
+/// Entries of each fixed16 table.
+pub(crate) const TABLE_LEN: usize = (2 * TABLE_RANGE * TABLE_STEPS + 1) as usize;
 /// Fraction bits of the table's input position.
-const POS_FRAC: u32 = 12;
+pub(crate) const POS_FRAC: u32 = 12;
+/// Fraction bits of the position within one table step (interpolation weight).
+pub(crate) const STEP_BITS: u32 = POS_FRAC - TABLE_STEPS.trailing_zeros();
 
 /// `(v + 2^(s−1)) >> s`: a right shift rounding half up (`s ≥ 1`).
 fn shift_round(v: i64, s: u32) -> i64 {
@@ -109,6 +112,17 @@ fn tables() -> &'static ([i32; TABLE_LEN], [i32; TABLE_LEN]) {
     })
 }
 
+/// The sigmoid table then the tanh table, as a backend uploads them (what
+/// [`sigmoid_fixed16`] and [`tanh_fixed16`] interpolate in).
+#[cfg_attr(
+    not(all(feature = "gpu", not(target_arch = "wasm32"))),
+    allow(dead_code)
+)]
+pub(crate) fn fixed16_tables() -> Vec<i32> {
+    let (s, t) = tables();
+    s.iter().chain(t.iter()).copied().collect()
+}
+
 /// Looks `x` (with `frac` fraction bits) up in `table`, interpolating linearly between
 /// entries (rounding half up); the result has [`GATE_FRAC`] fraction bits.
 fn lookup(table: &[i32; TABLE_LEN], x: i64, frac: u32) -> i32 {
@@ -124,7 +138,7 @@ fn lookup(table: &[i32; TABLE_LEN], x: i64, frac: u32) -> i32 {
     } else {
         x << (POS_FRAC - frac)
     };
-    let step_bits = POS_FRAC - TABLE_STEPS.trailing_zeros();
+    let step_bits = STEP_BITS;
     let pos = x12 + (TABLE_RANGE << POS_FRAC);
     let idx = (pos >> step_bits) as usize;
     let part = pos & ((1 << step_bits) - 1);

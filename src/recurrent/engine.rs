@@ -99,6 +99,29 @@ fn output_bound(layer: &EieLayer, bound: f64) -> Result<f64> {
         .fold(0.0, f64::max))
 }
 
+/// `input` holds `batch` sequences of `steps` steps of `model`'s input, both at least 1, all
+/// finite: [`Error::Shape`] or [`Error::NonFinite`] otherwise.
+pub(crate) fn check_input(
+    model: &SequenceModel,
+    input: &[f32],
+    batch: usize,
+    steps: usize,
+) -> Result<()> {
+    let n = model.input_size();
+    let want = batch
+        .checked_mul(steps)
+        .and_then(|v| v.checked_mul(n))
+        .ok_or_else(|| Error::Shape(format!("{batch} × {steps} steps overflow")))?;
+    if batch == 0 || steps == 0 || input.len() != want {
+        return Err(Error::Shape(format!(
+            "input has {} values; {batch} sequences of {steps} steps of {n} take {want} \
+         (and both must be at least 1)",
+            input.len()
+        )));
+    }
+    check_finite("input", input)
+}
+
 /// A one-matrix engine whose fixed16 formats are `input_frac` in and `output_frac` out,
 /// checking that the accumulator (`input_frac + 4` fraction bits in an `i32`) holds `bound`.
 fn fixed16_single(
@@ -300,19 +323,7 @@ impl SequenceEngine {
     }
 
     fn check(&self, input: &[f32], batch: usize, steps: usize) -> Result<()> {
-        let n = self.model.input_size();
-        let want = batch
-            .checked_mul(steps)
-            .and_then(|v| v.checked_mul(n))
-            .ok_or_else(|| Error::Shape(format!("{batch} × {steps} steps overflow")))?;
-        if batch == 0 || steps == 0 || input.len() != want {
-            return Err(Error::Shape(format!(
-                "input has {} values; {batch} sequences of {steps} steps of {n} take {want} \
-                 (and both must be at least 1)",
-                input.len()
-            )));
-        }
-        check_finite("input", input)
+        check_input(&self.model, input, batch, steps)
     }
 
     /// One sequence, state updated in place.

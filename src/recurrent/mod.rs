@@ -15,7 +15,7 @@ mod engine;
 mod oracle;
 pub mod pytorch;
 
-pub(crate) use engine::StageParts;
+pub(crate) use engine::{check_input, StageParts};
 pub use engine::{SequenceEngine, SequenceState, SequenceStream};
 pub use oracle::SequenceOracle;
 

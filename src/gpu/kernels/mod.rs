@@ -60,6 +60,9 @@ pub(crate) mod dense_gemv;
 mod eie_reduce;
 pub(crate) mod eie_spmv;
 pub(crate) mod eie_spmv_rows;
+// Its host side is used by the sequence engine, which is native only.
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+pub(crate) mod recurrent_cell;
 
 pub(crate) use common::ActLayout;
 #[cfg(not(target_arch = "wasm32"))]
@@ -157,6 +160,9 @@ kernels! {
     DenseGemv => dense_gemv, prelude: None;
     /// Plain CSR f32 SpMV baseline.
     CsrSpmv => csr_spmv, prelude: None;
+    /// The element-wise step of LSTM and GRU cells between their gate matrices' EIE
+    /// products: `c` and `h` (with `h`'s non-zero bitmap) in f32 or fixed16.
+    RecurrentCell => recurrent_cell, prelude: None;
 }
 
 impl Kernel {

@@ -101,74 +101,108 @@ pub(crate) fn zeroed(ctx: &GpuContext, label: &str, words: usize) -> Result<wgpu
     }))
 }
 
+/// `x` (rows of `n` values) in the device layout of `encoding` (fixed16 in the format with
+/// `frac` fraction bits): strided rows, zero rows up to `padded`; and, with `bits_stride`
+/// words per row, their non-zero bitmaps (a value is non-zero when any bit but its sign bit is
+/// set: f32 and f16 -0.0 count as zero; a fixed16 i32 is never 0x80000000).
+pub(crate) fn encode_rows(
+    x: &[f32],
+    n: usize,
+    padded: usize,
+    encoding: Encoding,
+    frac: u32,
+    bits_stride: Option<usize>,
+) -> (Vec<u8>, Option<Vec<u8>>) {
+    let s = stride(n);
+    let b = encoding.bytes();
+    let mut out = vec![0u8; padded * s * b];
+    for (row, xs) in out.chunks_exact_mut(s * b).zip(x.chunks_exact(n)) {
+        for (o, &v) in row.chunks_exact_mut(b).zip(xs) {
+            match encoding {
+                Encoding::F32 => o.copy_from_slice(&v.to_le_bytes()),
+                Encoding::Fixed16 => {
+                    let q = fixed16::quantize_activation(v, frac);
+                    o.copy_from_slice(&(q as i32).to_le_bytes())
+                }
+                Encoding::F16 => o.copy_from_slice(&half::f16::from_f32(v).to_le_bytes()),
+            }
+        }
+    }
+    let bits = bits_stride.map(|bs| {
+        let mut words = vec![0u32; padded * bs];
+        for (bits, row) in words.chunks_exact_mut(bs).zip(out.chunks_exact(s * b)) {
+            for (j, o) in row.chunks_exact(b).take(n).enumerate() {
+                let (last, rest) = o.split_last().expect("values have bytes");
+                let nonzero = last & 0x7f != 0 || rest.iter().any(|&v| v != 0);
+                bits[j / 32] |= (nonzero as u32) << (j % 32);
+            }
+        }
+        bytemuck::cast_slice(&words).to_vec()
+    });
+    (out, bits)
+}
+
+/// `batch` rows of `n` values from the device layout of `encoding` (fixed16 with `frac`
+/// fraction bits) back to floats.
+pub(crate) fn decode_rows(
+    bytes: &[u8],
+    batch: usize,
+    n: usize,
+    encoding: Encoding,
+    frac: u32,
+) -> Vec<f32> {
+    let s = stride(n);
+    let b = encoding.bytes();
+    let mut out = Vec::with_capacity(batch * n);
+    for row in bytes.chunks_exact(s * b).take(batch) {
+        for o in row.chunks_exact(b).take(n) {
+            out.push(match encoding {
+                Encoding::F32 => f32::from_le_bytes([o[0], o[1], o[2], o[3]]),
+                Encoding::Fixed16 => fixed16::dequantize_activation(
+                    i32::from_le_bytes([o[0], o[1], o[2], o[3]]) as i16,
+                    frac,
+                ),
+                Encoding::F16 => half::f16::from_le_bytes([o[0], o[1]]).to_f32(),
+            });
+        }
+    }
+    out
+}
+
 impl Program {
     /// Converts `batch` input vectors to the device layout (strided rows, device number
     /// format; zero inputs up to the padded batch) and, for programs that read them, their
-    /// non-zero bitmaps.
+    /// non-zero bitmaps ([`encode_rows`]).
     pub(super) fn encode(&self, x: &[f32]) -> Encoded {
-        let s = stride(self.in_size);
         let batch = x.len() / self.in_size;
         let padded = match self.input_bits {
             Some(bits) if batch > 1 => batch.next_multiple_of(bits.tile),
             _ => batch,
         };
-        let b = self.encoding.bytes();
-        let mut out = vec![0u8; padded * s * b];
-        for (row, xs) in out
-            .chunks_exact_mut(s * b)
-            .zip(x.chunks_exact(self.in_size))
-        {
-            for (o, &v) in row.chunks_exact_mut(b).zip(xs) {
-                match self.encoding {
-                    Encoding::F32 => o.copy_from_slice(&v.to_le_bytes()),
-                    Encoding::Fixed16 => {
-                        let q = fixed16::quantize_activation(v, self.fixed16_fracs.0);
-                        o.copy_from_slice(&(q as i32).to_le_bytes())
-                    }
-                    Encoding::F16 => o.copy_from_slice(&half::f16::from_f32(v).to_le_bytes()),
-                }
-            }
-        }
-        // The bitmaps from the encoded values: a value is non-zero when any bit but its sign
-        // bit is set (f32 and f16 -0.0 count as zero; a fixed16 i32 is never 0x80000000).
-        let bits = self.input_bits.map(|layout| {
-            let mut words = vec![0u32; padded * layout.stride];
-            for (bits, row) in words
-                .chunks_exact_mut(layout.stride)
-                .zip(out.chunks_exact(s * b))
-            {
-                for (j, o) in row.chunks_exact(b).take(self.in_size).enumerate() {
-                    let (last, rest) = o.split_last().expect("values have bytes");
-                    let nonzero = last & 0x7f != 0 || rest.iter().any(|&v| v != 0);
-                    bits[j / 32] |= (nonzero as u32) << (j % 32);
-                }
-            }
-            (
-                (4 * layout.base) as u64,
-                bytemuck::cast_slice(&words).to_vec(),
-            )
-        });
-        Encoded { values: out, bits }
+        let (values, bits) = encode_rows(
+            x,
+            self.in_size,
+            padded,
+            self.encoding,
+            self.fixed16_fracs.0,
+            self.input_bits.map(|l| l.stride),
+        );
+        let bits = self
+            .input_bits
+            .zip(bits)
+            .map(|(layout, bits)| ((4 * layout.base) as u64, bits));
+        Encoded { values, bits }
     }
 
     /// Converts device output rows back to `batch * out_size` floats.
     pub(super) fn decode(&self, bytes: &[u8], batch: usize) -> Vec<f32> {
-        let s = stride(self.out_size);
-        let b = self.encoding.bytes();
-        let mut out = Vec::with_capacity(batch * self.out_size);
-        for row in bytes.chunks_exact(s * b).take(batch) {
-            for o in row.chunks_exact(b).take(self.out_size) {
-                out.push(match self.encoding {
-                    Encoding::F32 => f32::from_le_bytes([o[0], o[1], o[2], o[3]]),
-                    Encoding::Fixed16 => fixed16::dequantize_activation(
-                        i32::from_le_bytes([o[0], o[1], o[2], o[3]]) as i16,
-                        self.fixed16_fracs.1,
-                    ),
-                    Encoding::F16 => half::f16::from_le_bytes([o[0], o[1]]).to_f32(),
-                });
-            }
-        }
-        out
+        decode_rows(
+            bytes,
+            batch,
+            self.out_size,
+            self.encoding,
+            self.fixed16_fracs.1,
+        )
     }
 
     /// Bytes of `batch` output rows in the device layout.

@@ -16,7 +16,9 @@ mod timing;
 use super::device::GpuContext;
 use std::sync::{Arc, Mutex};
 
-pub(crate) use buffers::{activations, storage_init, stride, uniform_init, zeroed, Encoding};
+pub(crate) use buffers::{
+    activations, decode_rows, encode_rows, storage_init, stride, uniform_init, zeroed, Encoding,
+};
 #[cfg(not(target_arch = "wasm32"))]
 pub use timing::{PipelineTiming, Timing, TimingOptions};
 

@@ -1,0 +1,655 @@
+//! [`GpuSequenceEngine`]: a [`SequenceModel`] (LSTM / GRU layers beside fully-connected ones)
+//! on the GPU, with the recurrent state kept on the device for the whole call.
+//!
+//! One submission runs up to `max_steps` steps of up to `max_batch` sequences, every stage in
+//! one compute pass: a fully-connected stage, and a recurrent stage's input part
+//! `W_ih x_t + b_ih`, as one batched EIE product over all the submission's steps (rows
+//! `b × steps + t`, the order the input arrives in, decoding each entry once per tile of
+//! steps); then, step after step, the hidden part `W_hh h + b_hh` as an EIE product over the
+//! sequences (only the non-zero entries of `h` broadcast, from the bitmap the cell step
+//! wrote), and the `recurrent_cell` dispatch, which updates `c` and `h` and writes `h` into the
+//! stage's output sequence. Longer calls take several submissions; the state stays on the
+//! device between them and is read back once, with the outputs, at the end.
+//!
+//! The arithmetic and the fixed16 formats are the CPU engine's ([`SequenceEngine`]): the GPU
+//! is built from the same one-matrix models, with the same sigmoid and tanh tables, so fixed16
+//! gives the CPU engine's bits, and f32 differs from it only in the rounding of `exp` and
+//! `tanh`.
+
+use super::device::GpuContext;
+use super::engine::layer_dispatches;
+use super::kernels::recurrent_cell::{self, CellBuffers, CellCall};
+use super::kernels::ActLayout;
+use super::program::{decode_rows, encode_rows, storage_init, zeroed, Dispatch, Encoding};
+use crate::error::{Error, Result};
+use crate::fixed16;
+use crate::format::{CellKind, SequenceModel};
+use crate::recurrent::{cell, check_input, SequenceEngine, SequenceState, StageParts};
+use crate::reference::Precision;
+use crate::schedule::{PePlan, ScheduleOverride, EIE_BATCH_TILE};
+use std::sync::{Arc, Mutex};
+
+/// Options of [`GpuSequenceEngine::new`].
+#[derive(Clone, Copy, Debug)]
+pub struct SequenceOptions {
+    /// f32 or EIE's fixed16 (the CPU engine's formats and bits); f16 recurrent layers run on
+    /// the CPU engine ([`SequenceEngine`]).
+    pub precision: Precision,
+    /// Most sequences one submission carries; larger batches run in groups.
+    pub max_batch: usize,
+    /// Most steps one submission records; longer sequences take several submissions, the
+    /// state staying on the device.
+    pub max_steps: usize,
+    /// PE count per matrix (workgroups of the EIE kernel).
+    pub pes: PePlan,
+}
+
+impl Default for SequenceOptions {
+    fn default() -> Self {
+        SequenceOptions {
+            precision: Precision::F32,
+            max_batch: 16,
+            max_steps: 64,
+            pes: PePlan::Auto,
+        }
+    }
+}
+
+/// The device side of one recurrent stage.
+struct RecurrentStage {
+    kind: CellKind,
+    hidden: usize,
+    ih: Vec<Dispatch>,
+    hh: Vec<Dispatch>,
+    /// One per step `0..max_steps`.
+    cell: Vec<Dispatch>,
+    h: (wgpu::Buffer, ActLayout),
+    c: wgpu::Buffer,
+}
+
+enum Stage {
+    Fc(Vec<Dispatch>),
+    Recurrent(RecurrentStage),
+}
+
+/// A [`SequenceModel`] resident on the GPU (see the [module docs](self)). Cloning is cheap;
+/// calls on one engine run one at a time (the state buffers are the engine's).
+#[derive(Clone)]
+pub struct GpuSequenceEngine {
+    inner: Arc<Resident>,
+}
+
+struct Resident {
+    ctx: Arc<GpuContext>,
+    model: Arc<SequenceModel>,
+    precision: Precision,
+    max_batch: usize,
+    max_steps: usize,
+    stages: Vec<Stage>,
+    input: (wgpu::Buffer, ActLayout),
+    output: (wgpu::Buffer, ActLayout),
+    /// fixed16: fraction bits of the model's input and output.
+    fracs: (u32, u32),
+    /// Batches of more than one row are padded to a multiple of this.
+    tile: usize,
+    call: wgpu::Buffer,
+    run: Mutex<()>,
+    // Buffers the bind groups reference.
+    _buffers: Vec<wgpu::Buffer>,
+}
+
+/// The dispatches of `dispatches` that serve a batch of `batch`, recorded into `pass`.
+fn record(pass: &mut wgpu::ComputePass<'_>, dispatches: &[Dispatch], batch: usize) {
+    for d in dispatches
+        .iter()
+        .filter(|d| (d.batches.0..=d.batches.1).contains(&batch))
+    {
+        pass.set_pipeline(&d.pipeline);
+        pass.set_bind_group(0, &d.bind_group, &[]);
+        let y = (batch as u32).div_ceil(d.batch_group) * d.y_per_group;
+        pass.dispatch_workgroups(d.x, y, 1);
+    }
+}
+
+impl GpuSequenceEngine {
+    /// Uploads `model` at `opts.precision` and builds every pipeline, buffer and bind group
+    /// later calls reuse. The fixed16 formats are [`SequenceEngine::new`]'s.
+    ///
+    /// [`Error::InvalidArgument`] for f16 (run it on [`SequenceEngine`]), a zero `max_batch`
+    /// or `max_steps`, or sizes beyond the device's limits.
+    pub fn new(
+        ctx: Arc<GpuContext>,
+        model: &SequenceModel,
+        opts: SequenceOptions,
+    ) -> Result<GpuSequenceEngine> {
+        if opts.precision == Precision::F16 {
+            return Err(Error::InvalidArgument(
+                "f16 sequence models run on the CPU engine; the GPU runs them in f32 or fixed16"
+                    .into(),
+            ));
+        }
+        if opts.max_batch == 0 || opts.max_steps == 0 {
+            return Err(Error::InvalidArgument(
+                "max_batch and max_steps must be at least 1".into(),
+            ));
+        }
+        let rows = opts
+            .max_batch
+            .checked_mul(opts.max_steps)
+            .ok_or_else(|| Error::InvalidArgument("max_batch × max_steps overflows".into()))?;
+        let limits = ctx.device_limits();
+        let wg_limit = limits.max_compute_workgroups_per_dimension as usize;
+        if rows.div_ceil(EIE_BATCH_TILE) > wg_limit || opts.max_batch > wg_limit {
+            return Err(Error::InvalidArgument(format!(
+                "max_batch {} × max_steps {} needs more workgroup rows than the device's {wg_limit}",
+                opts.max_batch, opts.max_steps
+            )));
+        }
+        // The CPU engine chooses the fixed16 formats; the GPU runs its one-matrix models.
+        let cpu = SequenceEngine::new(model.clone(), opts.precision)?;
+        let parts = cpu.stage_parts();
+        let fixed = opts.precision == Precision::Fixed16;
+        let encoding = if fixed {
+            Encoding::Fixed16
+        } else {
+            Encoding::F32
+        };
+        let seq_rows = rows.next_multiple_of(EIE_BATCH_TILE);
+        let state_rows = opts.max_batch.next_multiple_of(EIE_BATCH_TILE);
+        let classes: &[(usize, usize)] = if rows > 1 {
+            &[(1, 1), (2, usize::MAX)]
+        } else {
+            &[(1, 1)]
+        };
+        let ov = ScheduleOverride::from_env()?;
+        let c = ctx.clone();
+        ctx.scoped("building the sequence engine", move || {
+            let ctx = c;
+            let mut buffers = Vec::new();
+            let act = |label: &str, n: usize, rows: usize| -> Result<(wgpu::Buffer, ActLayout)> {
+                let l = ActLayout::new(n, rows, encoding);
+                Ok((zeroed(&ctx, label, l.words)?, l))
+            };
+            let input = act("eie/gpu/sequence/input", model.input_size(), seq_rows)?;
+            let tables: Vec<u8> = cell::fixed16_tables()
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect();
+            let tables = storage_init(&ctx, "eie/gpu/sequence/cell-tables", &tables);
+            let call = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("eie/gpu/sequence/call"),
+                size: std::mem::size_of::<CellCall>() as u64,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let mut cur = (input.0.clone(), input.1);
+            let mut stages = Vec::new();
+            let mut tile = None;
+            let mut out_frac = parts
+                .first()
+                .map_or(fixed16::DEFAULT_ACT_FRAC, |p| match p {
+                    StageParts::Fc(m) => m.input_frac(),
+                    StageParts::Recurrent { ih, .. } => ih.input_frac(),
+                });
+            let in_frac = out_frac;
+            for (si, part) in parts.iter().enumerate() {
+                let lbl_for = |what: &'static str| {
+                    move |w: &str| format!("eie/gpu/sequence/stage-{si}/{what}/{w}")
+                };
+                match part {
+                    StageParts::Fc(m) => {
+                        let layer = &m.layers()[0];
+                        let y = act(
+                            &format!("eie/gpu/sequence/stage-{si}/output"),
+                            layer.rows(),
+                            seq_rows,
+                        )?;
+                        let (d, plan) = layer_dispatches(
+                            &ctx,
+                            layer,
+                            opts.precision,
+                            opts.pes,
+                            &ov,
+                            classes,
+                            seq_rows,
+                            (&cur.0, cur.1),
+                            (&y.0, y.1),
+                            &lbl_for("fc"),
+                            &mut buffers,
+                        )?;
+                        tile.get_or_insert(plan.batched.tile);
+                        out_frac = m.output_frac();
+                        buffers.push(std::mem::replace(&mut cur, y).0);
+                        stages.push(Stage::Fc(d));
+                    }
+                    StageParts::Recurrent {
+                        kind,
+                        hidden,
+                        ih,
+                        hh,
+                        gate_frac,
+                    } => {
+                        let (g, h) = (kind.gates() * hidden, *hidden);
+                        let name = |w: &str| format!("eie/gpu/sequence/stage-{si}/{w}");
+                        let gx = act(&name("gx"), g, seq_rows)?;
+                        let gh = act(&name("gh"), g, state_rows)?;
+                        let hb = act(&name("h"), h, state_rows)?;
+                        let cb = zeroed(&ctx, &name("c"), state_rows * h)?;
+                        let out = act(&name("output"), h, seq_rows)?;
+                        let (ih_d, plan) = layer_dispatches(
+                            &ctx,
+                            &ih.layers()[0],
+                            opts.precision,
+                            opts.pes,
+                            &ov,
+                            classes,
+                            seq_rows,
+                            (&cur.0, cur.1),
+                            (&gx.0, gx.1),
+                            &lbl_for("ih"),
+                            &mut buffers,
+                        )?;
+                        tile.get_or_insert(plan.batched.tile);
+                        let (hh_d, _) = layer_dispatches(
+                            &ctx,
+                            &hh.layers()[0],
+                            opts.precision,
+                            opts.pes,
+                            &ov,
+                            classes,
+                            state_rows,
+                            (&hb.0, hb.1),
+                            (&gh.0, gh.1),
+                            &lbl_for("hh"),
+                            &mut buffers,
+                        )?;
+                        if fixed && *gate_frac > 24 {
+                            return Err(Error::InvalidArgument(format!(
+                                "fixed16: gate format Q.{gate_frac} has more fraction bits than \
+                                 the cell's 24"
+                            )));
+                        }
+                        let cell_d = recurrent_cell::dispatches(
+                            &ctx,
+                            *kind,
+                            h,
+                            fixed,
+                            *gate_frac,
+                            opts.max_steps,
+                            &CellBuffers {
+                                call: &call,
+                                gx: (&gx.0, gx.1),
+                                gh: (&gh.0, gh.1),
+                                h: (&hb.0, hb.1),
+                                c: &cb,
+                                out: (&out.0, out.1),
+                                tables: &tables,
+                            },
+                            &lbl_for("cell"),
+                            &mut buffers,
+                        )?;
+                        out_frac = cell::H_FRAC;
+                        buffers.extend([gx.0, gh.0]);
+                        buffers.push(std::mem::replace(&mut cur, out).0);
+                        stages.push(Stage::Recurrent(RecurrentStage {
+                            kind: *kind,
+                            hidden: h,
+                            ih: ih_d,
+                            hh: hh_d,
+                            cell: cell_d,
+                            h: hb,
+                            c: cb,
+                        }));
+                    }
+                }
+            }
+            buffers.push(tables);
+            Ok(GpuSequenceEngine {
+                inner: Arc::new(Resident {
+                    ctx: ctx.clone(),
+                    model: Arc::new(model.clone()),
+                    precision: opts.precision,
+                    max_batch: opts.max_batch,
+                    max_steps: opts.max_steps,
+                    stages,
+                    input,
+                    output: cur,
+                    fracs: (in_frac, out_frac),
+                    tile: tile.unwrap_or(1),
+                    call,
+                    run: Mutex::new(()),
+                    _buffers: buffers,
+                }),
+            })
+        })?
+    }
+
+    /// The model, as given.
+    pub fn model(&self) -> &SequenceModel {
+        &self.inner.model
+    }
+
+    /// The arithmetic.
+    pub fn precision(&self) -> Precision {
+        self.inner.precision
+    }
+
+    /// The kernel's name in reports, e.g. `gpu-eie/f32`.
+    pub fn name(&self) -> String {
+        format!("gpu-eie/{}", self.inner.precision.name())
+    }
+
+    /// The device context.
+    pub fn context(&self) -> &Arc<GpuContext> {
+        &self.inner.ctx
+    }
+
+    /// The zero state (see [`SequenceState::zeros`]).
+    pub fn zero_state(&self) -> SequenceState {
+        SequenceState::zeros(&self.inner.model)
+    }
+
+    /// Runs one sequence of `steps` steps (`steps × input_size` values) from `state`, which it
+    /// leaves at the state after the last step; returns every step's output (`steps ×
+    /// output_size`), as [`SequenceEngine::run`] does. Blocks the calling thread.
+    pub fn run(&self, input: &[f32], steps: usize, state: &mut SequenceState) -> Result<Vec<f32>> {
+        self.run_batch(input, 1, steps, std::slice::from_mut(state))
+    }
+
+    /// Runs `batch` sequences of `steps` steps each (`batch × steps × input_size` values),
+    /// sequence `b` from `states[b]`; returns `batch × steps × output_size` values, as
+    /// [`SequenceEngine::run_batch`] does. Blocks the calling thread.
+    pub fn run_batch(
+        &self,
+        input: &[f32],
+        batch: usize,
+        steps: usize,
+        states: &mut [SequenceState],
+    ) -> Result<Vec<f32>> {
+        let r = &*self.inner;
+        check_input(&r.model, input, batch, steps)?;
+        if states.len() != batch {
+            return Err(Error::Shape(format!(
+                "{} states for a batch of {batch} sequences",
+                states.len()
+            )));
+        }
+        let size = r.model.state_size();
+        if let Some(s) = states.iter().find(|s| s.values().len() != size) {
+            return Err(Error::Shape(format!(
+                "a state of {} values for a model whose state has {size}",
+                s.values().len()
+            )));
+        }
+        let (n_in, n_out) = (r.model.input_size(), r.model.output_size());
+        let mut out = vec![0f32; batch * steps * n_out];
+        for g0 in (0..batch).step_by(r.max_batch) {
+            let nb = r.max_batch.min(batch - g0);
+            let x = &input[g0 * steps * n_in..(g0 + nb) * steps * n_in];
+            let y = self.group(x, nb, steps, &mut states[g0..g0 + nb])?;
+            out[g0 * steps * n_out..(g0 + nb) * steps * n_out].copy_from_slice(&y);
+        }
+        Ok(out)
+    }
+
+    /// The state of `states` in the device layout: per recurrent stage, `h` (encoded, with
+    /// its bitmaps) and `c`.
+    fn encode_state(&self, states: &[SequenceState]) -> Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+        let r = &*self.inner;
+        let fixed = r.precision == Precision::Fixed16;
+        let encoding = if fixed {
+            Encoding::Fixed16
+        } else {
+            Encoding::F32
+        };
+        let mut offset = 0;
+        let mut out = Vec::new();
+        for s in &r.stages {
+            let Stage::Recurrent(st) = s else { continue };
+            let h_len = st.hidden;
+            let has_c = st.kind.has_cell_state();
+            let mut hs = Vec::with_capacity(states.len() * h_len);
+            let mut cs = Vec::with_capacity(states.len() * h_len);
+            for state in states {
+                let v = &state.values()[offset..];
+                hs.extend_from_slice(&v[..h_len]);
+                if has_c {
+                    cs.extend_from_slice(&v[h_len..2 * h_len]);
+                } else {
+                    cs.extend(std::iter::repeat_n(0.0, h_len));
+                }
+            }
+            offset += if has_c { 2 * h_len } else { h_len };
+            let (h, bits) = encode_rows(
+                &hs,
+                h_len,
+                states.len(),
+                encoding,
+                cell::H_FRAC,
+                Some(st.h.1.bits_stride),
+            );
+            let limit = cell::C_LIMIT as f64;
+            let c: Vec<u8> = cs
+                .iter()
+                .flat_map(|&v| {
+                    if fixed {
+                        ((v as f64 * (1u64 << cell::GATE_FRAC) as f64)
+                            .round()
+                            .clamp(-limit, limit) as i32)
+                            .to_le_bytes()
+                    } else {
+                        v.to_le_bytes()
+                    }
+                })
+                .collect();
+            out.push((h, bits.expect("bitmaps asked for"), c));
+        }
+        out
+    }
+
+    /// Up to `max_batch` sequences: every submission of the call, then one read-back.
+    fn group(
+        &self,
+        input: &[f32],
+        batch: usize,
+        steps: usize,
+        states: &mut [SequenceState],
+    ) -> Result<Vec<f32>> {
+        let r = &*self.inner;
+        r.ctx.check()?;
+        let fixed = r.precision == Precision::Fixed16;
+        let encoding = if fixed {
+            Encoding::Fixed16
+        } else {
+            Encoding::F32
+        };
+        let (n_in, n_out) = (r.model.input_size(), r.model.output_size());
+        let dev = r.ctx.device();
+        let queue = r.ctx.queue();
+        let _g = r.run.lock().unwrap_or_else(|e| e.into_inner());
+        // The state, uploaded once.
+        for (s, (h, bits, c)) in r
+            .stages
+            .iter()
+            .filter_map(|s| match s {
+                Stage::Recurrent(st) => Some(st),
+                Stage::Fc(_) => None,
+            })
+            .zip(self.encode_state(states))
+        {
+            queue.write_buffer(&s.h.0, 0, &h);
+            queue.write_buffer(&s.h.0, (4 * s.h.1.bits_base) as u64, &bits);
+            queue.write_buffer(&s.c, 0, &c);
+        }
+        let staging = |size: u64, label: &str| {
+            dev.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: size.max(4),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        };
+        let row_bytes = (r.output.1.stride * encoding.bytes()) as u64;
+        let mut chunks = Vec::new();
+        let mut last = None;
+        for t0 in (0..steps).step_by(r.max_steps) {
+            let sc = r.max_steps.min(steps - t0);
+            let rows = batch * sc;
+            // Rows b × sc + t of this chunk, from the input's rows b × steps + t0 + t.
+            let mut x = Vec::with_capacity(rows * n_in);
+            for b in 0..batch {
+                let s = (b * steps + t0) * n_in;
+                x.extend_from_slice(&input[s..s + sc * n_in]);
+            }
+            let padded = if rows > 1 {
+                rows.next_multiple_of(r.tile)
+            } else {
+                rows
+            };
+            let (values, bits) = encode_rows(
+                &x,
+                n_in,
+                padded,
+                encoding,
+                r.fracs.0,
+                Some(r.input.1.bits_stride),
+            );
+            queue.write_buffer(&r.input.0, 0, &values);
+            queue.write_buffer(
+                &r.input.0,
+                (4 * r.input.1.bits_base) as u64,
+                &bits.expect("bitmaps asked for"),
+            );
+            let call = CellCall {
+                steps: sc as u32,
+                batch: batch as u32,
+                pad0: 0,
+                pad1: 0,
+            };
+            queue.write_buffer(&r.call, 0, bytemuck::bytes_of(&call));
+            let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("eie/gpu/sequence/run"),
+            });
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("eie/gpu/sequence/steps"),
+                    timestamp_writes: None,
+                });
+                for s in &r.stages {
+                    match s {
+                        Stage::Fc(d) => record(&mut pass, d, rows),
+                        Stage::Recurrent(st) => {
+                            record(&mut pass, &st.ih, rows);
+                            for t in 0..sc {
+                                record(&mut pass, &st.hh, batch);
+                                record(&mut pass, std::slice::from_ref(&st.cell[t]), batch);
+                            }
+                        }
+                    }
+                }
+            }
+            let size = rows as u64 * row_bytes;
+            let out = staging(size, "eie/gpu/sequence/readback");
+            enc.copy_buffer_to_buffer(&r.output.0, 0, &out, 0, size);
+            let is_last = t0 + sc >= steps;
+            let mut state_copies = Vec::new();
+            if is_last {
+                for s in &r.stages {
+                    let Stage::Recurrent(st) = s else { continue };
+                    let hb = (batch * st.h.1.stride * encoding.bytes()) as u64;
+                    let cb = (batch * st.hidden * 4) as u64;
+                    let buf = staging(hb + cb, "eie/gpu/sequence/state-readback");
+                    enc.copy_buffer_to_buffer(&st.h.0, 0, &buf, 0, hb);
+                    enc.copy_buffer_to_buffer(&st.c, 0, &buf, hb, cb);
+                    state_copies.push((buf, hb, cb));
+                }
+            }
+            let idx = queue.submit([enc.finish()]);
+            if is_last {
+                last = Some((idx, state_copies));
+            }
+            chunks.push((out, size, sc));
+        }
+        let (idx, state_copies) = last.expect("at least one step");
+        // Every buffer mapped; each map completes once its submission (at the latest the last
+        // one) has finished.
+        let maps: Vec<_> = chunks
+            .iter()
+            .map(|(b, s, _)| (b, *s))
+            .chain(state_copies.iter().map(|(b, h, c)| (b, h + c)))
+            .map(|(buf, size)| map(buf, size))
+            .collect();
+        for m in &maps {
+            r.ctx.wait_for(idx.clone(), m)?;
+        }
+        // Outputs: chunk rows b × sc + t to the call's rows b × steps + t0 + t.
+        let mut y = vec![0f32; batch * steps * n_out];
+        let mut t0 = 0;
+        for (buf, size, sc) in &chunks {
+            let v = {
+                let view = buf
+                    .get_mapped_range(..*size)
+                    .map_err(|e| Error::Gpu(format!("reading back the output: {e}")))?;
+                decode_rows(&view, batch * sc, n_out, encoding, r.fracs.1)
+            };
+            buf.unmap();
+            for b in 0..batch {
+                let d = (b * steps + t0) * n_out;
+                y[d..d + sc * n_out].copy_from_slice(&v[b * sc * n_out..(b + 1) * sc * n_out]);
+            }
+            t0 += sc;
+        }
+        // The state: per sequence, per recurrent stage, h then c.
+        let mut values: Vec<Vec<f32>> = vec![Vec::with_capacity(r.model.state_size()); batch];
+        let mut copies = state_copies.iter();
+        for s in &r.stages {
+            let Stage::Recurrent(st) = s else { continue };
+            let (buf, hb, cb) = copies.next().expect("a copy per recurrent stage");
+            let (h, c) = {
+                let view = buf
+                    .get_mapped_range(..hb + cb)
+                    .map_err(|e| Error::Gpu(format!("reading back the state: {e}")))?;
+                let h = decode_rows(
+                    &view[..*hb as usize],
+                    batch,
+                    st.hidden,
+                    encoding,
+                    cell::H_FRAC,
+                );
+                let c: Vec<f32> = view[*hb as usize..]
+                    .chunks_exact(4)
+                    .map(|w| {
+                        let w = [w[0], w[1], w[2], w[3]];
+                        if fixed {
+                            i32::from_le_bytes(w) as f32 / (1u32 << cell::GATE_FRAC) as f32
+                        } else {
+                            f32::from_le_bytes(w)
+                        }
+                    })
+                    .collect();
+                (h, c)
+            };
+            buf.unmap();
+            for (b, v) in values.iter_mut().enumerate() {
+                v.extend_from_slice(&h[b * st.hidden..(b + 1) * st.hidden]);
+                if st.kind.has_cell_state() {
+                    v.extend_from_slice(&c[b * st.hidden..(b + 1) * st.hidden]);
+                }
+            }
+        }
+        for (state, v) in states.iter_mut().zip(values) {
+            *state = SequenceState::from_values(&r.model, v)?;
+        }
+        Ok(y)
+    }
+}
+
+/// Starts mapping the first `size` bytes of `buf` for reading.
+fn map(buf: &wgpu::Buffer, size: u64) -> Arc<super::device::Completion> {
+    let c = super::device::Completion::new();
+    let c2 = c.clone();
+    buf.map_async(wgpu::MapMode::Read, ..size, move |r| {
+        c2.complete(r.map_err(|e| Error::Gpu(format!("mapping the output: {e}"))))
+    });
+    c
+}
