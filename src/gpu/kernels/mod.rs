@@ -61,7 +61,7 @@ mod eie_reduce;
 pub(crate) mod eie_spmv;
 pub(crate) mod eie_spmv_rows;
 
-pub(crate) use common::ActLayout;
+pub(crate) use common::{ActLayout, RunCounters};
 #[cfg(not(target_arch = "wasm32"))]
 pub use compact_nonzeros::compact_nonzeros;
 
@@ -175,8 +175,9 @@ impl Kernel {
 /// Shared declarations (`shaders/common/<name>.wgsl`) compiled before a kernel's own source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Prelude {
-    /// `shaders/common/eie.wgsl`: the EIE kernels' overrides, `Params`, bindings 0-3, f16
-    /// conversions, fixed-point products, relative-index decode and write-back.
+    /// `shaders/common/eie.wgsl`: the EIE kernels' overrides, `Params`, bindings 0-4, f16
+    /// conversions, fixed-point products, relative-index decode and write-back (with its
+    /// fixed16 saturation counters).
     Eie,
 }
 

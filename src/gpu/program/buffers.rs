@@ -35,11 +35,12 @@ pub(crate) fn stride(n: usize) -> usize {
     n.next_multiple_of(8)
 }
 
-/// Inputs in the device layout: activation values, and the bitmap words with their byte
-/// offset in the input buffer.
+/// Inputs in the device layout: activation values, the bitmap words with their byte offset in
+/// the input buffer, and (fixed16) how many values were clipped to the input format.
 pub(crate) struct Encoded {
     pub(super) values: Vec<u8>,
     pub(super) bits: Option<(u64, Vec<u8>)>,
+    pub(super) clipped: u64,
 }
 
 /// Creates a storage buffer holding `data` (at least 16 bytes, zero-padded).
@@ -114,6 +115,7 @@ impl Program {
         };
         let b = self.encoding.bytes();
         let mut out = vec![0u8; padded * s * b];
+        let mut clipped = 0;
         for (row, xs) in out
             .chunks_exact_mut(s * b)
             .zip(x.chunks_exact(self.in_size))
@@ -122,7 +124,8 @@ impl Program {
                 match self.encoding {
                     Encoding::F32 => o.copy_from_slice(&v.to_le_bytes()),
                     Encoding::Fixed16 => {
-                        let q = fixed16::quantize_activation(v, self.fixed16_fracs.0);
+                        let (q, sat) = fixed16::quantize(v, self.fixed16_fracs.0);
+                        clipped += sat as u64;
                         o.copy_from_slice(&(q as i32).to_le_bytes())
                     }
                     Encoding::F16 => o.copy_from_slice(&half::f16::from_f32(v).to_le_bytes()),
@@ -148,7 +151,11 @@ impl Program {
                 bytemuck::cast_slice(&words).to_vec(),
             )
         });
-        Encoded { values: out, bits }
+        Encoded {
+            values: out,
+            bits,
+            clipped,
+        }
     }
 
     /// Converts device output rows back to `batch * out_size` floats.
