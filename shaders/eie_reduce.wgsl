@@ -1,6 +1,7 @@
 // The second dispatch of a layer whose columns are split into S > 1 slices (see eie_spmv.wgsl):
 // for each row and input, the S partial sums in slice order, then the write-back (bias, ReLU,
-// fixed16 rounding and saturation, the output and its bit of the output's non-zero bitmap).
+// fixed16 rounding and saturation, counted per layer; the output and its bit of the output's
+// non-zero bitmap).
 // Reading the partials in the next dispatch is what makes the split portable: a dispatch
 // boundary orders every write of one dispatch before every read of the next on every backend
 // (Vulkan, Metal, DX12, WebGPU), where nothing orders writes and reads between workgroups of
@@ -13,7 +14,7 @@
 // The shared declarations and helpers are in shaders/common/eie.wgsl (`x` is not used here).
 
 // Partial sums [batch][S][N][local_rows], written by eie_spmv.wgsl.
-@group(0) @binding(4) var<storage, read> partials: array<u32>;
+@group(0) @binding(5) var<storage, read> partials: array<u32>;
 
 @compute @workgroup_size(256)
 fn eie_reduce(@builtin(global_invocation_id) id: vec3<u32>) {

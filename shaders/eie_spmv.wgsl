@@ -24,9 +24,9 @@
 //     workgroup ever reads another workgroup's writes of the same dispatch, which WGSL does not
 //     order (its atomics are relaxed and its barriers act within one workgroup), while a
 //     dispatch boundary orders every write before every later read on every backend.
-//  4. Write-back: bias, ReLU (fixed16: rounding to the output format and saturation), the
-//     output value and its bit of the output's non-zero bitmap, which is the next layer's input
-//     bitmap.
+//  4. Write-back: bias, ReLU (fixed16: rounding to the output format and saturation, counted
+//     per layer), the output value and its bit of the output's non-zero bitmap, which is the
+//     next layer's input bitmap.
 // Which column goes to which group and slice depends on the column alone, and GROUPS and S are
 // the same for every batch size, so each input's terms are added in one fixed order: f32 output
 // is bit-identical from run to run and alone or in any batch, and the fixed16 sums (wrapping
@@ -54,7 +54,7 @@ override GROUPS: u32;
 override TILE: u32;
 
 // Partial sums [batch][S][N][local_rows] (S > 1), added by eie_reduce.wgsl.
-@group(0) @binding(4) var<storage, read_write> partials: array<u32>;
+@group(0) @binding(5) var<storage, read_write> partials: array<u32>;
 
 var<workgroup> acc: array<u32, ACC_WORDS>;
 var<workgroup> list: array<u32, LIST_WORDS>;

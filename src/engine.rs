@@ -8,7 +8,7 @@
 //!   way to open the browser's GPU).
 //! * **Shaped, borrowed inputs**: [`Inputs`] is a borrowed batch of `batch` rows of
 //!   `width` values; [`Outputs`] carries its shape ([`Outputs::rows`]) and a [`NumericReport`]
-//!   (fixed16 saturations, non-finite outputs).
+//!   (fixed16 saturations on every backend, non-finite outputs).
 //! * **Blocking or async**: [`Engine::run_blocking`] on plain threads; [`Engine::run`]
 //!   (`async` feature) is an owned `'static` future over any owned buffer (`Vec<f32>`,
 //!   `Arc<[f32]>`, ...) that works on any async runtime and in `tokio::spawn`.
@@ -385,9 +385,12 @@ impl<'a> TryFrom<ndarray::ArrayView2<'a, f32>> for Inputs<'a> {
 pub struct NumericReport {
     /// fixed16: input values clipped to the first layer's input format (every backend).
     pub inputs_clipped: u64,
-    /// fixed16 on the CPU engine: values clipped on write-back and accumulator overflows, per
-    /// layer. `None` elsewhere: the GPU kernels saturate as the CPU engine does (bit for bit)
-    /// but do not count.
+    /// fixed16, on every backend: input values clipped, and per layer the outputs clipped on
+    /// write-back and the accumulator overflows. The GPU kernels count their write-back
+    /// saturations themselves (the same counts as the CPU engine, whose outputs they equal bit
+    /// for bit) but cannot see accumulator overflows, which they report as 0 (their `i32` sums
+    /// wrap exactly as the CPU engine's do; see `GpuEngine::run_fixed16`). `None` in f32 and
+    /// f16.
     pub saturations: Option<fixed16::Saturations>,
     /// Output values that are NaN or infinite.
     pub non_finite: usize,
@@ -601,6 +604,11 @@ impl Engine {
             }
             Kind::Cpu(e, p) => (e.run(input.as_slice(), *p)?, None),
             #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+            Kind::Gpu(g) if g.precision() == Precision::Fixed16 => {
+                let (y, s) = g.run_fixed16(input.as_slice())?;
+                (y, Some(s))
+            }
+            #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
             Kind::Gpu(g) => (g.run(input.as_slice())?, None),
             #[cfg(all(feature = "gpu", target_arch = "wasm32"))]
             Kind::Gpu(_) => {
@@ -681,6 +689,11 @@ impl Engine {
                         .map_err(|_| Error::ShutDown("the CPU worker stopped".into()))?
                 }
                 #[cfg(feature = "gpu")]
+                Kind::Gpu(g) if g.precision() == Precision::Fixed16 => {
+                    let (data, s) = g.run_fixed16_async(shaped.as_slice()).await?;
+                    engine.finish(shaped, data, Some(s))
+                }
+                #[cfg(feature = "gpu")]
                 Kind::Gpu(g) => {
                     let data = g.run_async(shaped.as_slice()).await?;
                     engine.finish(shaped, data, None)
@@ -692,8 +705,7 @@ impl Engine {
 
 #[cfg(feature = "gpu")]
 impl From<GpuEngine> for Engine {
-    /// A GPU engine built by hand ([`GpuEngine::new`]), as an [`Engine`] (its reports do not
-    /// count fixed16 inputs clipped: build with [`Engine::builder`] for that).
+    /// A GPU engine built by hand ([`GpuEngine::new`]), as an [`Engine`].
     fn from(g: GpuEngine) -> Engine {
         let device = gpu_device(g.context().adapter_info());
         let kind = Kind::Gpu(g);
@@ -704,7 +716,7 @@ impl From<GpuEngine> for Engine {
             non_finite: NonFinite::Report,
             input_size,
             output_size,
-            // Not counted: the engine does not expose its model's formats.
+            // Counted by the engine itself in fixed16 (its `Saturations::input`).
             input_frac: None,
         }
     }

@@ -240,12 +240,15 @@ pub struct LayerSaturations {
     /// zeroed anyway, not counted).
     pub write_back: u64,
     /// Rows whose bias or sum did not fit the `i32` accumulator (the result wrapped around).
+    /// Counted by the CPU model only: 0 in the GPU's counts.
     pub accumulator: u64,
 }
 
 /// Saturation counts of a fixed16 run (over every input of a batch), from the CPU model
-/// ([`crate::CpuEngine::run_fixed16`]); every fixed16 backend gives the same bits, so the same
-/// counts apply to each.
+/// ([`crate::CpuEngine::run_fixed16`]) or counted by the GPU kernels
+/// (`GpuEngine::run_fixed16`, `gpu` feature). Every fixed16 backend gives the same bits, so the
+/// same counts apply to each; the GPU counts inputs and write-back saturations as the CPU model
+/// does but sees no accumulator overflow (its [`LayerSaturations::accumulator`] are 0).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Saturations {
     /// Input values clipped when quantised to the first layer's input format.

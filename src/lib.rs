@@ -48,8 +48,9 @@
 //! ## Run
 //!
 //! Inputs are a borrowed, shaped batch ([`Inputs`]; a plain `&[f32]` is one input). Outputs
-//! carry their shape and a [`NumericReport`]: fixed16 inputs clipped, the CPU engine's fixed16
-//! saturations, non-finite outputs ([`NonFinite::Error`] refuses those).
+//! carry their shape and a [`NumericReport`]: fixed16 inputs clipped, fixed16 saturations per
+//! layer (on the GPU too, which counts write-back saturations but not accumulator overflows),
+//! non-finite outputs ([`NonFinite::Error`] refuses those).
 //!
 //! ```
 //! # fn main() -> eie::Result<()> {

@@ -600,7 +600,8 @@ fn engine_api_and_dynamic_batching_on_the_gpu() {
         .unwrap()
         .unwrap();
         assert_eq!(blocking, y);
-        // fixed16 through the builder: clipped inputs are reported on the GPU too.
+        // fixed16 through the builder: clipped inputs and saturations are reported on the GPU
+        // too (tests/gpu_saturations.rs checks the counts).
         let fixed = eie::Engine::builder(m.clone())
             .precision(Precision::Fixed16)
             .device(eie::Device::Gpu(DeviceOptions::default()))
@@ -610,7 +611,8 @@ fn engine_api_and_dynamic_batching_on_the_gpu() {
         let big: Vec<f32> = x.iter().map(|v| v * 1e6).collect();
         let r = fixed.run(big, 3).await.unwrap();
         assert!(r.report().inputs_clipped > 0, "{:?}", r.report());
-        assert!(r.report().saturations.is_none());
+        let s = r.report().saturations.as_ref().expect("counted in fixed16");
+        assert_eq!((s.input, s.layers.len()), (r.report().inputs_clipped, 2));
         let config = BatchConfig {
             max_batch: 16,
             max_delay: std::time::Duration::from_millis(5),

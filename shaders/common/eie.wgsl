@@ -1,7 +1,7 @@
 // Shared by the EIE kernels (prepended to each kernel's source when its pipeline is built, see
 // src/gpu/kernels/common.rs): arithmetic and entry-width specialisation, the layer / activation
 // bindings, f16 conversions, fixed-point products, the word-wide decode of relative indices and
-// the write-back with the output's non-zero bitmap.
+// the write-back with the output's non-zero bitmap (and, fixed16, its saturation counters).
 
 // Invocations per workgroup: the host's WORKGROUP_SIZE, which each `@workgroup_size` repeats
 // (both checked by tests/shaders.rs).
@@ -37,7 +37,7 @@ struct Params {
     relu: u32,          // 1: ReLU on write-back
     has_bias: u32,      // 1: add the bias
     frac: u32,          // fixed16: fraction bits of the codebook
-    part_base: u32,     // first partial-sum word in `scratch` (after the counters)
+    sat_index: u32,     // fixed16: this layer's write-back saturation counter in `saturations`
     shift: i32,         // fixed16: write-back shift, accumulator to output format (< 0: left)
 }
 
@@ -53,6 +53,12 @@ struct Params {
 @group(0) @binding(2) var<storage, read> x: array<u32>;
 // Output, laid out like the input (y_stride, y_bits_base, y_bits_stride).
 @group(0) @binding(3) var<storage, read_write> y: array<atomic<u32>>;
+// fixed16 run counters, written by the host at the start of each submission and copied back
+// with the output: word 0 the inputs of the run (padding inputs of a tile, at and above it, are
+// not counted), word `params.sat_index` (1 + the layer's index) the layer's outputs clipped to
+// the i16 range on write-back, over every input of the run. Integer atomics, so the counts do
+// not depend on which workgroup adds first. Bound for every pipeline, touched only when FIXED.
+@group(0) @binding(4) var<storage, read_write> saturations: array<atomic<u32>>;
 
 fn product_fixed(a: i32, c: i32) -> i32 {
     // a * c is exact in i32 (|a|, |c| <= 2^15); bring Q(fi + frac) to the accumulator's
@@ -207,18 +213,33 @@ fn write_back(bi: u32, p: u32, r: u32, s: u32) {
         // LSB, arithmetic shift (no overflow: (v >> s) + ((v & (2^s - 1)) + 2^(s-1)) >> s ==
         // (v + 2^(s-1)) >> s computed in 64 bits). Left by k = -s >= 0: saturating, since
         // v << k fits an i16 exactly when (-32768 >> k) <= v <= (32767 >> k).
+        // `over` / `under`: the exact result is above / below the i16 range (as `y` in
+        // fixed16::write_back).
         var q: i32;
+        var over: bool;
+        var under: bool;
         if params.shift > 0i {
             let sh = u32(params.shift);
             q = (v >> sh) + (((v & ((1i << sh) - 1i)) + (1i << (sh - 1u))) >> sh);
+            over = q > 32767i;
+            under = q < -32768i;
+            q = clamp(q, -32768i, 32767i);
         } else {
+            // v << k > 32767 exactly when v > 32767 >> k, and v << k < -32768 exactly when
+            // v < -(32768 >> k) (for k > 15 that is v < 0).
             let k = u32(-params.shift);
-            q = select(v << k, 32767i, v > (32767i >> k));
-            q = select(q, -32768i, v < (-32768i >> k));
+            over = v > (32767i >> k);
+            under = v < -(32768i >> k);
+            q = select(v << k, 32767i, over);
+            q = select(q, -32768i, under);
         }
-        q = clamp(q, -32768i, 32767i);
         if params.relu == 1u {
             q = max(q, 0i);
+            // ReLU zeroes a negative result anyway: not a saturation.
+            under = false;
+        }
+        if (over || under) && bi < atomicLoad(&saturations[0]) {
+            atomicAdd(&saturations[params.sat_index], 1u);
         }
         atomicStore(&y[bi * params.y_stride + row], bitcast<u32>(q));
         nonzero = q != 0i;

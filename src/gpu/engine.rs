@@ -3,14 +3,17 @@
 //! it) or, where the layer's columns are split over several workgroups, that dispatch and an
 //! `eie_reduce` dispatch adding the partial sums in slice order; or one `eie_spmv_rows`
 //! dispatch for a layer walked by rows. Every layer in one compute pass and one submission, with
-//! buffers, bind groups and pipelines built once.
+//! buffers, bind groups and pipelines built once. In fixed16 the write-backs also count the
+//! outputs they clip, per layer, in a small counter buffer read back with each run's output
+//! ([`GpuEngine::run_fixed16`]).
 
 use super::device::GpuContext;
-use super::kernels::{eie_spmv, eie_spmv_rows, ActLayout};
-use super::program::{zeroed, Dispatch, Encoding, InputBits, Program};
+use super::kernels::{eie_spmv, eie_spmv_rows, ActLayout, RunCounters};
+use super::program::{zeroed, Counters, Dispatch, Encoding, InputBits, Program, RunOutput};
 #[cfg(not(target_arch = "wasm32"))]
 use super::program::{PipelineTiming, Timing, TimingOptions};
 use crate::error::{Error, Result};
+use crate::fixed16::{LayerSaturations, Saturations};
 use crate::format::{EieLayer, Model};
 use crate::reference::Precision;
 use crate::schedule::{
@@ -68,8 +71,9 @@ struct Resident {
 
 /// The dispatches of one EIE layer from `x` to `y` (activation buffers of `padded` rows) for
 /// the batch `classes`, walked as the planner picks for the device (or as `ov` forces), the
-/// layer re-interleaved over the plan's PE count where that differs from the file's; and the
-/// plan. Buffers go to `buffers`.
+/// layer re-interleaved over the plan's PE count where that differs from the file's, its
+/// fixed16 write-back saturations counted in `counters` as the model's layer `index`
+/// ([`RunCounters`]); and the plan. Buffers go to `buffers`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn layer_dispatches(
     ctx: &Arc<GpuContext>,
@@ -81,6 +85,7 @@ pub(crate) fn layer_dispatches(
     padded: usize,
     x: (&wgpu::Buffer, ActLayout),
     y: (&wgpu::Buffer, ActLayout),
+    counters: (&wgpu::Buffer, usize),
     lbl: &dyn Fn(&str) -> String,
     buffers: &mut Vec<wgpu::Buffer>,
 ) -> Result<(Vec<Dispatch>, EieLayerPlan)> {
@@ -102,9 +107,9 @@ pub(crate) fn layer_dispatches(
         ov,
     )?;
     let dispatches = match plan.walk {
-        Walk::Rows => {
-            eie_spmv_rows::dispatches(ctx, layer, precision, &plan, classes, x, y, lbl, buffers)?
-        }
+        Walk::Rows => eie_spmv_rows::dispatches(
+            ctx, layer, precision, &plan, classes, x, y, counters, lbl, buffers,
+        )?,
         Walk::Columns => {
             let layer: Cow<EieLayer> = if plan.pes == layer.pes() {
                 Cow::Borrowed(layer)
@@ -112,7 +117,7 @@ pub(crate) fn layer_dispatches(
                 Cow::Owned(layer.with_pes(plan.pes)?)
             };
             eie_spmv::dispatches(
-                ctx, &layer, precision, &plan, classes, padded, x, y, lbl, buffers,
+                ctx, &layer, precision, &plan, classes, padded, x, y, counters, lbl, buffers,
             )?
         }
     };
@@ -171,6 +176,11 @@ impl GpuEngine {
                 .enumerate()
                 .map(|(i, l)| zeroed(&ctx, &format!("eie/gpu/activations-{i}"), l.words))
                 .collect::<Result<_>>()?;
+            // Bound by every pipeline; started and read back with each run only in fixed16.
+            let counted = RunCounters {
+                layers: layers.len(),
+            };
+            let counters = zeroed(&ctx, "eie/gpu/saturations", counted.words())?;
             let ov = ScheduleOverride {
                 walk: opts.walk.or(opts.schedule.walk),
                 ..opts.schedule
@@ -188,6 +198,7 @@ impl GpuEngine {
                     padded,
                     (&act[li], layouts[li]),
                     (&act[li + 1], layouts[li + 1]),
+                    (&counters, li),
                     &lbl,
                     &mut buffers,
                 )?;
@@ -208,6 +219,13 @@ impl GpuEngine {
                 encoding,
             );
             program.fixed16_fracs = (model.input_frac(), model.output_frac());
+            if opts.precision == Precision::Fixed16 {
+                program.counters = Some(Counters {
+                    buffer: counters.clone(),
+                    words: counted.words(),
+                });
+            }
+            buffers.push(counters);
             program.input_bits = Some(InputBits {
                 base: layouts[0].bits_base,
                 stride: layouts[0].bits_stride,
@@ -293,6 +311,57 @@ impl GpuEngine {
     ) -> impl std::future::Future<Output = Result<Vec<f32>>> + Send + 'static {
         let engine = self.clone();
         async move { engine.inner.program.run_async(&input).await }
+    }
+
+    /// Runs `input` in fixed16, blocking (as [`run`](Self::run)), and counts its saturations
+    /// over the whole batch: input values clipped to the model's input format, and per layer
+    /// the outputs the kernels clipped to the `i16` range on write-back (a ReLU layer's negative
+    /// ones excepted), the same counts as [`CpuEngine::run_fixed16`](crate::CpuEngine::run_fixed16)
+    /// since the outputs are the same bits. Accumulator overflows are not seen here: every
+    /// [`LayerSaturations::accumulator`] is 0. The kernels' `i32` sums wrap exactly as the CPU
+    /// model's do (so the outputs still agree bit for bit), but telling a wrapped sum from a
+    /// true one would take wider sums in every kernel; the CPU model counts them.
+    ///
+    /// An [`Error::InvalidArgument`] for an engine built in another precision.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn run_fixed16(&self, input: &[f32]) -> Result<(Vec<f32>, Saturations)> {
+        self.check_fixed16()?;
+        Ok(self.saturations(self.inner.program.run_counted(input)?))
+    }
+
+    /// [`run_fixed16`](Self::run_fixed16) without blocking the caller (as
+    /// [`run_async`](Self::run_async)).
+    pub async fn run_fixed16_async(&self, input: &[f32]) -> Result<(Vec<f32>, Saturations)> {
+        self.check_fixed16()?;
+        Ok(self.saturations(self.inner.program.run_async_counted(input).await?))
+    }
+
+    fn check_fixed16(&self) -> Result<()> {
+        if self.inner.precision != Precision::Fixed16 {
+            return Err(Error::InvalidArgument(format!(
+                "saturations are counted in fixed16; this engine runs in {}",
+                self.inner.precision.name()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The outputs and [`Saturations`] of a fixed16 run.
+    fn saturations(&self, run: RunOutput) -> (Vec<f32>, Saturations) {
+        let layers = self.inner.plans.len();
+        let mut counts = run.counts;
+        counts.resize(layers, 0);
+        let sat = Saturations {
+            input: run.inputs_clipped,
+            layers: counts
+                .into_iter()
+                .map(|write_back| LayerSaturations {
+                    write_back,
+                    accumulator: 0,
+                })
+                .collect(),
+        };
+        (run.output, sat)
     }
 
     /// Times the model on `input` (see [`Timing`]).

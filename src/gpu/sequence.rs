@@ -182,6 +182,9 @@ impl GpuSequenceEngine {
                 usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             });
+            // The EIE kernels' fixed16 saturation counters: word 0 (the inputs to count) stays
+            // 0, so they count nothing here.
+            let counters = zeroed(&ctx, "eie/gpu/sequence/saturations", 2)?;
             let mut cur = (input.0.clone(), input.1);
             let mut stages = Vec::new();
             let mut tile = None;
@@ -214,6 +217,7 @@ impl GpuSequenceEngine {
                             seq_rows,
                             (&cur.0, cur.1),
                             (&y.0, y.1),
+                            (&counters, 0),
                             &lbl_for("fc"),
                             &mut buffers,
                         )?;
@@ -246,6 +250,7 @@ impl GpuSequenceEngine {
                             seq_rows,
                             (&cur.0, cur.1),
                             (&gx.0, gx.1),
+                            (&counters, 0),
                             &lbl_for("ih"),
                             &mut buffers,
                         )?;
@@ -260,6 +265,7 @@ impl GpuSequenceEngine {
                             state_rows,
                             (&hb.0, hb.1),
                             (&gh.0, gh.1),
+                            (&counters, 0),
                             &lbl_for("hh"),
                             &mut buffers,
                         )?;
@@ -303,7 +309,7 @@ impl GpuSequenceEngine {
                     }
                 }
             }
-            buffers.push(tables);
+            buffers.extend([tables, counters]);
             Ok(GpuSequenceEngine {
                 inner: Arc::new(Resident {
                     ctx: ctx.clone(),
@@ -420,7 +426,7 @@ impl GpuSequenceEngine {
                 }
             }
             offset += if has_c { 2 * h_len } else { h_len };
-            let (h, bits) = encode_rows(
+            let (h, bits, _) = encode_rows(
                 &hs,
                 h_len,
                 states.len(),
@@ -506,7 +512,7 @@ impl GpuSequenceEngine {
             } else {
                 rows
             };
-            let (values, bits) = encode_rows(
+            let (values, bits, _) = encode_rows(
                 &x,
                 n_in,
                 padded,

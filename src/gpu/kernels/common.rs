@@ -1,8 +1,8 @@
 //! The EIE prelude, `shaders/common/eie.wgsl`, compiled before each EIE kernel
 //! (`eie_spmv`, `eie_reduce`, `eie_spmv_rows`): their overrides (arithmetic, entry width,
-//! codebook size), `Params`, bindings 0-3 and the layout of what they hold (the layer buffer's
-//! codebook, bias and entries; activations with their non-zero bitmaps), and the set-up the
-//! walks share.
+//! codebook size), `Params`, bindings 0-4 and the layout of what they hold (the layer buffer's
+//! codebook, bias and entries; activations with their non-zero bitmaps; the fixed16 run
+//! counters), and the set-up the walks share.
 
 use super::{flag, Binding};
 use super::{Access, ParamsLayout};
@@ -30,6 +30,32 @@ pub(crate) const LAYER: Binding = Binding::new(1, "layer", Access::Read);
 pub(crate) const X: Binding = Binding::new(2, "x", Access::Read);
 /// `y`: the output activations and bitmaps, laid out as the input (`array<atomic<u32>>`).
 pub(crate) const Y: Binding = Binding::new(3, "y", Access::ReadWrite);
+/// `saturations`: the fixed16 run counters ([`RunCounters`]), bound by every EIE pipeline and
+/// written by the fixed16 ones (`array<atomic<u32>>`).
+pub(crate) const SATURATIONS: Binding = Binding::new(4, "saturations", Access::ReadWrite);
+
+/// The words of the run counter buffer (binding [`SATURATIONS`]) of a model of `layers`
+/// layers: word 0 the inputs of the run, which the host writes at the start of each
+/// submission (the kernels count no saturation of a padding input, at or above it), then one
+/// word per layer, zeroed with it, to which each write-back that clips an output to the `i16`
+/// range adds 1 (`fixed16::write_back`'s rule: a ReLU layer's negative values not counted).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RunCounters {
+    /// Layers of the model.
+    pub layers: usize,
+}
+
+impl RunCounters {
+    /// Words of the buffer.
+    pub(crate) fn words(self) -> usize {
+        1 + self.layers
+    }
+
+    /// The word of layer `index`'s write-back saturations (`Params::sat_index`).
+    pub(crate) fn layer_word(index: usize) -> u32 {
+        1 + index as u32
+    }
+}
 
 params_struct! {
     /// `Params` of the EIE prelude (`shaders/common/eie.wgsl`), shared by its three kernels.
@@ -53,7 +79,7 @@ params_struct! {
         relu: u32,
         has_bias: u32,
         frac: u32,
-        part_base: u32,
+        sat_index: u32,
         shift: i32,
     }
 }
@@ -63,8 +89,15 @@ pub(crate) const PARAMS_LAYOUT: ParamsLayout = EieParams::LAYOUT;
 
 impl EieParams {
     /// The fields both walks share: shape, activation strides and bitmaps, the layer buffer's
-    /// offsets, write-back flags; the walk-specific ones (PEs, slices, partial sums) zero.
-    pub(crate) fn new(layer: &EieLayer, xl: ActLayout, yl: ActLayout, lw: &LayerWords) -> Self {
+    /// offsets, write-back flags, the saturation counter of the model's layer `index`; the
+    /// walk-specific ones (PEs, slices) zero.
+    pub(crate) fn new(
+        layer: &EieLayer,
+        index: usize,
+        xl: ActLayout,
+        yl: ActLayout,
+        lw: &LayerWords,
+    ) -> Self {
         let [bias_base, ptr_base, entries_base] = lw.bases;
         EieParams {
             rows: layer.rows() as u32,
@@ -86,7 +119,7 @@ impl EieParams {
             relu: (layer.activation() == Activation::Relu) as u32,
             has_bias: layer.bias().is_some() as u32,
             frac: lw.frac,
-            part_base: 0,
+            sat_index: RunCounters::layer_word(index),
             shift: layer.fixed16_format().write_back_shift(),
         }
     }

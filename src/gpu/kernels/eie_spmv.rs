@@ -6,7 +6,7 @@
 
 use super::common::{
     check_binding, meta_words, pack_entries, ActLayout, EieParams, EieSpec, LayerWords, LAYER,
-    PARAMS, X, Y,
+    PARAMS, SATURATIONS, X, Y,
 };
 use super::{dispatch, eie_reduce, Access, Binding, Grid, Kernel};
 use crate::error::Result;
@@ -21,9 +21,9 @@ pub(crate) const SOURCE: &str = include_str!("../../../shaders/eie_spmv.wgsl");
 
 /// `partials`: partial sums `[batch][slices][PEs][local rows]` of a layer whose columns are
 /// split into slices (read by `eie_reduce`).
-pub(crate) const PARTIALS: Binding = Binding::new(4, "partials", Access::ReadWrite);
+pub(crate) const PARTIALS: Binding = Binding::new(5, "partials", Access::ReadWrite);
 /// Every binding, in order.
-pub(crate) const BINDINGS: &[Binding] = &[PARAMS, LAYER, X, Y, PARTIALS];
+pub(crate) const BINDINGS: &[Binding] = &[PARAMS, LAYER, X, Y, SATURATIONS, PARTIALS];
 /// The prelude's `Params`.
 pub(crate) use super::common::PARAMS_LAYOUT;
 /// No `const` of its own mirrors a host constant (the prelude's `WG` does).
@@ -96,7 +96,9 @@ pub(crate) fn layer_words(layer: &EieLayer, precision: Precision) -> LayerWords 
 /// The dispatches of one layer walked by columns (`eie_spmv.wgsl`, and `eie_reduce.wgsl` after
 /// it where the columns are split into slices), one set per batch range of `classes` (a
 /// single input, and tiles of inputs when the engine takes batches; `padded`: the largest
-/// batch, whole tiles). `layer` is interleaved over the plan's PEs. Buffers go to `buffers`.
+/// batch, whole tiles). `layer` is interleaved over the plan's PEs and is layer `index` of the
+/// model, whose fixed16 write-back saturations go to that layer's word of `counters`
+/// ([`RunCounters`](super::common::RunCounters)). Buffers go to `buffers`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn dispatches(
     ctx: &GpuContext,
@@ -107,6 +109,7 @@ pub(crate) fn dispatches(
     padded: usize,
     (input, xl): (&wgpu::Buffer, ActLayout),
     (output, yl): (&wgpu::Buffer, ActLayout),
+    (counters, index): (&wgpu::Buffer, usize),
     lbl: &dyn Fn(&str) -> String,
     buffers: &mut Vec<wgpu::Buffer>,
 ) -> Result<Vec<Dispatch>> {
@@ -141,7 +144,7 @@ pub(crate) fn dispatches(
             local_rows: plan.local_rows as u32,
             slices: launch.slices as u32,
             slice_cols: launch.slice_cols as u32,
-            ..EieParams::new(layer, xl, yl, &lw)
+            ..EieParams::new(layer, index, xl, yl, &lw)
         };
         let tag = format!("tile-{}", launch.tile);
         let ub = uniform_init(
@@ -159,6 +162,7 @@ pub(crate) fn dispatches(
                 (LAYER, &lb),
                 (X, input),
                 (Y, output),
+                (SATURATIONS, counters),
                 (PARTIALS, &partials),
             ],
             Grid {
@@ -173,7 +177,7 @@ pub(crate) fn dispatches(
                 ctx,
                 precision,
                 &lbl(&format!("{tag}/reduce-bind-group")),
-                [&ub, &lb, output, &partials],
+                [&ub, &lb, output, counters, &partials],
                 layer.rows(),
                 launch.tile,
                 (lo, hi),

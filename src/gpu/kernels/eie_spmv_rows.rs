@@ -4,7 +4,7 @@
 
 use super::common::{
     check_binding, meta_words, pack_entries, ActLayout, EieParams, EieSpec, LayerWords, LAYER,
-    PARAMS, X, Y,
+    PARAMS, SATURATIONS, X, Y,
 };
 use super::{dispatch, Binding, Grid, Kernel};
 use crate::error::{Error, Result};
@@ -17,8 +17,8 @@ use crate::schedule::{EieLayerPlan, EIE_BATCH_TILE, EIE_ROW_LANES, EIE_ROW_WIDE_
 /// WGSL source.
 pub(crate) const SOURCE: &str = include_str!("../../../shaders/eie_spmv_rows.wgsl");
 
-/// Every binding, in order: the prelude's four, row pointers in the layer buffer.
-pub(crate) const BINDINGS: &[Binding] = &[PARAMS, LAYER, X, Y];
+/// Every binding, in order: the prelude's five, row pointers in the layer buffer.
+pub(crate) const BINDINGS: &[Binding] = &[PARAMS, LAYER, X, Y, SATURATIONS];
 /// The prelude's `Params` (`pes` 1: global rows).
 pub(crate) use super::common::PARAMS_LAYOUT;
 /// `MAX_TILE`, the most inputs per workgroup ([`EIE_BATCH_TILE`]): it sizes each
@@ -104,8 +104,9 @@ pub(crate) fn row_words(layer: &EieLayer, precision: Precision) -> Result<LayerW
 }
 
 /// The dispatches of one layer walked by rows: one per batch range of `classes` (a single
-/// input, and tiles of the plan's batched tile when the engine takes batches). Buffers go to
-/// `buffers`.
+/// input, and tiles of the plan's batched tile when the engine takes batches). `layer` is layer
+/// `index` of the model, whose fixed16 write-back saturations go to that layer's word of
+/// `counters`. Buffers go to `buffers`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn dispatches(
     ctx: &GpuContext,
@@ -115,6 +116,7 @@ pub(crate) fn dispatches(
     classes: &[(usize, usize)],
     (input, xl): (&wgpu::Buffer, ActLayout),
     (output, yl): (&wgpu::Buffer, ActLayout),
+    (counters, index): (&wgpu::Buffer, usize),
     lbl: &dyn Fn(&str) -> String,
     buffers: &mut Vec<wgpu::Buffer>,
 ) -> Result<Vec<Dispatch>> {
@@ -143,7 +145,7 @@ pub(crate) fn dispatches(
             local_rows: layer.rows() as u32,
             slices: 1,
             slice_cols: 0,
-            ..EieParams::new(layer, xl, yl, &lw)
+            ..EieParams::new(layer, index, xl, yl, &lw)
         };
         let ub = uniform_init(
             ctx,
@@ -155,7 +157,13 @@ pub(crate) fn dispatches(
             Kernel::EieSpmvRows,
             &constants(eie, tile, plan.row_lanes),
             &lbl(&format!("rows/tile-{tile}/bind-group")),
-            &[(PARAMS, &ub), (LAYER, &lb), (X, input), (Y, output)],
+            &[
+                (PARAMS, &ub),
+                (LAYER, &lb),
+                (X, input),
+                (Y, output),
+                (SATURATIONS, counters),
+            ],
             Grid {
                 x: groups,
                 batch_group: tile,

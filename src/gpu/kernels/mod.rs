@@ -64,7 +64,7 @@ pub(crate) mod eie_spmv_rows;
 #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 pub(crate) mod recurrent_cell;
 
-pub(crate) use common::ActLayout;
+pub(crate) use common::{ActLayout, RunCounters};
 #[cfg(not(target_arch = "wasm32"))]
 pub use compact_nonzeros::compact_nonzeros;
 
@@ -181,8 +181,9 @@ impl Kernel {
 /// Shared declarations (`shaders/common/<name>.wgsl`) compiled before a kernel's own source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Prelude {
-    /// `shaders/common/eie.wgsl`: the EIE kernels' overrides, `Params`, bindings 0-3, f16
-    /// conversions, fixed-point products, relative-index decode and write-back.
+    /// `shaders/common/eie.wgsl`: the EIE kernels' overrides, `Params`, bindings 0-4, f16
+    /// conversions, fixed-point products, relative-index decode and write-back (with its
+    /// fixed16 saturation counters).
     Eie,
 }
 

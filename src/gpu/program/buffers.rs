@@ -35,11 +35,12 @@ pub(crate) fn stride(n: usize) -> usize {
     n.next_multiple_of(8)
 }
 
-/// Inputs in the device layout: activation values, and the bitmap words with their byte
-/// offset in the input buffer.
+/// Inputs in the device layout: activation values, the bitmap words with their byte offset in
+/// the input buffer, and (fixed16) how many values were clipped to the input format.
 pub(crate) struct Encoded {
     pub(super) values: Vec<u8>,
     pub(super) bits: Option<(u64, Vec<u8>)>,
+    pub(super) clipped: u64,
 }
 
 /// Creates a storage buffer holding `data` (at least 16 bytes, zero-padded).
@@ -104,7 +105,8 @@ pub(crate) fn zeroed(ctx: &GpuContext, label: &str, words: usize) -> Result<wgpu
 /// `x` (rows of `n` values) in the device layout of `encoding` (fixed16 in the format with
 /// `frac` fraction bits): strided rows, zero rows up to `padded`; and, with `bits_stride`
 /// words per row, their non-zero bitmaps (a value is non-zero when any bit but its sign bit is
-/// set: f32 and f16 -0.0 count as zero; a fixed16 i32 is never 0x80000000).
+/// set: f32 and f16 -0.0 count as zero; a fixed16 i32 is never 0x80000000); and how many
+/// values were clipped to the fixed16 format.
 pub(crate) fn encode_rows(
     x: &[f32],
     n: usize,
@@ -112,16 +114,18 @@ pub(crate) fn encode_rows(
     encoding: Encoding,
     frac: u32,
     bits_stride: Option<usize>,
-) -> (Vec<u8>, Option<Vec<u8>>) {
+) -> (Vec<u8>, Option<Vec<u8>>, u64) {
     let s = stride(n);
     let b = encoding.bytes();
     let mut out = vec![0u8; padded * s * b];
+    let mut clipped = 0;
     for (row, xs) in out.chunks_exact_mut(s * b).zip(x.chunks_exact(n)) {
         for (o, &v) in row.chunks_exact_mut(b).zip(xs) {
             match encoding {
                 Encoding::F32 => o.copy_from_slice(&v.to_le_bytes()),
                 Encoding::Fixed16 => {
-                    let q = fixed16::quantize_activation(v, frac);
+                    let (q, sat) = fixed16::quantize(v, frac);
+                    clipped += sat as u64;
                     o.copy_from_slice(&(q as i32).to_le_bytes())
                 }
                 Encoding::F16 => o.copy_from_slice(&half::f16::from_f32(v).to_le_bytes()),
@@ -139,7 +143,7 @@ pub(crate) fn encode_rows(
         }
         bytemuck::cast_slice(&words).to_vec()
     });
-    (out, bits)
+    (out, bits, clipped)
 }
 
 /// `batch` rows of `n` values from the device layout of `encoding` (fixed16 with `frac`
@@ -179,7 +183,7 @@ impl Program {
             Some(bits) if batch > 1 => batch.next_multiple_of(bits.tile),
             _ => batch,
         };
-        let (values, bits) = encode_rows(
+        let (values, bits, clipped) = encode_rows(
             x,
             self.in_size,
             padded,
@@ -191,7 +195,11 @@ impl Program {
             .input_bits
             .zip(bits)
             .map(|(layout, bits)| ((4 * layout.base) as u64, bits));
-        Encoded { values, bits }
+        Encoded {
+            values,
+            bits,
+            clipped,
+        }
     }
 
     /// Converts device output rows back to `batch * out_size` floats.

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 pub(crate) use buffers::{
     activations, decode_rows, encode_rows, storage_init, stride, uniform_init, zeroed, Encoding,
 };
+pub(crate) use runtime::RunOutput;
 #[cfg(not(target_arch = "wasm32"))]
 pub use timing::{PipelineTiming, Timing, TimingOptions};
 
@@ -50,6 +51,26 @@ pub(crate) struct InputBits {
     pub tile: usize,
 }
 
+/// Counters the kernels add to during a run (the EIE engine's fixed16 write-back saturations,
+/// laid out as [`RunCounters`](crate::gpu::kernels::RunCounters)): under the submit lock right
+/// before each submission (as the input is uploaded), word 0 is set to the submission's inputs
+/// (the tiles' padding excluded) and the others to zero; the words after the first are copied
+/// to that submission's staging buffer after the output and read back with it. So every run,
+/// concurrent ones included, gets its own counts.
+pub(crate) struct Counters {
+    /// `array<atomic<u32>>` bound by every dispatch that counts.
+    pub buffer: wgpu::Buffer,
+    /// Words of the buffer.
+    pub words: usize,
+}
+
+impl Counters {
+    /// Bytes of the counts read back after the output (every word but the first).
+    pub(crate) fn read_bytes(&self) -> u64 {
+        4 * (self.words as u64 - 1)
+    }
+}
+
 /// A model on the device.
 pub(crate) struct Program {
     pub ctx: Arc<GpuContext>,
@@ -63,6 +84,8 @@ pub(crate) struct Program {
     pub input_bits: Option<InputBits>,
     /// fixed16: fraction bits of the model's input and output activations.
     pub fixed16_fracs: (u32, u32),
+    /// Run counters read back with every output, if the program keeps any.
+    pub counters: Option<Counters>,
     submit: Mutex<()>,
     staging: Mutex<Vec<wgpu::Buffer>>,
 }
@@ -93,6 +116,7 @@ impl Program {
                 crate::fixed16::DEFAULT_ACT_FRAC,
                 crate::fixed16::DEFAULT_ACT_FRAC,
             ),
+            counters: None,
             submit: Mutex::new(()),
             staging: Mutex::new(Vec::new()),
         }

@@ -271,7 +271,7 @@ impl Program {
             let (idx, t0, staging, size, batch, c) = q.pop_front().expect("non-empty");
             self.ctx.wait_for(idx, &c)?;
             let t1 = c.completed_at().unwrap_or_else(Instant::now);
-            let out = self.read_staging(staging, size, batch)?;
+            let (out, _) = self.read_staging(staging, size, batch)?;
             debug_assert_eq!(out.len(), batch * self.out_size);
             latency.push(t1.duration_since(t0).as_secs_f64() * 1e6);
             Ok(())
