@@ -8,6 +8,10 @@
 //!   larger batches, AVX2 where the CPU has it, rows split over the rayon threads.
 //!
 //! [`dense_library`] and [`csr_library`] name what runs, for the bench report.
+//!
+//! [`DenseBackend`] and [`CsrBackend`] run whole models ([`crate::backend::cpu_backends`] lists
+//! them); [`DenseLayerF32`] and [`CsrLayerF32`] are single layers, built from an
+//! [`EieLayer`].
 
 use crate::backend::Backend;
 use crate::error::Result;
@@ -30,6 +34,9 @@ fn finish(out: &mut [f32], rows: usize, bias: Option<&[f32]>, act: Activation) {
 }
 
 /// One layer as a dense row-major f32 matrix.
+///
+/// Made by [`DenseLayerF32::new`]; [`DenseBackend`] runs a model of them, and
+/// `examples/lstm_step.rs` uses one for a dense LSTM step.
 pub struct DenseLayerF32 {
     rows: usize,
     cols: usize,
@@ -40,6 +47,8 @@ pub struct DenseLayerF32 {
 
 impl DenseLayerF32 {
     /// Expands a compressed layer.
+    ///
+    /// See [`DenseLayerF32::forward`].
     pub fn new(layer: &EieLayer) -> Self {
         DenseLayerF32 {
             rows: layer.rows(),
@@ -78,6 +87,8 @@ impl DenseLayerF32 {
     }
 
     /// `y = f(x W^T + b)` for a batch `x` of `batch * cols` values.
+    ///
+    /// See [`dense_library`] for what computes it.
     pub fn forward(&self, x: &[f32]) -> Vec<f32> {
         let batch = x.len() / self.cols.max(1);
         let mut y = vec![0f32; batch * self.rows];
@@ -211,6 +222,8 @@ mod openblas {
 }
 
 /// The library behind the dense baseline `cpu-dense/f32`, as the bench report names it.
+///
+/// See [`DenseBackend`].
 pub fn dense_library() -> String {
     #[cfg(feature = "openblas")]
     {
@@ -226,6 +239,8 @@ pub fn dense_library() -> String {
 }
 
 /// The kernel behind the CSR baseline `cpu-csr/f32`, as the bench report names it.
+///
+/// See [`CsrBackend`].
 pub fn csr_library() -> String {
     format!(
         "this crate's CSR kernel ({}, u32 indices, f32 values, {} rayon threads over row blocks; \
@@ -236,6 +251,8 @@ pub fn csr_library() -> String {
 }
 
 /// One layer in plain CSR: f32 values and u32 column indices, rows in order.
+///
+/// Made by [`CsrLayerF32::new`]; [`CsrBackend`] runs a model of them.
 pub struct CsrLayerF32 {
     rows: usize,
     cols: usize,
@@ -248,6 +265,8 @@ pub struct CsrLayerF32 {
 
 impl CsrLayerF32 {
     /// Converts a compressed layer (padding dropped, codebook looked up).
+    ///
+    /// See [`CsrLayerF32::forward`].
     pub fn new(layer: &EieLayer) -> Self {
         let sc = layer.sparse_codes();
         let mut count = vec![0u32; layer.rows() + 1];
@@ -280,19 +299,27 @@ impl CsrLayerF32 {
     }
 
     /// Row pointers (`rows + 1`).
+    ///
+    /// See [`CsrLayerF32::col_idx`] and [`CsrLayerF32::values`].
     pub fn row_ptr(&self) -> &[u32] {
         &self.row_ptr
     }
     /// Column index of each non-zero.
+    ///
+    /// See [`CsrLayerF32::row_ptr`].
     pub fn col_idx(&self) -> &[u32] {
         &self.col_idx
     }
     /// Value of each non-zero.
+    ///
+    /// See [`CsrLayerF32::row_ptr`].
     pub fn values(&self) -> &[f32] {
         &self.values
     }
 
     /// `y = f(W x + b)` for a batch `x` of `batch * cols` values, parallel over row blocks.
+    ///
+    /// See [`csr_library`] for what computes it.
     pub fn forward(&self, x: &[f32]) -> Vec<f32> {
         let batch = x.len() / self.cols.max(1);
         let mut y = vec![0f32; batch * self.rows];
@@ -394,12 +421,15 @@ impl CsrLayerF32 {
 const CSR_TILE: usize = 64;
 
 /// A baseline layer kind: built from a compressed layer, run on a batch.
+///
+/// Implemented by [`DenseLayerF32`] and [`CsrLayerF32`]; [`BaselineBackend`] runs a model of
+/// them.
 pub trait BaselineLayer: Send + Sync + Sized {
-    /// Backend name, e.g. `cpu-dense/f32`.
+    /// Backend name, e.g. `cpu-dense/f32` ([`Backend::name`] of a [`BaselineBackend`]).
     const NAME: &'static str;
-    /// Converts a compressed layer.
+    /// Converts a compressed layer ([`DenseLayerF32::new`], [`CsrLayerF32::new`]).
     fn new(layer: &EieLayer) -> Self;
-    /// `y = f(W x + b)` for a batch `x`.
+    /// `y = f(W x + b)` for a batch `x` ([`DenseLayerF32::forward`], [`CsrLayerF32::forward`]).
     fn forward(&self, x: &[f32]) -> Vec<f32>;
 }
 
@@ -431,6 +461,8 @@ pub struct BaselineBackend<L> {
 
 impl<L: BaselineLayer> BaselineBackend<L> {
     /// Converts every layer of `model`.
+    ///
+    /// The model's layers become [`BaselineLayer`]s.
     pub fn new(model: &Model) -> Self {
         BaselineBackend {
             layers: model.layers().iter().map(L::new).collect(),
@@ -458,6 +490,10 @@ impl<L: BaselineLayer> Backend for BaselineBackend<L> {
 
 /// The dense f32 baseline (OpenBLAS, or the `gemm` crate without the `openblas` feature) over
 /// a whole model.
+///
+/// A [`Backend`]; [`crate::backend::cpu_backends`] includes it.
 pub type DenseBackend = BaselineBackend<DenseLayerF32>;
 /// The plain CSR baseline over a whole model.
+///
+/// A [`Backend`]; [`crate::backend::cpu_backends`] includes it.
 pub type CsrBackend = BaselineBackend<CsrLayerF32>;

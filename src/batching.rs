@@ -12,6 +12,10 @@
 //!   returns once every accepted request has been answered.
 //! * Runtime-independent: the futures only wait on tokio's sync primitives, which work on any
 //!   executor; the engine runs on the worker thread.
+//!
+//! Start with [`Batcher::new`] over an [`Engine`] and a [`BatchConfig`], then [`Batcher::run`];
+//! the [crate-level guide](crate#batch-and-serve) has an example and `examples/serve.rs` drives one
+//! with 64 concurrent clients.
 
 use crate::engine::{Engine, Inputs};
 use crate::error::{Error, Result};
@@ -99,6 +103,8 @@ pub struct Batcher {
 
 impl Batcher {
     /// Starts the worker thread for `engine`.
+    ///
+    /// [`Batcher::run`] then submits inputs; the [guide](crate#batch-and-serve) has an example.
     pub fn new(engine: Engine, config: BatchConfig) -> Result<Batcher> {
         Self::observed(engine, config, |_| {})
     }
@@ -231,6 +237,8 @@ impl Batcher {
 
     /// Refuses new requests and returns once every accepted request has been answered and the
     /// worker has stopped. Later calls return at once.
+    ///
+    /// The [guide](crate#batch-and-serve)'s example ends with it.
     pub async fn shutdown(&self) {
         self.shared.slots.close();
         let sender = self
@@ -252,6 +260,8 @@ impl Batcher {
     }
 
     /// Batches run, requests answered and requests abandoned so far.
+    ///
+    /// See [`BatchStats`].
     pub fn stats(&self) -> BatchStats {
         BatchStats {
             batches: self.shared.batches.load(Ordering::Relaxed),

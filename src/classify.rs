@@ -1,6 +1,10 @@
 //! Classifiers on real data: labelled image sets from `.npy`, the dense f32 forward pass of
 //! uncompressed weights, top-1 accuracy, and the committed LeNet-300-100 MNIST model
 //! (`assets/lenet`, made by `assets/lenet/train.py`).
+//!
+//! Start with [`read_images`] and [`read_labels`] (the [crate-level guide](crate#run) reads
+//! MNIST digits this way), then [`accuracy_pct`]; [`LenetAssets::load`] loads the committed model
+//! with its images and recorded figures.
 
 use crate::compress::DenseLayer;
 use crate::error::{check_finite, Error, Result};
@@ -72,6 +76,8 @@ fn parse_any_npy(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, NpyData)> {
 }
 
 /// Reads class labels: a 1-D `.npy` of u8, u16, i32 or i64, every label below `classes`.
+///
+/// [`accuracy_pct`] and [`correct`] compare predictions with them.
 pub fn read_labels(path: &Path, classes: usize) -> Result<Vec<usize>> {
     labels_from(read_any_npy(path)?, path, classes)
 }
@@ -115,6 +121,8 @@ fn labels_from(
 
 /// Reads images as network inputs: a `[n, features]` `.npy` of u8 pixels (scaled to
 /// `pixel / 255`) or of f32 / f64 values (taken as they are). Returns `(n, features, values)`.
+///
+/// The [crate-level guide](crate#run) reads MNIST digits with it.
 pub fn read_images(path: &Path) -> Result<(usize, usize, Vec<f32>)> {
     images_from(read_any_npy(path)?, path)
 }
@@ -156,6 +164,8 @@ fn images_from(
 
 /// The index of the largest output of each of the `outputs.len() / classes` results (the
 /// first one on ties).
+///
+/// [`crate::Outputs::argmax`] does the same for an engine's outputs.
 pub fn top1(outputs: &[f32], classes: usize) -> Vec<usize> {
     outputs
         .chunks_exact(classes)
@@ -175,11 +185,15 @@ pub fn top1(outputs: &[f32], classes: usize) -> Vec<usize> {
 }
 
 /// How many predictions equal their labels.
+///
+/// See [`top1`] and [`read_labels`].
 pub fn correct(predicted: &[usize], labels: &[usize]) -> usize {
     predicted.iter().zip(labels).filter(|(p, l)| p == l).count()
 }
 
 /// Top-1 accuracy in percent of `outputs` (`labels.len()` results of `classes` values each).
+///
+/// Built on [`top1`] and [`correct`].
 pub fn accuracy_pct(outputs: &[f32], classes: usize, labels: &[usize]) -> Result<f64> {
     if classes == 0 || outputs.len() != labels.len() * classes || labels.is_empty() {
         return Err(Error::Shape(format!(
@@ -194,6 +208,9 @@ pub fn accuracy_pct(outputs: &[f32], classes: usize, labels: &[usize]) -> Result
 /// The uncompressed network's forward pass in f32 on the CPU: each layer computes
 /// `f(W x + bias)` with its activation from `activations` (one per layer), row by row in
 /// increasing column order. `input` holds a batch of vectors back to back.
+///
+/// [`LenetAssets::dense_outputs`] runs it on the committed LeNet; the layers come from
+/// [`crate::import::load_dense_layers`].
 pub fn dense_forward(
     layers: &[DenseLayer],
     activations: &[Activation],
@@ -225,6 +242,8 @@ pub fn dense_forward(
 }
 
 /// A pair of figures, uncompressed and compressed.
+///
+/// Fields of [`RecordedResults`].
 #[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
 pub struct DenseCompressed<T> {
     /// The dense network.
@@ -234,6 +253,8 @@ pub struct DenseCompressed<T> {
 }
 
 /// The figures `assets/lenet/train.py` recorded in `results.json`.
+///
+/// [`LenetAssets::recorded`] holds them.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct RecordedResults {
     /// Top-1 error in percent on the whole 10,000-image MNIST test set.
@@ -245,6 +266,8 @@ pub struct RecordedResults {
 }
 
 /// The committed LeNet-300-100 (784 → 300 → 100 → 10, ReLU) and its test images.
+///
+/// Loaded by [`LenetAssets::load`] from [`LenetAssets::source_dir`].
 #[derive(Clone, Debug)]
 pub struct LenetAssets {
     /// The folder the files came from.
@@ -265,18 +288,28 @@ pub struct LenetAssets {
 
 impl LenetAssets {
     /// The compressed model's file name.
+    ///
+    /// Read by [`LenetAssets::load`].
     pub const MODEL: &'static str = "lenet-300-100.eie.safetensors";
     /// The dense weights' file name.
+    ///
+    /// Read by [`LenetAssets::load`].
     pub const DENSE: &'static str = "lenet-300-100.safetensors";
     /// Number of classes.
+    ///
+    /// See [`top1`].
     pub const CLASSES: usize = 10;
 
     /// The folder in the source tree (`<crate>/assets/lenet`).
+    ///
+    /// Give it to [`LenetAssets::load`].
     pub fn source_dir() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/lenet")
     }
 
     /// Loads and checks every file in `dir`.
+    ///
+    /// See [`LenetAssets::source_dir`].
     pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         let model = Model::load(dir.join(Self::MODEL))?;
@@ -323,6 +356,8 @@ impl LenetAssets {
     }
 
     /// The first `n` images (all of them when `n` is larger) and their labels.
+    ///
+    /// See [`LenetAssets::images`].
     pub fn first(&self, n: usize) -> (&[f32], &[usize]) {
         let n = n.min(self.labels.len());
         (
@@ -332,6 +367,8 @@ impl LenetAssets {
     }
 
     /// The dense network's outputs on `input`.
+    ///
+    /// See [`dense_forward`].
     pub fn dense_outputs(&self, input: &[f32]) -> Result<Vec<f32>> {
         dense_forward(&self.dense, &self.activations, input)
     }

@@ -14,6 +14,8 @@
 //!   `Arc<[f32]>`, ...) that works on any async runtime and in `tokio::spawn`.
 //!
 //! The engine is cheap to clone and `Send + Sync` (the model and device state are shared).
+//!
+//! The [crate-level guide](crate) walks through these steps with examples.
 
 #[cfg(feature = "async")]
 use crate::error::Error;
@@ -65,6 +67,8 @@ pub enum EngineDevice {
 
 impl EngineDevice {
     /// Whether the engine runs on a GPU adapter.
+    ///
+    /// [`Engine::device`] returns this; the [guide](crate#build-an-engine) prints it.
     pub fn is_gpu(&self) -> bool {
         matches!(self, EngineDevice::Gpu { .. })
     }
@@ -97,6 +101,8 @@ impl std::fmt::Display for EngineDevice {
 
 /// What a run does with NaN or infinite outputs (which a finite input can produce: a model's
 /// weights or an f16 overflow).
+///
+/// Set with [`EngineBuilder::non_finite`]; [`Outputs::report`] counts what was returned.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum NonFinite {
     /// Return them, counted in [`NumericReport::non_finite`].
@@ -119,6 +125,9 @@ pub struct EngineBuilder {
 
 impl EngineBuilder {
     /// The arithmetic (default f32).
+    ///
+    /// See [`Precision`] and the [guide](crate#build-an-engine); [`Engine::precision`] reads it
+    /// back.
     pub fn precision(mut self, precision: Precision) -> Self {
         self.precision = precision;
         self
@@ -131,6 +140,8 @@ impl EngineBuilder {
     }
 
     /// What a run does with non-finite outputs (default: report them).
+    ///
+    /// See [`NonFinite`].
     pub fn non_finite(mut self, policy: NonFinite) -> Self {
         self.non_finite = policy;
         self
@@ -147,7 +158,7 @@ impl EngineBuilder {
     /// Builds the engine on the calling thread (opening a GPU, re-interleaving and compiling
     /// shaders take milliseconds to seconds: from async code use
     /// [`build_async`](Self::build_async)). On the web a GPU cannot be opened this way:
-    /// [`Device::Gpu`] is [`Error::NoAdapter`](crate::Error::NoAdapter) there and
+    /// [`Device::Gpu`] is [`crate::Error::NoAdapter`] there and
     /// [`Device::Auto`] the CPU engine.
     pub fn build(self) -> Result<Engine> {
         self.build_with(
@@ -294,6 +305,9 @@ fn cpu_device(fallback: Option<String>) -> EngineDevice {
 }
 
 /// A borrowed batch of input vectors: `batch` rows of `width` values, row after row.
+///
+/// Made by [`Inputs::new`], or from a plain slice ([`Inputs::one`]); [`Engine::run_blocking`]
+/// takes it. The [guide](crate#run) runs a batch of eight.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Inputs<'a> {
     data: &'a [f32],
@@ -320,6 +334,8 @@ impl<'a> Inputs<'a> {
     }
 
     /// One input vector.
+    ///
+    /// What `From<&[f32]>` gives, so [`Engine::run_blocking`] takes a plain slice.
     pub fn one(data: &'a [f32]) -> Self {
         Inputs {
             data,
@@ -329,21 +345,29 @@ impl<'a> Inputs<'a> {
     }
 
     /// Rows.
+    ///
+    /// See [`Inputs::new`].
     pub fn batch(&self) -> usize {
         self.batch
     }
 
     /// Values per row.
+    ///
+    /// A run wants [`Engine::input_size`] of them; see [`Inputs::new`].
     pub fn width(&self) -> usize {
         self.width
     }
 
     /// The values, row after row.
+    ///
+    /// See [`Inputs::rows`] for the rows one by one.
     pub fn as_slice(&self) -> &'a [f32] {
         self.data
     }
 
     /// The rows.
+    ///
+    /// Each has [`Inputs::width`] values.
     pub fn rows(&self) -> std::slice::ChunksExact<'a, f32> {
         self.data.chunks_exact(self.width.max(1))
     }
@@ -398,6 +422,8 @@ pub struct NumericReport {
 
 impl NumericReport {
     /// Whether nothing was clipped and every output is finite.
+    ///
+    /// A run's report is [`Outputs::report`]; the [guide](crate#run) checks it.
     pub fn is_clean(&self) -> bool {
         self.inputs_clipped == 0
             && self.non_finite == 0
@@ -416,27 +442,37 @@ pub struct Outputs {
 
 impl Outputs {
     /// Rows (the inputs' batch).
+    ///
+    /// See [`Inputs::batch`].
     pub fn batch(&self) -> usize {
         self.batch
     }
 
     /// Values per row (the model's output size).
+    ///
+    /// See [`Engine::output_size`].
     pub fn width(&self) -> usize {
         self.width
     }
 
     /// The rows.
+    ///
+    /// Each has [`Outputs::width`] values; [`Outputs::row`] picks one.
     pub fn rows(&self) -> std::slice::ChunksExact<'_, f32> {
         self.data.chunks_exact(self.width.max(1))
     }
 
     /// Row `i`, if there is one.
+    ///
+    /// See [`Outputs::rows`] for all of them.
     pub fn row(&self, i: usize) -> Option<&[f32]> {
         (i < self.batch).then(|| &self.data[i * self.width..(i + 1) * self.width])
     }
 
     /// The index of each row's largest value (a classifier's answer; the first on ties, NaN
     /// never chosen).
+    ///
+    /// The [guide](crate#run) classifies MNIST digits with it.
     pub fn argmax(&self) -> Vec<usize> {
         self.rows()
             .map(|r| {
@@ -455,16 +491,22 @@ impl Outputs {
     }
 
     /// The values, row after row.
+    ///
+    /// [`Outputs::into_vec`] takes them without a copy.
     pub fn as_slice(&self) -> &[f32] {
         &self.data
     }
 
     /// The values, row after row, without a copy.
+    ///
+    /// [`Outputs::as_slice`] borrows them instead.
     pub fn into_vec(self) -> Vec<f32> {
         self.data
     }
 
     /// The values as a `[batch, width]` array (a copy; the report stays here).
+    ///
+    /// The input side is `Inputs::try_from(ArrayView2<f32>)` ([`Inputs`]).
     #[cfg(feature = "ndarray")]
     pub fn to_array(&self) -> ndarray::Array2<f32> {
         ndarray::Array2::from_shape_fn((self.batch, self.width), |(i, j)| {
@@ -473,12 +515,17 @@ impl Outputs {
     }
 
     /// How the run's numbers went.
+    ///
+    /// See [`NumericReport::is_clean`].
     pub fn report(&self) -> &NumericReport {
         &self.report
     }
 }
 
 /// A model ready to run on one backend in one precision.
+///
+/// Built by [`Engine::builder`] and run by [`Engine::run_blocking`] (or, with the `async`
+/// feature, `Engine::run`); the [crate-level guide](crate) walks through both.
 #[derive(Clone)]
 pub struct Engine {
     kind: Kind,
@@ -550,6 +597,8 @@ impl Engine {
     }
 
     /// A short name for reports: `cpu-eie/f32`, `gpu-eie/fixed16`, ...
+    ///
+    /// The [guide](crate#build-an-engine) prints it beside [`Engine::device`].
     pub fn name(&self) -> String {
         match &self.kind {
             Kind::Cpu(_, p) => format!("cpu-eie/{}", p.name()),
@@ -559,6 +608,8 @@ impl Engine {
     }
 
     /// The arithmetic.
+    ///
+    /// Set by [`EngineBuilder::precision`].
     pub fn precision(&self) -> Precision {
         match &self.kind {
             Kind::Cpu(_, p) => *p,
@@ -568,11 +619,15 @@ impl Engine {
     }
 
     /// Values per input vector.
+    ///
+    /// The [`Inputs::width`] a run takes ([`Model::input_size`]).
     pub fn input_size(&self) -> usize {
         self.input_size
     }
 
     /// Values per output vector.
+    ///
+    /// The [`Outputs::width`] of a run ([`Model::output_size`]).
     pub fn output_size(&self) -> usize {
         self.output_size
     }
@@ -593,7 +648,7 @@ impl Engine {
     /// Runs `input` (a borrowed [`Inputs`]; a plain `&[f32]` is one input vector) and returns
     /// its outputs, blocking the calling thread. Do not call it on an async runtime's worker
     /// threads: use [`run`](Self::run) there. On the web a GPU engine cannot block: there it
-    /// is [`Error::InvalidArgument`](crate::Error::InvalidArgument), use [`run`](Self::run).
+    /// is [`crate::Error::InvalidArgument`], use [`run`](Self::run).
     pub fn run_blocking<'a>(&self, input: impl Into<Inputs<'a>>) -> Result<Outputs> {
         let input = input.into();
         self.check(&input)?;
@@ -657,6 +712,8 @@ impl Engine {
     /// clone of the engine and the buffer, no copy), usable from `tokio::spawn` or any other
     /// executor. The CPU engine works on its thread pool, the GPU engine on its context's own
     /// thread; the future only waits. Shape and NaN errors are reported when it is awaited.
+    ///
+    /// The [guide](crate#run) describes it; [`Engine::run_blocking`] is the blocking form.
     #[cfg(feature = "async")]
     pub fn run<T>(
         &self,

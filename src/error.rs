@@ -1,8 +1,16 @@
 //! The crate's typed errors. Every fallible public function returns [`Result`].
+//!
+//! [`Error`] lists what can go wrong; the [crate-level guide](crate#load-a-model) shows where the
+//! first errors come from.
 
 use std::path::PathBuf;
 
 /// Everything that can go wrong in `eie`, from a missing file to a lost GPU device.
+///
+/// Returned through [`Result`] by every fallible function of the crate, from
+/// [`Model::load`](crate::Model::load) (a hostile file is [`Error::CorruptModel`] or
+/// [`Error::LimitExceeded`], never a panic) to
+/// [`Engine::run_blocking`](crate::Engine::run_blocking).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read or written.
@@ -130,6 +138,8 @@ pub enum Error {
 
 impl Error {
     /// Wraps an I/O error with the path it concerns.
+    ///
+    /// Makes an [`Error::Io`].
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
@@ -162,9 +172,14 @@ pub(crate) fn try_filled<T: Clone>(n: usize, value: T, what: &str) -> Result<Vec
 }
 
 /// Shorthand for `std::result::Result<T, eie::Error>`.
+///
+/// See [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Returns an error naming the first non-finite element of `values`.
+///
+/// That error is [`Error::NonFinite`]; [`Engine::run_blocking`](crate::Engine::run_blocking)
+/// applies this check to its inputs.
 pub fn check_finite(what: &str, values: &[f32]) -> Result<()> {
     match values.iter().position(|v| !v.is_finite()) {
         None => Ok(()),

@@ -40,6 +40,11 @@
 //! cost of resolution where the bound is loose. Either way a layer's input format is also capped so that its accumulator holds the
 //! largest pre-activation magnitude and bias (the same magnitudes, before the activation
 //! function).
+//!
+//! A model's formats are chosen by [`choose_formats`] (which
+//! [`crate::compress::compress_model`] calls) and read with [`LayerFormat`]; the engines run
+//! fixed16 when built with [`Precision::Fixed16`](crate::Precision::Fixed16). `docs/FIXED16.md`
+//! has the measured accuracy.
 
 use crate::error::{Error, Result};
 use crate::format::{entry_code, entry_run, Activation, EieLayer, Model};
@@ -47,12 +52,18 @@ use rayon::prelude::*;
 
 /// Fraction bits of the default activation format, Q5.10: files that store no formats use it
 /// for every activation.
+///
+/// See [`LayerFormat`].
 pub const DEFAULT_ACT_FRAC: u32 = 10;
 /// The most fraction bits an activation format, or a codebook, may have (Q-9.24: range
 /// ±2^-9, step 2^-24). Products stay exact in `i32` and the largest accumulator (Q.28) still
 /// holds ±8.
+///
+/// [`LayerFormat::new`] checks against it.
 pub const MAX_ACT_FRAC: u32 = 24;
 /// Guard bits the accumulator keeps below the input activation's least significant bit.
+///
+/// [`LayerFormat::acc_frac`] adds it.
 pub const GUARD_BITS: u32 = 4;
 /// The input range [`choose_formats`] assumes without calibration inputs: every input value
 /// within `±DEFAULT_INPUT_BOUND`.
@@ -95,31 +106,43 @@ impl LayerFormat {
         })
     }
     /// Fraction bits of the input activations.
+    ///
+    /// See the [module docs](self) and [`crate::Model::input_frac`].
     pub fn input_frac(self) -> u32 {
         self.input_frac
     }
     /// Fraction bits of the output activations.
+    ///
+    /// See the [module docs](self) and [`crate::Model::output_frac`].
     pub fn output_frac(self) -> u32 {
         self.output_frac
     }
     /// Fraction bits of the accumulator: `input_frac + GUARD_BITS`.
+    ///
+    /// The input's fraction plus [`GUARD_BITS`].
     pub fn acc_frac(self) -> u32 {
         self.input_frac + GUARD_BITS
     }
     /// The write-back's right shift from the accumulator to the output format (negative: a
     /// left shift).
+    ///
+    /// Given to [`write_back`].
     pub fn write_back_shift(self) -> i32 {
         self.acc_frac() as i32 - self.output_frac as i32
     }
 }
 
 /// The name of an activation format, e.g. `Q5.10` for 10 fraction bits (`Q-3.18` for 18).
+///
+/// [`crate::Model::new`] names formats this way in its errors; see [`LayerFormat`].
 pub fn format_name(frac: u32) -> String {
     format!("Q{}.{frac}", 15 - frac as i64)
 }
 
 /// Converts a float activation to `frac` fraction bits (round half away from zero,
 /// saturating); the flag says whether it saturated.
+///
+/// [`quantize_activation`] drops the flag.
 #[inline]
 pub fn quantize(x: f32, frac: u32) -> (i16, bool) {
     let q = (x * (1u32 << frac) as f32).round();
@@ -129,12 +152,16 @@ pub fn quantize(x: f32, frac: u32) -> (i16, bool) {
 
 /// Converts a float activation to `frac` fraction bits (round half away from zero,
 /// saturating).
+///
+/// See [`quantize`]; [`dequantize_activation`] is the inverse.
 #[inline]
 pub fn quantize_activation(x: f32, frac: u32) -> i16 {
     quantize(x, frac).0
 }
 
 /// Converts an activation with `frac` fraction bits back to a float.
+///
+/// See [`quantize_activation`].
 #[inline]
 pub fn dequantize_activation(q: i16, frac: u32) -> f32 {
     q as f32 / (1u32 << frac) as f32
@@ -157,6 +184,9 @@ pub fn codebook_frac(codebook: &[f32]) -> u32 {
 }
 
 /// A codebook in fixed point: the entries and their fraction bits.
+///
+/// Built per layer by the CPU engine and the simulator in fixed16; [`FixedCodebook::term`] is
+/// the product, as [`product_term`] defines it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FixedCodebook {
     /// Entries as `i16` with `frac` fraction bits; entry 0 is 0.
@@ -167,6 +197,8 @@ pub struct FixedCodebook {
 
 impl FixedCodebook {
     /// Quantises a float codebook (round half away from zero, saturating).
+    ///
+    /// Its fraction bits are [`codebook_frac`]'s.
     pub fn new(codebook: &[f32]) -> Self {
         let frac = codebook_frac(codebook);
         let values = codebook
@@ -178,6 +210,8 @@ impl FixedCodebook {
 
     /// One product `a * c` in the accumulator's format (Q(fi + 4) for inputs with `fi`
     /// fraction bits).
+    ///
+    /// See [`product_term`].
     #[inline]
     pub fn term(&self, a: i16, code: u8) -> i32 {
         product_term(a, self.values[code as usize], self.frac)
@@ -186,6 +220,8 @@ impl FixedCodebook {
 
 /// `a * c` with `c` in Q(`frac`), rounded to the accumulator's format, `GUARD_BITS` below `a`'s
 /// LSB (round half up).
+///
+/// See the [module docs](self) for the rounding.
 #[inline]
 pub fn product_term(a: i16, c: i16, frac: u32) -> i32 {
     let p = a as i32 * c as i32;
@@ -199,6 +235,8 @@ pub fn product_term(a: i16, c: i16, frac: u32) -> i32 {
 
 /// A bias value as the accumulator's starting value with `acc_frac` fraction bits
 /// (saturating).
+///
+/// See the [module docs](self) for the format; [`finish_row`] adds the row's sum.
 #[inline]
 pub fn bias_to_acc(b: f32, acc_frac: u32) -> i32 {
     bias_exact(b, acc_frac).clamp(i32::MIN as i64, i32::MAX as i64) as i32
@@ -234,6 +272,8 @@ pub fn write_back(acc: i32, shift: i32, relu: bool) -> (i16, bool) {
 }
 
 /// Saturation counts of one layer in a fixed16 run.
+///
+/// One per layer in [`Saturations::layers`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct LayerSaturations {
     /// Outputs clipped to the `i16` range on write-back (a ReLU layer's negative values,
@@ -259,6 +299,8 @@ pub struct Saturations {
 
 impl Saturations {
     /// No saturations for a model of `layers` layers.
+    ///
+    /// See [`Saturations::add`].
     pub fn zero(layers: usize) -> Self {
         Saturations {
             input: 0,
@@ -267,6 +309,8 @@ impl Saturations {
     }
 
     /// Adds `other`'s counts (a run over more inputs of the same model).
+    ///
+    /// See [`Saturations::total`].
     pub fn add(&mut self, other: &Saturations) {
         self.input += other.input;
         if self.layers.len() < other.layers.len() {
@@ -280,6 +324,8 @@ impl Saturations {
     }
 
     /// All saturations together.
+    ///
+    /// [`crate::NumericReport::is_clean`] checks it is zero.
     pub fn total(&self) -> u64 {
         self.input
             + self
@@ -290,6 +336,8 @@ impl Saturations {
     }
 
     /// One line for reports, e.g. `input 0, fc1 0, fc2 3 (1 accumulator)`.
+    ///
+    /// See [`Saturations::total`].
     pub fn summary(&self, model: &Model) -> String {
         let mut parts = vec![format!("input {}", self.input)];
         for (l, s) in model.layers().iter().zip(&self.layers) {

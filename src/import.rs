@@ -4,6 +4,10 @@
 //! Weights follow PyTorch's convention: a weight tensor is `[out, in]`, a bias `[out]`.
 //! Element types f32, f16, bf16 (safetensors only: numpy has no bf16) and f64 are accepted and
 //! converted to f32.
+//!
+//! Start with [`read_tensor`] for one tensor, or [`load_dense_layers`] for the layers
+//! [`crate::compress::compress_model`] takes; [`SafetensorsFile`] lists a file's tensors, and
+//! [`write_npy`] writes outputs.
 
 use crate::compress::DenseLayer;
 use crate::error::{check_finite, Error, Result};
@@ -12,6 +16,8 @@ use safetensors::{Dtype, SafeTensors};
 use std::path::Path;
 
 /// A dense tensor converted to f32, row-major.
+///
+/// Returned by [`read_tensor`], [`read_npy`] and [`SafetensorsFile::tensor`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor {
     /// Dimensions, outermost first.
@@ -379,6 +385,8 @@ pub fn read_npy(path: &Path) -> Result<Tensor> {
 }
 
 /// Writes a float32 `.npy` file atomically.
+///
+/// [`read_npy`] reads one back.
 pub fn write_npy(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
     let count = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
     if count != Some(data.len()) {
@@ -452,6 +460,9 @@ fn safetensor_to_f32(
 }
 
 /// An open `.safetensors` file of dense tensors.
+///
+/// Opened by [`SafetensorsFile::open`]; [`load_dense_layers`] reads the layers to compress
+/// from one.
 pub struct SafetensorsFile {
     path: std::path::PathBuf,
     bytes: Vec<u8>,
@@ -459,6 +470,8 @@ pub struct SafetensorsFile {
 
 impl SafetensorsFile {
     /// Reads and parses the file's header.
+    ///
+    /// See [`SafetensorsFile::tensor`] to read a tensor.
     pub fn open(path: &Path) -> Result<Self> {
         let bytes = read_file(path)?;
         SafeTensors::deserialize(&bytes).map_err(|e| parse_err(path, e))?;
@@ -477,6 +490,8 @@ impl SafetensorsFile {
     /// Writers (PyTorch's included) sort tensors by dtype and name, so the storage order says
     /// nothing about layer order; natural name order matches the usual `fc1`, `fc2`, ... and
     /// `0.weight`, `2.weight`, ... naming of sequential models.
+    ///
+    /// [`load_dense_layers`] takes layers in this order.
     pub fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .parsed()
@@ -489,16 +504,22 @@ impl SafetensorsFile {
     }
 
     /// Whether a tensor of this name exists.
+    ///
+    /// See [`SafetensorsFile::names`].
     pub fn contains(&self, name: &str) -> bool {
         self.parsed().tensor(name).is_ok()
     }
 
     /// The shape of a tensor, without converting its data; `None` when there is no such tensor.
+    ///
+    /// See [`SafetensorsFile::tensor`].
     pub fn tensor_shape(&self, name: &str) -> Option<Vec<usize>> {
         self.parsed().tensor(name).ok().map(|t| t.shape().to_vec())
     }
 
     /// One tensor as f32.
+    ///
+    /// See [`Tensor`].
     pub fn tensor(&self, name: &str) -> Result<Tensor> {
         let st = self.parsed();
         let view = st.tensor(name).map_err(|_| Error::TensorNotFound {
@@ -534,6 +555,8 @@ fn natural_key(name: &str) -> Vec<(String, u64)> {
 }
 
 /// Reads a tensor from a `.npy` file, or a named tensor from a `.safetensors` file.
+///
+/// Dispatches on [`is_safetensors`] to [`SafetensorsFile`] or [`read_npy`].
 pub fn read_tensor(path: &Path, name: Option<&str>) -> Result<Tensor> {
     if is_safetensors(path) {
         let f = SafetensorsFile::open(path)?;
@@ -558,6 +581,8 @@ pub fn read_tensor(path: &Path, name: Option<&str>) -> Result<Tensor> {
 }
 
 /// Whether a path names a safetensors file (by extension).
+///
+/// See [`read_tensor`].
 pub fn is_safetensors(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "safetensors")
 }
@@ -663,6 +688,8 @@ pub fn load_dense_layers(
 }
 
 /// Reads an input batch from `.npy` (`[in]` or `[batch, in]`); returns `(batch, values)`.
+///
+/// `eie run` reads its input this way; see [`read_npy`].
 pub fn read_input(path: &Path, input_size: usize) -> Result<(usize, Vec<f32>)> {
     let t = read_npy(path)?;
     let ok = match t.shape.as_slice() {

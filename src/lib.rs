@@ -110,6 +110,20 @@
 //! layers) over sequences, beside fully-connected ones, in a [`SequenceModel`] on the CPU,
 //! whole sequences or step by step; [`sim`] is a cycle-level model of the EIE ASIC; [`schedule`] plans GPU dispatches (and models
 //! their time) without a GPU; [`verify`] cross-checks every backend against a dense oracle.
+//! The rest: [`format`](mod@format) is the storage format and the model file, [`fixed16`] the
+//! 16-bit arithmetic, [`backend`] the common interface [`verify`] compares, [`baseline`] and
+//! [`bench`](mod@bench) the dense and CSR baselines and the benchmarks, [`paper`] the paper's
+//! layers, [`classify`] the MNIST assets and accuracy, [`synth`] seeded test data. Every module's
+//! page names its main items and where to start.
+
+// Every public item is documented, and every intra-doc link resolves (`cargo doc` fails on a
+// broken link or one to a private item). Some links point into the default features (`gpu`,
+// `async`), so the link check assumes them.
+#![warn(missing_docs)]
+#![cfg_attr(
+    all(feature = "gpu", feature = "async"),
+    deny(rustdoc::broken_intra_doc_links, rustdoc::private_intra_doc_links)
+)]
 
 pub mod backend;
 pub mod baseline;

@@ -7,6 +7,10 @@
 //! uniformly drawn non-zero index into a 4-bit codebook of 15 linearly spaced centroids scaled so
 //! that outputs stay of order one. Sizes, densities and therefore the work per layer match the
 //! paper.
+//!
+//! [`PAPER_LAYERS`] lists them ([`find`] by name); [`PaperLayer::generate`] and
+//! [`PaperLayer::input`] build a layer and its input, which [`crate::sim::paper`] and
+//! [`crate::bench`] run.
 
 use crate::error::{Error, Result};
 use crate::format::{Activation, EieLayer, Model, SparseCodes};
@@ -15,6 +19,9 @@ use rand::Rng;
 use rayon::prelude::*;
 
 /// One benchmark layer of the paper with its published figures (batch 1, microseconds).
+///
+/// One of [`PAPER_LAYERS`] (see [`find`]); [`PaperLayer::generate`] builds it and
+/// [`PaperLayer::input`] an input for it; [`crate::sim::paper`] and [`crate::bench`] run them.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct PaperLayer {
     /// The paper's name, e.g. `"Alex-6"`.
@@ -60,6 +67,8 @@ macro_rules! layer {
 }
 
 /// The nine layers of Table III with the latencies of Table IV.
+///
+/// See [`find`] and [`PaperLayer`].
 pub const PAPER_LAYERS: [PaperLayer; 9] = [
     layer!("Alex-6", 9216, 4096, 0.09, 0.351, 7516.2, 3066.5, 541.5, 134.8, 28.1, 30.3),
     layer!("Alex-7", 4096, 4096, 0.09, 0.353, 6187.1, 1282.1, 243.0, 65.8, 11.7, 12.2),
@@ -73,6 +82,8 @@ pub const PAPER_LAYERS: [PaperLayer; 9] = [
 ];
 
 /// Finds a paper layer by name (case-insensitive, e.g. `alex-7`).
+///
+/// See [`PAPER_LAYERS`].
 pub fn find(name: &str) -> Result<&'static PaperLayer> {
     PAPER_LAYERS
         .iter()
@@ -87,11 +98,16 @@ pub fn find(name: &str) -> Result<&'static PaperLayer> {
 }
 
 /// The default seed of the paper benchmarks.
+///
+/// See [`PaperLayer::generate`] and [`PaperLayer::input`].
 pub const DEFAULT_SEED: u64 = 2016;
 
 impl PaperLayer {
     /// Builds the layer at the paper's size and weight density, encoded over `pes` PEs with a
     /// 4-bit codebook and ReLU, from `seed`.
+    ///
+    /// [`PaperLayer::model`] wraps it in a [`Model`]; the command line's `--seed`
+    /// defaults to [`DEFAULT_SEED`].
     pub fn generate(&self, pes: usize, seed: u64) -> Result<EieLayer> {
         let (rows, cols, density) = (self.outputs, self.inputs, self.weight_density);
         let columns: Vec<(Vec<u32>, Vec<u8>)> = (0..cols)
@@ -145,6 +161,8 @@ impl PaperLayer {
     }
 
     /// A ReLU-like input of the paper's activation density (`batch` vectors, row-major).
+    ///
+    /// See [`PaperLayer::generate`].
     pub fn input(&self, batch: usize, seed: u64) -> Vec<f32> {
         (0..batch)
             .flat_map(|b| {
@@ -158,12 +176,16 @@ impl PaperLayer {
     }
 
     /// The layer as a one-layer model.
+    ///
+    /// See [`PaperLayer::generate`].
     pub fn model(&self, pes: usize, seed: u64) -> Result<Model> {
         Model::new(vec![self.generate(pes, seed)?])
     }
 }
 
 /// AlexNet's FC6 → FC7 → FC8 as one three-layer model (the last layer without ReLU).
+///
+/// See [`PAPER_LAYERS`].
 pub fn alexnet_fc(pes: usize, seed: u64) -> Result<Model> {
     let mut layers = Vec::with_capacity(3);
     for (k, l) in PAPER_LAYERS[..3].iter().enumerate() {

@@ -1,6 +1,9 @@
 //! Seeded synthetic data: dense layers with Gaussian weights and ReLU-like activation vectors,
 //! for the demo, `eie verify`'s default input and the tests. The same seed gives the same data
 //! on every machine (ChaCha8).
+//!
+//! [`dense_layer`] makes a layer to compress, [`activations`] an input, [`rng`] the generator
+//! both use.
 
 use crate::compress::DenseLayer;
 use rand::{Rng, SeedableRng};
@@ -9,6 +12,8 @@ use rand_distr::{Distribution, Normal};
 use rayon::prelude::*;
 
 /// A seeded random generator; use it for anything that must be reproducible.
+///
+/// [`dense_layer`] and [`activations`] are seeded the same way.
 pub fn rng(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed)
 }
@@ -16,6 +21,8 @@ pub fn rng(seed: u64) -> ChaCha8Rng {
 /// A dense `rows x cols` layer with N(0, 1/cols) weights (He-style scale) and N(0, 0.01) bias.
 ///
 /// Rows are generated in parallel from per-row seeds, so big layers are quick.
+///
+/// Compress it with [`crate::compress::compress_layer`].
 pub fn dense_layer(name: &str, rows: usize, cols: usize, bias: bool, seed: u64) -> DenseLayer {
     let std = (1.0 / cols.max(1) as f64).sqrt();
     let normal = Normal::new(0.0, std).expect("std is finite and positive");
@@ -45,6 +52,8 @@ pub fn dense_layer(name: &str, rows: usize, cols: usize, bias: bool, seed: u64) 
 
 /// A ReLU-like activation vector: each value is non-zero with probability `density`, and
 /// non-zero values are uniform in (0, 1].
+///
+/// An input for [`crate::verify::verify`] or an engine run.
 pub fn activations(n: usize, density: f64, seed: u64) -> Vec<f32> {
     let mut r = rng(seed);
     (0..n)

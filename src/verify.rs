@@ -1,5 +1,9 @@
 //! Cross-checking backends: run every backend on the same input and compare each against the
 //! dense oracle of the quantised weights.
+//!
+//! Start with [`verify()`] over a list of backends ([`crate::backend::cpu_backends`]), each
+//! held to [`tolerance`]; [`verify_sequence`] does the same for sequence models. `eie verify`
+//! runs both.
 
 use crate::backend::Backend;
 use crate::error::Result;
@@ -23,6 +27,8 @@ pub fn tolerance(precision: Precision) -> f64 {
 }
 
 /// One backend's verdict.
+///
+/// Returned by [`verify`]; held to [`tolerance`].
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct BackendReport {
     /// The backend's name.
@@ -49,6 +55,9 @@ pub struct BackendReport {
 /// When a backend runs fixed16, the CPU model also counts that run's saturations for the
 /// fixed16 reports.
 /// `on_done` is called after each backend (for progress display).
+///
+/// The backends come from [`crate::backend::cpu_backends`] (and, with the `gpu` feature,
+/// `gpu::gpu_backends`); `eie verify` prints the reports.
 pub fn verify(
     model: &Model,
     input: &[f32],
@@ -124,6 +133,8 @@ pub fn verify(
 }
 
 /// One sequence engine's verdict against the dense f64 oracle of a sequence model.
+///
+/// Returned by [`verify_sequence`].
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct SequenceReport {
     /// The engine's name, e.g. `cpu-eie/fixed16`.

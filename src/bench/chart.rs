@@ -18,6 +18,8 @@ fn dense_of(kernel: &str) -> Option<&'static str> {
 }
 
 /// Writes the chart of speed-ups over dense at `batch` to `path` (SVG).
+///
+/// The results come from [`super::run()`] (feature `charts`).
 pub fn speedup_chart(results: &[WorkloadResult], batch: usize, path: &Path) -> Result<()> {
     let rows: Vec<&WorkloadResult> = results.iter().filter(|r| r.batch == batch).collect();
     let mut series: Vec<String> = Vec::new();

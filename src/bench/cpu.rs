@@ -10,6 +10,8 @@ use crate::reference::Precision;
 
 /// The CPU's model name and the number of threads the kernels use, e.g.
 /// `Intel(R) Xeon(R) ... (2 threads)`.
+///
+/// [`super::Contender::device`] of the CPU contenders.
 pub fn cpu_name() -> String {
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -57,6 +59,8 @@ impl Contender for HostContender {
 
 /// The CPU kernels for `model`: `cpu-dense/f32`, `cpu-csr/f32`, `cpu-eie/f32`, `cpu-eie/fixed16`
 /// (the CPU's f16, an emulation for checking, is left out).
+///
+/// [`super::run()`] measures them; see [`super::Contender`].
 pub fn cpu_contenders(model: &Model) -> Result<Vec<Box<dyn Contender>>> {
     let device = cpu_name();
     let mut backends = crate::backend::cpu_backends(model)?;

@@ -2,6 +2,8 @@
 //! dense and CSR baselines on the same adapter, timed with timestamp queries (K back-to-back runs
 //! in one submission, divided by K) and by end-to-end wall time per call; and AlexNet's
 //! FC6 → FC7 → FC8 chained at batch 1 with pipelined submissions.
+//!
+//! [`gpu_contenders`] makes them for [`super::run()`]; [`alexnet_chain`] times the chain.
 
 use super::{BenchConfig, Contender, Metric, Stat, Timing};
 use crate::error::{Error, Result};
@@ -14,6 +16,8 @@ use crate::reference::{CpuEngine, ErrorStats, Precision};
 use std::sync::Arc;
 
 /// The adapter's name and API, e.g. `NVIDIA H100 80GB HBM3 (Vulkan)`.
+///
+/// The GPU counterpart of [`super::cpu_name`].
 pub fn gpu_name(ctx: &GpuContext) -> String {
     let info = ctx.adapter_info();
     format!("{} ({:?})", info.name, info.backend)
@@ -91,6 +95,8 @@ impl Contender for GpuContender {
 }
 
 /// Every GPU kernel for `model` on `ctx`, each able to take batches up to `max_batch`.
+///
+/// The GPU counterpart of [`super::cpu_contenders`]; [`super::run()`] measures them.
 pub fn gpu_contenders(
     ctx: &Arc<GpuContext>,
     model: &Model,
@@ -140,6 +146,8 @@ pub fn gpu_contenders(
 }
 
 /// AlexNet FC6 → FC7 → FC8 chained on the device at batch 1 with pipelined submissions.
+///
+/// Returned by [`alexnet_chain`].
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ChainResult {
     /// The adapter.
@@ -162,6 +170,8 @@ pub struct ChainResult {
 
 /// Runs AlexNet FC6 → FC8 (generated at the paper's densities) for `frames` frames, checking the
 /// first frame against the CPU model before timing.
+///
+/// Uses [`crate::paper::alexnet_fc`]; `eie bench` prints the result.
 pub fn alexnet_chain(
     ctx: &Arc<GpuContext>,
     cfg: &BenchConfig,

@@ -6,6 +6,11 @@
 //! fixed16 kernels bit for bit against the CPU engine in fixed16); only then is it timed. Timing
 //! rotates through several inputs so a cache-resident hot loop does not flatter a kernel, and
 //! reports the median and the spread (min, max) of the samples.
+//!
+//! Start with [`run()`]: [`Workload`]s (the paper's via [`Workload::paper_layers`]), a
+//! [`BenchConfig`] and a function making the [`Contender`]s ([`cpu_contenders`], and with the
+//! `gpu` feature `gpu::gpu_contenders`); [`report::markdown`] and [`report::csv`] write the
+//! [`WorkloadResult`]s. `eie bench` does all of it.
 
 #[cfg(feature = "charts")]
 mod chart;
@@ -27,6 +32,8 @@ use crate::reference::{CpuEngine, ErrorStats, Precision};
 use std::time::Instant;
 
 /// How much to measure.
+///
+/// Given to [`run()`]; [`BenchConfig::quick`] is the short variant.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct BenchConfig {
     /// Batch sizes to measure at.
@@ -66,6 +73,8 @@ impl Default for BenchConfig {
 
 impl BenchConfig {
     /// A smoke run for CI: batch 1 only, one sample per kernel (so no spread), no warm-up.
+    ///
+    /// See [`BenchConfig`].
     pub fn quick() -> Self {
         BenchConfig {
             batches: vec![1],
@@ -79,6 +88,8 @@ impl BenchConfig {
     }
 
     /// Checks the settings.
+    ///
+    /// [`run()`] expects a valid one.
     pub fn validate(&self) -> Result<()> {
         if self.batches.is_empty() || self.batches.contains(&0) {
             return Err(Error::InvalidArgument(
@@ -95,6 +106,8 @@ impl BenchConfig {
 }
 
 /// Median and spread of timing samples, in microseconds.
+///
+/// The `us` of a [`Timing`]; made by [`Stat::new`].
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct Stat {
     /// Median sample.
@@ -109,6 +122,8 @@ pub struct Stat {
 
 impl Stat {
     /// Summarises samples (at least one).
+    ///
+    /// [`time_wall`] builds one from its samples.
     pub fn new(samples: &[f64]) -> Result<Stat> {
         if samples.is_empty() || samples.iter().any(|s| !s.is_finite()) {
             return Err(Error::InvalidArgument(
@@ -132,6 +147,8 @@ impl Stat {
     }
 
     /// Spread as a fraction of the median: (max − min) / median.
+    ///
+    /// See [`Stat`].
     pub fn spread(&self) -> f64 {
         if self.median > 0.0 {
             (self.max - self.min) / self.median
@@ -142,6 +159,8 @@ impl Stat {
 }
 
 /// What a timing measures.
+///
+/// See [`Timing`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Metric {
@@ -152,6 +171,8 @@ pub enum Metric {
 }
 
 /// One timing of one kernel.
+///
+/// Listed in [`KernelResult::timings`]; [`KernelResult::best_timing`] picks one.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Timing {
     /// What was measured.
@@ -161,26 +182,34 @@ pub struct Timing {
 }
 
 /// A kernel under test: runs a model (or layer) on a batch and can time itself.
+///
+/// [`cpu_contenders`] and (feature `gpu`) `gpu::gpu_contenders` build them; [`run()`]
+/// measures them.
 pub trait Contender {
-    /// Short name, e.g. `cpu-eie/f32`.
+    /// Short name, e.g. `cpu-eie/f32` ([`KernelResult::kernel`]).
     fn name(&self) -> String;
-    /// The device it runs on, e.g. the CPU model name or the GPU adapter.
+    /// The device it runs on, e.g. the CPU model name ([`cpu_name`]) or the GPU adapter
+    /// ([`KernelResult::device`]).
     fn device(&self) -> String;
-    /// Its arithmetic (decides how its output is checked).
+    /// Its arithmetic (decides how its output is checked: see the [module docs](self)).
     fn precision(&self) -> Precision;
     /// The library or kernel that does the work, where the name alone does not say (e.g. the
-    /// BLAS behind a dense baseline); reports print it beside the kernel.
+    /// BLAS behind a dense baseline); reports print it beside the kernel
+    /// ([`KernelResult::library`]).
     fn library(&self) -> Option<String> {
         None
     }
-    /// Runs one batch.
+    /// Runs one batch; [`measure`] checks its output against [`references`].
     fn run(&mut self, input: &[f32]) -> Result<Vec<f32>>;
-    /// Times calls over `inputs` (each one batch), rotating through them.
+    /// Times calls over `inputs` (each one batch), rotating through them ([`time_wall`] does
+    /// it for host calls).
     fn time(&mut self, inputs: &[Vec<f32>], cfg: &BenchConfig) -> Result<Vec<Timing>>;
 }
 
 /// Wall-clock timing of a host call: `cfg.warmup` untimed calls, then `cfg.samples` samples,
 /// each the mean over enough calls to last `cfg.min_sample_s`.
+///
+/// Host-side contenders time themselves with it ([`Contender`]).
 pub fn time_wall(
     inputs: &[Vec<f32>],
     cfg: &BenchConfig,
@@ -208,6 +237,8 @@ pub fn time_wall(
 }
 
 /// One kernel's result on one workload.
+///
+/// Listed in [`WorkloadResult`]; [`WorkloadResult::kernel`] finds one by name.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct KernelResult {
     /// Kernel name.
@@ -226,6 +257,8 @@ pub struct KernelResult {
 
 impl KernelResult {
     /// The timing used for comparisons: device time when present, wall time otherwise.
+    ///
+    /// See [`Metric`].
     pub fn best_timing(&self) -> Option<&Timing> {
         self.timings
             .iter()
@@ -235,6 +268,8 @@ impl KernelResult {
 }
 
 /// Results of every kernel on one workload (a layer or model at one batch size).
+///
+/// Returned by [`run()`]; [`report::markdown`] and [`report::csv`] write them out.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct WorkloadResult {
     /// Layer or model name.
@@ -262,17 +297,23 @@ pub struct WorkloadResult {
 
 impl WorkloadResult {
     /// The result of kernel `name`, if it was measured.
+    ///
+    /// See [`KernelResult`].
     pub fn kernel(&self, name: &str) -> Option<&KernelResult> {
         self.kernels.iter().find(|k| k.kernel == name)
     }
 
     /// Median µs per call of kernel `name` (device time where it has it).
+    ///
+    /// The median of [`KernelResult::best_timing`]; [`speedup`] compares two.
     pub fn median_us(&self, name: &str) -> Option<f64> {
         self.kernel(name)?.best_timing().map(|t| t.us.median)
     }
 }
 
 /// Checks a contender's output on `inputs[0]` against the CPU model's, then times it.
+///
+/// [`run()`] calls it for every contender; see the [module docs](self) for the check.
 pub fn measure(
     c: &mut dyn Contender,
     inputs: &[Vec<f32>],
@@ -337,6 +378,8 @@ pub fn measure(
 }
 
 /// A model (or single layer) to benchmark, with the input generator for it.
+///
+/// Given to [`run()`]; [`Workload::paper_layers`] makes the paper's.
 pub struct Workload {
     /// Name in reports.
     pub name: String,
@@ -350,6 +393,8 @@ pub struct Workload {
 
 impl Workload {
     /// The inputs to rotate through at `batch`, seeded.
+    ///
+    /// Passed to [`Contender`]s by [`run()`].
     pub fn inputs(&self, batch: usize, cfg: &BenchConfig) -> Vec<Vec<f32>> {
         (0..cfg.rotate)
             .map(|r| {
@@ -360,6 +405,8 @@ impl Workload {
     }
 
     /// Fraction of weights kept over all layers.
+    ///
+    /// See [`Workload`].
     pub fn weight_density(&self) -> f64 {
         let (nnz, total) = self
             .model
@@ -372,6 +419,8 @@ impl Workload {
     }
 
     /// The paper's nine layers (or the named subset) at `pes` PEs.
+    ///
+    /// The layers are [`crate::paper::PaperLayer`]s.
     pub fn paper_layers(names: &[String], pes: usize, seed: u64) -> Result<Vec<Workload>> {
         let selected: Vec<&PaperLayer> = if names.is_empty() {
             crate::paper::PAPER_LAYERS.iter().collect()
@@ -397,6 +446,8 @@ impl Workload {
 
 /// Runs the CPU model on one batch in both precisions: the references every kernel is checked
 /// against.
+///
+/// [`run()`] checks every contender against them (see the [module docs](self)).
 pub fn references(model: &Model, input: &[f32]) -> Result<(Vec<f32>, Vec<f32>)> {
     let engine = CpuEngine::new(model.clone())?;
     Ok((
@@ -406,12 +457,16 @@ pub fn references(model: &Model, input: &[f32]) -> Result<(Vec<f32>, Vec<f32>)> 
 }
 
 /// Builds the contenders for one model.
+///
+/// The `make` of [`run()`]; [`cpu_contenders`] fits it.
 pub type MakeContenders<'a> = dyn FnMut(&Model) -> Result<Vec<Box<dyn Contender>>> + 'a;
 
 /// Measures every contender `make` builds for each workload, at every batch size of `cfg`.
 ///
 /// `make` is called once per workload (contenders keep their device state across batch sizes);
 /// `progress` is told what is being measured before each kernel.
+///
+/// Returns [`WorkloadResult`]s for [`report::markdown`] and [`report::csv`]; `eie bench` runs it.
 pub fn run(
     workloads: &[Workload],
     cfg: &BenchConfig,
@@ -471,6 +526,8 @@ pub fn run(
 }
 
 /// Geometric mean of positive values (None when empty).
+///
+/// [`speedup`] and the reports average with it.
 pub fn geomean(values: impl IntoIterator<Item = f64>) -> Option<f64> {
     let (sum, n) = values
         .into_iter()
@@ -480,6 +537,8 @@ pub fn geomean(values: impl IntoIterator<Item = f64>) -> Option<f64> {
 }
 
 /// Geometric-mean speed-up of kernel `fast` over kernel `slow` across workloads at `batch`.
+///
+/// The kernels are [`KernelResult::kernel`] names; see [`WorkloadResult::median_us`].
 pub fn speedup(results: &[WorkloadResult], batch: usize, fast: &str, slow: &str) -> Option<f64> {
     geomean(
         results

@@ -1,10 +1,14 @@
 //! Benchmark reports: a markdown table per batch size and a CSV with one row per measurement.
+//!
+//! [`markdown`] and [`csv`] take the results of [`super::run()`].
 
 use super::{speedup, Metric, WorkloadResult};
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
 /// Formats microseconds with three significant digits.
+///
+/// Used by [`markdown`] and [`csv`].
 pub fn fmt_us(us: f64) -> String {
     if us >= 100.0 {
         format!("{us:.0}")
@@ -131,6 +135,8 @@ fn table(s: &mut String, rows: &[&WorkloadResult], prefix: &str, refs: &[Referen
 /// A markdown report: the devices, then per batch size a table of the CPU kernels and one of the
 /// GPU kernels in µs per call (median, with min–max), with reference columns (the paper's
 /// figures, cuBLAS / cuSPARSE where supplied, the simulated ASIC) and geometric-mean speed-ups.
+///
+/// The results come from [`super::run()`].
 pub fn markdown(results: &[WorkloadResult]) -> String {
     let mut s = String::new();
     let mut by_device: Vec<(String, Vec<String>)> = Vec::new();
@@ -222,6 +228,8 @@ pub fn markdown(results: &[WorkloadResult]) -> String {
 }
 
 /// A CSV with one row per (workload, batch, kernel, metric).
+///
+/// The results come from [`super::run()`].
 pub fn csv(results: &[WorkloadResult]) -> String {
     let mut s = String::from(
         "workload,batch,kernel,device,library,metric,median_us,min_us,max_us,samples,max_rel_error,failure\n",

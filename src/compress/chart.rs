@@ -9,6 +9,9 @@ use std::path::Path;
 
 /// Writes the sensitivity chart of `layers` to `path`. `metric` names the y axis; `dense` is
 /// the uncompressed network's value of it.
+///
+/// The layers are [`SearchResult::sensitivity`](super::SearchResult::sensitivity); `eie
+/// compress` writes this chart after a search.
 pub fn sensitivity_chart(
     layers: &[LayerSensitivity],
     metric: &str,

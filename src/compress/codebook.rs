@@ -1,6 +1,8 @@
 use crate::error::{Error, Result};
 
 /// The result of weight sharing: a codebook and one code per input weight.
+///
+/// Returned by [`share_weights`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct SharedWeights {
     /// `2^bits` values; entry 0 is 0.0 (padding / pruned), unused entries are 0.0 too.
@@ -19,6 +21,8 @@ pub struct SharedWeights {
 /// until the assignment is stable or `max_iterations` is reached. Because clusters of a 1-D
 /// k-means are contiguous ranges of the sorted values, each iteration costs
 /// O(K log n) with prefix sums.
+///
+/// [`compress_layer`](super::compress_layer) runs it after pruning.
 pub fn share_weights(values: &[f32], bits: u8, max_iterations: usize) -> Result<SharedWeights> {
     if !(2..=8).contains(&bits) {
         return Err(Error::InvalidArgument(format!(

@@ -1,6 +1,32 @@
 //! Deep Compression (Han, Mao, Dally, ICLR 2016) for one fully-connected layer: magnitude
 //! pruning to a target density, then weight sharing through a per-layer codebook whose entry 0
 //! is reserved for zero, then EIE encoding.
+//!
+//! Start with [`compress_model`]: dense layers ([`DenseLayer`], read from `.npy` or
+//! `.safetensors` by [`crate::import::load_dense_layers`]) and a [`CompressPlan`] (one
+//! [`CompressConfig`] for every layer, or per-layer settings from a plan file) give a
+//! [`Model`](crate::Model) ready to save ([`Model::save`](crate::Model::save)) or run. The steps
+//! are public too: [`prune_by_magnitude`] (or [`prune_balanced`]), [`share_weights`], and
+//! [`compress_layer`] for one layer. [`search()`] chooses each layer's settings itself against
+//! an accuracy budget ([`Budget`]) on calibration inputs; `eie compress` runs both.
+//!
+//! ```
+//! # fn main() -> eie::Result<()> {
+//! use eie::compress::{compress_model, CompressConfig, CompressPlan, DenseLayer};
+//! let dense = vec![DenseLayer {
+//!     name: "fc1.weight".into(),
+//!     rows: 4,
+//!     cols: 8,
+//!     weights: (0..32).map(|i| (i as f32 - 16.0) / 8.0).collect(),
+//!     bias: None,
+//! }];
+//! let config = CompressConfig { density: 0.5, bits: 4, pes: 2, ..CompressConfig::default() };
+//! let model = compress_model(&dense, &CompressPlan::uniform(config), &[eie::Activation::Relu])?;
+//! assert_eq!((model.input_size(), model.output_size()), (8, 4));
+//! assert_eq!(model.layers()[0].nnz(), 16); // half of the 32 weights kept
+//! # Ok(())
+//! # }
+//! ```
 
 #[cfg(feature = "charts")]
 mod chart;
@@ -23,6 +49,9 @@ use crate::error::{check_finite, Error, Result};
 use crate::format::{Activation, EieLayer, SparseCodes};
 
 /// Settings for compressing a layer.
+///
+/// [`compress_layer`] takes one; for a whole model, [`CompressPlan::uniform`] or a plan file
+/// ([`CompressPlan`]) gives one per layer. The [module example](self) uses it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CompressConfig {
     /// Fraction of weights kept, in (0, 1]; 1.0 keeps every non-zero weight.
@@ -48,6 +77,8 @@ impl Default for CompressConfig {
 
 impl CompressConfig {
     /// Checks every field's range.
+    ///
+    /// [`compress_layer`] calls it first.
     pub fn validate(&self) -> Result<()> {
         if !(self.density > 0.0 && self.density <= 1.0) {
             return Err(Error::InvalidArgument(format!(
@@ -69,6 +100,9 @@ impl CompressConfig {
 }
 
 /// A dense layer as imported: row-major `[rows, cols]` weights (PyTorch's `[out, in]`).
+///
+/// Read from files by [`crate::import::load_dense_layers`]; [`compress_model`] and [`search()`]
+/// take them. The [module example](self) builds one by hand.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DenseLayer {
     /// Name of the source tensor.
@@ -85,6 +119,8 @@ pub struct DenseLayer {
 
 impl DenseLayer {
     /// Checks shapes and that every value is finite.
+    ///
+    /// [`compress_layer`] calls it first.
     pub fn validate(&self) -> Result<()> {
         if self.rows == 0 || self.cols == 0 {
             return Err(Error::Shape(format!(
@@ -143,6 +179,8 @@ pub fn validate_network(layers: &[DenseLayer], activations: &[Activation]) -> Re
 }
 
 /// Prunes, weight-shares and EIE-encodes one dense layer.
+///
+/// [`compress_model`] does this for every layer of a model (see the [module example](self)).
 pub fn compress_layer(
     layer: &DenseLayer,
     config: &CompressConfig,

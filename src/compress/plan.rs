@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// One setting that can differ from layer to layer.
+///
+/// [`CompressPlan::set_from_list`] sets one from a command-line list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Setting {
     /// Fraction of weights kept by pruning ([`CompressConfig::density`]).
@@ -21,6 +23,8 @@ pub enum Setting {
 
 impl Setting {
     /// The name used on the command line and in plan files.
+    ///
+    /// See [`CompressPlan::set_from_list`].
     pub fn name(self) -> &'static str {
         match self {
             Setting::Density => "density",
@@ -31,6 +35,8 @@ impl Setting {
 }
 
 /// The settings of one layer that differ from the plan's default; `None` takes the default.
+///
+/// Given per layer by [`CompressPlan::with_layer`] or a plan file ([`CompressPlan`]).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LayerSettings {
@@ -86,6 +92,8 @@ pub struct CompressPlan {
 
 impl CompressPlan {
     /// The same settings for every layer.
+    ///
+    /// The [module example](super) compresses with one.
     pub fn uniform(default: CompressConfig) -> Self {
         CompressPlan {
             given: LayerSettings {
@@ -100,22 +108,30 @@ impl CompressPlan {
 
     /// This plan with the settings `settings` for the layer called `name` (replacing any it
     /// had).
+    ///
+    /// See [`LayerSettings`].
     pub fn with_layer(mut self, name: impl Into<String>, settings: LayerSettings) -> Self {
         self.layers.insert(name.into(), settings);
         self
     }
 
     /// The settings of layers the plan does not name (built-in defaults where none was given).
+    ///
+    /// See [`CompressPlan::config_for`] for a named layer's.
     pub fn default_config(&self) -> &CompressConfig {
         &self.default
     }
 
     /// The per-layer settings, by layer name.
+    ///
+    /// See [`CompressPlan::with_layer`].
     pub fn layers(&self) -> &BTreeMap<String, LayerSettings> {
         &self.layers
     }
 
     /// Parses a plan file's JSON text (see the type's documentation for the shape).
+    ///
+    /// [`CompressPlan::load`] reads the same from a file.
     pub fn from_json(text: &str) -> Result<Self> {
         let f: PlanFile = serde_json::from_str(text)
             .map_err(|e| Error::InvalidArgument(format!("compression plan: {e}")))?;
@@ -129,6 +145,8 @@ impl CompressPlan {
     }
 
     /// Reads a plan file.
+    ///
+    /// See [`CompressPlan::from_json`].
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -198,6 +216,8 @@ impl CompressPlan {
 
     /// The settings given for the layer called `name` (its own, else the given default's);
     /// `None` where it takes a built-in default.
+    ///
+    /// [`super::SearchOptions::plan`] keeps these fixed.
     pub fn given_for(&self, name: &str) -> LayerSettings {
         let own = self.layers.get(name).cloned().unwrap_or_default();
         LayerSettings {
@@ -208,6 +228,8 @@ impl CompressPlan {
     }
 
     /// The settings of the layer called `name`.
+    ///
+    /// What [`compress_model`] compresses that layer with.
     pub fn config_for(&self, name: &str) -> CompressConfig {
         match self.layers.get(name) {
             Some(s) => apply(&self.default, s),
@@ -218,6 +240,8 @@ impl CompressPlan {
     /// Checks that every layer the plan names is one of `names` (the model's layers) and that
     /// every layer's settings are in range. An unknown name is one error that lists the valid
     /// names.
+    ///
+    /// [`compress_model`] calls it before compressing.
     pub fn check_names<S: AsRef<str>>(&self, names: &[S]) -> Result<()> {
         let known: Vec<&str> = names.iter().map(AsRef::as_ref).collect();
         let unknown: Vec<&str> = self

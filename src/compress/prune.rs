@@ -5,6 +5,9 @@ use std::cmp::Ordering;
 ///
 /// Keeps exactly `round(density * n)` weights (never more than the non-zero ones): the largest
 /// by magnitude, ties broken by the lower index, so the result is deterministic.
+///
+/// [`compress_layer`](super::compress_layer) prunes with it; [`prune_balanced`] is the
+/// load-balanced alternative.
 pub fn prune_by_magnitude(weights: &[f32], density: f64) -> Result<Vec<usize>> {
     if !(density > 0.0 && density <= 1.0) {
         return Err(Error::InvalidArgument(format!(

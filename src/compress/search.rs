@@ -42,6 +42,8 @@ use std::collections::BTreeMap;
 
 /// What the compressed model must keep, measured on the calibration inputs against the
 /// uncompressed model.
+///
+/// Given to [`search`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Budget {
     /// Top-1 accuracy on the calibration inputs, against `labels` (one class per input, below
@@ -112,6 +114,8 @@ impl Budget {
     }
 
     /// The metric's name for tables and charts.
+    ///
+    /// See [`SearchResult::metric`].
     pub fn metric_name(&self) -> &'static str {
         match self {
             Budget::MaxAccuracyDrop { .. } => "top-1 accuracy (%)",
@@ -120,6 +124,8 @@ impl Budget {
     }
 
     /// The budget in words.
+    ///
+    /// See [`Budget`].
     pub fn describe(&self) -> String {
         match self {
             Budget::MaxAccuracyDrop { points, .. } => {
@@ -136,6 +142,8 @@ impl Budget {
 /// (`drop = 100 (b − c) / n`). `sqrt(b + c) / n` is the standard error of the paired
 /// difference (McNemar), so with a margin of 2 the budget holds with about 97.5 % confidence
 /// on new inputs like the calibration ones, before any selection effect of the search.
+///
+/// [`search`] measures a [`Budget::MaxAccuracyDrop`] with it.
 pub fn accuracy_loss(predicted: &[usize], dense: &[usize], labels: &[usize], margin: f64) -> f64 {
     let (mut b, mut c) = (0usize, 0usize);
     for ((&p, &d), &l) in predicted.iter().zip(dense).zip(labels) {
@@ -151,6 +159,8 @@ pub fn accuracy_loss(predicted: &[usize], dense: &[usize], labels: &[usize], mar
 
 /// The mean over vectors of `dim` values of the cosine similarity of `a` and `b` (1 where
 /// both are zero, 0 where only one is).
+///
+/// [`search`] measures a [`Budget::MinCosine`] and every point's distortion with it.
 pub fn mean_cosine(a: &[f32], b: &[f32], dim: usize) -> f64 {
     let n = a.len() / dim.max(1);
     if n == 0 {
@@ -177,6 +187,8 @@ pub fn mean_cosine(a: &[f32], b: &[f32], dim: usize) -> f64 {
 }
 
 /// The (density, bits) grid every layer's sensitivity is measured on.
+///
+/// Part of [`SearchOptions`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct SearchSpace {
     /// Densities to try, each in (0, 1].
@@ -198,6 +210,8 @@ impl Default for SearchSpace {
 }
 
 /// Everything the search takes besides the layers and the budget.
+///
+/// Given to [`search`]; `Default` is the usual start.
 #[derive(Clone, Debug)]
 pub struct SearchOptions {
     /// The grid of settings.
@@ -240,6 +254,8 @@ impl Default for SearchOptions {
 pub const DEFAULT_MARGIN: f64 = 2.0;
 
 /// One measured point of a layer's sensitivity.
+///
+/// Part of a [`LayerSensitivity`].
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SensitivityPoint {
     /// Fraction of weights kept.
@@ -255,6 +271,8 @@ pub struct SensitivityPoint {
 }
 
 /// A layer's sensitivity: every point measured.
+///
+/// Listed in [`SearchResult::sensitivity`].
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LayerSensitivity {
     /// The layer's name.
@@ -264,6 +282,8 @@ pub struct LayerSensitivity {
 }
 
 /// What the search chose for one layer.
+///
+/// Listed in [`SearchResult::layers`].
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LayerChoice {
     /// The layer's name.
@@ -286,6 +306,8 @@ pub struct LayerChoice {
 }
 
 /// The search's result.
+///
+/// Returned by [`search`].
 #[derive(Clone, Debug)]
 pub struct SearchResult {
     /// The compressed model.
@@ -307,6 +329,8 @@ pub struct SearchResult {
 }
 
 /// Progress of a search, for a progress bar.
+///
+/// Reported by [`search`] through its `progress` callback.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Progress {
     /// Sensitivity points measured so far, of `total`.
@@ -492,7 +516,9 @@ impl Evaluator<'_> {
 
 /// Compresses `dense` (with `activations`, one per layer) to the smallest model file the
 /// search finds whose quality on the calibration inputs `calibration` (`n` inputs back to
-/// back) keeps `budget`. See the module documentation for the steps.
+/// back) keeps `budget`. The steps are sensitivity, front, threshold, greedy descent, a final
+/// re-fit and the fixed16 formats, as the comment at the top of `src/compress/search.rs`
+/// describes.
 ///
 /// Errors: [`Error::BudgetUnreachable`] when even the least lossy setting of every layer
 /// misses the budget; shape, range and name errors for bad inputs.

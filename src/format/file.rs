@@ -1,5 +1,8 @@
 //! The model file: a safetensors container holding each layer's arrays, with a versioned JSON
 //! description and CRC-32 checksums in the safetensors metadata. `docs/FORMAT.md` specifies it.
+//!
+//! [`Model::save`] and [`Model::load`] use [`save`] and [`load_with_limits`]; [`to_bytes`] and
+//! [`from_bytes`] work in memory; [`LoadLimits`] bounds what a file may ask for.
 
 use super::sequence::{CellKind, RecurrentLayer, SequenceModel, Stage};
 use super::{entry, entry_code, entry_run, Activation, EieLayer, Model, MAX_DIM};
@@ -19,6 +22,9 @@ pub const FORMAT_VERSION_1: u32 = 1;
 /// by [`sequence_to_bytes`] when a model has a recurrent layer, and read by every loader.
 pub const FORMAT_VERSION_RECURRENT: u32 = 3;
 /// Value of the `format` metadata key.
+///
+/// Written by [`to_bytes`] and checked on load ([`from_bytes`], [`load_with_limits`]);
+/// `docs/FORMAT.md` lists the metadata keys.
 pub const FORMAT_NAME: &str = "eie";
 
 /// Limits the loader applies to the sizes a model file states.
@@ -125,6 +131,9 @@ struct ModelHeader {
 
 /// Packs entries for the file: one byte `code | run << 4` when `bits <= 4`, else two bytes
 /// `code, run`.
+///
+/// The entries are [`EieLayer::entries`](crate::EieLayer::entries); [`to_bytes`] stores them
+/// this way.
 pub fn pack_entries(entries: &[u16], bits: u8) -> Vec<u8> {
     if bits <= 4 {
         entries
@@ -182,6 +191,8 @@ pub fn to_bytes_v1(model: &Model) -> Result<Vec<u8>> {
 
 /// Packs `values` as `width`-bit fields (1..=32), least significant bit first; the unused high
 /// bits of the last byte are 0.
+///
+/// [`to_bytes`] packs the slice lengths with it (`docs/FORMAT.md`).
 pub fn pack_bits(values: impl IntoIterator<Item = u32>, width: u8) -> Vec<u8> {
     let width = u32::from(width);
     let mut out = Vec::new();
@@ -333,6 +344,8 @@ fn serialise_matrices(
 }
 
 /// Writes `model` to `path` atomically (temporary file in the same folder, then rename).
+///
+/// [`Model::save`] calls it; [`load`] reads the file back.
 pub fn save(model: &Model, path: &Path) -> Result<()> {
     let bytes = to_bytes(model)?;
     write_atomic(path, &bytes)
@@ -340,6 +353,8 @@ pub fn save(model: &Model, path: &Path) -> Result<()> {
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a
 /// reader never sees a half-written file and a failure leaves any old file untouched.
+///
+/// [`save`] and [`crate::SequenceModel::save`] write through it.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -358,6 +373,8 @@ pub fn load(path: &Path) -> Result<Model> {
 }
 
 /// Reads and validates a model file under `limits`.
+///
+/// [`Model::load_with_limits`] calls it; see [`LoadLimits`].
 pub fn load_with_limits(path: &Path, limits: &LoadLimits) -> Result<Model> {
     let len = std::fs::metadata(path)
         .map_err(|e| Error::io(path, e))?

@@ -4,6 +4,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// The largest zero run one entry can express (4 bits). Longer gaps need padding entries.
+///
+/// [`encode_column`] pads with it; see [`entry`].
 pub const MAX_RUN: u8 = 15;
 
 /// The largest `rows` or `cols` a layer may have: row numbers are 32-bit in [`SparseCodes`]
@@ -12,24 +14,33 @@ pub const MAX_RUN: u8 = 15;
 pub const MAX_DIM: usize = u32::MAX as usize;
 
 /// Packs a codebook index and a zero run into one in-memory entry (`code | run << 8`).
+///
+/// [`entry_code`] and [`entry_run`] take it apart; [`EieLayer::entries`] holds them.
 #[inline]
 pub fn entry(code: u8, run: u8) -> u16 {
     code as u16 | (run as u16) << 8
 }
 
 /// The codebook index of an entry (0 = padding / zero).
+///
+/// See [`entry`].
 #[inline]
 pub fn entry_code(e: u16) -> u8 {
     (e & 0xff) as u8
 }
 
 /// The zero run of an entry: how many of this PE's rows are skipped before it.
+///
+/// See [`entry`] and [`MAX_RUN`].
 #[inline]
 pub fn entry_run(e: u16) -> u8 {
     (e >> 8) as u8
 }
 
 /// Activation function applied on write-back.
+///
+/// Given to [`EieLayer::encode`] (see the example there on [`EieLayer`]) and read back by
+/// [`EieLayer::activation`]; parsed from `relu` or `identity` by `str::parse`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Activation {
@@ -42,6 +53,8 @@ pub enum Activation {
 
 impl Activation {
     /// Applies the function to one value.
+    ///
+    /// [`EieLayer::activation`] says which one a layer applies.
     #[inline]
     pub fn apply(self, x: f32) -> f32 {
         match self {
@@ -51,6 +64,8 @@ impl Activation {
     }
 
     /// The name used in files and on the command line.
+    ///
+    /// See [`Activation`]'s `FromStr` for the names it parses.
     pub fn name(self) -> &'static str {
         match self {
             Activation::Identity => "identity",
@@ -92,6 +107,9 @@ pub struct SparseCodes {
 
 impl SparseCodes {
     /// Builds the column lists of a dense row-major `rows x cols` matrix of codes (0 = zero).
+    ///
+    /// The [`EieLayer`] example starts here; [`crate::compress::compress_layer`] makes its codes
+    /// with it.
     pub fn from_dense(rows: usize, cols: usize, codes: &[u8]) -> Result<Self> {
         if rows > MAX_DIM || cols > MAX_DIM {
             return Err(Error::Shape(format!(
@@ -136,6 +154,8 @@ impl SparseCodes {
     }
 
     /// Number of stored (non-zero) codes.
+    ///
+    /// See [`EieLayer::nnz`].
     pub fn nnz(&self) -> usize {
         self.code.len()
     }
@@ -267,6 +287,8 @@ pub fn encoded_len(items: impl IntoIterator<Item = usize>, max_run: u8) -> usize
 }
 
 /// One PE's part of a layer: its column pointers and its entries.
+///
+/// Returned by [`EieLayer::pe`].
 #[derive(Clone, Copy, Debug)]
 pub struct PeSlice<'a> {
     /// `col_ptr[j]..col_ptr[j + 1]` are column j's entries in `entries`; length `cols + 1`.
@@ -277,6 +299,8 @@ pub struct PeSlice<'a> {
 
 impl<'a> PeSlice<'a> {
     /// Entries of column `j`.
+    ///
+    /// Its entries unpack with [`entry_code`] and [`entry_run`].
     #[inline]
     pub fn column(&self, j: usize) -> &'a [u16] {
         &self.entries[self.col_ptr[j] as usize..self.col_ptr[j + 1] as usize]
@@ -287,6 +311,25 @@ impl<'a> PeSlice<'a> {
 ///
 /// Row `i` of W belongs to PE `i % pes` as local row `i / pes`. Every field is validated on
 /// construction, so the kernels that walk a layer never index out of bounds.
+///
+/// Layers come from [`EieLayer::encode`] (codes and a codebook), from
+/// [`crate::compress::compress_layer`] (dense weights) or from a model file
+/// ([`crate::Model::load`]); a [`crate::Model`] chains them. By hand:
+///
+/// ```
+/// # fn main() -> eie::Result<()> {
+/// use eie::format::{Activation, EieLayer, SparseCodes};
+/// // W = [[0.5, 0, -1], [0, 0, 0.5]]: codes into a 2-bit codebook whose entry 0 is zero.
+/// let codes = SparseCodes::from_dense(2, 3, &[1, 0, 2, 0, 0, 1])?;
+/// let codebook = vec![0.0, 0.5, -1.0, 0.25];
+/// let layer = EieLayer::encode(&codes, codebook, 2, 2, None, Activation::Relu)?;
+/// assert_eq!((layer.rows(), layer.cols(), layer.pes(), layer.nnz()), (2, 3, 2, 3));
+/// let model = eie::Model::new(vec![layer])?;
+/// let y = eie::CpuEngine::new(model)?.run(&[1.0, 1.0, 1.0], eie::Precision::F32)?;
+/// assert_eq!(y, [0.0, 0.5]); // ReLU(0.5 - 1), 0.5
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct EieLayer {
     name: String,
@@ -308,6 +351,8 @@ pub struct EieLayer {
 }
 
 /// The number of rows PE `p` owns out of `rows` interleaved over `pes` (0 when `p >= pes`).
+///
+/// The method [`EieLayer::rows_of_pe`] applies it to a layer.
 #[inline]
 pub fn rows_of_pe(rows: usize, pes: usize, p: usize) -> usize {
     if pes == 0 || p >= pes {
@@ -321,6 +366,8 @@ pub fn rows_of_pe(rows: usize, pes: usize, p: usize) -> usize {
 
 impl EieLayer {
     /// Encodes a weight-shared matrix into EIE's format over `pes` processing elements.
+    ///
+    /// The [`EieLayer`] example uses it; [`SparseCodes::from_dense`] makes `codes`.
     pub fn encode(
         codes: &SparseCodes,
         codebook: Vec<f32>,
@@ -394,6 +441,8 @@ impl EieLayer {
     }
 
     /// Assembles a layer from its stored arrays, validating every pointer, index and value.
+    ///
+    /// [`crate::format::file`] loads layers through it; [`EieLayer::encode`] makes them from codes.
     #[allow(clippy::too_many_arguments)]
     pub fn from_parts(
         name: String,
@@ -531,42 +580,62 @@ impl EieLayer {
     }
 
     /// The layer's name (the source tensor's name when imported).
+    ///
+    /// See [`EieLayer::set_name`].
     pub fn name(&self) -> &str {
         &self.name
     }
     /// Sets the layer's name.
+    ///
+    /// See [`EieLayer::name`].
     pub fn set_name(&mut self, name: impl Into<String>) {
         self.name = name.into();
     }
     /// Output count (rows of W).
+    ///
+    /// See the [`EieLayer`] example.
     pub fn rows(&self) -> usize {
         self.rows
     }
     /// Input count (columns of W).
+    ///
+    /// See the [`EieLayer`] example.
     pub fn cols(&self) -> usize {
         self.cols
     }
     /// Number of processing elements the rows are interleaved over.
+    ///
+    /// [`EieLayer::with_pes`] changes it; see the [`EieLayer`] example.
     pub fn pes(&self) -> usize {
         self.pes
     }
     /// Codebook index width in bits (2..=8).
+    ///
+    /// [`EieLayer::codebook`] has `2^bits` entries.
     pub fn bits(&self) -> u8 {
         self.bits
     }
     /// The shared weights; entry 0 is always 0.0.
+    ///
+    /// Indexed by [`entry_code`]; see the [`EieLayer`] example.
     pub fn codebook(&self) -> &[f32] {
         &self.codebook
     }
     /// Per-row bias, if any.
+    ///
+    /// Given to [`EieLayer::encode`].
     pub fn bias(&self) -> Option<&[f32]> {
         self.bias.as_deref()
     }
     /// Activation applied on write-back.
+    ///
+    /// See [`Activation`].
     pub fn activation(&self) -> Activation {
         self.activation
     }
     /// Sets the activation function.
+    ///
+    /// See [`Activation`].
     pub fn set_activation(&mut self, activation: Activation) {
         self.activation = activation;
     }
@@ -582,22 +651,32 @@ impl EieLayer {
         self.fixed16 = format;
     }
     /// Entry ranges of the PEs (`pes + 1` values).
+    ///
+    /// See [`EieLayer::pe`] for one PE's part.
     pub fn pe_ptr(&self) -> &[u32] {
         &self.pe_ptr
     }
     /// All per-PE column pointers, PE after PE (`pes * (cols + 1)` values).
+    ///
+    /// See [`EieLayer::pe`] for one PE's part.
     pub fn col_ptr(&self) -> &[u32] {
         &self.col_ptr
     }
     /// All entries, PE after PE.
+    ///
+    /// Each made by [`entry`]; [`EieLayer::pe`] gives one PE's.
     pub fn entries(&self) -> &[u16] {
         &self.entries
     }
     /// Number of rows PE `p` owns.
+    ///
+    /// See the free function [`rows_of_pe`].
     pub fn rows_of_pe(&self, p: usize) -> usize {
         rows_of_pe(self.rows, self.pes, p)
     }
     /// PE `p`'s column pointers and entries.
+    ///
+    /// See [`PeSlice`].
     pub fn pe(&self, p: usize) -> PeSlice<'_> {
         PeSlice {
             col_ptr: &self.col_ptr[p * (self.cols + 1)..(p + 1) * (self.cols + 1)],
@@ -605,27 +684,39 @@ impl EieLayer {
         }
     }
     /// Stored entries, padding included.
+    ///
+    /// [`EieLayer::padding_count`] of them are padding.
     pub fn entry_count(&self) -> usize {
         self.entries.len()
     }
     /// Padding entries (code 0).
+    ///
+    /// See [`MAX_RUN`].
     pub fn padding_count(&self) -> usize {
         self.entries.iter().filter(|&&e| entry_code(e) == 0).count()
     }
     /// Non-zero weights (entries minus padding).
+    ///
+    /// See the [`EieLayer`] example.
     pub fn nnz(&self) -> usize {
         self.entry_count() - self.padding_count()
     }
     /// Fraction of W's weights that are stored.
+    ///
+    /// See [`EieLayer::nnz`].
     pub fn density(&self) -> f64 {
         self.nnz() as f64 / (self.rows as f64 * self.cols as f64)
     }
     /// Bytes of the packed entries, padding included: one per entry when `bits <= 4`, else two.
+    ///
+    /// See [`crate::format::file::pack_entries`].
     pub fn entry_bytes(&self) -> usize {
         self.entries.len() * if self.bits <= 4 { 1 } else { 2 }
     }
     /// Width in bits of a slice length in the model file (format version 2): the bit length of
     /// the longest (PE, column) slice, at least 1.
+    ///
+    /// See [`crate::format::file::pack_bits`].
     pub fn len_bits(&self) -> u8 {
         let longest = (0..self.pes)
             .flat_map(|p| self.pe(p).col_ptr.windows(2).map(|w| w[1] - w[0]))
@@ -642,6 +733,8 @@ impl EieLayer {
     }
     /// Bytes the layer's tensors took in a version-1 model file (32-bit PE and column
     /// pointers), for comparison.
+    ///
+    /// See [`EieLayer::compressed_bytes`].
     pub fn compressed_bytes_v1(&self) -> usize {
         self.entry_bytes()
             + 4 * (self.pe_ptr.len() + self.col_ptr.len() + self.codebook.len())
@@ -700,6 +793,8 @@ impl EieLayer {
         self.with_pes(self.smallest_pes())
     }
     /// Bytes of the same layer as dense f32 (weights plus bias), saturated at `usize::MAX`.
+    ///
+    /// Compare [`EieLayer::compressed_bytes`].
     pub fn dense_bytes(&self) -> usize {
         self.rows
             .saturating_mul(self.cols)
@@ -708,6 +803,8 @@ impl EieLayer {
     }
 
     /// Decodes the entries back to column lists of codes with global row numbers.
+    ///
+    /// The inverse of [`EieLayer::encode`]'s codes.
     pub fn sparse_codes(&self) -> SparseCodes {
         let mut cols: Vec<Vec<(u32, u8)>> = vec![Vec::new(); self.cols];
         for p in 0..self.pes {
@@ -786,6 +883,9 @@ impl EieLayer {
     /// Linear in the entries, rows and pointers, with no sorting: two counting passes put the
     /// non-zeros in row order, then in (PE, column) slices whose rows come out increasing, and
     /// each slice is encoded with its runs and padding.
+    ///
+    /// [`Model::with_pes`](crate::Model::with_pes) does it for every layer; [`EieLayer::compact`]
+    /// chooses a count.
     pub fn with_pes(&self, pes: usize) -> Result<Self> {
         if pes == self.pes {
             return Ok(self.clone());

@@ -6,6 +6,9 @@
 //! [`SequenceModel`] a chain of fully-connected and recurrent ([`RecurrentLayer`]) stages run
 //! over the steps of a sequence, and
 //! [`mod@file`] reads and writes the model file described in `docs/FORMAT.md`.
+//!
+//! Start with [`Model::load`] (see the [crate-level guide](crate#load-a-model)); the
+//! [`EieLayer`] page has an example that builds a layer by hand.
 
 pub mod file;
 mod layer;

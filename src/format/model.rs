@@ -3,6 +3,11 @@ use crate::error::{Error, Result};
 use std::path::Path;
 
 /// A chain of compressed layers: layer `k + 1` takes layer `k`'s outputs as its inputs.
+///
+/// Read one with [`Model::load`], make one from layers with [`Model::new`] (or from dense
+/// weights with [`crate::compress::compress_model`]), and run it through
+/// [`Engine::builder`](crate::Engine::builder); the [crate-level guide](crate#load-a-model)
+/// starts here.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Model {
     layers: Vec<EieLayer>,
@@ -71,11 +76,15 @@ impl Model {
     }
 
     /// Fraction bits of the model's fixed16 input (the first layer's input format).
+    ///
+    /// Set by [`Model::set_fixed16_fracs`]; see [`crate::fixed16`].
     pub fn input_frac(&self) -> u32 {
         self.layers[0].fixed16_format().input_frac()
     }
 
     /// Fraction bits of the model's fixed16 output (the last layer's output format).
+    ///
+    /// Set by [`Model::set_fixed16_fracs`]; see [`crate::fixed16`].
     pub fn output_frac(&self) -> u32 {
         self.layers[self.layers.len() - 1]
             .fixed16_format()
@@ -83,21 +92,29 @@ impl Model {
     }
 
     /// The layers in evaluation order.
+    ///
+    /// Each an [`EieLayer`]; [`Model::into_layers`] takes them.
     pub fn layers(&self) -> &[EieLayer] {
         &self.layers
     }
 
     /// Consumes the model, returning its layers.
+    ///
+    /// The inverse of [`Model::new`].
     pub fn into_layers(self) -> Vec<EieLayer> {
         self.layers
     }
 
     /// Length of an input vector.
+    ///
+    /// [`Model::check_input`] checks an input against it.
     pub fn input_size(&self) -> usize {
         self.layers[0].cols()
     }
 
     /// Length of an output vector.
+    ///
+    /// See [`Model::input_size`].
     pub fn output_size(&self) -> usize {
         self.layers[self.layers.len() - 1].rows()
     }
@@ -127,6 +144,8 @@ impl Model {
     }
 
     /// Checks that `input` holds a whole number of finite input vectors; returns the batch size.
+    ///
+    /// The same check as [`check_batch`] with `n` = [`Model::input_size`].
     pub fn check_input(&self, input: &[f32]) -> Result<usize> {
         check_batch(self.input_size(), input)
     }
@@ -156,6 +175,8 @@ impl Model {
 
 /// Checks that `input` holds a whole, non-zero number of finite vectors of length `n`;
 /// returns how many.
+///
+/// [`Model::check_input`] applies it with the model's input size.
 pub fn check_batch(n: usize, input: &[f32]) -> Result<usize> {
     if input.is_empty() {
         return Err(Error::Shape(format!(

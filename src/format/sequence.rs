@@ -9,12 +9,17 @@
 //! `g × H + u` belongs to PE `(g × H + u) mod N = u mod N`: every PE owns all `G` gates of its
 //! hidden units (units `u ≡ p (mod N)`, gate `g` of its `k`-th unit at local row
 //! `g × H / N + k`), and the cell update at write-back needs nothing from another PE.
+//!
+//! A [`SequenceModel`] is a list of [`Stage`]s, each a fully-connected [`EieLayer`] or a
+//! [`RecurrentLayer`]; [`crate::recurrent`] makes and runs them (its page has an example).
 
 use super::{Activation, EieLayer, Model};
 use crate::error::{Error, Result};
 use std::path::Path;
 
 /// The kind of a recurrent cell.
+///
+/// [`RecurrentLayer::kind`] says which a layer is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CellKind {
@@ -28,6 +33,8 @@ pub enum CellKind {
 
 impl CellKind {
     /// The number of gates, the rows of `W_ih` and `W_hh` per hidden unit: 4 or 3.
+    ///
+    /// See the [module docs](self) for the gate order.
     pub fn gates(self) -> usize {
         match self {
             CellKind::Lstm => 4,
@@ -36,6 +43,8 @@ impl CellKind {
     }
 
     /// The name in files and reports: `lstm` or `gru`.
+    ///
+    /// Written in the model file (`docs/FORMAT.md`).
     pub fn name(self) -> &'static str {
         match self {
             CellKind::Lstm => "lstm",
@@ -44,12 +53,18 @@ impl CellKind {
     }
 
     /// Whether the cell has a cell state `c` beside `h` (an LSTM does).
+    ///
+    /// [`RecurrentLayer::state_size`] counts it.
     pub fn has_cell_state(self) -> bool {
         self == CellKind::Lstm
     }
 }
 
 /// One compressed recurrent layer: an LSTM or GRU cell's two gate matrices in EIE's format.
+///
+/// Made by [`RecurrentLayer::new`] (or [`crate::recurrent::compress_stages`] from PyTorch
+/// weights read by [`crate::recurrent::pytorch::read_recurrent`]); a [`Stage::Recurrent`] of a
+/// [`SequenceModel`]. The [module docs](self) give the layout.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RecurrentLayer {
     name: String,
@@ -61,6 +76,8 @@ pub struct RecurrentLayer {
 
 /// Whether `pes` may interleave a recurrent layer of `hidden` units: it must divide `hidden`
 /// so that every PE owns all gates of its units.
+///
+/// [`RecurrentLayer::new`] requires it.
 pub fn recurrent_pes_ok(hidden: usize, pes: usize) -> bool {
     pes >= 1 && hidden % pes == 0
 }
@@ -122,36 +139,50 @@ impl RecurrentLayer {
     }
 
     /// The layer's name (for PyTorch imports, the tensors' common prefix and layer suffix).
+    ///
+    /// See [`Stage::name`].
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// LSTM or GRU.
+    ///
+    /// See [`CellKind`].
     pub fn kind(&self) -> CellKind {
         self.kind
     }
 
     /// Hidden units `H`: the length of `h` (and `c`), the layer's output per step.
+    ///
+    /// See [`RecurrentLayer::state_size`].
     pub fn hidden(&self) -> usize {
         self.hidden
     }
 
     /// Inputs per step.
+    ///
+    /// The columns of [`RecurrentLayer::ih`].
     pub fn input_size(&self) -> usize {
         self.ih.cols()
     }
 
     /// The input-to-hidden gate matrix `W_ih` (`[G × H, in]`) with `b_ih`.
+    ///
+    /// See the [module docs](self) for the row order.
     pub fn ih(&self) -> &EieLayer {
         &self.ih
     }
 
     /// The hidden-to-hidden gate matrix `W_hh` (`[G × H, H]`) with `b_hh`.
+    ///
+    /// See the [module docs](self) for the row order.
     pub fn hh(&self) -> &EieLayer {
         &self.hh
     }
 
     /// Values of state per sequence: `H` for a GRU (`h`), `2 × H` for an LSTM (`h`, then `c`).
+    ///
+    /// [`SequenceModel::state_size`] sums it over the model.
     pub fn state_size(&self) -> usize {
         if self.kind.has_cell_state() {
             2 * self.hidden
@@ -162,6 +193,8 @@ impl RecurrentLayer {
 
     /// The same layer with both matrices re-interleaved over `pes` PEs, which must divide
     /// the hidden size.
+    ///
+    /// See [`recurrent_pes_ok`] and [`EieLayer::with_pes`].
     pub fn with_pes(&self, pes: usize) -> Result<Self> {
         Self::new(
             self.name.clone(),
@@ -183,6 +216,8 @@ pub enum Stage {
 
 impl Stage {
     /// The stage's name.
+    ///
+    /// See [`SequenceModel::stages`].
     pub fn name(&self) -> &str {
         match self {
             Stage::Fc(l) => l.name(),
@@ -191,6 +226,8 @@ impl Stage {
     }
 
     /// Inputs per step.
+    ///
+    /// See [`SequenceModel::input_size`].
     pub fn input_size(&self) -> usize {
         match self {
             Stage::Fc(l) => l.cols(),
@@ -199,6 +236,8 @@ impl Stage {
     }
 
     /// Outputs per step.
+    ///
+    /// See [`SequenceModel::output_size`].
     pub fn output_size(&self) -> usize {
         match self {
             Stage::Fc(l) => l.rows(),
@@ -208,6 +247,8 @@ impl Stage {
 
     /// The EIE matrices of the stage: one for a fully-connected layer, `W_ih` then `W_hh` for
     /// a recurrent one (the order of the model file).
+    ///
+    /// See [`RecurrentLayer::ih`] and [`RecurrentLayer::hh`].
     pub fn matrices(&self) -> Vec<&EieLayer> {
         match self {
             Stage::Fc(l) => vec![l],
@@ -249,16 +290,22 @@ impl SequenceModel {
     }
 
     /// The stages in evaluation order.
+    ///
+    /// Each a [`Stage`].
     pub fn stages(&self) -> &[Stage] {
         &self.stages
     }
 
     /// Whether any stage is recurrent.
+    ///
+    /// See [`SequenceModel::to_feed_forward`] for a model without recurrent stages.
     pub fn is_recurrent(&self) -> bool {
         self.stages.iter().any(|s| matches!(s, Stage::Recurrent(_)))
     }
 
     /// The recurrent stages, in order.
+    ///
+    /// Each a [`RecurrentLayer`].
     pub fn recurrent_layers(&self) -> impl Iterator<Item = &RecurrentLayer> {
         self.stages.iter().filter_map(|s| match s {
             Stage::Recurrent(r) => Some(&**r),
@@ -267,17 +314,23 @@ impl SequenceModel {
     }
 
     /// Inputs per step.
+    ///
+    /// See [`crate::recurrent::SequenceEngine`] for a run.
     pub fn input_size(&self) -> usize {
         self.stages[0].input_size()
     }
 
     /// Outputs per step.
+    ///
+    /// See [`SequenceModel::input_size`].
     pub fn output_size(&self) -> usize {
         self.stages[self.stages.len() - 1].output_size()
     }
 
     /// Values of recurrent state per sequence: for each recurrent stage in order, `h` and (for
     /// an LSTM) `c`.
+    ///
+    /// The length of a [`crate::recurrent::SequenceState`].
     pub fn state_size(&self) -> usize {
         self.recurrent_layers()
             .map(RecurrentLayer::state_size)
@@ -315,6 +368,8 @@ impl SequenceModel {
     }
 
     /// Reads and validates a model file under `limits`.
+    ///
+    /// See [`LoadLimits`](super::LoadLimits) and [`SequenceModel::load`].
     pub fn load_with_limits(path: impl AsRef<Path>, limits: &super::LoadLimits) -> Result<Self> {
         super::file::load_sequence(path.as_ref(), limits)
     }

@@ -36,6 +36,9 @@ impl Backend for BaselineEngine {
 /// Every GPU kernel variant on `ctx`: gpu-eie/f32, gpu-eie/fixed16, gpu-eie/f16,
 /// (each layer walked as the planner picks for the device), gpu-eie-columns/f32 and
 /// gpu-eie-rows/f32 (every layer walked one way), gpu-dense/f32 and gpu-csr/f32.
+///
+/// Each a [`Backend`]; [`crate::verify::verify`] compares them, [`gpu_backends`] opens the
+/// default device.
 pub fn gpu_backends_on(ctx: &Arc<GpuContext>, model: &Model) -> Result<Vec<Box<dyn Backend>>> {
     let mut v: Vec<Box<dyn Backend>> = Vec::new();
     for precision in Precision::ALL {

@@ -12,6 +12,8 @@ use crate::schedule::BATCH_TILE;
 use std::sync::Arc;
 
 /// Which baseline kernel.
+///
+/// Given to [`BaselineEngine::new`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum BaselineKind {
     /// Dense f32 GEMV/GEMM (`dense_gemv.wgsl`).
@@ -22,6 +24,8 @@ pub enum BaselineKind {
 
 impl BaselineKind {
     /// Name used in backend names.
+    ///
+    /// See [`BaselineEngine::kind`].
     pub fn name(self) -> &'static str {
         match self {
             BaselineKind::Dense => "dense",
@@ -30,6 +34,8 @@ impl BaselineKind {
     }
 
     /// The kernel.
+    ///
+    /// See [`Kernel`].
     pub fn kernel(self) -> Kernel {
         match self {
             BaselineKind::Dense => Kernel::DenseGemv,
@@ -39,6 +45,9 @@ impl BaselineKind {
 }
 
 /// A model on the GPU as dense or CSR f32 matrices.
+///
+/// Built by [`BaselineEngine::new`] on a [`GpuContext`]; `examples/gpu_layers.rs` times it
+/// beside the [`GpuEngine`](super::GpuEngine).
 pub struct BaselineEngine {
     program: Arc<Program>,
     kind: BaselineKind,
@@ -135,11 +144,15 @@ impl BaselineEngine {
     }
 
     /// Which baseline this is.
+    ///
+    /// See [`BaselineKind`].
     pub fn kind(&self) -> BaselineKind {
         self.kind
     }
 
     /// Runs `input` (`batch * input_size` values), blocking (native only).
+    ///
+    /// [`BaselineEngine::time`] measures it.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn run(&self, input: &[f32]) -> Result<Vec<f32>> {
         self.program.run(input)
@@ -157,6 +170,8 @@ impl BaselineEngine {
     }
 
     /// Pipelined single-frame runs with `in_flight` submissions outstanding.
+    ///
+    /// Returns a [`PipelineTiming`]; see [`GpuEngine::pipelined`](super::GpuEngine::pipelined).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn pipelined(
         &self,

@@ -23,6 +23,10 @@ use std::time::Instant;
 use web_time::Instant;
 
 /// How to pick and open a GPU.
+///
+/// Given to [`GpuContext::new`] or as [`Device::Gpu`](crate::Device::Gpu) to
+/// [`EngineBuilder::device`](crate::EngineBuilder::device); `Default` honours `WGPU_BACKEND` and
+/// `WGPU_ADAPTER_NAME`.
 #[derive(Clone, Debug)]
 pub struct DeviceOptions {
     /// Backends to consider; `None` means every backend compiled in. The default reads
@@ -60,6 +64,8 @@ impl Default for DeviceOptions {
 }
 
 /// One adapter as `eie devices` lists it.
+///
+/// Returned by [`list_adapters`].
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct AdapterSummary {
     /// Adapter name, e.g. `NVIDIA H100 80GB HBM3` or `llvmpipe (LLVM 15.0.7, 256 bits)`.
@@ -128,6 +134,8 @@ fn instance(backends: wgpu::Backends) -> wgpu::Instance {
 }
 
 /// Every adapter of every backend compiled in (or of `WGPU_BACKEND` when set).
+///
+/// `eie devices` prints them; [`DeviceOptions::adapter_index`] picks one by position.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn list_adapters() -> Vec<AdapterSummary> {
     let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
@@ -332,6 +340,10 @@ fn poll_error(e: wgpu::PollError, timeout: Duration) -> Error {
 }
 
 /// An open GPU: adapter, device, queue and the machinery to wait on them safely.
+///
+/// Opened by [`GpuContext::new`]; [`GpuEngine::new`](super::GpuEngine::new) and
+/// [`BaselineEngine::new`](super::BaselineEngine::new) put models on it. Most applications let
+/// [`Engine::builder`](crate::Engine::builder) open one.
 pub struct GpuContext {
     device: wgpu::Device,
     queue: wgpu::Queue,
@@ -509,30 +521,42 @@ impl GpuContext {
     }
 
     /// The adapter in use.
+    ///
+    /// See [`list_adapters`] for every adapter.
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
         &self.info
     }
     /// Whether GPU timestamps are available (else timings are wall-clock only).
+    ///
+    /// See [`DeviceOptions::use_timestamps`] and [`Timing`](super::Timing).
     pub fn has_timestamps(&self) -> bool {
         self.device
             .features()
             .contains(wgpu::Features::TIMESTAMP_QUERY)
     }
     /// Whether timestamps can be written between dispatches (per-layer GPU time).
+    ///
+    /// See [`Timing::per_layer_us`](super::Timing::per_layer_us).
     pub fn has_timestamps_inside_passes(&self) -> bool {
         self.device
             .features()
             .contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
     }
     /// Whether the f16 kernels can run.
+    ///
+    /// See [`DeviceOptions::use_f16`].
     pub fn has_f16(&self) -> bool {
         self.device.features().contains(wgpu::Features::SHADER_F16)
     }
     /// The device's limits.
+    ///
+    /// [`GpuContext::device_limits`] is the planners' copy.
     pub fn limits(&self) -> &wgpu::Limits {
         &self.limits
     }
     /// The limits the planners use.
+    ///
+    /// See [`DeviceLimits`] and [`crate::schedule`].
     pub fn device_limits(&self) -> DeviceLimits {
         let mut l = DeviceLimits::from(&self.limits);
         if self.adapter_info().device_type == wgpu::DeviceType::Cpu {
@@ -541,10 +565,14 @@ impl GpuContext {
         l
     }
     /// The wgpu device.
+    ///
+    /// See [`GpuContext::queue`].
     pub fn device(&self) -> &wgpu::Device {
         &self.device
     }
     /// The wgpu queue.
+    ///
+    /// See [`GpuContext::device`].
     pub fn queue(&self) -> &wgpu::Queue {
         &self.queue
     }
@@ -554,11 +582,15 @@ impl GpuContext {
     }
 
     /// The longest wait for one submission.
+    ///
+    /// See [`DeviceOptions::poll_timeout`].
     pub fn poll_timeout(&self) -> Duration {
         self.poll_timeout
     }
 
     /// Fails if the device was lost or reported an error outside an error scope.
+    ///
+    /// See [`Error::DeviceLost`].
     pub fn check(&self) -> Result<()> {
         if let Some(m) = self
             .state

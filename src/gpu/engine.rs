@@ -55,6 +55,10 @@ impl Default for EngineOptions {
 
 /// An EIE model resident on the GPU. Cloning is cheap (the device state is shared), and one
 /// engine serves many threads and tasks at once (`Send + Sync`).
+///
+/// Built by [`GpuEngine::new`] on a [`GpuContext`] with [`EngineOptions`], or for most
+/// applications through [`Engine::builder`](crate::Engine::builder) with a
+/// [`Device::Gpu`](crate::Device::Gpu); `examples/gpu_layers.rs` times it layer by layer.
 #[derive(Clone)]
 pub struct GpuEngine {
     inner: Arc<Resident>,
@@ -244,21 +248,29 @@ impl GpuEngine {
     }
 
     /// Each layer's schedule: PEs, rows per PE, and the launches at batch 1 and above.
+    ///
+    /// Each an [`EieLayerPlan`]; `eie plan` models them without a GPU.
     pub fn plans(&self) -> &[EieLayerPlan] {
         &self.inner.plans
     }
 
     /// PEs per layer.
+    ///
+    /// See [`GpuEngine::plans`].
     pub fn pes(&self) -> Vec<usize> {
         self.inner.plans.iter().map(|p| p.pes).collect()
     }
 
     /// The arithmetic.
+    ///
+    /// Set by [`EngineOptions`]; see [`Precision`].
     pub fn precision(&self) -> Precision {
         self.inner.precision
     }
 
     /// How each layer is walked.
+    ///
+    /// See [`Walk`] and [`GpuEngine::plans`].
     pub fn walks(&self) -> Vec<Walk> {
         self.inner.plans.iter().map(|p| p.walk).collect()
     }
@@ -266,6 +278,8 @@ impl GpuEngine {
     /// The kernel's name in reports: `gpu-eie/f32` when each layer is walked as the planner
     /// picks for the device, `gpu-eie-columns/f32` or `gpu-eie-rows/f32` when a walk is forced
     /// (by the options or the environment).
+    ///
+    /// See [`GpuEngine::walks`].
     pub fn name(&self) -> String {
         let walk = match self.inner.forced_walk {
             None => String::new(),
@@ -275,16 +289,22 @@ impl GpuEngine {
     }
 
     /// The device context.
+    ///
+    /// See [`GpuContext`].
     pub fn context(&self) -> &Arc<GpuContext> {
         &self.inner.program.ctx
     }
 
     /// Values per input vector.
+    ///
+    /// See [`GpuEngine::run`].
     pub fn input_size(&self) -> usize {
         self.inner.program.in_size
     }
 
     /// Values per output vector.
+    ///
+    /// See [`GpuEngine::run`].
     pub fn output_size(&self) -> usize {
         self.inner.program.out_size
     }
@@ -371,6 +391,8 @@ impl GpuEngine {
     }
 
     /// Pipelined single-frame runs with `in_flight` submissions outstanding.
+    ///
+    /// Returns a [`PipelineTiming`]; [`GpuEngine::time`] times single runs instead.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn pipelined(
         &self,

@@ -16,6 +16,10 @@
 //! * Timing ([`Timing`], [`PipelineTiming`]) uses timestamp queries where the device has them.
 //!
 //! See `docs/GPU.md` for the kernels, bindings, scheduling and timing method.
+//!
+//! Most applications reach it through [`Engine::builder`](crate::Engine::builder) with
+//! [`Device::Gpu`](crate::Device::Gpu) or [`Device::Auto`](crate::Device::Auto);
+//! `examples/gpu_layers.rs` uses [`GpuContext::new`] and [`GpuEngine::new`] directly.
 
 // The `Backend` trait runs blocking: native only.
 #[cfg(not(target_arch = "wasm32"))]

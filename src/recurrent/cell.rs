@@ -1,9 +1,15 @@
 //! The element-wise cell update of LSTM and GRU layers, defined once for the CPU engine (f32)
 //! and the dense oracle (f64), in PyTorch's conventions.
+//!
+//! [`update`] is the float cell ([`CellFloat`]: `f32` and `f64`), [`update_fixed16`] the
+//! fixed16 one; the [module page of `recurrent`](super) shows the engine that calls them.
 
 use crate::format::CellKind;
 
 /// The arithmetic the cell update runs in.
+///
+/// Implemented for `f32` (the [`SequenceEngine`](super::SequenceEngine)) and `f64` (the
+/// [`SequenceOracle`](super::SequenceOracle)); [`update`] is generic over it.
 pub trait CellFloat: Copy + std::ops::Add<Output = Self> + std::ops::Mul<Output = Self> {
     /// `1 / (1 + e^(-x))`.
     fn sigmoid(self) -> Self;
@@ -47,6 +53,9 @@ impl CellFloat for f64 {
 /// * GRU (gates `r, z, n`): `r = σ(gx_r + gh_r)`, `z = σ(gx_z + gh_z)`,
 ///   `n = tanh(gx_n + r ⊙ gh_n)` (so `b_hn` is inside the reset product),
 ///   `h' = (1 − z) n + z h`. `c` is unused (pass an empty slice).
+///
+/// [`update_fixed16`] is the fixed16 counterpart; `examples/lstm_step.rs` calls this one for
+/// a dense LSTM step.
 pub fn update<T: CellFloat>(kind: CellKind, gx: &[T], gh: &[T], h: &mut [T], c: &mut [T]) {
     let n = h.len();
     match kind {
@@ -71,16 +80,26 @@ pub fn update<T: CellFloat>(kind: CellKind, gx: &[T], gh: &[T], h: &mut [T], c: 
 }
 
 /// Fraction bits of the fixed16 cell's gate outputs (`σ`, `tanh`) and of its cell state `c`.
+///
+/// Used by [`update_fixed16`].
 pub const GATE_FRAC: u32 = 15;
 /// Fraction bits of a fixed16 recurrent layer's output `h` (Q1.14: `|h| ≤ 1` holds exactly).
+///
+/// Used by [`update_fixed16`].
 pub const H_FRAC: u32 = 14;
 /// The fixed16 cell state `c` saturates at `±C_LIMIT / 2^15` (about ±512), so that it round
 /// trips exactly through an f32 state.
+///
+/// Used by [`update_fixed16`].
 pub const C_LIMIT: i64 = (1 << 24) - 1;
 /// The fixed16 `σ` and `tanh` tables cover `[-TABLE_RANGE, TABLE_RANGE]` in steps of
 /// `1 / TABLE_STEPS`; beyond it the end values hold.
+///
+/// See [`sigmoid_fixed16`] and [`tanh_fixed16`].
 pub const TABLE_RANGE: i64 = 8;
 /// Table entries per unit of input.
+///
+/// See [`TABLE_RANGE`].
 pub const TABLE_STEPS: i64 = 16;
 /// Entries of each fixed16 table.
 pub(crate) const TABLE_LEN: usize = (2 * TABLE_RANGE * TABLE_STEPS + 1) as usize;

@@ -10,6 +10,9 @@ use rayon::prelude::*;
 
 /// The recurrent state of one sequence: for each recurrent stage in order, its `h` (`H`
 /// values) and, for an LSTM, its `c` (`H` values). A new sequence starts from zeros.
+///
+/// Made by [`SequenceState::zeros`] (or [`SequenceEngine::zero_state`]); [`SequenceEngine::run`]
+/// advances it, and a [`SequenceStream`] carries one.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SequenceState {
     values: Vec<f32>,
@@ -17,6 +20,8 @@ pub struct SequenceState {
 
 impl SequenceState {
     /// The zero state of `model` (every `h` and `c` zero).
+    ///
+    /// See [`SequenceEngine::stream_from`] to resume from a state.
     pub fn zeros(model: &SequenceModel) -> Self {
         SequenceState {
             values: vec![0.0; model.state_size()],
@@ -47,11 +52,15 @@ impl SequenceState {
     }
 
     /// The values, in the order above.
+    ///
+    /// See [`SequenceState::from_values`] for the inverse.
     pub fn values(&self) -> &[f32] {
         &self.values
     }
 
     /// Consumes the state, returning its values.
+    ///
+    /// See [`SequenceState::from_values`] for the inverse.
     pub fn into_values(self) -> Vec<f32> {
         self.values
     }
@@ -254,11 +263,15 @@ impl SequenceEngine {
     }
 
     /// The model, as given.
+    ///
+    /// See [`SequenceEngine::new`].
     pub fn model(&self) -> &SequenceModel {
         &self.model
     }
 
     /// The engine's arithmetic.
+    ///
+    /// See [`Precision`].
     pub fn precision(&self) -> Precision {
         self.precision
     }
@@ -271,6 +284,8 @@ impl SequenceEngine {
     /// Runs one sequence of `steps` steps (`input` holds `steps × input_size` values, step
     /// after step) from `state`, which it leaves at the state after the last step. Returns
     /// the model's output at every step, `steps × output_size` values.
+    ///
+    /// [`SequenceEngine::stream`] runs the same step by step; see the [module example](super).
     pub fn run(&self, input: &[f32], steps: usize, state: &mut SequenceState) -> Result<Vec<f32>> {
         self.check(input, 1, steps)?;
         if state.values.len() != self.model.state_size() {
@@ -310,11 +325,16 @@ impl SequenceEngine {
     }
 
     /// A stream from the zero state, to run a sequence step by step as its inputs arrive.
+    ///
+    /// See [`SequenceStream::push`] and the [module example](super).
     pub fn stream(&self) -> SequenceStream<'_> {
         self.stream_from(self.zero_state())
     }
 
     /// A stream from `state`.
+    ///
+    /// The state comes from [`SequenceStream::state`], [`SequenceEngine::run`] or
+    /// [`SequenceState::from_values`].
     pub fn stream_from(&self, state: SequenceState) -> SequenceStream<'_> {
         SequenceStream {
             engine: self,
@@ -439,11 +459,15 @@ pub struct SequenceStream<'a> {
 
 impl SequenceStream<'_> {
     /// Runs one step (`x` holds `input_size` values); returns `output_size` values.
+    ///
+    /// See the [module example](super).
     pub fn push(&mut self, x: &[f32]) -> Result<Vec<f32>> {
         self.engine.run(x, 1, &mut self.state)
     }
 
     /// The state after the steps pushed so far.
+    ///
+    /// [`SequenceEngine::stream_from`] resumes from it.
     pub fn state(&self) -> &SequenceState {
         &self.state
     }

@@ -9,6 +9,28 @@
 //! * [`SequenceEngine`] runs a model on the CPU (f32 and f16), whole sequences or step by
 //!   step, with the state carried between calls.
 //! * [`SequenceOracle`] is the dense f64 oracle, [`cell`] the gate arithmetic both share.
+//!
+//! Start with a model file made by `eie compress` from PyTorch weights (or by
+//! [`compress_stages`] and [`SequenceModel::save`]), loaded with [`SequenceModel::load`], and a
+//! [`SequenceEngine`]; `examples/lstm_step.rs` times one step.
+//!
+//! ```
+//! # fn main() -> eie::Result<()> {
+//! use eie::recurrent::SequenceEngine;
+//! use eie::{Precision, SequenceModel};
+//! let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+//!     .join("assets/seqmnist/seqmnist-lstm.eie.safetensors");
+//! let engine = SequenceEngine::new(SequenceModel::load(&path)?, Precision::F32)?;
+//! let (inputs, outputs) = (engine.model().input_size(), engine.model().output_size());
+//! let mut stream = engine.stream(); // from the zero state
+//! for _ in 0..3 {
+//!     assert_eq!(stream.push(&vec![0.5; inputs])?.len(), outputs); // one step
+//! }
+//! let mut state = stream.state().clone();
+//! let _whole = engine.run(&vec![0.5; 4 * inputs], 4, &mut state)?; // four more at once
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod cell;
 mod engine;
@@ -27,6 +49,9 @@ use crate::format::{
 };
 
 /// A recurrent layer as imported: its two dense gate matrices in PyTorch's layout.
+///
+/// Read by [`pytorch::read_recurrent`]; a [`DenseStage::Recurrent`] of what
+/// [`compress_stages`] compresses.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DenseRecurrent {
     /// The layer's name.
@@ -42,6 +67,8 @@ pub struct DenseRecurrent {
 impl DenseRecurrent {
     /// Checks the shapes (`hh` is `[G × H, H]`, `ih` `[G × H, in]`) and values of both
     /// matrices.
+    ///
+    /// [`pytorch::read_recurrent`] builds one from a file.
     pub fn new(name: String, kind: CellKind, ih: DenseLayer, hh: DenseLayer) -> Result<Self> {
         ih.validate()?;
         hh.validate()?;
@@ -60,12 +87,17 @@ impl DenseRecurrent {
     }
 
     /// Hidden units `H`.
+    ///
+    /// See [`RecurrentLayer::hidden`] for the compressed layer's.
     pub fn hidden(&self) -> usize {
         self.hh.cols
     }
 }
 
 /// One stage of a dense sequence model, as imported.
+///
+/// Read by [`pytorch::load_dense_stages`]; [`compress_stages`] compresses them into a
+/// [`SequenceModel`]'s [`Stage`]s.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DenseStage {
     /// A fully-connected layer.
@@ -76,6 +108,8 @@ pub enum DenseStage {
 
 impl DenseStage {
     /// The stage's name.
+    ///
+    /// See [`Stage::name`] for the compressed stage's.
     pub fn name(&self) -> &str {
         match self {
             DenseStage::Fc(l) => &l.name,
@@ -84,6 +118,8 @@ impl DenseStage {
     }
 
     /// Inputs per step.
+    ///
+    /// See [`chains`].
     pub fn input_size(&self) -> usize {
         match self {
             DenseStage::Fc(l) => l.cols,
@@ -92,6 +128,8 @@ impl DenseStage {
     }
 
     /// Outputs per step.
+    ///
+    /// See [`chains`].
     pub fn output_size(&self) -> usize {
         match self {
             DenseStage::Fc(l) => l.rows,
@@ -101,6 +139,8 @@ impl DenseStage {
 
     /// The dense matrices, by the names per-layer settings use: the weight of a
     /// fully-connected layer, `W_ih` then `W_hh` of a recurrent one.
+    ///
+    /// [`compress_stages`] looks up each one's settings by name ([`CompressPlan::config_for`]).
     pub fn matrices(&self) -> Vec<&DenseLayer> {
         match self {
             DenseStage::Fc(l) => vec![l],
@@ -110,6 +150,8 @@ impl DenseStage {
 }
 
 /// Whether the stages chain: each takes as many inputs per step as the previous one gives.
+///
+/// Checked on [`DenseStage::input_size`] and [`DenseStage::output_size`].
 pub fn chains(stages: &[DenseStage]) -> bool {
     stages
         .windows(2)

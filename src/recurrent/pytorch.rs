@@ -1,6 +1,9 @@
 //! Reading recurrent layers from `.safetensors` files in PyTorch's naming: `nn.LSTM` / `nn.GRU`
 //! (`weight_ih_l{k}`, `weight_hh_l{k}`, `bias_ih_l{k}`, `bias_hh_l{k}`) and `nn.LSTMCell` /
 //! `nn.GRUCell` (`weight_ih`, `weight_hh`, `bias_ih`, `bias_hh`), under any name prefix.
+//!
+//! [`find_recurrent`] finds the layers among a file's tensor names, [`read_recurrent`] reads
+//! one, and [`load_dense_stages`] reads a whole model for [`super::compress_stages`].
 
 use super::{DenseRecurrent, DenseStage};
 use crate::compress::DenseLayer;
@@ -10,6 +13,8 @@ use crate::import::{SafetensorsFile, Tensor};
 use std::path::Path;
 
 /// One recurrent layer's tensor names, found from its `weight_hh` tensor.
+///
+/// Found by [`find_recurrent`]; [`read_recurrent`] reads the layer they name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecurrentNames {
     /// The layer's name: the prefix with `l{k}` appended for `nn.LSTM` / `nn.GRU` tensors
@@ -87,6 +92,8 @@ pub fn find_recurrent(names: &[String]) -> Result<Vec<RecurrentNames>> {
 
 /// Reads one recurrent layer: the kind from `weight_hh`'s shape (`[4H, H]`: LSTM, `[3H, H]`:
 /// GRU), `weight_ih` `[G × H, in]`, and each bias (`[G × H]`) when present.
+///
+/// The names come from [`find_recurrent`]; [`load_dense_stages`] reads a whole model.
 pub fn read_recurrent(file: &SafetensorsFile, names: &RecurrentNames) -> Result<DenseRecurrent> {
     let hh = file.tensor(&names.weight_hh)?;
     let ih = file.tensor(&names.weight_ih)?;

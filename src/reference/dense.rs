@@ -4,6 +4,9 @@ use rayon::prelude::*;
 
 /// The dense oracle: every layer's dequantised weights as a dense matrix, evaluated with `f64`
 /// accumulation. The yardstick every other backend is compared against.
+///
+/// Built by [`DenseOracle::try_new`]; [`crate::verify::verify`] compares every backend with it
+/// ([`crate::reference::ErrorStats`]).
 pub struct DenseOracle {
     layers: Vec<DenseLayer>,
     input_size: usize,
@@ -59,6 +62,8 @@ impl DenseOracle {
     }
 
     /// Runs a batch (`input.len()` a multiple of the input size); returns the outputs back to back.
+    ///
+    /// Compare with [`crate::reference::ErrorStats::compare`].
     pub fn run(&self, input: &[f32]) -> Result<Vec<f32>> {
         check_batch(self.input_size, input)?;
         let mut x = input.to_vec();

@@ -6,6 +6,10 @@ use crate::format::{entry_code, entry_run, Activation, EieLayer, Model, PeSlice}
 use rayon::prelude::*;
 
 /// Arithmetic of a run.
+///
+/// Chosen with [`EngineBuilder::precision`](crate::EngineBuilder::precision) (see the
+/// [guide](crate#build-an-engine)) or per call with [`CpuEngine::run`]; `docs/FIXED16.md` defines
+/// fixed16.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
@@ -22,9 +26,13 @@ pub enum Precision {
 
 impl Precision {
     /// Every precision, in the order reports list them.
+    ///
+    /// [`crate::backend::cpu_backends`] builds one engine per entry.
     pub const ALL: [Precision; 3] = [Precision::F32, Precision::Fixed16, Precision::F16];
 
     /// Name used on the command line and in reports.
+    ///
+    /// See [`Precision::ALL`].
     pub fn name(self) -> &'static str {
         match self {
             Precision::F32 => "f32",
@@ -546,6 +554,8 @@ fn rows_fixed16(
 
 /// Which walk of a layer's codes the CPU engine uses (fixed16 walks rows for one input at a
 /// time, and only where every row's sum provably fits an i32).
+///
+/// Forced with [`CpuEngine::with_walk`]; [`CpuEngine::walk_for`] says what `Auto` picks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CpuWalk {
@@ -564,6 +574,8 @@ pub enum CpuWalk {
 /// `cargo bench --bench cpu_walks` on the development machine, a 2-core AMD EPYC: 0.41–0.51).
 /// The column walk does a scattered read-modify-write per entry where the row walk gathers
 /// eight activations per instruction into registers.
+///
+/// Used by [`CpuEngine::walk_for`]; see [`SLICE_COST`].
 pub const ROW_SLOT_COST: f64 = 0.5;
 
 /// [`ROW_SLOT_COST`] for a tile of [`row_order::TILE`] inputs: the row walk keeps its sums in
@@ -577,9 +589,13 @@ pub const FIXED16_ROW_SLOT_COST: f64 = 0.75;
 
 /// Measured cost of starting one column slice of the column walk (pointer pair, loop exit the
 /// branch predictor misses), in entries.
+///
+/// Used by [`CpuEngine::walk_for`]; see [`ROW_SLOT_COST`].
 pub const SLICE_COST: f64 = 4.0;
 
 /// The kernels the CPU engine uses, as the bench report names them.
+///
+/// See [`CpuWalk`].
 pub fn cpu_engine_kernels() -> String {
     format!(
         "this crate's EIE engine ({}, {} rayon threads): f32 column walk (12-bit-run copy) where \
@@ -668,6 +684,8 @@ impl LayerWalks {
 /// PEs mean longer zero runs and so a few more padding entries, but far fewer slices. Measured
 /// single-threaded on the paper's layers, 2 PEs beat 4 to 64 PEs on NT-We, Alex-7, VGG-6 and
 /// NT-Wd, so the engine uses as many PEs as it has threads (rows permitting).
+///
+/// [`CpuEngine::new`] applies it to every layer; [`CpuEngine::as_stored`] does not.
 pub fn cpu_pes(layer: &EieLayer, threads: usize) -> usize {
     threads.clamp(1, layer.rows().max(1))
 }
@@ -688,6 +706,8 @@ impl CpuEngine {
 
     /// Wraps a model as stored, without re-interleaving. A layer whose row-ordered copy or
     /// column lengths cannot be held in memory is walked by columns only.
+    ///
+    /// [`CpuEngine::new`] re-interleaves instead (see [`cpu_pes`]).
     pub fn as_stored(model: Model) -> Self {
         let layers: Vec<Option<LayerWalks>> = model
             .layers()
@@ -716,12 +736,16 @@ impl CpuEngine {
 
     /// The same engine with the f32 / f16 walk forced (for measuring the crossover and for
     /// tests; results do not depend on it).
+    ///
+    /// See [`CpuWalk`].
     pub fn with_walk(mut self, walk: CpuWalk) -> Self {
         self.walk = walk;
         self
     }
 
     /// The model this engine runs (at the engine's PE counts).
+    ///
+    /// See [`CpuEngine::new`] and [`cpu_pes`].
     pub fn model(&self) -> &Model {
         &self.model
     }

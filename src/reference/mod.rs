@@ -1,5 +1,9 @@
 //! The CPU model: a dense oracle and EIE's sparse matrix-vector product computed straight from
 //! the compressed format in hardware order, in f32 and in 16-bit fixed point.
+//!
+//! [`CpuEngine`] is the engine behind [`Engine`](crate::Engine)'s CPU device (run it directly
+//! for per-call precision); [`DenseOracle`] is the dense yardstick and [`ErrorStats`] the
+//! comparison [`crate::verify`] makes with it; [`row_order`] holds the row walk's copy.
 
 mod column_walk;
 mod dense;
@@ -13,6 +17,9 @@ pub use eie::{
 };
 
 /// How far one result is from another.
+///
+/// Made by [`ErrorStats::compare`]; [`crate::verify::verify`] reports one per backend against
+/// [`DenseOracle`], held to [`crate::verify::tolerance`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub struct ErrorStats {
     /// Largest absolute difference.

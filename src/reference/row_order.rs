@@ -17,9 +17,13 @@ use crate::error::{try_filled, try_with_capacity, Result};
 use crate::format::{entry_code, entry_run, EieLayer};
 
 /// Rows walked together: one independent sum per row, so the adds of a group overlap.
+///
+/// See [`RowCodes`].
 pub const GROUP: usize = 8;
 
 /// Inputs a tile of the batched kernels multiplies each weight into (two AVX2 registers).
+///
+/// See [`RowCodes`].
 pub const TILE: usize = 16;
 
 /// Rows of a group the batched kernel walks at once: `HALF * TILE` sums stay in registers.
@@ -53,6 +57,8 @@ pub struct RowCodes {
 impl RowCodes {
     /// Builds the row-ordered copy of `layer`'s codes (any PE count). Fails where memory runs
     /// out, or where padding the row groups would take more than four slots per weight.
+    ///
+    /// [`crate::CpuEngine`] builds one per layer; see the [module docs](self).
     pub fn new(layer: &EieLayer) -> Result<Self> {
         let (rows, cols, pes) = (layer.rows(), layer.cols(), layer.pes());
         // Row lengths, then the row-major (column, code) lists by a counting pass.
@@ -131,6 +137,8 @@ impl RowCodes {
     }
 
     /// Memory held, in bytes.
+    ///
+    /// See [`RowCodes::new`].
     pub fn bytes(&self) -> usize {
         let col = match &self.columns {
             Columns::Narrow(c) => c.len() * 2,
@@ -140,6 +148,8 @@ impl RowCodes {
     }
 
     /// Row groups in `0..groups()`.
+    ///
+    /// Each of [`GROUP`] rows.
     pub fn groups(&self) -> usize {
         self.step_ptr.len() - 1
     }
@@ -228,6 +238,8 @@ impl RowCodes {
     }
 
     /// Rows of the layer.
+    ///
+    /// See [`RowCodes::groups`].
     pub fn rows(&self) -> usize {
         self.rows
     }
@@ -325,6 +337,8 @@ pub struct FixedTerms {
 
 impl FixedTerms {
     /// The terms of a fixed16 codebook.
+    ///
+    /// `codebook` comes from [`crate::fixed16::FixedCodebook::new`].
     pub fn new(codebook: &crate::fixed16::FixedCodebook) -> Self {
         let mut table = [0i32; 256];
         for (t, &v) in table.iter_mut().zip(&codebook.values) {
@@ -344,6 +358,8 @@ impl FixedTerms {
     }
 
     /// One product term.
+    ///
+    /// See [`crate::fixed16::product_term`].
     #[inline(always)]
     pub fn term(&self, a: i32, c: i32) -> i32 {
         let p = a * c;

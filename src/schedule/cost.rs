@@ -12,6 +12,9 @@
 //!   the reduction; also given alone as `partial_sums`);
 //! * `activations`: input values read;
 //! * `output`: output values and bitmap words written.
+//!
+//! Start with [`model_costs`] (or [`model_costs_on`] with a [`latency::DeviceProfile`]): a
+//! [`KernelCost`] per kernel and layer.
 
 pub mod fit;
 pub mod history;
@@ -25,6 +28,8 @@ use latency::{DeviceProfile, DispatchWork, LatencyWork, PathStats, WorkPath};
 use serde::Serialize;
 
 /// Modelled bytes of one run.
+///
+/// The `bytes` of a [`KernelCost`]; the [module docs](self) define the categories.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Bytes {
     /// Weights proper.
@@ -41,12 +46,16 @@ pub struct Bytes {
 
 impl Bytes {
     /// All bytes read and written (`partial_sums` is part of `metadata`).
+    ///
+    /// See [`Bytes`].
     pub fn total(&self) -> u64 {
         self.entries + self.metadata + self.activations + self.output
     }
 }
 
 /// Entries (weights) one invocation decodes in a run.
+///
+/// The `entries_per_lane` of a [`KernelCost`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct PerLane {
     /// The busiest invocation's count.
@@ -56,6 +65,9 @@ pub struct PerLane {
 }
 
 /// One kernel on one layer at one batch size.
+///
+/// Returned by [`eie()`], [`eie_rows`], [`csr`], [`dense`] and, for a whole model,
+/// [`model_costs`] / [`model_costs_on`]; `eie plan` prints them.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct KernelCost {
     /// Layer name.
@@ -87,6 +99,8 @@ pub struct KernelCost {
 
 impl KernelCost {
     /// Metadata bytes (partial sums included) over entry bytes (0 when there are no entries).
+    ///
+    /// See [`Bytes`].
     pub fn metadata_ratio(&self) -> f64 {
         if self.bytes.entries == 0 {
             0.0
@@ -96,6 +110,8 @@ impl KernelCost {
     }
 
     /// This cost with its modelled µs on `profile`.
+    ///
+    /// See [`DeviceProfile::modelled_us`]; [`model_costs_on`] applies it to every row.
     pub fn with_profile(mut self, profile: &DeviceProfile) -> KernelCost {
         self.modelled_us = Some(profile.modelled_us(&self.work));
         self
@@ -230,6 +246,8 @@ pub(crate) fn listed_columns(inputs: &[&[f32]], cols: usize) -> Vec<usize> {
 /// loaded meanwhile) and the workgroup meets at a barrier. With S > 1 slices the walk writes
 /// partial sums and a second dispatch (`eie_reduce.wgsl`, one invocation per row and input)
 /// adds them in slice order; with S == 1 the write-back is fused.
+///
+/// Returns a [`KernelCost`]; [`model_costs`] calls it for every layer.
 pub fn eie(
     layer: &EieLayer,
     plan: &EieLayerPlan,
@@ -408,6 +426,8 @@ pub fn eie(
 /// every activation of a row's columns gathered). With one lane per row (CPU adapters) each
 /// invocation walks its row serially with no reduction; with more, the lanes take one entry
 /// each, find its column from word-wide sums of the runs, and their sums meet in a tree.
+///
+/// Returns a [`KernelCost`]; see [`eie()`] for the column walk.
 pub fn eie_rows(
     layer: &EieLayer,
     input: &[f32],
@@ -541,6 +561,8 @@ pub(crate) fn eie_rows_with(
 
 /// The plain CSR kernel (`csr_spmv.wgsl`: 8 rows and 4 inputs per workgroup, 32 lanes per
 /// row, f32 values and u32 column indices, no activation skipping).
+///
+/// Returns a [`KernelCost`]; [`model_costs`] includes it.
 pub fn csr(layer: &EieLayer, input: &[f32]) -> Result<KernelCost> {
     let batch = check_input(layer, input)?;
     let rows = layer.rows();
@@ -602,6 +624,8 @@ pub fn csr(layer: &EieLayer, input: &[f32]) -> Result<KernelCost> {
 /// The dense kernel (`dense_gemv.wgsl`: 8 rows and 4 inputs per workgroup, 32 lanes per row
 /// streaming vec4 words; one dispatch per row tile of `tiles`, each tile of about
 /// `rows / tiles` rows).
+///
+/// Returns a [`KernelCost`]; [`model_costs`] includes it.
 pub fn dense(layer: &EieLayer, input: &[f32], tiles: usize) -> Result<KernelCost> {
     let batch = check_input(layer, input)?;
     let (rows, cols) = (layer.rows(), layer.cols());
@@ -661,6 +685,8 @@ pub fn dense(layer: &EieLayer, input: &[f32], tiles: usize) -> Result<KernelCost
 /// (`gpu-eie-columns/f32`, `gpu-eie-rows/f32`), dense and CSR; each layer's input being the
 /// previous layer's output on the CPU model (f32), with PEs from `pes` on a device with
 /// `limits`.
+///
+/// [`model_costs_on`] adds a device profile's modelled µs; `examples/latency_fit.rs` uses it.
 pub fn model_costs(
     model: &crate::format::Model,
     input: &[f32],

@@ -7,12 +7,18 @@
 //! needs a constant, checked against them by `tests/shaders.rs`), and the planners check a layer
 //! against the limits of the device it will run on so that a layer that cannot fit is a typed
 //! error, never a bad dispatch.
+//!
+//! Start with [`EieLayerPlan::new`] for one layer on a device's [`DeviceLimits`] (what the GPU
+//! engine plans); [`cost`] models what it costs (`eie plan`), and [`dense_tiles`] splits the
+//! dense baseline.
 
 use crate::error::{Error, Result};
 
 pub mod cost;
 
 /// Invocations per workgroup of every kernel.
+///
+/// Shared with every kernel in `shaders/` (see the [module docs](self)).
 pub const WORKGROUP_SIZE: usize = 256;
 /// Workgroup-memory words the EIE kernel keeps accumulators in at the WebGPU default limit
 /// (16 KiB; `ACC_WORDS` of `eie_spmv.wgsl` is sized per device by
@@ -21,22 +27,36 @@ pub const WORKGROUP_SIZE: usize = 256;
 pub const EIE_ACC_WORDS: usize = 2560;
 /// Listed columns one EIE workgroup compacts at a time, over the inputs of a tile
 /// (`LIST_WORDS` in `eie_spmv.wgsl`: a chunk is `LIST_WORDS / tile` columns).
+///
+/// Shared with the kernels (see the [module docs](self)); [`EieLaunch`] plans with it.
 pub const EIE_LIST_WORDS: usize = 512;
 /// Most inputs one EIE workgroup computes together when the batch is larger than one: each
 /// column's entries are decoded once for the whole tile.
+///
+/// The default [`DeviceLimits::batch_tile`]; see [`EieLaunch`].
 pub const EIE_BATCH_TILE: usize = 4;
 /// Most rows one EIE PE may own: a tile's accumulators must fit with one column group at the
 /// default limit.
+///
+/// [`pe_bounds`] gives a layer at least `rows / EIE_MAX_LOCAL_ROWS` PEs (rounded up).
 pub const EIE_MAX_LOCAL_ROWS: usize = EIE_ACC_WORDS / EIE_BATCH_TILE;
 /// Most column groups of an EIE workgroup (at least 16 lanes share a column slice).
+///
+/// A [`ScheduleOverride`] may force at most this many; see [`EieLaunch`].
 pub const EIE_MAX_GROUPS: usize = 16;
 /// Largest codebook the EIE kernel holds in workgroup memory (8-bit indices).
+///
+/// Counted in [`EIE_FIXED_WORKGROUP_WORDS`].
 pub const EIE_MAX_CODES: usize = 256;
 /// Workgroup-memory words of the EIE kernel besides its accumulators: listed columns and their
 /// activations, codebook, bitmap words, per-group counts and the step count.
+///
+/// See [`EIE_WORKGROUP_BYTES`].
 pub const EIE_FIXED_WORKGROUP_WORDS: usize =
     2 * EIE_LIST_WORDS + EIE_MAX_CODES + EIE_LIST_WORDS / 32 + EIE_MAX_GROUPS + 1;
 /// Workgroup memory the EIE kernel declares at the default limit, in bytes.
+///
+/// See [`DeviceLimits::eie_acc_words`].
 pub const EIE_WORKGROUP_BYTES: usize = 4 * (EIE_ACC_WORDS + EIE_FIXED_WORKGROUP_WORDS);
 const _: () = assert!(
     EIE_WORKGROUP_BYTES <= 16384,
@@ -44,34 +64,53 @@ const _: () = assert!(
 );
 /// Bytes of column pointers one EIE workgroup reads per listed column (the pair `p[j]`,
 /// `p[j + 1]` of its PE).
+///
+/// Used by [`auto_pes`] with [`EIE_METADATA_SHARE`].
 pub const EIE_POINTER_BYTES: usize = 8;
 /// The share of a layer's entry bytes the automatic plan lets pointer reads take: it picks
 /// the most PEs for which `PEs * EIE_POINTER_BYTES <= EIE_METADATA_SHARE * entry bytes per
 /// column`, so that metadata stays below the entries it locates.
+///
+/// Used by [`auto_pes`] ([`PePlan::Auto`]).
 pub const EIE_METADATA_SHARE: f64 = 0.7;
 /// Workgroups the scheduler aims for per EIE dispatch on a GPU: columns are split into slices
 /// until PEs × slices × tiles reaches it, to fill a large GPU at batch 1.
+///
+/// [`DeviceLimits::target_workgroups`] on a GPU; see [`eie_launches`].
 pub const EIE_TARGET_WORKGROUPS: usize = 1024;
 /// The same aim on a CPU adapter (lavapipe, WARP), which runs a workgroup's invocations as
 /// loops on a few cores: every workgroup and barrier costs microseconds there, so a few large
 /// workgroups per core serve it better.
+///
+/// [`DeviceLimits::for_cpu_adapter`] sets it.
 pub const EIE_TARGET_WORKGROUPS_CPU: usize = 32;
 
 /// Invocations per row of the row walk (`LANES` of `eie_spmv_rows.wgsl`) on a GPU: a row's
 /// entries are read coalesced by its lanes and their sums reduced in a tree.
+///
+/// [`DeviceLimits::row_lanes`] on a GPU.
 pub const EIE_ROW_LANES: usize = 32;
 /// The row walk stores 16-bit entries (8-bit runs) where their bytes, padding included, are at
 /// most this share of the 8-bit entries' (4-bit runs): sparse rows whose long gaps would need
 /// many padding entries.
+///
+/// See [`Walk::Rows`].
 pub const EIE_ROW_WIDE_SHARE: f64 = 1.25;
 
 /// Rows one dense-GEMV or CSR workgroup computes (32 invocations per row).
+///
+/// See [`dense_tiles`].
 pub const ROWS_PER_WORKGROUP: usize = 8;
 /// Inputs the dense and CSR kernels compute together per weight load.
+///
+/// Shared with the dense and CSR kernels (see the [module docs](self)).
 pub const BATCH_TILE: usize = 4;
 
 /// The device limits the planners respect (a copy of the relevant `wgpu::Limits` fields, so the
 /// planning builds and is tested without the `gpu` feature).
+///
+/// Every planner here takes them ([`EieLayerPlan::new`], [`dense_tiles`]);
+/// [`DeviceLimits::for_cpu_adapter`] adjusts them for a CPU adapter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeviceLimits {
     /// Largest storage-buffer binding, in bytes.
@@ -137,6 +176,8 @@ impl DeviceLimits {
     }
 
     /// The largest single binding the device accepts (binding and buffer limits together).
+    ///
+    /// [`dense_tiles`] splits matrices to fit it.
     pub fn max_binding(&self) -> u64 {
         self.max_storage_buffer_binding_size
             .min(self.max_buffer_size)
@@ -161,6 +202,9 @@ impl From<&wgpu::Limits> for DeviceLimits {
 
 /// How the number of PEs of each layer is chosen on the GPU (each PE is a row of
 /// workgroups of the EIE kernel, one per column slice).
+///
+/// Resolved per layer by [`plan_pes`]; the GPU engine's options (`gpu::EngineOptions::pes`,
+/// feature `gpu`) and `eie plan --pes` set it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum PePlan {
     /// Chosen per layer by [`auto_pes`]: the most PEs whose column pointers stay within
@@ -226,6 +270,8 @@ fn clamp_pes(want: usize, rows: usize, min: usize, max: usize) -> usize {
 
 /// The PE count a plan gives a layer whose file interleaving is `file_pes` and whose entries
 /// take `entry_bytes`.
+///
+/// See [`PePlan`] and [`pe_bounds`].
 pub fn plan_pes(
     plan: PePlan,
     rows: usize,
@@ -253,6 +299,8 @@ pub fn plan_pes(
 }
 
 /// How the EIE kernels walk a layer's codes.
+///
+/// Chosen by [`EieLayerPlan::new`] or forced by [`ScheduleOverride`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize)]
 pub enum Walk {
     /// EIE's dataflow (`eie_spmv.wgsl`): the columns of the non-zero activations only, each PE
@@ -266,6 +314,8 @@ pub enum Walk {
 
 impl Walk {
     /// `columns` or `rows`.
+    ///
+    /// See [`Walk`].
     pub fn name(self) -> &'static str {
         match self {
             Walk::Columns => "columns",
@@ -320,6 +370,8 @@ impl ScheduleOverride {
     }
 
     /// Each setting of `self`, else the one of `other`.
+    ///
+    /// See [`ScheduleOverride::from_env`].
     pub fn or(self, other: Self) -> Self {
         ScheduleOverride {
             walk: self.walk.or(other.walk),
@@ -332,6 +384,8 @@ impl ScheduleOverride {
     }
 
     /// Whether nothing is forced.
+    ///
+    /// See [`ScheduleOverride`].
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
     }
@@ -410,6 +464,8 @@ impl std::fmt::Display for ScheduleOverride {
 
 /// How one EIE dispatch covers a layer: the specialisation of `eie_spmv.wgsl` (`TILE`,
 /// `GROUPS`) and the column slices.
+///
+/// Made by [`eie_launches`]; [`EieLayerPlan::launch`] picks one per batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct EieLaunch {
     /// Inputs per workgroup (1 at batch 1, the device's batch tile otherwise).
@@ -432,12 +488,16 @@ pub struct EieLaunch {
 
 impl EieLaunch {
     /// Workgroups along x (slices × PEs) and y (tiles) for `batch` inputs.
+    ///
+    /// See [`EieLaunch::dispatches`].
     pub fn grid(&self, pes: usize, batch: usize) -> (usize, usize) {
         (self.slices * pes, batch.div_ceil(self.tile).max(1))
     }
 
     /// Dispatches per run: the walk, and the reduction of the partial sums when the columns
     /// are split.
+    ///
+    /// See [`EieLaunch::grid`].
     pub fn dispatches(&self) -> u32 {
         if self.slices > 1 {
             2
@@ -541,6 +601,8 @@ pub fn eie_launches(
 
 /// A layer's GPU schedule: its walk, its PEs and the launches at batch 1 and for larger
 /// batches.
+///
+/// [`cost`] models its work and time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct EieLayerPlan {
     /// The walk.
@@ -560,6 +622,8 @@ pub struct EieLayerPlan {
 impl EieLayerPlan {
     /// Plans a layer of `rows x cols` whose entries take `entry_bytes` (at its file
     /// interleaving `file_pes`), walked by columns, as the planner picks for `limits`.
+    ///
+    /// [`EieLayerPlan::with_override`] applies a [`ScheduleOverride`].
     pub fn new(
         plan: PePlan,
         rows: usize,
@@ -608,6 +672,8 @@ impl EieLayerPlan {
     }
 
     /// The launch that serves `batch` inputs.
+    ///
+    /// See [`EieLaunch`].
     pub fn launch(&self, batch: usize) -> &EieLaunch {
         if batch <= 1 {
             &self.single
@@ -617,12 +683,16 @@ impl EieLayerPlan {
     }
 
     /// Rows one workgroup of the row walk computes.
+    ///
+    /// See [`Walk::Rows`].
     pub fn rows_per_workgroup(&self) -> usize {
         WORKGROUP_SIZE / self.row_lanes
     }
 }
 
 /// A block of consecutive rows of a dense matrix stored in one binding.
+///
+/// Returned by [`dense_tiles`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RowTile {
     /// First row.
@@ -633,6 +703,8 @@ pub struct RowTile {
 
 /// Splits a dense `rows x cols` f32 matrix (rows padded to a multiple of 4 columns) into row
 /// tiles that each fit one storage binding and one dispatch.
+///
+/// Each a [`RowTile`], within [`DeviceLimits::max_binding`].
 pub fn dense_tiles(rows: usize, cols: usize, limits: &DeviceLimits) -> Result<Vec<RowTile>> {
     if rows == 0 || cols == 0 {
         return Err(Error::Shape(format!("empty layer {rows}x{cols}")));
@@ -658,6 +730,9 @@ pub fn dense_tiles(rows: usize, cols: usize, limits: &DeviceLimits) -> Result<Ve
 }
 
 /// Splits `batch` inputs into consecutive runs of at most `max_batch`: `(first, count)`.
+///
+/// For example `batch_chunks(10, 4)` is `[(0, 4), (4, 4), (8, 2)]`; see [`DeviceLimits`] for
+/// the other planners.
 pub fn batch_chunks(batch: usize, max_batch: usize) -> Vec<(usize, usize)> {
     let step = max_batch.max(1);
     (0..batch)

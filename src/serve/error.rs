@@ -2,6 +2,9 @@
 //! one-line message.
 
 /// What kind of failure a request met.
+///
+/// The kind of a [`ServeError`]; each maps to an HTTP status ([`ServeError::status`]) and a
+/// gRPC code ([`ServeError::to_status`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
     /// The request is malformed or does not fit the model (HTTP 400, gRPC `INVALID_ARGUMENT`).
@@ -17,6 +20,9 @@ pub enum ErrorKind {
 }
 
 /// A request's failure: its kind and a one-line message for the client.
+///
+/// Its [`ErrorKind`] decides the status the client sees; the [module docs](super) list the
+/// codes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServeError {
     kind: ErrorKind,
@@ -25,6 +31,8 @@ pub struct ServeError {
 
 impl ServeError {
     /// A failure of `kind`.
+    ///
+    /// See [`ErrorKind`].
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         ServeError {
             kind,
@@ -33,26 +41,36 @@ impl ServeError {
     }
 
     /// A malformed request.
+    ///
+    /// An [`ErrorKind::BadRequest`].
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::BadRequest, message)
     }
 
     /// An unknown model or version.
+    ///
+    /// An [`ErrorKind::NotFound`].
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::NotFound, message)
     }
 
     /// The kind.
+    ///
+    /// See [`ErrorKind`].
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
 
     /// The message.
+    ///
+    /// See [`ServeError::kind`].
     pub fn message(&self) -> &str {
         &self.message
     }
 
     /// The HTTP status code.
+    ///
+    /// See [`ErrorKind`].
     pub fn status(&self) -> u16 {
         match self.kind {
             ErrorKind::BadRequest => 400,
@@ -64,6 +82,8 @@ impl ServeError {
     }
 
     /// The gRPC status.
+    ///
+    /// See [`ErrorKind`].
     pub fn to_status(&self) -> tonic::Status {
         let code = match self.kind {
             ErrorKind::BadRequest => tonic::Code::InvalidArgument,
@@ -76,6 +96,8 @@ impl ServeError {
     }
 
     /// The label `/metrics` counts failures under.
+    ///
+    /// See [`ErrorKind`] and the [module docs](super) on metrics.
     pub fn label(&self) -> &'static str {
         match self.kind {
             ErrorKind::BadRequest => "bad_request",

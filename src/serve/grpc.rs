@@ -23,13 +23,21 @@ use tonic::server::{Grpc, NamedService};
 use tonic::{Code, Status};
 
 /// The protocol's messages.
+///
+/// The message types of the `inference` package, for a gRPC client of [`super::Server`] (at
+/// [`super::Server::grpc_addr`]): `examples/serve_load.rs` and `tests/serve.rs` send
+/// [`ModelInferRequest`]s with `tonic`.
 pub mod proto {
     use std::collections::HashMap;
 
     /// `ServerLive` request.
+    ///
+    /// Answered by [`ServerLiveResponse`].
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct ServerLiveRequest {}
     /// `ServerLive` response.
+    ///
+    /// The answer to [`ServerLiveRequest`].
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct ServerLiveResponse {
         /// Whether the server is live.
@@ -37,9 +45,13 @@ pub mod proto {
         pub live: bool,
     }
     /// `ServerReady` request.
+    ///
+    /// Answered by [`ServerReadyResponse`].
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct ServerReadyRequest {}
     /// `ServerReady` response.
+    ///
+    /// The answer to [`ServerReadyRequest`].
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct ServerReadyResponse {
         /// Whether the server is ready.
@@ -47,6 +59,8 @@ pub mod proto {
         pub ready: bool,
     }
     /// `ModelReady` request.
+    ///
+    /// Answered by [`ModelReadyResponse`].
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct ModelReadyRequest {
         /// The model.
@@ -57,6 +71,8 @@ pub mod proto {
         pub version: String,
     }
     /// `ModelReady` response.
+    ///
+    /// The answer to [`ModelReadyRequest`].
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct ModelReadyResponse {
         /// Whether the model is ready.
@@ -64,9 +80,13 @@ pub mod proto {
         pub ready: bool,
     }
     /// `ServerMetadata` request.
+    ///
+    /// Answered by [`ServerMetadataResponse`].
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct ServerMetadataRequest {}
     /// `ServerMetadata` response.
+    ///
+    /// The answer to [`ServerMetadataRequest`].
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct ServerMetadataResponse {
         /// The server's name.
@@ -80,6 +100,8 @@ pub mod proto {
         pub extensions: Vec<String>,
     }
     /// `ModelMetadata` request.
+    ///
+    /// Answered by [`ModelMetadataResponse`].
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct ModelMetadataRequest {
         /// The model.
@@ -90,6 +112,8 @@ pub mod proto {
         pub version: String,
     }
     /// A tensor's name, data type and shape (`-1`: any size).
+    ///
+    /// Part of a [`ModelMetadataResponse`].
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct TensorMetadata {
         /// The name.
@@ -103,6 +127,8 @@ pub mod proto {
         pub shape: Vec<i64>,
     }
     /// `ModelMetadata` response.
+    ///
+    /// The answer to [`ModelMetadataRequest`].
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct ModelMetadataResponse {
         /// The model.
@@ -122,6 +148,8 @@ pub mod proto {
         pub outputs: Vec<TensorMetadata>,
     }
     /// A request or tensor parameter.
+    ///
+    /// In the `parameters` of a [`ModelInferRequest`] or its tensors.
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct InferParameter {
         /// The value.
@@ -129,6 +157,8 @@ pub mod proto {
         pub parameter_choice: Option<Parameter>,
     }
     /// A parameter's value.
+    ///
+    /// See [`InferParameter`].
     #[derive(Clone, PartialEq, prost::Oneof)]
     pub enum Parameter {
         /// A boolean.
@@ -148,6 +178,8 @@ pub mod proto {
         Uint64Param(u64),
     }
     /// A tensor's values in typed form.
+    ///
+    /// The `contents` of an [`InferInputTensor`].
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct InferTensorContents {
         /// BOOL.
@@ -176,6 +208,8 @@ pub mod proto {
         pub bytes_contents: Vec<Vec<u8>>,
     }
     /// An input tensor of a request.
+    ///
+    /// Part of a [`ModelInferRequest`]; see [`super::INPUT_NAME`].
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct InferInputTensor {
         /// The name.
@@ -195,6 +229,8 @@ pub mod proto {
         pub contents: Option<InferTensorContents>,
     }
     /// An output a request asks for.
+    ///
+    /// Part of a [`ModelInferRequest`]; see [`super::OUTPUT_NAME`].
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct InferRequestedOutputTensor {
         /// The name.
@@ -205,6 +241,8 @@ pub mod proto {
         pub parameters: HashMap<String, InferParameter>,
     }
     /// `ModelInfer` request.
+    ///
+    /// Answered by [`ModelInferResponse`]; `examples/serve_load.rs` builds one.
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct ModelInferRequest {
         /// The model.
@@ -230,6 +268,8 @@ pub mod proto {
         pub raw_input_contents: Vec<Vec<u8>>,
     }
     /// An output tensor of a response.
+    ///
+    /// Part of a [`ModelInferResponse`].
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct InferOutputTensor {
         /// The name.
@@ -249,6 +289,8 @@ pub mod proto {
         pub contents: Option<InferTensorContents>,
     }
     /// `ModelInfer` response.
+    ///
+    /// The answer to [`ModelInferRequest`].
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct ModelInferResponse {
         /// The model.

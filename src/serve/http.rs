@@ -23,6 +23,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// The header that carries the JSON part's length in a binary request or response.
+///
+/// `examples/serve_load.rs` sends binary requests with it; see [`super::EXTENSIONS`].
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
 
 /// The REST routes.

@@ -57,13 +57,22 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// The server's name in its metadata.
+///
+/// Returned by `GET /v2` and gRPC `ServerMetadata` ([`proto::ServerMetadataResponse`]).
 pub const SERVER_NAME: &str = "eie";
 /// Every model's platform in its metadata.
+///
+/// Returned in the model metadata ([`proto::ModelMetadataResponse::platform`]).
 pub const PLATFORM: &str = "eie";
 /// The protocol extensions the server supports.
+///
+/// Returned in the server metadata ([`proto::ServerMetadataResponse::extensions`]); see
+/// [`HEADER_LENGTH`] for `binary_tensor_data`.
 pub const EXTENSIONS: &[&str] = &["binary_tensor_data"];
 
 /// Which engine serves the models.
+///
+/// The `backend` of a [`ServeConfig`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Backend {
     /// The EIE CPU engine.
@@ -76,6 +85,8 @@ pub enum Backend {
 }
 
 /// Which GPUs serve each model (one engine per adapter).
+///
+/// The `devices` of a [`ServeConfig`]; `eie devices` lists the positions.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Devices {
     /// Every hardware adapter of the best backend (Vulkan, Metal or DX12 before OpenGL).
@@ -86,6 +97,8 @@ pub enum Devices {
 }
 
 /// A model to serve under a name.
+///
+/// The `models` of a [`ServeConfig`]; see the [module example](self).
 #[derive(Clone, Debug)]
 pub struct ModelSpec {
     /// The name clients use.
@@ -96,6 +109,8 @@ pub struct ModelSpec {
 
 impl ModelSpec {
     /// `model` served as `name`.
+    ///
+    /// See the [module example](self).
     pub fn new(name: impl Into<String>, model: Model) -> Self {
         ModelSpec {
             name: name.into(),
@@ -105,6 +120,9 @@ impl ModelSpec {
 }
 
 /// How to serve.
+///
+/// Given to [`Server::start`]; [`ServeConfig::new`] fills in the defaults (see the
+/// [module example](self)).
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
     /// The models (at least one, distinct names).
@@ -129,6 +147,8 @@ pub struct ServeConfig {
 
 impl ServeConfig {
     /// `models` with every default.
+    ///
+    /// See the [module example](self); set the other fields afterwards.
     pub fn new(models: Vec<ModelSpec>) -> Self {
         ServeConfig {
             models,
@@ -195,6 +215,8 @@ impl State {
 }
 
 /// A model as loaded: its name and the engines serving it.
+///
+/// Listed by [`Server::models`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoadedModel {
     /// The model's name.
@@ -206,6 +228,9 @@ pub struct LoadedModel {
 }
 
 /// A running server.
+///
+/// Started by [`Server::start`] (see the [module example](self)), stopped by [`Server::stop`] or
+/// a [`Stopper`], awaited with [`Server::wait`]; `examples/serve_load.rs` drives one.
 pub struct Server {
     state: Arc<State>,
     http_addr: Option<SocketAddr>,
@@ -219,6 +244,8 @@ impl Server {
     /// Builds every model's engines (off the async threads), binds the listeners and starts
     /// serving. Fails on a bad configuration, an engine that cannot be built or an address
     /// that cannot be bound; nothing keeps running then.
+    ///
+    /// See the [module example](self); [`Server::wait`] awaits the end.
     pub async fn start(config: ServeConfig) -> Result<Server> {
         if config.models.is_empty() {
             return Err(Error::InvalidArgument("no model to serve".into()));
@@ -339,21 +366,29 @@ impl Server {
     }
 
     /// Where the REST endpoints listen (the bound address: port 0 becomes the port taken).
+    ///
+    /// See [`ServeConfig::http`].
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_addr
     }
 
     /// Where the gRPC service listens.
+    ///
+    /// See [`ServeConfig::grpc`]; [`proto`] has the messages.
     pub fn grpc_addr(&self) -> Option<SocketAddr> {
         self.grpc_addr
     }
 
     /// The models and their engines.
+    ///
+    /// Each a [`LoadedModel`].
     pub fn models(&self) -> &[LoadedModel] {
         &self.loaded
     }
 
     /// A handle that stops the server from anywhere (a signal handler, a test).
+    ///
+    /// See [`Stopper`].
     pub fn stopper(&self) -> Stopper {
         Stopper {
             state: self.state.clone(),
@@ -362,6 +397,9 @@ impl Server {
     }
 
     /// Stops accepting connections and requests; requests already accepted are answered.
+    ///
+    /// [`Server::wait`] returns once they are; [`Server::stopper`] gives a handle that can do the
+    /// same from elsewhere.
     pub fn stop(&self) {
         self.stopper().stop();
     }
@@ -395,6 +433,8 @@ pub struct Stopper {
 
 impl Stopper {
     /// Stops accepting; accepted requests are still answered.
+    ///
+    /// See [`Server::stop`].
     pub fn stop(&self) {
         self.state.stopping.store(true, Ordering::Relaxed);
         let _ = self.stop.send(true);

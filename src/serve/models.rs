@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// The one version every model is served as.
+///
+/// See [`super::LoadedModel`] and [`super::proto::ModelReadyRequest::version`].
 pub const MODEL_VERSION: &str = "1";
 
 /// One engine of a model, behind its batcher.

@@ -10,11 +10,18 @@ use super::error::ServeError;
 use half::f16;
 
 /// The name of every model's one input tensor.
+///
+/// See [`super::proto::InferInputTensor::name`].
 pub const INPUT_NAME: &str = "input";
 /// The name of every model's one output tensor.
+///
+/// See [`super::proto::InferOutputTensor::name`].
 pub const OUTPUT_NAME: &str = "output";
 
 /// An input data type the server accepts.
+///
+/// The `datatype` of an input ([`super::proto::InferInputTensor::datatype`]); see
+/// [`DataType::parse`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DataType {
     /// 32-bit IEEE float, taken as it is.
@@ -27,6 +34,8 @@ pub enum DataType {
 
 impl DataType {
     /// Parses the protocol's name (`FP32`, `FP16`, `UINT8`).
+    ///
+    /// An unknown name is a [`ServeError`] of kind [`super::ErrorKind::BadRequest`].
     pub fn parse(name: &str) -> Result<DataType, ServeError> {
         match name {
             "FP32" => Ok(DataType::Fp32),
@@ -39,6 +48,8 @@ impl DataType {
     }
 
     /// Bytes per element in raw (binary) form.
+    ///
+    /// See [`DataType`].
     pub fn element_bytes(self) -> usize {
         match self {
             DataType::Fp32 => 4,

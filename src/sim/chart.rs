@@ -13,6 +13,9 @@ use std::path::Path;
 
 /// Writes sweep points as CSV (`layer,pes,fifo_depth,cycles,time_us,load_balance_efficiency,
 /// speedup`).
+///
+/// The points come from [`super::paper::sweep`] (or [`fifo_sweep`](super::paper::fifo_sweep),
+/// [`pe_sweep`](super::paper::pe_sweep)).
 pub fn write_csv(points: &[SweepPoint], path: &Path) -> Result<()> {
     let mut s =
         String::from("layer,pes,fifo_depth,cycles,time_us,load_balance_efficiency,speedup\n");
@@ -122,6 +125,8 @@ fn draw(
 }
 
 /// The load-balance chart: efficiency against FIFO depth, one line per layer.
+///
+/// The points come from [`super::paper::fifo_sweep`].
 #[cfg(feature = "charts")]
 pub fn fifo_chart(points: &[SweepPoint], pes: usize, path: &Path) -> Result<()> {
     let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
@@ -139,6 +144,8 @@ pub fn fifo_chart(points: &[SweepPoint], pes: usize, path: &Path) -> Result<()> 
 }
 
 /// The scalability chart: speed-up over one PE against PE count, one line per layer.
+///
+/// The points come from [`super::paper::pe_sweep`].
 #[cfg(feature = "charts")]
 pub fn pe_chart(points: &[SweepPoint], fifo_depth: usize, path: &Path) -> Result<()> {
     let root = SVGBackend::new(path, (900, 600)).into_drawing_area();

@@ -9,15 +9,25 @@
 use serde::Serialize;
 
 /// 32-bit integer multiply, 45 nm (pJ).
+///
+/// Used by [`Energy::estimate`].
 pub const INT_MULT_PJ: f64 = 3.1;
 /// 32-bit integer add, 45 nm (pJ).
+///
+/// Used by [`Energy::estimate`].
 pub const INT_ADD_PJ: f64 = 0.1;
 /// 32-bit read of a 32 KB SRAM, 45 nm (pJ).
+///
+/// Used by [`Energy::estimate`].
 pub const SRAM_READ_32_PJ: f64 = 5.0;
 /// 32-bit DRAM read, 45 nm (pJ); quoted for comparison, never charged.
+///
+/// See [`Energy`].
 pub const DRAM_READ_32_PJ: f64 = 640.0;
 
 /// Estimated dynamic energy of a run, by component (picojoules).
+///
+/// In [`SimResult::energy`](super::SimResult::energy).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Energy {
     /// Useful multiply-accumulates × (int mult + int add). Padding entries do no arithmetic.
@@ -34,6 +44,8 @@ pub struct Energy {
 impl Energy {
     /// The estimate for the given operation counts; `line_entries` is the matrix SRAM's line
     /// width in 8-bit entries.
+    ///
+    /// Priced with [`INT_MULT_PJ`], [`INT_ADD_PJ`] and [`SRAM_READ_32_PJ`].
     pub fn estimate(
         useful_macs: u64,
         pointer_reads: u64,

@@ -22,6 +22,10 @@
 //! [`sequence`] runs models with recurrent layers step by step (cycles per time step, the
 //! element-wise cell update's latency stated there);
 //! `docs/SIM.md` has the whole model, its results and a comparison with that simulator.
+//!
+//! Start with [`simulate_model`] (a [`crate::Model`], an input and a [`SimConfig`], whose
+//! `Default` is the paper's chip), or [`Simulator::new`] to run several inputs; `eie sim` prints
+//! a [`SimResult`].
 
 mod arith;
 pub mod chart;
@@ -42,6 +46,8 @@ use serde::Serialize;
 use std::borrow::Cow;
 
 /// The simulated ASIC's parameters.
+///
+/// `Default` is the paper's chip; [`simulate_model`] and [`Simulator::new`] take one.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct SimConfig {
     /// Processing elements (1..=1024); the paper's ASIC has 64.
@@ -73,6 +79,8 @@ impl Default for SimConfig {
 
 impl SimConfig {
     /// Checks every parameter's range.
+    ///
+    /// [`Simulator::new`] calls it.
     pub fn validate(&self) -> Result<()> {
         let check = |what: &str, v: usize, max: usize| {
             if (1..=max).contains(&v) {
@@ -97,12 +105,16 @@ impl SimConfig {
     }
 
     /// Activations (inputs or outputs) one round holds: `act_regs_per_pe × pes`.
+    ///
+    /// See the [module docs](self) on long vectors.
     pub fn round_size(&self) -> usize {
         self.act_regs_per_pe * self.pes
     }
 }
 
 /// One PE's counters. Every cycle of a run is exactly one of busy, starved or drained.
+///
+/// Listed per PE in [`SimResult::pes`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct PeStats {
     /// Cycles spent on an activation: one per entry of its slice, or one for an empty slice.
@@ -135,6 +147,8 @@ pub struct PeStats {
 
 impl PeStats {
     /// Idle cycles (starved + drained).
+    ///
+    /// See [`SimResult::load_balance_efficiency`].
     pub fn bubbles(&self) -> u64 {
         self.starved + self.drained
     }
@@ -155,6 +169,8 @@ impl PeStats {
 }
 
 /// Totals over PEs and rounds.
+///
+/// In [`SimResult::counters`] and [`LayerStats::counters`]; [`Energy::estimate`] prices them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Counters {
     /// Non-zero activations broadcast by the CCU.
@@ -198,12 +214,16 @@ impl Counters {
     }
 
     /// Work in PE cycles counted by the theoretical time: every entry streamed, padding included.
+    ///
+    /// See [`SimResult::theoretical_us`].
     pub fn work(&self) -> u64 {
         self.useful_macs + self.padding_entries
     }
 }
 
 /// Statistics of one layer (summed over the batch).
+///
+/// Listed per layer in [`SimResult::layers`].
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LayerStats {
     /// The layer's name.
@@ -234,6 +254,8 @@ pub struct LayerStats {
 }
 
 /// Everything a simulation produces.
+///
+/// Returned by [`simulate_model`] and [`Simulator::run`].
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SimResult {
     /// The simulated ASIC.
@@ -313,11 +335,15 @@ impl<'a> Simulator<'a> {
     }
 
     /// The configuration.
+    ///
+    /// See [`Simulator::new`].
     pub fn config(&self) -> &SimConfig {
         &self.cfg
     }
 
     /// Simulates a batch (`input.len()` a multiple of the input size), vector after vector.
+    ///
+    /// See [`SimResult`]; [`simulate_model`] is this in one call.
     pub fn run(&self, input: &[f32], precision: Precision) -> Result<SimResult> {
         if precision == Precision::F16 {
             return Err(crate::Error::InvalidArgument(
@@ -557,6 +583,9 @@ fn split_rows(layer: &EieLayer, piece_rows: usize) -> Result<Vec<RowPiece>> {
 }
 
 /// Simulates `model` on `input` (one or more vectors back to back) on the ASIC `cfg` describes.
+///
+/// Returns a [`SimResult`]; `eie sim` prints one, and [`paper::run_all`] runs the paper's
+/// layers.
 pub fn simulate_model(
     model: &Model,
     input: &[f32],

@@ -5,6 +5,9 @@
 //! Layers come from [`crate::paper::PaperLayer::generate`] (seeded random weights at the paper's
 //! weight density) and [`crate::paper::PaperLayer::input`] (a seeded ReLU-like input at its
 //! activation density).
+//!
+//! [`run_all`] runs Table III; [`fifo_sweep`] and [`pe_sweep`] run the two studies, which
+//! [`super::chart`] writes out.
 
 use super::{SimConfig, SimResult, Simulator};
 use crate::error::Result;
@@ -14,6 +17,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 /// One paper layer simulated beside the paper's figures.
+///
+/// Returned by [`run_all`].
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PaperRun {
     /// The paper's name, e.g. `"Alex-6"`.
@@ -71,6 +76,8 @@ impl PaperRun {
 }
 
 /// Simulates one paper layer (batch 1) generated from `seed`.
+///
+/// See [`run_all`] for all nine; the layer is [`PaperLayer::generate`]'s.
 pub fn simulate_layer(l: &PaperLayer, cfg: &SimConfig, seed: u64) -> Result<SimResult> {
     cfg.validate()?;
     let model = l.model(cfg.pes, seed)?;
@@ -79,6 +86,8 @@ pub fn simulate_layer(l: &PaperLayer, cfg: &SimConfig, seed: u64) -> Result<SimR
 }
 
 /// Simulates all nine paper layers at `cfg` (in parallel over layers).
+///
+/// Each a [`PaperRun`]; `eie sim --paper` prints them.
 pub fn run_all(cfg: &SimConfig, seed: u64) -> Result<Vec<PaperRun>> {
     PAPER_LAYERS
         .par_iter()
@@ -87,6 +96,8 @@ pub fn run_all(cfg: &SimConfig, seed: u64) -> Result<Vec<PaperRun>> {
 }
 
 /// One point of a sweep.
+///
+/// Returned by [`sweep`], [`fifo_sweep`] and [`pe_sweep`]; [`super::chart`] draws them.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SweepPoint {
     /// The paper's layer name.
@@ -106,12 +117,18 @@ pub struct SweepPoint {
 }
 
 /// FIFO depths of the paper's load-balance study.
+///
+/// Swept by [`fifo_sweep`].
 pub const FIFO_DEPTHS: [usize; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
 /// PE counts of the paper's scalability study.
+///
+/// Swept by [`pe_sweep`].
 pub const PE_COUNTS: [usize; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
 
 /// Runs every paper layer at every configuration of `cfgs` (same layer weights and input for
 /// all; re-interleaved when the PE count changes). `speedup` is relative to `cfgs[0]`.
+///
+/// [`fifo_sweep`] and [`pe_sweep`] call it; [`super::chart::write_csv`] writes the points.
 pub fn sweep(cfgs: &[SimConfig], seed: u64) -> Result<Vec<SweepPoint>> {
     let Some(first) = cfgs.first() else {
         return Ok(Vec::new());
@@ -146,6 +163,8 @@ pub fn sweep(cfgs: &[SimConfig], seed: u64) -> Result<Vec<SweepPoint>> {
 }
 
 /// The paper's load-balance study: every layer at FIFO depths 1..=256 on `base`'s PEs.
+///
+/// [`super::chart`] draws it (`fifo_chart`, feature `charts`).
 pub fn fifo_sweep(base: &SimConfig, seed: u64) -> Result<Vec<SweepPoint>> {
     let cfgs: Vec<_> = FIFO_DEPTHS
         .iter()
@@ -161,6 +180,8 @@ pub fn fifo_sweep(base: &SimConfig, seed: u64) -> Result<Vec<SweepPoint>> {
 /// is relative to one PE. The chip's total activation storage stays at `base`'s round size
 /// (4K for 64 PEs × 64 registers): `act_regs_per_pe` becomes `round size / PEs` (at least 1),
 /// so every PE count runs a layer in the same pieces and the study measures compute scaling.
+///
+/// [`super::chart`] draws it (`pe_chart`, feature `charts`).
 pub fn pe_sweep(base: &SimConfig, seed: u64) -> Result<Vec<SweepPoint>> {
     let round = base.round_size();
     let cfgs: Vec<_> = PE_COUNTS

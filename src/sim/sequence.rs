@@ -31,6 +31,8 @@
 //! not depend on `h_t`) with step `t`'s `W_hh` product and update; the figures here do not, so
 //! they are an upper bound on such a design's cycles. A step's cycles are therefore exactly the
 //! sum of its parts, each part simulated as the single layer it is.
+//!
+//! Start with [`simulate_sequence`]; it returns a [`SequenceSimResult`].
 
 use super::{efficiency, Counters, Energy, LayerStats, PeStats, SimConfig, Simulator};
 use crate::error::{Error, Result};
@@ -42,11 +44,17 @@ use serde::Serialize;
 
 /// Pipeline latency (cycles) of the element-wise unit for an LSTM cell (see the module
 /// documentation for the stages counted).
+///
+/// See [`cell_latency`].
 pub const LSTM_CELL_LATENCY: u64 = 11;
 /// Pipeline latency (cycles) of the element-wise unit for a GRU cell.
+///
+/// See [`cell_latency`] and the [module docs](self).
 pub const GRU_CELL_LATENCY: u64 = 12;
 
 /// The element-wise unit's pipeline latency for `kind`.
+///
+/// [`LSTM_CELL_LATENCY`] or [`GRU_CELL_LATENCY`]; [`cell_update_cycles`] adds it.
 pub fn cell_latency(kind: CellKind) -> u64 {
     match kind {
         CellKind::Lstm => LSTM_CELL_LATENCY,
@@ -57,11 +65,15 @@ pub fn cell_latency(kind: CellKind) -> u64 {
 /// Cycles of one step's cell update for a layer of `hidden` units over `pes` PEs (`pes`
 /// divides `hidden`): one unit per cycle per PE, `hidden / pes` units each, plus the
 /// pipeline's latency.
+///
+/// [`simulate_sequence`] charges it every step.
 pub fn cell_update_cycles(kind: CellKind, hidden: usize, pes: usize) -> u64 {
     (hidden / pes.max(1)) as u64 + cell_latency(kind) - 1
 }
 
 /// One stage's statistics over all steps.
+///
+/// Listed in [`SequenceSimResult`].
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct StageSimStats {
     /// The stage's name.
@@ -352,6 +364,8 @@ pub fn simulate_sequence(
 }
 
 /// Every PE's counters summed over the matrices of a result (for reports).
+///
+/// See [`PeStats`].
 pub fn pe_totals(r: &SequenceSimResult) -> Vec<PeStats> {
     let mut pes = vec![PeStats::default(); r.config.pes];
     for m in r.stages.iter().flat_map(|s| &s.matrices) {

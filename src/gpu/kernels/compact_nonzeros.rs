@@ -56,6 +56,8 @@ pub(crate) fn example_constants() -> Vec<(&'static str, f64)> {
 
 /// Compacts each of the `input.len() / n` vectors of length `n` into its non-zero entries, in
 /// increasing index order (`-0.0` counts as zero), with the `compact_nonzeros` kernel.
+///
+/// See [`super::Kernel`].
 #[cfg(not(target_arch = "wasm32"))]
 pub fn compact_nonzeros(ctx: &GpuContext, input: &[f32], n: usize) -> Result<Vec<Vec<(u32, f32)>>> {
     let batch = check_batch(n, input)?;

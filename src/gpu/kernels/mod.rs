@@ -73,6 +73,8 @@ macro_rules! kernels {
     ($( $(#[$doc:meta])* $variant:ident => $module:ident, prelude: $prelude:expr; )*) => {
         /// A WGSL kernel of the backend: `shaders/<name>.wgsl`, whose one compute entry point
         /// is named after the file, compiled after its prelude (if any).
+        ///
+        /// [`Kernel::ALL`] lists them; see the [module docs](self).
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum Kernel {
             $( $(#[$doc])* $variant, )*
@@ -80,9 +82,13 @@ macro_rules! kernels {
 
         impl Kernel {
             /// Every kernel of the backend.
+            ///
+            /// See [`Kernel`].
             pub const ALL: &'static [Kernel] = &[$(Kernel::$variant),*];
 
             /// File stem (`shaders/<name>.wgsl`) and entry point.
+            ///
+            /// See [`Kernel::source`].
             pub fn name(self) -> &'static str {
                 match self {
                     $( Kernel::$variant => stringify!($module), )*
@@ -90,6 +96,8 @@ macro_rules! kernels {
             }
 
             /// WGSL source of the kernel's own file.
+            ///
+            /// [`Kernel::module_source`] adds the prelude.
             pub fn source(self) -> &'static str {
                 match self {
                     $( Kernel::$variant => $module::SOURCE, )*
@@ -97,6 +105,8 @@ macro_rules! kernels {
             }
 
             /// The shared declarations the source is compiled after, if any.
+            ///
+            /// See [`Prelude`].
             pub fn prelude(self) -> Option<Prelude> {
                 match self {
                     $( Kernel::$variant => $prelude, )*
@@ -105,6 +115,8 @@ macro_rules! kernels {
 
             /// The bindings of group 0 the entry point uses, in binding order: what the host
             /// binds for every dispatch.
+            ///
+            /// Each a [`Binding`].
             pub fn bindings(self) -> &'static [Binding] {
                 match self {
                     $( Kernel::$variant => $module::BINDINGS, )*
@@ -112,6 +124,8 @@ macro_rules! kernels {
             }
 
             /// The host's layout of the kernel's uniform `Params` (binding 0).
+            ///
+            /// See [`ParamsLayout`].
             pub fn params(self) -> ParamsLayout {
                 match self {
                     $( Kernel::$variant => $module::PARAMS_LAYOUT, )*
@@ -121,6 +135,8 @@ macro_rules! kernels {
             /// The override constants of one pipeline of this kernel as the host specialises
             /// it, at the WebGPU default limits (f32, 8-bit entries, one input per workgroup,
             /// the most accumulator words). Every pipeline sets the same names.
+            ///
+            /// Checked against the WGSL by `tests/shaders.rs` (see the [module docs](self)).
             pub fn example_constants(self) -> Vec<(&'static str, f64)> {
                 match self {
                     $( Kernel::$variant => $module::example_constants(), )*
@@ -131,6 +147,8 @@ macro_rules! kernels {
             /// constant, with the host's value: sizes that cannot be override constants
             /// (`@workgroup_size`, arrays outside workgroup memory) and are checked by the
             /// tests instead.
+            ///
+            /// Checked against the WGSL by `tests/shaders.rs` (see the [module docs](self)).
             pub fn mirrored_consts(self) -> Vec<(&'static str, usize)> {
                 let prelude = self.prelude().map_or(&[][..], Prelude::mirrored_consts);
                 let own: &[(&str, usize)] = match self {
@@ -167,6 +185,8 @@ kernels! {
 
 impl Kernel {
     /// The complete WGSL module: the prelude, then the kernel's own source.
+    ///
+    /// See [`Kernel::source`] and [`Kernel::prelude`].
     pub fn module_source(self) -> String {
         let prelude = self.prelude().map_or("", Prelude::source);
         format!("{prelude}\n{}", self.source())
@@ -179,6 +199,8 @@ impl Kernel {
 }
 
 /// Shared declarations (`shaders/common/<name>.wgsl`) compiled before a kernel's own source.
+///
+/// Returned by [`Kernel::prelude`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Prelude {
     /// `shaders/common/eie.wgsl`: the EIE kernels' overrides, `Params`, bindings 0-4, f16
@@ -189,9 +211,13 @@ pub enum Prelude {
 
 impl Prelude {
     /// Every prelude.
+    ///
+    /// See [`Prelude`].
     pub const ALL: &'static [Prelude] = &[Prelude::Eie];
 
     /// File stem in `shaders/common/`.
+    ///
+    /// See [`Prelude::source`].
     pub fn name(self) -> &'static str {
         match self {
             Prelude::Eie => "eie",
@@ -199,6 +225,8 @@ impl Prelude {
     }
 
     /// WGSL source.
+    ///
+    /// See [`Kernel::module_source`].
     pub fn source(self) -> &'static str {
         match self {
             Prelude::Eie => common::SOURCE,
@@ -213,6 +241,8 @@ impl Prelude {
 }
 
 /// How a kernel's WGSL declares a binding.
+///
+/// Part of a [`Binding`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Access {
     /// `var<uniform>`.
@@ -224,6 +254,8 @@ pub enum Access {
 }
 
 /// One binding of a kernel's bind group 0.
+///
+/// Listed by [`Kernel::bindings`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Binding {
     /// `@binding(index)`.
@@ -245,6 +277,8 @@ impl Binding {
 }
 
 /// One member of a params struct as the host lays it out.
+///
+/// Part of a [`ParamsLayout`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Field {
     /// Member name (the same in Rust and WGSL).
@@ -258,6 +292,8 @@ pub struct Field {
 }
 
 /// The host's layout of a kernel's uniform params struct.
+///
+/// Returned by [`Kernel::params`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParamsLayout {
     /// The Rust struct.

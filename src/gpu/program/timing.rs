@@ -11,7 +11,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Timing options of `Program::time`.
+/// Timing options of [`GpuEngine::time`](crate::gpu::GpuEngine::time) and
+/// [`BaselineEngine::time`](crate::gpu::BaselineEngine::time): `Default` is 10 samples of 10 runs.
 #[derive(Clone, Copy, Debug)]
 pub struct TimingOptions {
     /// Runs recorded back to back in one submission (`K`); GPU time is divided by it.
@@ -29,7 +30,8 @@ impl Default for TimingOptions {
     }
 }
 
-/// Measured times, microseconds.
+/// Measured times, microseconds: what [`GpuEngine::time`](crate::gpu::GpuEngine::time) and
+/// [`BaselineEngine::time`](crate::gpu::BaselineEngine::time) return.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Timing {
     /// GPU time of one run from timestamp queries (one value per sample: the submission's time
@@ -45,7 +47,8 @@ pub struct Timing {
     pub wall_us: Vec<f64>,
 }
 
-/// Result of `Program::pipelined`.
+/// Result of [`GpuEngine::pipelined`](crate::gpu::GpuEngine::pipelined) and
+/// [`BaselineEngine::pipelined`](crate::gpu::BaselineEngine::pipelined).
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct PipelineTiming {
     /// Frames completed per second of wall time.

@@ -8,6 +8,9 @@
 //! The samples are the paper's nine layers (`PaperLayer::generate(64, 2016)`, the input
 //! `eie bench` plans with) at the batch sizes measured, each with the work the cost module
 //! computes for the kernel that ran ([`Family`]) and the measured median GPU time.
+//!
+//! [`samples`] reads the measurements ([`h100_sources`], [`lavapipe_sources`]) and [`fit`]
+//! fits a [`DeviceProfile`] to them, with a [`FitReport`].
 
 use super::history::{eie_gen1, eie_v2, Generation};
 use super::latency::{combine, terms, DeviceProfile, LatencyWork};
@@ -17,6 +20,8 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The kernel a measured figure belongs to, as the cost module models it.
+///
+/// [`Family::work`] models it; [`Sample::family`] holds its name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
     /// A first-generation EIE column walk (f32).
@@ -55,6 +60,8 @@ pub enum Family {
 
 impl Family {
     /// The family's name in fit reports.
+    ///
+    /// See [`FitError`].
     pub fn name(&self) -> String {
         match self {
             Family::Gen1(g) => format!("eie-{}", g.name()),
@@ -67,6 +74,8 @@ impl Family {
     }
 
     /// The work of this kernel on `layer` for `input` on a device of `profile`.
+    ///
+    /// The work the [`super::latency`] model charges; [`samples`] computes it for every sample.
     pub fn work(
         &self,
         layer: &crate::format::EieLayer,
@@ -120,6 +129,8 @@ impl Family {
 }
 
 /// One measured run: a kernel on a layer at a batch size, its work and its time.
+///
+/// Read by [`samples`]; [`fit`] fits a profile to them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
     /// Kernel family ([`Family::name`]).
@@ -137,6 +148,8 @@ pub struct Sample {
 }
 
 /// A measurement folder of `eie bench` (its `bench.json`) and what its kernels were.
+///
+/// Listed by [`h100_sources`] and [`lavapipe_sources`]; [`samples`] reads them.
 #[derive(Clone, Debug)]
 pub struct Source {
     /// Folder holding `bench.json`.
@@ -181,6 +194,8 @@ pub const LAVAPIPE_RUNS: &str = "lavapipe-latency-2026-12-02";
 /// its row walk at one lane per row with 8-bit entries), with its EIE column walk
 /// (`gpu-eie/f32` at those commits), row walk, dense and CSR kernels, on the engine's
 /// CPU-adapter schedule of those commits (32 workgroups, no input tiles).
+///
+/// See [`LAVAPIPE_RUNS`] and [`samples`].
 pub fn lavapipe_sources(measurements: &Path) -> Vec<Source> {
     let root = measurements.join(LAVAPIPE_RUNS);
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
@@ -237,6 +252,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// it names, on a device of `profile`. A family measured in several folders (the dense and
 /// CSR kernels of each H100 run) becomes one sample per layer and batch: the median of the
 /// folders' medians, with their overall spread.
+///
+/// `examples/latency_fit.rs` calls it before [`fit`].
 pub fn samples(sources: &[Source], profile: &DeviceProfile) -> Result<Vec<Sample>> {
     type Key = (String, String, usize);
     let mut measured: Vec<(Key, Family, f64, f64, f64)> = Vec::new();
@@ -320,6 +337,8 @@ pub fn samples(sources: &[Source], profile: &DeviceProfile) -> Result<Vec<Sample
 }
 
 /// The first input `eie bench` rotates through at `batch` (its plan's input).
+///
+/// See [`crate::paper::PaperLayer::input`]; `examples/latency_fit.rs` plans with it.
 pub fn bench_input(cols: usize, density: f64, batch: usize) -> Vec<f32> {
     crate::synth::activations(
         cols * batch,
@@ -329,6 +348,8 @@ pub fn bench_input(cols: usize, density: f64, batch: usize) -> Vec<f32> {
 }
 
 /// How well a profile predicts a set of samples.
+///
+/// Returned by [`errors`]; part of a [`FitReport`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FitError {
     /// Kernel family (or `all`).
@@ -344,6 +365,8 @@ pub struct FitError {
 }
 
 /// Prediction errors of `profile` on `samples`, per family and over all.
+///
+/// See [`FitError`].
 pub fn errors(samples: &[Sample], profile: &DeviceProfile) -> Vec<FitError> {
     let mut fams: Vec<String> = Vec::new();
     for s in samples {
@@ -555,6 +578,8 @@ pub fn fit_profile(
 }
 
 /// A fit and its checks.
+///
+/// Returned by [`fit`]; `examples/latency_fit.rs` prints it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FitReport {
     /// Device profile name.
@@ -584,11 +609,15 @@ pub struct FitReport {
 /// on the H100 2.3 µs per dependent dispatch in a pass (a chain of 128 tiny dispatches, the
 /// device README); on lavapipe 64 µs, the fastest kernel's median time on a one-workgroup
 /// layer (`lavapipe-latency-2026-12-02/dispatch`: an upper bound).
+///
+/// See [`start_constants`] and [`fit`].
 pub const FREE: [bool; 5] = [false, true, true, true, true];
 
 /// Where a device's fit starts (µs per dispatch, per round trip, per barrier, per lane step,
 /// per byte), the measured dispatch cost included; the fit is the same whatever constants
 /// the profile in the code carries.
+///
+/// See [`FREE`] and [`fit`].
 pub fn start_constants(shape: &DeviceProfile) -> [f64; 5] {
     if shape.cpu_adapter {
         [64.0, 1.0, 5.0, 0.02, 1e-3 / 5.0]

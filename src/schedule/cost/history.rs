@@ -32,6 +32,8 @@ use crate::reference::Precision;
 use crate::schedule::WORKGROUP_SIZE;
 
 /// A first-generation EIE kernel measured on the H100 on 2026-11-27.
+///
+/// Modelled by [`eie_gen1`]; see the [module docs](self).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Generation {
     /// `84dc6b3`: input scanned in every workgroup, shared-memory compare-exchange sums.
@@ -45,6 +47,8 @@ pub enum Generation {
 
 impl Generation {
     /// All three, oldest first.
+    ///
+    /// See [`Generation`].
     pub const ALL: [Generation; 3] = [
         Generation::Atomics,
         Generation::Partials,
@@ -52,6 +56,8 @@ impl Generation {
     ];
 
     /// Short name (`atomics`, `partials`, `compaction`).
+    ///
+    /// See [`Generation`].
     pub fn name(self) -> &'static str {
         match self {
             Generation::Atomics => "atomics",
@@ -62,6 +68,8 @@ impl Generation {
 
     /// The PE count its automatic plan gave a `rows`-row layer (on a device whose limits do
     /// not bind, as on the H100).
+    ///
+    /// See [`eie_gen1`].
     pub fn pes(self, rows: usize) -> usize {
         let min = rows.div_ceil(1024);
         let want = match self {
@@ -77,6 +85,8 @@ const GEN1_CHUNK: usize = 2048;
 
 /// A first-generation EIE kernel on `layer` (re-interleaved to the generation's PE count)
 /// for the batch `input`, in f32.
+///
+/// Returns a [`KernelCost`] as [`super::eie()`] does for today's kernel.
 pub fn eie_gen1(layer: &EieLayer, input: &[f32], generation: Generation) -> Result<KernelCost> {
     let batch = check_input(layer, input)?;
     let pes = generation.pes(layer.rows());
@@ -249,6 +259,8 @@ pub fn eie_gen1(layer: &EieLayer, input: &[f32], generation: Generation) -> Resu
 
 /// The second generation's launch of a layer (`517abbc`'s `eie_launch`): column groups, lanes,
 /// slices, columns per slice.
+///
+/// Returned by [`v2_plan`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct V2Launch {
     /// Inputs per workgroup.
@@ -269,6 +281,8 @@ const V2_LIST_WORDS: usize = 512;
 /// The second generation's PE count (`auto_pes`: pointer pairs within 0.7 of an average
 /// column's entry bytes, at most 640 rows per PE) and launch for `batch` inputs on a device
 /// aiming at `target` workgroups with input tiles of `batch_tile`.
+///
+/// [`eie_v2`] models the kernel it launches.
 pub fn v2_plan(
     rows: usize,
     cols: usize,

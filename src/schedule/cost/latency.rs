@@ -25,11 +25,16 @@
 //! constants and the bandwidth of a profile are fitted to measured runs
 //! (`cargo run --release --example latency_fit`, docs/GPU.md "The latency model"); the
 //! compute units, residency and lanes per unit are the device's own figures.
+//!
+//! [`DeviceProfile::named`] picks a profile and [`DeviceProfile::modelled_us`] applies it to a
+//! [`LatencyWork`] (a [`super::KernelCost`]'s `work`).
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 /// The work of one workgroup of a dispatch, as the latency model sees it.
+///
+/// Part of a [`DispatchWork`]; [`PathStats`] collects them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkPath {
     /// Dependent global-memory round trips on the critical path (a load whose address or use
@@ -45,6 +50,8 @@ pub struct WorkPath {
 
 impl WorkPath {
     /// Field-wise maximum (an upper bound on the busiest workgroup).
+    ///
+    /// See [`WorkPath`].
     pub fn max(self, o: WorkPath) -> WorkPath {
         WorkPath {
             round_trips: self.round_trips.max(o.round_trips),
@@ -55,6 +62,8 @@ impl WorkPath {
     }
 
     /// Field-wise sum.
+    ///
+    /// See [`WorkPath`].
     pub fn plus(self, o: WorkPath) -> WorkPath {
         WorkPath {
             round_trips: self.round_trips + o.round_trips,
@@ -65,6 +74,8 @@ impl WorkPath {
     }
 
     /// Every field multiplied by `k`.
+    ///
+    /// See [`WorkPath`].
     pub fn scale(self, k: f64) -> WorkPath {
         WorkPath {
             round_trips: self.round_trips * k,
@@ -76,6 +87,8 @@ impl WorkPath {
 }
 
 /// One dispatch of a kernel on a layer: its workgroups and their work.
+///
+/// Part of a [`LatencyWork`]; [`PathStats::dispatch`] or [`DispatchWork::uniform`] makes one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DispatchWork {
     /// Workgroups launched.
@@ -88,6 +101,8 @@ pub struct DispatchWork {
 
 impl DispatchWork {
     /// A dispatch of `workgroups` identical workgroups.
+    ///
+    /// See [`PathStats`] for workgroups that differ.
     pub fn uniform(workgroups: u64, path: WorkPath) -> DispatchWork {
         DispatchWork {
             workgroups,
@@ -98,6 +113,8 @@ impl DispatchWork {
 }
 
 /// Collects the paths of a dispatch's workgroups one by one.
+///
+/// [`PathStats::dispatch`] gives the [`DispatchWork`].
 #[derive(Clone, Debug, Default)]
 pub struct PathStats {
     n: u64,
@@ -107,6 +124,8 @@ pub struct PathStats {
 
 impl PathStats {
     /// Adds one workgroup.
+    ///
+    /// See [`PathStats::push_n`].
     pub fn push(&mut self, p: WorkPath) {
         self.n += 1;
         self.sum = self.sum.plus(p);
@@ -114,6 +133,8 @@ impl PathStats {
     }
 
     /// Adds `n` workgroups with the same path.
+    ///
+    /// See [`PathStats::push`].
     pub fn push_n(&mut self, p: WorkPath, n: u64) {
         if n > 0 {
             self.n += n;
@@ -123,6 +144,8 @@ impl PathStats {
     }
 
     /// The dispatch of the workgroups pushed.
+    ///
+    /// See [`DispatchWork`].
     pub fn dispatch(&self) -> DispatchWork {
         DispatchWork {
             workgroups: self.n,
@@ -137,6 +160,8 @@ impl PathStats {
 }
 
 /// What the model charges for, per run of a kernel on a layer: the dispatches and the bytes.
+///
+/// The `work` of a [`super::KernelCost`]; [`DeviceProfile::modelled_us`] turns it into µs.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatencyWork {
     /// The layer's dispatches, each dependent on the one before.
@@ -180,6 +205,9 @@ pub fn combine(t: &[f64; 5], c: &[f64; 5]) -> f64 {
 
 /// A device as the latency model sees it: its shape (compute units, resident workgroups,
 /// lanes) and five fitted costs.
+///
+/// [`DeviceProfile::named`] picks one ([`DeviceProfile::H100`], [`DeviceProfile::LAVAPIPE`]);
+/// [`super::fit::fit`] fits its costs. The [module docs](self) give the formula.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct DeviceProfile {
     /// Name (`h100`, `lavapipe`).
@@ -212,6 +240,8 @@ pub struct DeviceProfile {
 }
 
 /// The profile names `--device` accepts (besides `auto`).
+///
+/// See [`DeviceProfile::named`].
 pub const PROFILE_NAMES: [&str; 2] = ["h100", "lavapipe"];
 
 impl DeviceProfile {
@@ -221,6 +251,8 @@ impl DeviceProfile {
     /// alone (the device README); the barrier cost is not resolved by those runs (at the low
     /// end of its range); the bandwidth is the lowest at which no measured run is
     /// bandwidth-bound (all bytes, cache hits included).
+    ///
+    /// See [`DeviceProfile::named`].
     pub const H100: DeviceProfile = DeviceProfile {
         name: "h100",
         compute_units: 132,
@@ -257,6 +289,8 @@ impl DeviceProfile {
     };
 
     /// The profile called `name` (`h100` or `lavapipe`, any case).
+    ///
+    /// Names from [`PROFILE_NAMES`].
     pub fn named(name: &str) -> Result<DeviceProfile> {
         match name.to_ascii_lowercase().as_str() {
             "h100" => Ok(Self::H100),
@@ -295,6 +329,8 @@ impl DeviceProfile {
     /// The planner limits the engine uses on this device: the WebGPU defaults with the
     /// device's storage binding, and a CPU adapter's workgroup target, batch tile and row-walk
     /// lanes where it is one.
+    ///
+    /// See [`crate::schedule::DeviceLimits`].
     pub fn limits(&self) -> crate::schedule::DeviceLimits {
         let l = crate::schedule::DeviceLimits {
             max_storage_buffer_binding_size: self.max_binding,
@@ -310,12 +346,16 @@ impl DeviceProfile {
     }
 
     /// Modelled µs of `work` on this device.
+    ///
+    /// [`DeviceProfile::breakdown`] splits it into its parts.
     pub fn modelled_us(&self, work: &LatencyWork) -> f64 {
         combine(&terms(work, self), &self.constants())
     }
 
     /// The modelled µs split into its parts: dispatches, workgroup paths (round trips,
     /// barriers, lane steps) and bytes.
+    ///
+    /// See [`Breakdown::total`].
     pub fn breakdown(&self, work: &LatencyWork) -> Breakdown {
         let t = terms(work, self);
         let c = self.constants();
@@ -347,6 +387,8 @@ pub struct Breakdown {
 
 impl Breakdown {
     /// The modelled µs: dispatches plus the larger of the paths and the bytes.
+    ///
+    /// See [`DeviceProfile::breakdown`].
     pub fn total(&self) -> f64 {
         self.dispatch_us + (self.round_trip_us + self.barrier_us + self.step_us).max(self.bytes_us)
     }
