@@ -107,8 +107,8 @@
 //! per-call precision, timing and pipelining; [`compress`] prunes, shares weights and searches
 //! per-layer settings against an accuracy budget; [`import`] reads `.npy` and `.safetensors`;
 //! [`recurrent`] runs LSTM and GRU layers (PyTorch's names, gate matrices stored as EIE
-//! layers) over sequences, beside fully-connected ones, in a [`SequenceModel`] on the CPU,
-//! whole sequences or step by step; [`sim`] is a cycle-level model of the EIE ASIC; [`schedule`] plans GPU dispatches (and models
+//! layers) over sequences, beside fully-connected ones, in a [`SequenceModel`] on the CPU
+//! (whole sequences or step by step) and on the GPU (`gpu::GpuSequenceEngine`); [`sim`] is a cycle-level model of the EIE ASIC; [`schedule`] plans GPU dispatches (and models
 //! their time) without a GPU; [`verify`] cross-checks every backend against a dense oracle.
 //! The rest: [`format`](mod@format) is the storage format and the model file, [`fixed16`] the
 //! 16-bit arithmetic, [`backend`] the common interface [`verify`] compares, [`baseline`] and

@@ -164,40 +164,88 @@ pub fn verify_sequence(
 ) -> Result<Vec<SequenceReport>> {
     use crate::recurrent::{SequenceEngine, SequenceOracle, SequenceState};
     let zero = SequenceState::zeros(model);
-    let (oracle, oracle_state) = SequenceOracle::new(model)?.run(input, steps, &zero)?;
+    let oracle = SequenceOracle::new(model)?.run(input, steps, &zero)?;
     Ok(Precision::ALL
         .iter()
         .map(|&precision| {
-            let tolerance = tolerance(precision);
-            let backend = format!("cpu-eie/{}", precision.name());
             let run = SequenceEngine::new(model.clone(), precision).and_then(|e| {
                 let mut state = e.zero_state();
                 e.run(input, steps, &mut state).map(|y| (y, state))
             });
-            match run {
-                Ok((y, state)) => {
-                    let error = ErrorStats::compare(&y, &oracle);
-                    let state_error = ErrorStats::compare(state.values(), &oracle_state);
-                    SequenceReport {
-                        backend,
-                        precision,
-                        passed: error.max_rel <= tolerance && state_error.max_rel <= tolerance,
-                        error: Some(error),
-                        state_error: Some(state_error),
-                        tolerance,
-                        failure: None,
-                    }
-                }
-                Err(e) => SequenceReport {
-                    backend,
-                    precision,
-                    error: None,
-                    state_error: None,
-                    tolerance,
-                    passed: false,
-                    failure: Some(e.to_string()),
-                },
-            }
+            sequence_report(
+                format!("cpu-eie/{}", precision.name()),
+                precision,
+                run,
+                &oracle,
+            )
         })
         .collect())
+}
+
+/// [`verify_sequence`] on the GPU sequence engine ([`crate::gpu::GpuSequenceEngine`]) of
+/// `ctx`, in the precisions it runs (f32 and fixed16).
+#[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+pub fn verify_sequence_gpu(
+    model: &crate::format::SequenceModel,
+    input: &[f32],
+    steps: usize,
+    ctx: &std::sync::Arc<crate::gpu::GpuContext>,
+) -> Result<Vec<SequenceReport>> {
+    use crate::gpu::{GpuSequenceEngine, SequenceOptions};
+    use crate::recurrent::{SequenceOracle, SequenceState};
+    let zero = SequenceState::zeros(model);
+    let oracle = SequenceOracle::new(model)?.run(input, steps, &zero)?;
+    Ok([Precision::F32, Precision::Fixed16]
+        .iter()
+        .map(|&precision| {
+            let opts = SequenceOptions {
+                precision,
+                ..SequenceOptions::default()
+            };
+            let run = GpuSequenceEngine::new(ctx.clone(), model, opts).and_then(|e| {
+                let mut state = e.zero_state();
+                e.run(input, steps, &mut state).map(|y| (y, state))
+            });
+            sequence_report(
+                format!("gpu-eie/{}", precision.name()),
+                precision,
+                run,
+                &oracle,
+            )
+        })
+        .collect())
+}
+
+/// The report of one sequence run against the oracle's outputs and final state.
+fn sequence_report(
+    backend: String,
+    precision: Precision,
+    run: Result<(Vec<f32>, crate::recurrent::SequenceState)>,
+    (oracle, oracle_state): &(Vec<f32>, Vec<f32>),
+) -> SequenceReport {
+    let tolerance = tolerance(precision);
+    match run {
+        Ok((y, state)) => {
+            let error = ErrorStats::compare(&y, oracle);
+            let state_error = ErrorStats::compare(state.values(), oracle_state);
+            SequenceReport {
+                backend,
+                precision,
+                passed: error.max_rel <= tolerance && state_error.max_rel <= tolerance,
+                error: Some(error),
+                state_error: Some(state_error),
+                tolerance,
+                failure: None,
+            }
+        }
+        Err(e) => SequenceReport {
+            backend,
+            precision,
+            error: None,
+            state_error: None,
+            tolerance,
+            passed: false,
+            failure: Some(e.to_string()),
+        },
+    }
 }

@@ -191,14 +191,40 @@ fn compress_info_and_run_a_recurrent_model() {
     }
     let fixed = SequenceEngine::new(model.clone(), Precision::Fixed16).unwrap();
     let want_fixed = fixed.run(&x, steps, &mut fixed.zero_state()).unwrap();
-    assert_eq!(read(&y), (vec![steps, 3], want_fixed));
-    // verify: every precision within its tolerance of the f64 oracle.
+    assert_eq!(read(&y), (vec![steps, 3], want_fixed.clone()));
+    // Where a GPU is required (CI), the GPU runs it too: fixed16 the CPU's bits.
+    let gpu = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+        || std::env::var("EIE_REQUIRE_GPU").is_ok_and(|v| v == "1");
+    if gpu {
+        ok(&[
+            "run",
+            s(&model_path),
+            "--input",
+            s(&input),
+            "--output",
+            s(&y),
+            "--fixed16",
+            "--backend",
+            "gpu",
+        ]);
+        assert_eq!(read(&y), (vec![steps, 3], want_fixed));
+    }
+    // verify: every precision within its tolerance of the f64 oracle, on the CPU and, where
+    // there is one, the GPU.
     let v = ok(&["verify", s(&model_path), "--steps", "12"]);
     assert!(v.contains("cpu-eie/fixed16") && !v.contains("FAIL"), "{v}");
-    let json: serde_json::Value =
-        serde_json::from_str(&ok(&["verify", s(&model_path), "--json"])).unwrap();
-    assert_eq!(json.as_array().unwrap().len(), 3);
-    assert!(json.as_array().unwrap().iter().all(|r| r["passed"] == true));
+    let mut args = vec!["verify", s(&model_path), "--json"];
+    if gpu {
+        args.push("--require-gpu");
+    }
+    let json: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+    let rows = json.as_array().unwrap();
+    assert!(rows.len() == 3 || rows.len() == 5, "{json}");
+    if gpu {
+        assert_eq!(rows.len(), 5);
+        assert_eq!(rows[4]["backend"], "gpu-eie/fixed16");
+    }
+    assert!(rows.iter().all(|r| r["passed"] == true), "{json}");
 
     // Bad shapes, states and options are one-line errors.
     let flat = root.join("flat.npy");
@@ -233,7 +259,7 @@ fn compress_info_and_run_a_recurrent_model() {
         "--pes",
         "4",
     ]);
-    assert!(e.contains("recurrent"), "{e}");
+    assert!(e.contains("--pes applies to --backend gpu"), "{e}");
     let mut nan = x.clone();
     nan[4] = f32::NAN;
     eie::import::write_npy(&input, &[steps, n_in], &nan).unwrap();

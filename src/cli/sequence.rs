@@ -372,8 +372,9 @@ pub fn run(a: &SequenceRun<'_>) -> Result<ExitCode> {
 }
 
 /// `eie verify` of a model with recurrent layers: one sequence (`input` `[T, in]`, or a seeded
-/// random one of `steps` steps) on the CPU sequence engine in every precision against the
-/// dense f64 oracle.
+/// random one of `steps` steps) on the CPU sequence engine in every precision, then on the GPU
+/// in f32 and fixed16 when one can be opened (else an error if `require_gpu`, or a note),
+/// against the dense f64 oracle.
 pub fn verify(
     path: &Path,
     input: Option<&Path>,
@@ -381,6 +382,7 @@ pub fn verify(
     density: f64,
     seed: u64,
     json: bool,
+    require_gpu: bool,
 ) -> Result<ExitCode> {
     let model = SequenceModel::load(path)?;
     let n = model.input_size();
@@ -402,7 +404,24 @@ pub fn verify(
         }
         None => (steps, eie::synth::activations(n * steps, density, seed)),
     };
-    let reports = eie::verify::verify_sequence(&model, &x, steps)?;
+    let mut reports = eie::verify::verify_sequence(&model, &x, steps)?;
+    #[cfg(feature = "gpu")]
+    {
+        let sp = super::spinner("opening the GPU and uploading the model");
+        let ctx = eie::gpu::GpuContext::new(&eie::gpu::DeviceOptions::default());
+        sp.finish_and_clear();
+        match ctx {
+            Ok(ctx) => reports.extend(eie::verify::verify_sequence_gpu(&model, &x, steps, &ctx)?),
+            Err(e) if !require_gpu => eprintln!("note: GPU kernels skipped: {e}"),
+            Err(e) => return Err(e),
+        }
+    }
+    #[cfg(not(feature = "gpu"))]
+    if require_gpu {
+        return Err(Error::InvalidArgument(
+            "this build has no GPU backend (cargo feature `gpu`)".into(),
+        ));
+    }
     if json {
         println!(
             "{}",
@@ -431,7 +450,7 @@ pub fn verify(
                 ),
             }
         }
-        println!("(one sequence of {steps} steps from the zero state; the GPU and the simulator do not run recurrent layers yet)");
+        println!("(one sequence of {steps} steps from the zero state)");
     }
     Ok(if reports.iter().all(|r| r.passed) {
         ExitCode::SUCCESS

@@ -65,6 +65,7 @@ pub fn run(a: &VerifyArgs) -> Result<ExitCode> {
             a.input_density,
             a.seed,
             a.json,
+            a.require_gpu,
         );
     }
     let model = Model::load(&a.model)?;

@@ -6,8 +6,10 @@
 //! * [`pytorch`] reads PyTorch's `nn.LSTM`, `nn.GRU`, `nn.LSTMCell` and `nn.GRUCell` tensors.
 //! * [`compress_stages`] prunes and weight-shares every matrix as [`crate::compress`] does for
 //!   a fully-connected layer.
-//! * [`SequenceEngine`] runs a model on the CPU (f32 and f16), whole sequences or step by
-//!   step, with the state carried between calls.
+//! * [`SequenceEngine`] runs a model on the CPU (f32, f16 and fixed16), whole sequences or
+//!   step by step, with the state carried between calls; `gpu::GpuSequenceEngine` (feature
+//!   `gpu`) runs it on the GPU (f32, and fixed16 bit for bit the same), the state on the
+//!   device.
 //! * [`SequenceOracle`] is the dense f64 oracle, [`cell`] the gate arithmetic both share.
 //!
 //! Start with a model file made by `eie compress` from PyTorch weights (or by
