@@ -9,30 +9,15 @@
 
 use eie::compress::{CompressPlan, DenseLayer, Setting};
 use eie::format::CellKind;
-use eie::gpu::{DeviceOptions, GpuContext, GpuSequenceEngine, PePlan, SequenceOptions};
+use eie::gpu::{GpuContext, GpuSequenceEngine, PePlan, SequenceOptions};
 use eie::recurrent::{compress_stages, DenseRecurrent, DenseStage, SequenceEngine, SequenceState};
 use eie::{Activation, Error, Precision, SequenceModel};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::io::Write;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-fn gpu() -> Option<Arc<GpuContext>> {
-    static CTX: OnceLock<Option<Arc<GpuContext>>> = OnceLock::new();
-    CTX.get_or_init(|| {
-        let required = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-            || std::env::var("EIE_REQUIRE_GPU").is_ok_and(|v| v == "1");
-        match GpuContext::new(&DeviceOptions::default()) {
-            Ok(ctx) => Some(ctx),
-            Err(e) if !required => {
-                let _ = writeln!(std::io::stderr(), "GPU tests skipped: no GPU adapter ({e})");
-                None
-            }
-            Err(e) => panic!("a GPU adapter is required here (CI / EIE_REQUIRE_GPU): {e}"),
-        }
-    })
-    .clone()
-}
+mod common;
+use common::gpu::gpu;
 
 fn dense(rng: &mut ChaCha8Rng, name: &str, rows: usize, cols: usize, scale: f32) -> DenseLayer {
     DenseLayer {

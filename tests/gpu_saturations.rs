@@ -13,42 +13,12 @@
 
 use eie::fixed16::Saturations;
 use eie::format::{Activation, EieLayer, Model, SparseCodes};
-use eie::gpu::{DeviceOptions, EngineOptions, GpuContext, GpuEngine, PePlan, ScheduleOverride};
+use eie::gpu::{DeviceOptions, EngineOptions, GpuEngine, PePlan, ScheduleOverride};
 use eie::{CpuEngine, Precision};
 use rand::Rng;
-use std::io::Write;
-use std::sync::{Arc, OnceLock};
 
-/// The shared context, or `None` (after one line on the terminal saying why) when this machine
-/// has no adapter; where a GPU is required a missing or non-Vulkan adapter fails the tests.
-fn gpu() -> Option<Arc<GpuContext>> {
-    static CTX: OnceLock<Option<Arc<GpuContext>>> = OnceLock::new();
-    CTX.get_or_init(|| {
-        let required = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-            || std::env::var("EIE_REQUIRE_GPU").is_ok_and(|v| v == "1");
-        let ctx = match GpuContext::new(&DeviceOptions::default()) {
-            Ok(ctx) => ctx,
-            Err(e) if !required => {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "GPU tests skipped: no GPU adapter ({e}); on Debian/Ubuntu \
-                     `apt-get install libvulkan1 mesa-vulkan-drivers` provides lavapipe"
-                );
-                return None;
-            }
-            Err(e) => panic!("a GPU adapter is required here (CI / EIE_REQUIRE_GPU): {e}"),
-        };
-        let info = ctx.adapter_info();
-        assert!(
-            !required || info.backend == wgpu::Backend::Vulkan,
-            "adapter `{}` is {:?}, not Vulkan: install the Vulkan loader and lavapipe",
-            info.name,
-            info.backend
-        );
-        Some(ctx)
-    })
-    .clone()
-}
+mod common;
+use common::gpu::gpu;
 
 /// A seeded random layer: each weight kept with probability `density`, codes uniform over the
 /// non-zero codebook indices, codebook of 16 entries in (-1, 1), bias in (-0.5, 0.5).

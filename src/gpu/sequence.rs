@@ -20,10 +20,12 @@ use super::device::GpuContext;
 use super::engine::layer_dispatches;
 use super::kernels::recurrent_cell::{self, CellBuffers, CellCall};
 use super::kernels::ActLayout;
-use super::program::{decode_rows, encode_rows, storage_init, zeroed, Dispatch, Encoding};
+use super::program::{
+    decode_rows, encode_rows, record_dispatches as record, storage_init, zeroed, Dispatch, Encoding,
+};
 use crate::error::{Error, Result};
 use crate::fixed16;
-use crate::format::{CellKind, SequenceModel};
+use crate::format::{CellKind, EieLayer, SequenceModel};
 use crate::recurrent::{cell, check_input, SequenceEngine, SequenceState, StageParts};
 use crate::reference::Precision;
 use crate::schedule::{PePlan, ScheduleOverride, EIE_BATCH_TILE};
@@ -96,19 +98,6 @@ struct Resident {
     run: Mutex<()>,
     // Buffers the bind groups reference.
     _buffers: Vec<wgpu::Buffer>,
-}
-
-/// The dispatches of `dispatches` that serve a batch of `batch`, recorded into `pass`.
-fn record(pass: &mut wgpu::ComputePass<'_>, dispatches: &[Dispatch], batch: usize) {
-    for d in dispatches
-        .iter()
-        .filter(|d| (d.batches.0..=d.batches.1).contains(&batch))
-    {
-        pass.set_pipeline(&d.pipeline);
-        pass.set_bind_group(0, &d.bind_group, &[]);
-        let y = (batch as u32).div_ceil(d.batch_group) * d.y_per_group;
-        pass.dispatch_workgroups(d.x, y, 1);
-    }
 }
 
 impl GpuSequenceEngine {
@@ -195,32 +184,36 @@ impl GpuSequenceEngine {
                     StageParts::Recurrent { ih, .. } => ih.input_frac(),
                 });
             let in_frac = out_frac;
+            // One EIE matrix of stage `si` from `x` to `y` (buffers of `rows` rows).
+            type Act = (wgpu::Buffer, ActLayout);
+            let eie = |si: usize,
+                       what: &str,
+                       layer: &EieLayer,
+                       rows: usize,
+                       (x, y): (&Act, &Act),
+                       buffers: &mut Vec<wgpu::Buffer>| {
+                layer_dispatches(
+                    &ctx,
+                    layer,
+                    opts.precision,
+                    opts.pes,
+                    &ov,
+                    classes,
+                    rows,
+                    (&x.0, x.1),
+                    (&y.0, y.1),
+                    (&counters, 0),
+                    &|w| format!("eie/gpu/sequence/stage-{si}/{what}/{w}"),
+                    buffers,
+                )
+            };
             for (si, part) in parts.iter().enumerate() {
-                let lbl_for = |what: &'static str| {
-                    move |w: &str| format!("eie/gpu/sequence/stage-{si}/{what}/{w}")
-                };
+                let name = |w: &str| format!("eie/gpu/sequence/stage-{si}/{w}");
                 match part {
                     StageParts::Fc(m) => {
                         let layer = &m.layers()[0];
-                        let y = act(
-                            &format!("eie/gpu/sequence/stage-{si}/output"),
-                            layer.rows(),
-                            seq_rows,
-                        )?;
-                        let (d, plan) = layer_dispatches(
-                            &ctx,
-                            layer,
-                            opts.precision,
-                            opts.pes,
-                            &ov,
-                            classes,
-                            seq_rows,
-                            (&cur.0, cur.1),
-                            (&y.0, y.1),
-                            (&counters, 0),
-                            &lbl_for("fc"),
-                            &mut buffers,
-                        )?;
+                        let y = act(&name("output"), layer.rows(), seq_rows)?;
+                        let (d, plan) = eie(si, "fc", layer, seq_rows, (&cur, &y), &mut buffers)?;
                         tile.get_or_insert(plan.batched.tile);
                         out_frac = m.output_frac();
                         buffers.push(std::mem::replace(&mut cur, y).0);
@@ -234,41 +227,16 @@ impl GpuSequenceEngine {
                         gate_frac,
                     } => {
                         let (g, h) = (kind.gates() * hidden, *hidden);
-                        let name = |w: &str| format!("eie/gpu/sequence/stage-{si}/{w}");
                         let gx = act(&name("gx"), g, seq_rows)?;
                         let gh = act(&name("gh"), g, state_rows)?;
                         let hb = act(&name("h"), h, state_rows)?;
                         let cb = zeroed(&ctx, &name("c"), state_rows * h)?;
                         let out = act(&name("output"), h, seq_rows)?;
-                        let (ih_d, plan) = layer_dispatches(
-                            &ctx,
-                            &ih.layers()[0],
-                            opts.precision,
-                            opts.pes,
-                            &ov,
-                            classes,
-                            seq_rows,
-                            (&cur.0, cur.1),
-                            (&gx.0, gx.1),
-                            (&counters, 0),
-                            &lbl_for("ih"),
-                            &mut buffers,
-                        )?;
+                        let ih = &ih.layers()[0];
+                        let (ih_d, plan) = eie(si, "ih", ih, seq_rows, (&cur, &gx), &mut buffers)?;
                         tile.get_or_insert(plan.batched.tile);
-                        let (hh_d, _) = layer_dispatches(
-                            &ctx,
-                            &hh.layers()[0],
-                            opts.precision,
-                            opts.pes,
-                            &ov,
-                            classes,
-                            state_rows,
-                            (&hb.0, hb.1),
-                            (&gh.0, gh.1),
-                            (&counters, 0),
-                            &lbl_for("hh"),
-                            &mut buffers,
-                        )?;
+                        let hh = &hh.layers()[0];
+                        let (hh_d, _) = eie(si, "hh", hh, state_rows, (&hb, &gh), &mut buffers)?;
                         if fixed && *gate_frac > 24 {
                             return Err(Error::InvalidArgument(format!(
                                 "fixed16: gate format Q.{gate_frac} has more fraction bits than \
@@ -291,7 +259,7 @@ impl GpuSequenceEngine {
                                 out: (&out.0, out.1),
                                 tables: &tables,
                             },
-                            &lbl_for("cell"),
+                            &|w| name(&format!("cell/{w}")),
                             &mut buffers,
                         )?;
                         out_frac = cell::H_FRAC;
@@ -373,20 +341,7 @@ impl GpuSequenceEngine {
         states: &mut [SequenceState],
     ) -> Result<Vec<f32>> {
         let r = &*self.inner;
-        check_input(&r.model, input, batch, steps)?;
-        if states.len() != batch {
-            return Err(Error::Shape(format!(
-                "{} states for a batch of {batch} sequences",
-                states.len()
-            )));
-        }
-        let size = r.model.state_size();
-        if let Some(s) = states.iter().find(|s| s.values().len() != size) {
-            return Err(Error::Shape(format!(
-                "a state of {} values for a model whose state has {size}",
-                s.values().len()
-            )));
-        }
+        check_input(&r.model, input, batch, steps, states)?;
         let (n_in, n_out) = (r.model.input_size(), r.model.output_size());
         let mut out = vec![0f32; batch * steps * n_out];
         for g0 in (0..batch).step_by(r.max_batch) {

@@ -109,13 +109,28 @@ fn output_bound(layer: &EieLayer, bound: f64) -> Result<f64> {
 }
 
 /// `input` holds `batch` sequences of `steps` steps of `model`'s input, both at least 1, all
-/// finite: [`Error::Shape`] or [`Error::NonFinite`] otherwise.
+/// finite, with a state of the model's size for each: [`Error::Shape`] or
+/// [`Error::NonFinite`] otherwise.
 pub(crate) fn check_input(
     model: &SequenceModel,
     input: &[f32],
     batch: usize,
     steps: usize,
+    states: &[SequenceState],
 ) -> Result<()> {
+    if states.len() != batch {
+        return Err(Error::Shape(format!(
+            "{} states for a batch of {batch} sequences",
+            states.len()
+        )));
+    }
+    if let Some(s) = states.iter().find(|s| s.values.len() != model.state_size()) {
+        return Err(Error::Shape(format!(
+            "a state of {} values for a model whose state has {}",
+            s.values.len(),
+            model.state_size()
+        )));
+    }
     let n = model.input_size();
     let want = batch
         .checked_mul(steps)
@@ -287,14 +302,7 @@ impl SequenceEngine {
     ///
     /// [`SequenceEngine::stream`] runs the same step by step; see the [module example](super).
     pub fn run(&self, input: &[f32], steps: usize, state: &mut SequenceState) -> Result<Vec<f32>> {
-        self.check(input, 1, steps)?;
-        if state.values.len() != self.model.state_size() {
-            return Err(Error::Shape(format!(
-                "a state of {} values for a model whose state has {}",
-                state.values.len(),
-                self.model.state_size()
-            )));
-        }
+        check_input(&self.model, input, 1, steps, std::slice::from_ref(state))?;
         self.sequence(input, steps, &mut state.values)
     }
 
@@ -308,13 +316,7 @@ impl SequenceEngine {
         steps: usize,
         states: &mut [SequenceState],
     ) -> Result<Vec<f32>> {
-        self.check(input, batch, steps)?;
-        if states.len() != batch {
-            return Err(Error::Shape(format!(
-                "{} states for a batch of {batch} sequences",
-                states.len()
-            )));
-        }
+        check_input(&self.model, input, batch, steps, states)?;
         let per = steps * self.model.input_size();
         let outs: Vec<Vec<f32>> = input
             .par_chunks(per)
@@ -340,10 +342,6 @@ impl SequenceEngine {
             engine: self,
             state,
         }
-    }
-
-    fn check(&self, input: &[f32], batch: usize, steps: usize) -> Result<()> {
-        check_input(&self.model, input, batch, steps)
     }
 
     /// One sequence, state updated in place.

@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests that drive the `eie` binary or write weight files.
 #![allow(dead_code)] // each test crate uses its own subset
 
+#[cfg(feature = "gpu")]
+pub mod gpu;
+
 use eie::compress::DenseLayer;
 use std::path::Path;
 use std::process::{Command, Output};

@@ -134,18 +134,27 @@ impl Program {
             pass.write_timestamp(qs, base);
         }
         for (l, dispatches) in self.layers.iter().enumerate() {
-            for d in dispatches
-                .iter()
-                .filter(|d| (d.batches.0..=d.batches.1).contains(&batch))
-            {
-                pass.set_pipeline(&d.pipeline);
-                pass.set_bind_group(0, &d.bind_group, &[]);
-                let y = (batch as u32).div_ceil(d.batch_group) * d.y_per_group;
-                pass.dispatch_workgroups(d.x, y, 1);
-            }
+            record_dispatches(pass, dispatches, batch);
             if let Some((qs, base)) = stamps {
                 pass.write_timestamp(qs, base + l as u32 + 1);
             }
         }
+    }
+}
+
+/// Records the dispatches of `dispatches` that serve a batch of `batch` into `pass`.
+pub(crate) fn record_dispatches(
+    pass: &mut wgpu::ComputePass<'_>,
+    dispatches: &[Dispatch],
+    batch: usize,
+) {
+    for d in dispatches
+        .iter()
+        .filter(|d| (d.batches.0..=d.batches.1).contains(&batch))
+    {
+        pass.set_pipeline(&d.pipeline);
+        pass.set_bind_group(0, &d.bind_group, &[]);
+        let y = (batch as u32).div_ceil(d.batch_group) * d.y_per_group;
+        pass.dispatch_workgroups(d.x, y, 1);
     }
 }
