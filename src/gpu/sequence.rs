@@ -51,7 +51,7 @@ impl Default for SequenceOptions {
         SequenceOptions {
             precision: Precision::F32,
             max_batch: 16,
-            max_steps: 64,
+            max_steps: 128,
             pes: PePlan::Auto,
         }
     }
