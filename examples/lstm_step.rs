@@ -13,8 +13,12 @@
 //!   step), on the rows of the committed MNIST test images; the dense step adds the classifier's
 //!   dense GEMV.
 //!
-//! Run: `cargo run --release --example lstm_step` (`-- --quick` for fewer samples). Each figure
-//! is the median (min–max) over samples, a sample timing consecutive steps for at least 20 ms.
+//! With `--gpu`, also the GPU sequence engine (`eie::gpu::GpuSequenceEngine`) on the default
+//! adapter: a sequence of 100 steps in one submission (µs per step), and one step per call.
+//!
+//! Run: `cargo run --release --example lstm_step` (`-- --quick` for fewer samples, `-- --gpu`
+//! for the GPU rows). Each figure is the median (min–max) over samples, a sample timing
+//! consecutive steps (or sequences) for at least 20 ms.
 
 use eie::baseline::DenseLayerF32;
 use eie::compress::{CompressConfig, CompressPlan};
@@ -127,6 +131,58 @@ fn nt_lstm(balance: bool) -> eie::Result<SequenceModel> {
     )
 }
 
+/// The GPU sequence engine's rows: 100 steps in one submission, and one step per call.
+fn gpu_rows(
+    ctx: &std::sync::Arc<eie::gpu::GpuContext>,
+    model: &SequenceModel,
+    xs: &[f32],
+    samples: usize,
+) -> eie::Result<()> {
+    use eie::gpu::{GpuSequenceEngine, SequenceOptions};
+    let n_in = model.input_size();
+    let steps = xs.len() / n_in;
+    let seq: Vec<f32> = (0..100)
+        .flat_map(|t| xs[(t % steps) * n_in..(t % steps + 1) * n_in].to_vec())
+        .collect();
+    for precision in [Precision::F32, Precision::Fixed16] {
+        let opts = SequenceOptions {
+            precision,
+            max_batch: 1,
+            ..SequenceOptions::default()
+        };
+        let engine = GpuSequenceEngine::new(ctx.clone(), model, opts)?;
+        let mut state = engine.zero_state();
+        let (med, lo, hi) = measure(samples, |k| {
+            for _ in 0..k {
+                let y = engine.run(&seq, 100, &mut state);
+                std::hint::black_box(y.expect("a valid sequence"));
+            }
+        });
+        println!(
+            "| EIE GPU ({}), {}, 100 steps in one submission | {:.1} ({:.1}–{:.1}) |",
+            ctx.adapter_info().name,
+            precision.name(),
+            med / 100.0,
+            lo / 100.0,
+            hi / 100.0
+        );
+        let mut t = 0;
+        let (med, lo, hi) = measure(samples, |k| {
+            for _ in 0..k {
+                let x = &xs[(t % steps) * n_in..(t % steps + 1) * n_in];
+                std::hint::black_box(engine.run(x, 1, &mut state).expect("a valid step"));
+                t += 1;
+            }
+        });
+        println!(
+            "| EIE GPU ({}), {}, one step per call | {med:.1} ({lo:.1}–{hi:.1}) |",
+            ctx.adapter_info().name,
+            precision.name()
+        );
+    }
+    Ok(())
+}
+
 fn report(name: &str, model: &SequenceModel, xs: &[f32], samples: usize) -> eie::Result<()> {
     let n_in = model.input_size();
     let steps = xs.len() / n_in;
@@ -195,6 +251,10 @@ fn report(name: &str, model: &SequenceModel, xs: &[f32], samples: usize) -> eie:
         "| dense step ({}) | {dmed:.1} ({dlo:.1}–{dhi:.1}) |",
         eie::baseline::dense_library()
     );
+    if std::env::args().any(|a| a == "--gpu") {
+        let ctx = eie::gpu::GpuContext::new(&eie::gpu::DeviceOptions::default())?;
+        gpu_rows(&ctx, model, xs, samples)?;
+    }
     Ok(())
 }
 
