@@ -102,8 +102,10 @@ fn tanh_f(x: f32) -> f32 {
     return tanh(clamp(x, -15.0, 15.0));
 }
 
+// exp(-x) kept finite (WGSL leaves an overflowing exp indeterminate): below -88 sigmoid is
+// below 6e-39 anyway.
 fn sigmoid_f(x: f32) -> f32 {
-    return 1.0 / (1.0 + exp(-x));
+    return 1.0 / (1.0 + exp(-max(x, -88.0)));
 }
 
 // The fixed16 gate sum of gate g, unit u (each part an i16-range i32, so the sum fits).
@@ -145,7 +147,8 @@ fn unit(b: u32, u: u32, xrow: u32, hrow: u32) -> u32 {
         let pre = bitcast<i32>(gx[xrow + k]) + shift_round(r * bitcast<i32>(gh[hrow + k]), 15u);
         let cand = tanh_q(pre, params.gate_frac);
         // (2^15 - z) n + z 2h: the weights sum to 2^15 and |n| <= 2^15, |2h| <= 2^16, so the
-        // sum stays within 2^30 + z 2^15 < 2^31 (z <= 32757, the table's largest value).
+        // sum stays within 2^30 + z 2^15 (z <= 32757, the table's largest value), and with the
+        // rounding term 2^15 below 2^31.
         let v = ((1i << 15u) - z) * cand + z * (bitcast<i32>(h[hi]) << 1u);
         let hq = clamp(shift_round(v, 16u), -32768i, 32767i);
         return bitcast<u32>(hq);

@@ -35,11 +35,11 @@ fn cell(
     rng: &mut ChaCha8Rng,
     name: &str,
     kind: CellKind,
-    input: usize,
-    hidden: usize,
+    (input, hidden): (usize, usize),
+    scale: f32,
 ) -> DenseStage {
     let g = kind.gates() * hidden;
-    let s = 1.5 / (hidden as f32).sqrt();
+    let s = scale / (hidden as f32).sqrt();
     DenseStage::Recurrent(
         DenseRecurrent::new(
             name.into(),
@@ -54,6 +54,17 @@ fn cell(
 /// A random model: an FC layer (ReLU), `kind` cells of `hidden` units, a second layer of
 /// cells of the other kind, an FC classifier; pruned to `density` with 4-bit codebooks.
 fn model(seed: u64, kind: CellKind, input: usize, hidden: usize, density: &str) -> SequenceModel {
+    scaled_model(seed, kind, (input, hidden), density, 1.5)
+}
+
+/// [`model`] with the gate matrices' weights scaled by `scale / sqrt(hidden)`.
+fn scaled_model(
+    seed: u64,
+    kind: CellKind,
+    (input, hidden): (usize, usize),
+    density: &str,
+    scale: f32,
+) -> SequenceModel {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let other = match kind {
         CellKind::Lstm => CellKind::Gru,
@@ -61,8 +72,8 @@ fn model(seed: u64, kind: CellKind, input: usize, hidden: usize, density: &str) 
     };
     let stages = vec![
         DenseStage::Fc(dense(&mut rng, "fc0.weight", 24, input, 0.5)),
-        cell(&mut rng, "rnn0", kind, 24, hidden),
-        cell(&mut rng, "rnn1", other, hidden, hidden / 2 + 3),
+        cell(&mut rng, "rnn0", kind, (24, hidden), scale),
+        cell(&mut rng, "rnn1", other, (hidden, hidden / 2 + 3), scale),
         DenseStage::Fc(dense(&mut rng, "fc1.weight", 7, hidden / 2 + 3, 0.5)),
     ];
     let mut plan = CompressPlan::default();
@@ -90,11 +101,12 @@ fn inputs(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
         .collect()
 }
 
-fn states(rng: &mut ChaCha8Rng, model: &SequenceModel, n: usize) -> Vec<SequenceState> {
+/// States drawn uniformly from `±bound`.
+fn states(rng: &mut ChaCha8Rng, model: &SequenceModel, n: usize, bound: f32) -> Vec<SequenceState> {
     (0..n)
         .map(|_| {
             let v = (0..model.state_size())
-                .map(|_| rng.random_range(-0.9f32..0.9))
+                .map(|_| rng.random_range(-bound..bound))
                 .collect();
             SequenceState::from_values(model, v).unwrap()
         })
@@ -113,9 +125,22 @@ fn compare(
     steps: usize,
     seed: u64,
 ) {
+    compare_from(ctx, model, precision, opts, (batch, steps), seed, 0.9);
+}
+
+/// [`compare`] from states drawn within `±bound`.
+fn compare_from(
+    ctx: &Arc<GpuContext>,
+    model: &SequenceModel,
+    precision: Precision,
+    opts: SequenceOptions,
+    (batch, steps): (usize, usize),
+    seed: u64,
+    bound: f32,
+) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let x = inputs(&mut rng, batch * steps * model.input_size());
-    let init = states(&mut rng, model, batch);
+    let init = states(&mut rng, model, batch, bound);
     let cpu = SequenceEngine::new(model.clone(), precision).unwrap();
     let gpu =
         GpuSequenceEngine::new(ctx.clone(), model, SequenceOptions { precision, ..opts }).unwrap();
@@ -165,6 +190,33 @@ fn lstm_and_gru_stacks_match_the_cpu_engine() {
                 ..opts
             };
             compare(&ctx, &m, precision, short, 5, 11, 13);
+        }
+    }
+}
+
+/// The edges of the fixed16 cell's 32-bit arithmetic: gate sums far beyond the tables' ±8
+/// (large weights: few gate fraction bits), tiny weights (many gate fraction bits), `c` near its
+/// ±512 limit and `h` at the ends of Q1.14 — the same bits as the CPU's 64-bit arithmetic.
+#[test]
+fn extreme_gates_and_states_give_the_cpu_bits() {
+    let Some(ctx) = gpu() else { return };
+    for (seed, kind, scale) in [
+        (30, CellKind::Lstm, 40.0),
+        (31, CellKind::Gru, 40.0),
+        (32, CellKind::Lstm, 0.02),
+        (33, CellKind::Gru, 0.02),
+    ] {
+        let m = scaled_model(seed, kind, (11, 36), "0.6", scale);
+        for bound in [1.99, 500.0] {
+            compare_from(
+                &ctx,
+                &m,
+                Precision::Fixed16,
+                SequenceOptions::default(),
+                (3, 7),
+                seed,
+                bound,
+            );
         }
     }
 }

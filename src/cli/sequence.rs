@@ -473,17 +473,20 @@ fn gpu_run(
 ) -> Result<(Vec<f32>, std::time::Duration, String)> {
     use eie::gpu::{DeviceOptions, GpuContext, GpuSequenceEngine, SequenceOptions};
     let sp = super::spinner("opening the GPU and uploading the model");
-    let ctx = GpuContext::new(&DeviceOptions::default())?;
-    let engine = GpuSequenceEngine::new(
-        ctx.clone(),
-        model,
-        SequenceOptions {
-            precision,
-            pes: pes.map_or(eie::schedule::PePlan::Auto, eie::schedule::PePlan::Fixed),
-            ..SequenceOptions::default()
-        },
-    )?;
+    let engine = GpuContext::new(&DeviceOptions::default()).and_then(|ctx| {
+        GpuSequenceEngine::new(
+            ctx,
+            model,
+            SequenceOptions {
+                precision,
+                pes: pes.map_or(eie::schedule::PePlan::Auto, eie::schedule::PePlan::Fixed),
+                ..SequenceOptions::default()
+            },
+        )
+    });
     sp.finish_and_clear();
+    let engine = engine?;
+    let ctx = engine.context();
     eprintln!(
         "GPU: {} ({:?})",
         ctx.adapter_info().name,

@@ -13,8 +13,8 @@
 //!
 //! The arithmetic and the fixed16 formats are the CPU engine's ([`SequenceEngine`]): the GPU
 //! is built from the same one-matrix models, with the same sigmoid and tanh tables, so fixed16
-//! gives the CPU engine's bits, and f32 differs from it only in the rounding of `exp` and
-//! `tanh`.
+//! gives the CPU engine's bits, and f32 differs from it by rounding (`exp` and `tanh`, the
+//! order of the EIE sums, fused multiply-adds).
 
 use super::device::GpuContext;
 use super::engine::layer_dispatches;
@@ -75,7 +75,8 @@ enum Stage {
 }
 
 /// A [`SequenceModel`] resident on the GPU (see the [module docs](self)). Cloning is cheap;
-/// calls on one engine run one at a time (the state buffers are the engine's).
+/// calls on one engine take the device one group of at most `max_batch` sequences at a time
+/// (the state buffers are the engine's).
 #[derive(Clone)]
 pub struct GpuSequenceEngine {
     inner: Arc<Resident>,
@@ -128,7 +129,8 @@ impl GpuSequenceEngine {
             .ok_or_else(|| Error::InvalidArgument("max_batch × max_steps overflows".into()))?;
         let limits = ctx.device_limits();
         let wg_limit = limits.max_compute_workgroups_per_dimension as usize;
-        if rows.div_ceil(EIE_BATCH_TILE) > wg_limit || opts.max_batch > wg_limit {
+        // A layer's tile may be a single input: then every row is a workgroup row.
+        if rows > wg_limit {
             return Err(Error::InvalidArgument(format!(
                 "max_batch {} × max_steps {} needs more workgroup rows than the device's {wg_limit}",
                 opts.max_batch, opts.max_steps
@@ -526,27 +528,25 @@ impl GpuSequenceEngine {
                 }
             }
             let idx = queue.submit([enc.finish()]);
+            // The output's map now; waited for below, chunk after chunk, each submission
+            // within the poll timeout of its own.
+            let m = map(&out, size);
             if is_last {
-                last = Some((idx, state_copies));
+                last = Some((idx.clone(), state_copies));
             }
-            chunks.push((out, size, sc));
+            chunks.push((out, size, sc, idx, m));
         }
         let (idx, state_copies) = last.expect("at least one step");
-        // Every buffer mapped; each map completes once its submission (at the latest the last
-        // one) has finished.
-        let maps: Vec<_> = chunks
-            .iter()
-            .map(|(b, s, _)| (b, *s))
-            .chain(state_copies.iter().map(|(b, h, c)| (b, h + c)))
-            .map(|(buf, size)| map(buf, size))
-            .collect();
-        for m in &maps {
-            r.ctx.wait_for(idx.clone(), m)?;
+        for (_, _, _, i, m) in &chunks {
+            r.ctx.wait_for(i.clone(), m)?;
+        }
+        for (buf, h, c) in &state_copies {
+            r.ctx.wait_for(idx.clone(), &map(buf, h + c))?;
         }
         // Outputs: chunk rows b × sc + t to the call's rows b × steps + t0 + t.
         let mut y = vec![0f32; batch * steps * n_out];
         let mut t0 = 0;
-        for (buf, size, sc) in &chunks {
+        for (buf, size, sc, _, _) in &chunks {
             let v = {
                 let view = buf
                     .get_mapped_range(..*size)

@@ -39,7 +39,9 @@ mod engine;
 mod oracle;
 pub mod pytorch;
 
-pub(crate) use engine::{check_input, StageParts};
+#[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+pub(crate) use engine::check_input;
+pub(crate) use engine::StageParts;
 pub use engine::{SequenceEngine, SequenceState, SequenceStream};
 pub use oracle::SequenceOracle;
 
