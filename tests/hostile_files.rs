@@ -1449,3 +1449,92 @@ fn mutated_recurrent_model_files_give_a_model_that_runs_or_a_typed_error() {
     }
     c.finish(4000);
 }
+
+/// A repeated JSON key anywhere in a model file — the container header, its `__metadata__`,
+/// the `model` and `crc32` values — is a corrupt file, whichever value comes first: readers
+/// keeping the first or the last value would otherwise see two different models.
+#[test]
+fn repeated_json_keys_are_corrupt_files() {
+    let seed = &model_seeds()[0];
+    assert!(from_bytes(seed).is_ok());
+    let (header, data) = split_container(seed);
+    let text = header.to_string();
+    let meta = header["__metadata__"].as_object().unwrap();
+    let model = meta["model"].as_str().unwrap();
+    let crc = meta["crc32"].as_str().unwrap();
+    // Each case: the header's text with one key repeated (the original value kept last, so a
+    // last-wins parser alone would accept it).
+    let first_tensor = header
+        .as_object()
+        .unwrap()
+        .keys()
+        .find(|k| *k != "__metadata__")
+        .unwrap()
+        .clone();
+    let tensor_json = header[&first_tensor].to_string();
+    let repeat = |inner_old: &str, inner_new: String| -> String {
+        assert!(text.contains(inner_old), "{inner_old}");
+        text.replacen(inner_old, &inner_new, 1)
+    };
+    let model_dup = {
+        let m: Value = serde_json::from_str(model).unwrap();
+        let first = m.as_object().unwrap().keys().next().unwrap().clone();
+        format!("{{\"{first}\":0,{}", &model[1..])
+    };
+    let crc_dup = {
+        let c: Value = serde_json::from_str(crc).unwrap();
+        let first = c.as_object().unwrap().keys().next().unwrap().clone();
+        format!("{{\"{first}\":0,{}", &crc[1..])
+    };
+    let cases = [
+        (
+            "a tensor entry",
+            repeat(
+                &format!("\"{first_tensor}\":"),
+                format!("\"{first_tensor}\":{tensor_json},\"{first_tensor}\":"),
+            ),
+        ),
+        (
+            "__metadata__ format",
+            repeat(
+                "\"__metadata__\":{",
+                "\"__metadata__\":{\"format\":\"x\",".into(),
+            ),
+        ),
+        (
+            "__metadata__ itself",
+            repeat(
+                "\"__metadata__\":",
+                "\"__metadata__\":{},\"__metadata__\":".into(),
+            ),
+        ),
+        (
+            "a key of `model`",
+            text.replacen(
+                &serde_json::to_string(model).unwrap(),
+                &serde_json::to_string(&model_dup).unwrap(),
+                1,
+            ),
+        ),
+        (
+            "a key of `crc32`",
+            text.replacen(
+                &serde_json::to_string(crc).unwrap(),
+                &serde_json::to_string(&crc_dup).unwrap(),
+                1,
+            ),
+        ),
+    ];
+    for (what, header_text) in cases {
+        assert_ne!(header_text, text, "{what}: the case changed the header");
+        let mut bytes = (header_text.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header_text.as_bytes());
+        bytes.extend_from_slice(&data);
+        // The container's own parser names `__metadata__` repeated a duplicate field.
+        let m = corrupt_message(from_bytes(&bytes));
+        assert!(
+            m.contains("duplicate key") || m.contains("duplicate field"),
+            "{what}: {m}"
+        );
+    }
+}

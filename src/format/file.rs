@@ -542,8 +542,14 @@ fn decode(bytes: &[u8], limits: &LoadLimits) -> Result<Decoded> {
     )?;
     let st = SafeTensors::deserialize(bytes)
         .map_err(|e| corrupt(format!("not a valid safetensors container: {e}")))?;
-    let (_, metadata) = SafeTensors::read_metadata(bytes)
+    let (header_len, metadata) = SafeTensors::read_metadata(bytes)
         .map_err(|e| corrupt(format!("not a valid safetensors container: {e}")))?;
+    // The container parsed, so its header is bytes 8 .. 8 + header_len.
+    let header = bytes
+        .get(8..8 + header_len)
+        .ok_or_else(|| corrupt("not a valid safetensors container: header length"))?;
+    super::json::distinct_keys(header)
+        .map_err(|e| corrupt(format!("the safetensors header: {e}")))?;
     let meta = metadata
         .metadata()
         .as_ref()
@@ -579,7 +585,10 @@ fn decode(bytes: &[u8], limits: &LoadLimits) -> Result<Decoded> {
             })
         }
     };
-    let header: ModelHeader = serde_json::from_str(get("model")?)
+    let model_json = get("model")?;
+    super::json::distinct_keys(model_json.as_bytes())
+        .map_err(|e| corrupt(format!("metadata `model` is not valid: {e}")))?;
+    let header: ModelHeader = serde_json::from_str(model_json)
         .map_err(|e| corrupt(format!("metadata `model` is not valid: {e}")))?;
     if header.layers.is_empty() {
         return Err(corrupt("the model has no layers"));
@@ -610,7 +619,10 @@ fn decode(bytes: &[u8], limits: &LoadLimits) -> Result<Decoded> {
         header.layers.len() as u64,
         limits.max_layers as u64,
     )?;
-    let checksums: BTreeMap<String, u32> = serde_json::from_str(get("crc32")?)
+    let crc_json = get("crc32")?;
+    super::json::distinct_keys(crc_json.as_bytes())
+        .map_err(|e| corrupt(format!("metadata `crc32` is not valid: {e}")))?;
+    let checksums: BTreeMap<String, u32> = serde_json::from_str(crc_json)
         .map_err(|e| corrupt(format!("metadata `crc32` is not valid: {e}")))?;
     let expected_names: Vec<String> = header
         .layers

@@ -11,6 +11,7 @@
 //! [`EieLayer`] page has an example that builds a layer by hand.
 
 pub mod file;
+mod json;
 mod layer;
 mod model;
 pub mod sequence;
