@@ -1,20 +1,4 @@
-//! [`GpuSequenceEngine`]: a [`SequenceModel`] (LSTM / GRU layers beside fully-connected ones)
-//! on the GPU, with the recurrent state kept on the device for the whole call.
-//!
-//! One submission runs up to `max_steps` steps of up to `max_batch` sequences, every stage in
-//! one compute pass: a fully-connected stage, and a recurrent stage's input part
-//! `W_ih x_t + b_ih`, as one batched EIE product over all the submission's steps (rows
-//! `b × steps + t`, the order the input arrives in, decoding each entry once per tile of
-//! steps); then, step after step, the hidden part `W_hh h + b_hh` as an EIE product over the
-//! sequences (only the non-zero entries of `h` broadcast, from the bitmap the cell step
-//! wrote), and the `recurrent_cell` dispatch, which updates `c` and `h` and writes `h` into the
-//! stage's output sequence. Longer calls take several submissions; the state stays on the
-//! device between them and is read back once, with the outputs, at the end.
-//!
-//! The arithmetic and the fixed16 formats are the CPU engine's ([`SequenceEngine`]): the GPU
-//! is built from the same one-matrix models, with the same sigmoid and tanh tables, so fixed16
-//! gives the CPU engine's bits, and f32 differs from it by rounding (`exp` and `tanh`, the
-//! order of the EIE sums, fused multiply-adds).
+//! The GPU sequence engine, [`GpuSequenceEngine`].
 
 use super::device::GpuContext;
 use super::engine::layer_dispatches;
@@ -74,9 +58,27 @@ enum Stage {
     Recurrent(RecurrentStage),
 }
 
-/// A [`SequenceModel`] resident on the GPU (see the [module docs](self)). Cloning is cheap;
-/// calls on one engine take the device one group of at most `max_batch` sequences at a time
-/// (the state buffers are the engine's).
+/// A [`SequenceModel`] (LSTM / GRU layers beside fully-connected ones) on the GPU, with the
+/// recurrent state kept on the device for the whole call.
+///
+/// One submission runs up to `max_steps` steps of up to `max_batch` sequences, every stage in
+/// one compute pass: a fully-connected stage, and a recurrent stage's input part
+/// `W_ih x_t + b_ih`, as one batched EIE product over all the submission's steps (rows
+/// `b × steps + t`, the order the input arrives in, decoding each entry once per tile of
+/// steps); then, step after step, the hidden part `W_hh h + b_hh` as an EIE product over the
+/// sequences (in EIE's column walk only the non-zero entries of `h` are broadcast, from the
+/// bitmap the cell step wrote), and the `recurrent_cell` dispatch, which updates `c` and `h` and writes `h` into the
+/// stage's output sequence. Longer calls take several submissions; the state stays on the
+/// device between them and is read back once, with the outputs, at the end.
+///
+/// The arithmetic and the fixed16 formats are the CPU engine's ([`SequenceEngine`]): the GPU
+/// is built from the same one-matrix models, with the same sigmoid and tanh tables, so fixed16
+/// gives the CPU engine's bits, and f32 differs from it by rounding (`exp` and `tanh`, the
+/// order of the EIE sums, fused multiply-adds).
+///
+/// Cloning is cheap; calls on one engine take the device one group of at most `max_batch`
+/// sequences at a time (the state buffers are the engine's). `docs/GPU.md` describes the
+/// `recurrent_cell` kernel.
 #[derive(Clone)]
 pub struct GpuSequenceEngine {
     inner: Arc<Resident>,
