@@ -16,9 +16,10 @@ mod timing;
 use super::device::GpuContext;
 use std::sync::{Arc, Mutex};
 
-pub(crate) use buffers::{
-    activations, decode_rows, encode_rows, storage_init, stride, uniform_init, zeroed, Encoding,
-};
+pub(crate) use buffers::{activations, storage_init, stride, uniform_init, zeroed, Encoding};
+// The sequence engine's, which is native only.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) use buffers::{decode_rows, encode_rows};
 pub(crate) use runtime::RunOutput;
 #[cfg(not(target_arch = "wasm32"))]
 pub use timing::{PipelineTiming, Timing, TimingOptions};
