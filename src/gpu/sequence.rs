@@ -88,6 +88,8 @@ struct Resident {
     ctx: Arc<GpuContext>,
     model: Arc<SequenceModel>,
     precision: Precision,
+    /// How activations and `h` are stored: f32, or fixed16 as i32.
+    encoding: Encoding,
     max_batch: usize,
     max_steps: usize,
     stages: Vec<Stage>,
@@ -287,6 +289,7 @@ impl GpuSequenceEngine {
                     ctx: ctx.clone(),
                     model: Arc::new(model.clone()),
                     precision: opts.precision,
+                    encoding,
                     max_batch: opts.max_batch,
                     max_steps: opts.max_steps,
                     stages,
@@ -361,12 +364,7 @@ impl GpuSequenceEngine {
     /// its bitmaps) and `c`.
     fn encode_state(&self, states: &[SequenceState]) -> Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> {
         let r = &*self.inner;
-        let fixed = r.precision == Precision::Fixed16;
-        let encoding = if fixed {
-            Encoding::Fixed16
-        } else {
-            Encoding::F32
-        };
+        let (fixed, encoding) = (r.precision == Precision::Fixed16, r.encoding);
         let mut offset = 0;
         let mut out = Vec::new();
         for s in &r.stages {
@@ -393,15 +391,11 @@ impl GpuSequenceEngine {
                 cell::H_FRAC,
                 Some(st.h.1.bits_stride),
             );
-            let limit = cell::C_LIMIT as f64;
             let c: Vec<u8> = cs
                 .iter()
                 .flat_map(|&v| {
                     if fixed {
-                        ((v as f64 * (1u64 << cell::GATE_FRAC) as f64)
-                            .round()
-                            .clamp(-limit, limit) as i32)
-                            .to_le_bytes()
+                        cell::quantize_c(v).to_le_bytes()
                     } else {
                         v.to_le_bytes()
                     }
@@ -422,12 +416,7 @@ impl GpuSequenceEngine {
     ) -> Result<Vec<f32>> {
         let r = &*self.inner;
         r.ctx.check()?;
-        let fixed = r.precision == Precision::Fixed16;
-        let encoding = if fixed {
-            Encoding::Fixed16
-        } else {
-            Encoding::F32
-        };
+        let (fixed, encoding) = (r.precision == Precision::Fixed16, r.encoding);
         let (n_in, n_out) = (r.model.input_size(), r.model.output_size());
         let dev = r.ctx.device();
         let queue = r.ctx.queue();
@@ -584,7 +573,7 @@ impl GpuSequenceEngine {
                     .map(|w| {
                         let w = [w[0], w[1], w[2], w[3]];
                         if fixed {
-                            i32::from_le_bytes(w) as f32 / (1u32 << cell::GATE_FRAC) as f32
+                            cell::dequantize_c(i32::from_le_bytes(w))
                         } else {
                             f32::from_le_bytes(w)
                         }

@@ -108,6 +108,20 @@ pub(crate) const POS_FRAC: u32 = 12;
 /// Fraction bits of the position within one table step (interpolation weight).
 pub(crate) const STEP_BITS: u32 = POS_FRAC - TABLE_STEPS.trailing_zeros();
 
+/// A cell state value in the fixed16 cell's format: `round(x × 2^15)` saturated at
+/// ±[`C_LIMIT`].
+pub fn quantize_c(x: f32) -> i32 {
+    let limit = C_LIMIT as f64;
+    (x as f64 * (1u64 << GATE_FRAC) as f64)
+        .round()
+        .clamp(-limit, limit) as i32
+}
+
+/// A fixed16 cell state value back to f32 (exact: `|q| ≤ C_LIMIT < 2^24`).
+pub fn dequantize_c(q: i32) -> f32 {
+    q as f32 / (1u32 << GATE_FRAC) as f32
+}
+
 /// `(v + 2^(s−1)) >> s`: a right shift rounding half up (`s ≥ 1`).
 fn shift_round(v: i64, s: u32) -> i64 {
     (v + (1 << (s - 1))) >> s

@@ -415,15 +415,7 @@ fn fixed16_chain(
         .iter()
         .map(|&x| fixed16::quantize_activation(x, cell::H_FRAC))
         .collect();
-    let limit = cell::C_LIMIT as f64;
-    let mut cq: Vec<i32> = c
-        .iter()
-        .map(|&x| {
-            (x as f64 * (1u64 << cell::GATE_FRAC) as f64)
-                .round()
-                .clamp(-limit, limit) as i32
-        })
-        .collect();
+    let mut cq: Vec<i32> = c.iter().map(|&x| cell::quantize_c(x)).collect();
     let h_scale = (1u32 << cell::H_FRAC) as f32;
     let mut hf: Vec<f32> = hq.iter().map(|&q| q as f32 / h_scale).collect();
     for t in 0..steps {
@@ -440,9 +432,8 @@ fn fixed16_chain(
         out.extend_from_slice(&hf);
     }
     h.copy_from_slice(&hf);
-    let c_scale = (1u32 << cell::GATE_FRAC) as f32;
     for (x, &q) in c.iter_mut().zip(&cq) {
-        *x = q as f32 / c_scale;
+        *x = cell::dequantize_c(q);
     }
     Ok(())
 }
