@@ -14,7 +14,9 @@
 //!   dense GEMV.
 //!
 //! With `--gpu`, also the GPU sequence engine (`eie::gpu::GpuSequenceEngine`) on the default
-//! adapter: a sequence of 100 steps in one submission (µs per step), and one step per call.
+//! adapter: a sequence of 100 steps in one submission (µs per step), and one step per call, with
+//! EIE's kernels (f32, fixed16) and with the same steps on the dense (cuBLAS-style GEMV/GEMM)
+//! and CSR baseline kernels (`SequenceOptions::baseline`).
 //!
 //! Run: `cargo run --release --example lstm_step` (`-- --quick` for fewer samples, `-- --gpu`
 //! for the GPU rows). Each figure is the median (min–max) over samples, a sample timing
@@ -138,16 +140,22 @@ fn gpu_rows(
     xs: &[f32],
     samples: usize,
 ) -> eie::Result<()> {
-    use eie::gpu::{GpuSequenceEngine, SequenceOptions};
+    use eie::gpu::{BaselineKind, GpuSequenceEngine, SequenceOptions};
     let n_in = model.input_size();
     let steps = xs.len() / n_in;
     let seq: Vec<f32> = (0..100)
         .flat_map(|t| xs[(t % steps) * n_in..(t % steps + 1) * n_in].to_vec())
         .collect();
-    for precision in [Precision::F32, Precision::Fixed16] {
+    for (precision, baseline) in [
+        (Precision::F32, None),
+        (Precision::Fixed16, None),
+        (Precision::F32, Some(BaselineKind::Dense)),
+        (Precision::F32, Some(BaselineKind::Csr)),
+    ] {
         let opts = SequenceOptions {
             precision,
             max_batch: 1,
+            baseline,
             ..SequenceOptions::default()
         };
         let engine = GpuSequenceEngine::new(ctx.clone(), model, opts)?;
@@ -159,9 +167,9 @@ fn gpu_rows(
             }
         });
         println!(
-            "| EIE GPU ({}), {}, 100 steps in one submission | {:.1} ({:.1}–{:.1}) |",
+            "| {} ({}), 100 steps in one submission | {:.1} ({:.1}–{:.1}) |",
+            engine.name(),
             ctx.adapter_info().name,
-            precision.name(),
             med / 100.0,
             lo / 100.0,
             hi / 100.0
@@ -175,9 +183,9 @@ fn gpu_rows(
             }
         });
         println!(
-            "| EIE GPU ({}), {}, one step per call | {med:.1} ({lo:.1}–{hi:.1}) |",
+            "| {} ({}), one step per call | {med:.1} ({lo:.1}–{hi:.1}) |",
+            engine.name(),
             ctx.adapter_info().name,
-            precision.name()
         );
     }
     Ok(())

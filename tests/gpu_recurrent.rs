@@ -9,7 +9,7 @@
 
 use eie::compress::{CompressPlan, DenseLayer, Setting};
 use eie::format::CellKind;
-use eie::gpu::{GpuContext, GpuSequenceEngine, PePlan, SequenceOptions};
+use eie::gpu::{BaselineKind, GpuContext, GpuSequenceEngine, PePlan, SequenceOptions};
 use eie::recurrent::{compress_stages, DenseRecurrent, DenseStage, SequenceEngine, SequenceState};
 use eie::{Activation, Error, Precision, SequenceModel};
 use rand::{Rng, SeedableRng};
@@ -231,6 +231,39 @@ fn pe_counts_and_dense_matrices_give_the_same_bits() {
             ..SequenceOptions::default()
         };
         compare(&ctx, &m, Precision::Fixed16, opts, 2, 6, 20);
+    }
+}
+
+/// The baseline kernels (dense GEMV/GEMM, CSR SpMV) in place of EIE's run the same steps: the
+/// CPU engine's f32 results within rounding, single inputs, tiles and several submissions.
+#[test]
+fn baseline_kernels_run_the_same_steps() {
+    let Some(ctx) = gpu() else { return };
+    let m = model(4, CellKind::Lstm, 11, 36, "0.5");
+    for kind in [BaselineKind::Dense, BaselineKind::Csr] {
+        let opts = SequenceOptions {
+            baseline: Some(kind),
+            ..SequenceOptions::default()
+        };
+        let e = GpuSequenceEngine::new(ctx.clone(), &m, opts).unwrap();
+        assert_eq!(e.name(), format!("gpu-{}/f32", kind.name()));
+        compare(&ctx, &m, Precision::F32, opts, 1, 1, 40);
+        compare(&ctx, &m, Precision::F32, opts, 6, 5, 41);
+        let short = SequenceOptions {
+            max_steps: 3,
+            max_batch: 2,
+            ..opts
+        };
+        compare(&ctx, &m, Precision::F32, short, 3, 7, 42);
+        // Baselines are f32 kernels.
+        let fixed = SequenceOptions {
+            precision: Precision::Fixed16,
+            ..opts
+        };
+        assert!(matches!(
+            GpuSequenceEngine::new(ctx.clone(), &m, fixed),
+            Err(Error::InvalidArgument(_))
+        ));
     }
 }
 

@@ -1,9 +1,11 @@
 //! The GPU sequence engine, [`GpuSequenceEngine`].
 
+use super::baseline::BaselineKind;
 use super::device::GpuContext;
 use super::engine::layer_dispatches;
 use super::kernels::recurrent_cell::{self, CellBuffers, CellCall};
 use super::kernels::ActLayout;
+use super::kernels::{csr_spmv, dense_gemv};
 use super::program::{
     decode_rows, encode_rows, record_dispatches as record, storage_init, zeroed, Dispatch, Encoding,
 };
@@ -12,7 +14,7 @@ use crate::fixed16;
 use crate::format::{CellKind, EieLayer, SequenceModel};
 use crate::recurrent::{cell, check_input, SequenceEngine, SequenceState, StageParts};
 use crate::reference::Precision;
-use crate::schedule::{PePlan, ScheduleOverride, EIE_BATCH_TILE};
+use crate::schedule::{PePlan, ScheduleOverride, BATCH_TILE, EIE_BATCH_TILE};
 use std::sync::{Arc, Mutex};
 
 /// Options of [`GpuSequenceEngine::new`].
@@ -28,6 +30,11 @@ pub struct SequenceOptions {
     pub max_steps: usize,
     /// PE count per matrix (workgroups of the EIE kernel).
     pub pes: PePlan,
+    /// The kernel of every matrix product: `None` (the default) for EIE's; a baseline runs the
+    /// same steps (the same recording, state and cell kernel) with every matrix decoded and
+    /// multiplied by that baseline's f32 kernel instead (`dense_gemv.wgsl`, cuBLAS-style, or
+    /// `csr_spmv.wgsl`), to compare against. Baselines run in f32 only.
+    pub baseline: Option<BaselineKind>,
 }
 
 impl Default for SequenceOptions {
@@ -37,6 +44,7 @@ impl Default for SequenceOptions {
             max_batch: 16,
             max_steps: 128,
             pes: PePlan::Auto,
+            baseline: None,
         }
     }
 }
@@ -76,6 +84,9 @@ enum Stage {
 /// gives the CPU engine's bits, and f32 differs from it by rounding (`exp` and `tanh`, the
 /// order of the EIE sums, fused multiply-adds).
 ///
+/// With [`SequenceOptions::baseline`] the same recording runs every matrix product on a
+/// baseline kernel instead (the dense GPU LSTM step, or CSR), to measure EIE's against.
+///
 /// Cloning is cheap; calls on one engine take the device one group of at most `max_batch`
 /// sequences at a time (the state buffers are the engine's). `docs/GPU.md` describes the
 /// `recurrent_cell` kernel.
@@ -90,6 +101,8 @@ struct Resident {
     precision: Precision,
     /// How activations and `h` are stored: f32, or fixed16 as i32.
     encoding: Encoding,
+    /// The matrices' kernel where it is a baseline's.
+    baseline: Option<BaselineKind>,
     max_batch: usize,
     max_steps: usize,
     stages: Vec<Stage>,
@@ -121,6 +134,13 @@ impl GpuSequenceEngine {
                 "f16 sequence models run on the CPU engine; the GPU runs them in f32 or fixed16"
                     .into(),
             ));
+        }
+        if opts.baseline.is_some() && opts.precision != Precision::F32 {
+            return Err(Error::InvalidArgument(format!(
+                "the {} baseline runs in f32 only, not {}",
+                opts.baseline.map_or("", BaselineKind::name),
+                opts.precision.name()
+            )));
         }
         if opts.max_batch == 0 || opts.max_steps == 0 {
             return Err(Error::InvalidArgument(
@@ -190,28 +210,51 @@ impl GpuSequenceEngine {
                     StageParts::Recurrent { ih, .. } => ih.input_frac(),
                 });
             let in_frac = out_frac;
-            // One EIE matrix of stage `si` from `x` to `y` (buffers of `rows` rows).
+            // One matrix of stage `si` from `x` to `y` (buffers of `rows` rows), by EIE's
+            // kernel or the baseline's; with the tile its batches are padded to.
             type Act = (wgpu::Buffer, ActLayout);
-            let eie = |si: usize,
-                       what: &str,
-                       layer: &EieLayer,
-                       rows: usize,
-                       (x, y): (&Act, &Act),
-                       buffers: &mut Vec<wgpu::Buffer>| {
-                layer_dispatches(
+            let matrix = |si: usize,
+                          what: &str,
+                          layer: &EieLayer,
+                          rows: usize,
+                          (x, y): (&Act, &Act),
+                          buffers: &mut Vec<wgpu::Buffer>|
+             -> Result<(Vec<Dispatch>, usize)> {
+                let lbl = |w: &str| format!("eie/gpu/sequence/stage-{si}/{what}/{w}");
+                let Some(kind) = opts.baseline else {
+                    let (d, plan) = layer_dispatches(
+                        &ctx,
+                        layer,
+                        opts.precision,
+                        opts.pes,
+                        &ov,
+                        classes,
+                        rows,
+                        (&x.0, x.1),
+                        (&y.0, y.1),
+                        (&counters, 0),
+                        &lbl,
+                        buffers,
+                    )?;
+                    return Ok((d, plan.batched.tile));
+                };
+                let zero = [0f32];
+                let bias = storage_init(
                     &ctx,
-                    layer,
-                    opts.precision,
-                    opts.pes,
-                    &ov,
-                    classes,
-                    rows,
-                    (&x.0, x.1),
-                    (&y.0, y.1),
-                    (&counters, 0),
-                    &|w| format!("eie/gpu/sequence/stage-{si}/{what}/{w}"),
-                    buffers,
-                )
+                    &lbl("bias"),
+                    bytemuck::cast_slice(layer.bias().unwrap_or(&zero)),
+                );
+                let io = (&x.0, &y.0);
+                let d = match kind {
+                    BaselineKind::Dense => {
+                        dense_gemv::dispatches(&ctx, layer, &bias, io, &lbl, buffers)?
+                    }
+                    BaselineKind::Csr => {
+                        csr_spmv::dispatches(&ctx, layer, &bias, io, &lbl, buffers)?
+                    }
+                };
+                buffers.push(bias);
+                Ok((d, BATCH_TILE))
             };
             for (si, part) in parts.iter().enumerate() {
                 let name = |w: &str| format!("eie/gpu/sequence/stage-{si}/{w}");
@@ -219,8 +262,8 @@ impl GpuSequenceEngine {
                     StageParts::Fc(m) => {
                         let layer = &m.layers()[0];
                         let y = act(&name("output"), layer.rows(), seq_rows)?;
-                        let (d, plan) = eie(si, "fc", layer, seq_rows, (&cur, &y), &mut buffers)?;
-                        tile.get_or_insert(plan.batched.tile);
+                        let (d, t) = matrix(si, "fc", layer, seq_rows, (&cur, &y), &mut buffers)?;
+                        tile.get_or_insert(t);
                         out_frac = m.output_frac();
                         buffers.push(std::mem::replace(&mut cur, y).0);
                         stages.push(Stage::Fc(d));
@@ -239,10 +282,10 @@ impl GpuSequenceEngine {
                         let cb = zeroed(&ctx, &name("c"), state_rows * h)?;
                         let out = act(&name("output"), h, seq_rows)?;
                         let ih = &ih.layers()[0];
-                        let (ih_d, plan) = eie(si, "ih", ih, seq_rows, (&cur, &gx), &mut buffers)?;
-                        tile.get_or_insert(plan.batched.tile);
+                        let (ih_d, t) = matrix(si, "ih", ih, seq_rows, (&cur, &gx), &mut buffers)?;
+                        tile.get_or_insert(t);
                         let hh = &hh.layers()[0];
-                        let (hh_d, _) = eie(si, "hh", hh, state_rows, (&hb, &gh), &mut buffers)?;
+                        let (hh_d, _) = matrix(si, "hh", hh, state_rows, (&hb, &gh), &mut buffers)?;
                         if fixed && *gate_frac > 24 {
                             return Err(Error::InvalidArgument(format!(
                                 "fixed16: gate format Q.{gate_frac} has more fraction bits than \
@@ -290,6 +333,7 @@ impl GpuSequenceEngine {
                     model: Arc::new(model.clone()),
                     precision: opts.precision,
                     encoding,
+                    baseline: opts.baseline,
                     max_batch: opts.max_batch,
                     max_steps: opts.max_steps,
                     stages,
@@ -315,9 +359,11 @@ impl GpuSequenceEngine {
         self.inner.precision
     }
 
-    /// The kernel's name in reports, e.g. `gpu-eie/f32`.
+    /// The kernel's name in reports: `gpu-eie/f32`, `gpu-eie/fixed16`, or for a baseline
+    /// (see [`SequenceOptions::baseline`]) `gpu-dense/f32` or `gpu-csr/f32`.
     pub fn name(&self) -> String {
-        format!("gpu-eie/{}", self.inner.precision.name())
+        let kernel = self.inner.baseline.map_or("eie", BaselineKind::name);
+        format!("gpu-{kernel}/{}", self.inner.precision.name())
     }
 
     /// The device context.
