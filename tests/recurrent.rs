@@ -447,13 +447,18 @@ fn stacked_layers_with_a_classifier_and_an_initial_state() {
 }
 
 /// A sequence split into two calls, the state carried, equals one call, bit for bit; so do
-/// step-by-step streaming and a batch of sequences.
+/// step-by-step streaming and a batch of sequences. Small layers, and layers large enough that
+/// a streamed step runs its two products side by side.
 #[test]
 fn split_streamed_and_batched_sequences_equal_one_call() {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(5);
-    for gates in [4, 3] {
-        let (input, hidden, steps) = (9, 12, 11);
+    for (gates, (input, hidden, steps), density) in [
+        (4, (9, 12, 11), "0.3"),
+        (3, (9, 12, 11), "0.3"),
+        (4, (40, 96, 6), "0.8"),
+        (3, (40, 96, 6), "0.8"),
+    ] {
         let mut t = Tensors::new();
         add_cell(
             &mut t,
@@ -471,7 +476,16 @@ fn split_streamed_and_batched_sequences_equal_one_call() {
         // A pruned, 4-bit model this time: the engine must agree with itself whatever the
         // weights.
         let model =
-            compress_stages(&stages, &plan("0.3", "4"), &[Activation::Identity], false).unwrap();
+            compress_stages(&stages, &plan(density, "4"), &[Activation::Identity], false).unwrap();
+        let Stage::Recurrent(r) = &model.stages()[0] else {
+            panic!("an LSTM or GRU first")
+        };
+        let entries = r.ih().entry_count() + r.hh().entry_count();
+        assert_eq!(
+            entries >= eie::reference::PARALLEL_MIN_ENTRIES,
+            hidden > 12,
+            "{entries} entries: the large layers must take the side-by-side step"
+        );
         for precision in [Precision::F32, Precision::F16, Precision::Fixed16] {
             let engine = SequenceEngine::new(model.clone(), precision).unwrap();
             let x = inputs(&mut rng, steps * input);

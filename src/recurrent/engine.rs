@@ -5,7 +5,7 @@ use super::cell;
 use crate::error::{check_finite, Error, Result};
 use crate::fixed16;
 use crate::format::{CellKind, EieLayer, Model, SequenceModel, Stage};
-use crate::reference::{CpuEngine, Precision};
+use crate::reference::{CpuEngine, Precision, PARALLEL_MIN_ENTRIES};
 use rayon::prelude::*;
 
 /// The recurrent state of one sequence: for each recurrent stage in order, its `h` (`H`
@@ -363,17 +363,23 @@ impl SequenceEngine {
                     gate_frac,
                 } => {
                     let (g, h_len) = (kind.gates() * hidden, *hidden);
-                    let gx = ih.run(&cur, self.precision)?;
                     let has_c = kind.has_cell_state();
                     let size = if has_c { 2 * h_len } else { h_len };
                     let (h, c) = state[offset..offset + size].split_at_mut(h_len);
                     offset += size;
                     let mut out = Vec::with_capacity(steps * h_len);
                     if self.precision == Precision::Fixed16 {
-                        fixed16_chain(*kind, *gate_frac, &gx, hh, steps, g, h, c, &mut out)?;
+                        let hf = h_float(&h_fixed16(h));
+                        let parts = gate_products(ih, hh, &cur, &hf, steps, self.precision)?;
+                        fixed16_chain(*kind, *gate_frac, parts, hh, steps, g, h, c, &mut out)?;
                     } else {
+                        let (gx, mut first_gh) =
+                            gate_products(ih, hh, &cur, h, steps, self.precision)?;
                         for t in 0..steps {
-                            let gh = hh.run(h, self.precision)?;
+                            let gh = match first_gh.take() {
+                                Some(gh) => gh,
+                                None => hh.run(h, self.precision)?,
+                            };
                             cell::update(*kind, &gx[t * g..(t + 1) * g], &gh, h, c);
                             if f16 {
                                 round_f16(h);
@@ -390,14 +396,49 @@ impl SequenceEngine {
     }
 }
 
-/// The serial chain of a recurrent stage in fixed16: the state converted to its formats
-/// (`h` Q1.14, `c` with 15 fraction bits, each rounded and saturated), `W_hh h` through the
-/// fixed16 engine, the cell update in integers, and the state converted back (exactly).
+/// `W_ih x` for every step of `x` and, for a single step whose two products are worth a
+/// fork-join (a stream's push), that step's `W_hh h` computed beside it (`h` as the hidden
+/// product reads it).
+fn gate_products(
+    ih: &CpuEngine,
+    hh: &CpuEngine,
+    x: &[f32],
+    h: &[f32],
+    steps: usize,
+    precision: Precision,
+) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
+    let entries = |e: &CpuEngine| e.model().layers()[0].entry_count();
+    if steps == 1 && entries(ih) + entries(hh) >= PARALLEL_MIN_ENTRIES {
+        let (gx, gh) = rayon::join(|| ih.run(x, precision), || hh.run(h, precision));
+        Ok((gx?, Some(gh?)))
+    } else {
+        Ok((ih.run(x, precision)?, None))
+    }
+}
+
+/// The fixed16 hidden state: Q1.14, each value rounded and saturated.
+fn h_fixed16(h: &[f32]) -> Vec<i16> {
+    h.iter()
+        .map(|&x| fixed16::quantize_activation(x, cell::H_FRAC))
+        .collect()
+}
+
+/// A fixed16 hidden state as the floats the fixed16 engine takes (exactly).
+fn h_float(hq: &[i16]) -> Vec<f32> {
+    let h_scale = (1u32 << cell::H_FRAC) as f32;
+    hq.iter().map(|&q| q as f32 / h_scale).collect()
+}
+
+/// The serial chain of a recurrent stage in fixed16, from the input parts of every step (and
+/// the first step's hidden part where [`gate_products`] computed it): the state converted to
+/// its formats (`h` Q1.14, `c` with 15 fraction bits, each rounded and saturated), `W_hh h`
+/// through the fixed16 engine, the cell update in integers, and the state converted back
+/// (exactly).
 #[allow(clippy::too_many_arguments)]
 fn fixed16_chain(
     kind: CellKind,
     gate_frac: u32,
-    gx: &[f32],
+    (gx, mut first_gh): (Vec<f32>, Option<Vec<f32>>),
     hh: &CpuEngine,
     steps: usize,
     g: usize,
@@ -410,16 +451,16 @@ fn fixed16_chain(
             .map(|&x| (x as f64 * (1u64 << frac) as f64).round() as i32)
             .collect()
     };
-    let gx = to_int(gx, gate_frac);
-    let mut hq: Vec<i16> = h
-        .iter()
-        .map(|&x| fixed16::quantize_activation(x, cell::H_FRAC))
-        .collect();
+    let gx = to_int(&gx, gate_frac);
+    let mut hq = h_fixed16(h);
     let mut cq: Vec<i32> = c.iter().map(|&x| cell::quantize_c(x)).collect();
-    let h_scale = (1u32 << cell::H_FRAC) as f32;
-    let mut hf: Vec<f32> = hq.iter().map(|&q| q as f32 / h_scale).collect();
+    let mut hf = h_float(&hq);
     for t in 0..steps {
-        let gh = to_int(&hh.run(&hf, Precision::Fixed16)?, gate_frac);
+        let gh = match first_gh.take() {
+            Some(gh) => gh,
+            None => hh.run(&hf, Precision::Fixed16)?,
+        };
+        let gh = to_int(&gh, gate_frac);
         cell::update_fixed16(
             kind,
             &gx[t * g..(t + 1) * g],
@@ -428,7 +469,7 @@ fn fixed16_chain(
             &mut hq,
             &mut cq,
         );
-        hf = hq.iter().map(|&q| q as f32 / h_scale).collect();
+        hf = h_float(&hq);
         out.extend_from_slice(&hf);
     }
     h.copy_from_slice(&hf);

@@ -587,6 +587,19 @@ pub const ROW_SLOT_COST_TILE: f64 = 0.16;
 /// integer multiply, round and shift per slot (not swept; BENCHMARKS.md, "fixed16 on the CPU").
 pub const FIXED16_ROW_SLOT_COST: f64 = 0.75;
 
+/// Stored entries (padding included) below which the CPU engine runs a layer of one input on
+/// the calling thread instead of splitting it over the rayon threads: waking the pool and
+/// joining it costs microseconds, as much as walking about this many entries alone (about
+/// 1.2 ns each, see [`cpu_pes`]). The small matrices of a recurrent step (a 64-unit LSTM's
+/// gate matrices hold a few thousand entries) pay the fork-join on every step.
+pub const PARALLEL_MIN_ENTRIES: usize = 16_384;
+
+/// Whether a single input's walk of `layer` is split over the rayon threads (see
+/// [`PARALLEL_MIN_ENTRIES`]).
+fn split_layer(layer: &EieLayer, parallel: bool) -> bool {
+    parallel && layer.entry_count() >= PARALLEL_MIN_ENTRIES
+}
+
 /// Measured cost of starting one column slice of the column walk (pointer pair, loop exit the
 /// branch predictor misses), in entries.
 ///
@@ -868,6 +881,7 @@ impl CpuEngine {
                     .sum()
             });
             let rows = walks.and_then(|w| w.rows.as_ref());
+            let parallel = split_layer(l, parallel);
             match (self.walk_for(i, nonzero.len(), listed_entries, false), rows) {
                 (CpuWalk::Rows, Some(rows)) => {
                     rows_f32(l, rows, &codebook, &cur, &mut next, parallel)?
@@ -1023,9 +1037,14 @@ impl CpuEngine {
             *c = if t > 1 {
                 fixed16_tile(l, compact, codebook, bound, &cur, &mut next)?
             } else if let (Some(w), Some(rows)) = (walks, self.fixed16_rows(i, &cur)) {
+                let parallel = split_layer(l, parallel);
                 rows_fixed16(l, rows, &w.fixed16_terms, &cur, &mut next, parallel)?
             } else {
-                columns_fixed16(l, compact, codebook, &cur, &mut next)?
+                let serial = !split_layer(l, parallel);
+                let outer = BATCHED.with(|b| b.replace(serial || b.get()));
+                let r = columns_fixed16(l, compact, codebook, &cur, &mut next);
+                BATCHED.with(|b| b.set(outer));
+                r?
             };
             cur = next;
         }

@@ -13,7 +13,7 @@ pub mod row_order;
 pub use dense::DenseOracle;
 pub use eie::{
     cpu_engine_kernels, cpu_pes, layer_f32, layer_fixed16, CpuEngine, CpuWalk, Precision,
-    FIXED16_ROW_SLOT_COST, ROW_SLOT_COST, ROW_SLOT_COST_TILE, SLICE_COST,
+    FIXED16_ROW_SLOT_COST, PARALLEL_MIN_ENTRIES, ROW_SLOT_COST, ROW_SLOT_COST_TILE, SLICE_COST,
 };
 
 /// How far one result is from another.
