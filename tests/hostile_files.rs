@@ -1579,7 +1579,10 @@ fn edit_header_text(bytes: &[u8], edit: impl FnOnce(String) -> String) -> Vec<u8
 /// JSON serialiser would not write can be made).
 fn edit_model_text(bytes: &[u8], edit: impl FnOnce(&str) -> String) -> Vec<u8> {
     let (mut header, data) = split_container(bytes);
-    let model = header["__metadata__"]["model"].as_str().unwrap().to_string();
+    let model = header["__metadata__"]["model"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let edited = edit(&model);
     assert_ne!(edited, model, "the edit changed nothing");
     header["__metadata__"]["model"] = json!(edited);
@@ -1598,7 +1601,10 @@ fn edit_tensor(bytes: &[u8], name: &str, edit: impl FnOnce(&mut Vec<u8>)) -> Vec
         .into_iter()
         .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
         .collect();
-    let t = owned.iter_mut().find(|t| t.0 == name).expect("tensor exists");
+    let t = owned
+        .iter_mut()
+        .find(|t| t.0 == name)
+        .expect("tensor exists");
     edit(&mut t.3);
     if t.1 == Dtype::U8 {
         t.2 = vec![t.3.len()];
@@ -1668,7 +1674,11 @@ fn tensor_byte_ranges_must_tile_the_data_section() {
         ("hole between tensors", hole(1), "invalid offset"),
         ("overlap", overlap, "invalid offset"),
         ("bytes after the last tensor", trailing, "not fully covered"),
-        ("range longer than its shape", short, "not a valid safetensors"),
+        (
+            "range longer than its shape",
+            short,
+            "not a valid safetensors",
+        ),
     ] {
         let m = corrupt_message(from_bytes(&bytes));
         assert!(
@@ -1804,7 +1814,10 @@ fn non_canonical_versions_are_unsupported() {
         ] {
             header["__metadata__"]["format_version"] = json!(found);
             match sequence_from_bytes(&join_container(&header, &data)) {
-                Err(Error::UnsupportedVersion { found: f, supported }) => {
+                Err(Error::UnsupportedVersion {
+                    found: f,
+                    supported,
+                }) => {
                     assert_eq!((f.as_str(), supported), (found.as_str(), 3));
                 }
                 other => panic!("version {found:?}: {other:?}"),
@@ -1852,7 +1865,10 @@ fn integers_must_be_written_as_integers() {
     // A checksum, a shape and a data offset written as floats.
     let (header, data) = split_container(&seed);
     let name = tensor_ranges(&header)[1].0.clone();
-    let crc_text = header["__metadata__"]["crc32"].as_str().unwrap().to_string();
+    let crc_text = header["__metadata__"]["crc32"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let crc: BTreeMap<String, u32> = serde_json::from_str(&crc_text).unwrap();
     let mut h = header.clone();
     let entry = format!("\"{name}\":{}", crc[&name]);
@@ -1876,51 +1892,53 @@ fn integers_must_be_written_as_integers() {
     }
 }
 
-/// An optional field is absent or has a value of its type: `null` is not "absent".
+/// An optional field is absent or has a value of its type: `null` is not "absent". Each case
+/// is a file that loads with the field absent (its control), and must not with it `null`.
 #[test]
 fn optional_fields_are_absent_not_null() {
     let seeds = model_seeds();
-    type Edit = Box<dyn Fn(&mut Value)>;
-    let cases: Vec<(&str, &[u8], Edit)> = vec![
-        (
-            "input_frac",
-            &seeds[0],
-            Box::new(|m| m["input_frac"] = Value::Null),
-        ),
-        (
-            "output_frac",
-            &seeds[0],
-            Box::new(|m| {
-                for l in m["layers"].as_array_mut().unwrap() {
-                    l["output_frac"] = Value::Null;
-                }
-            }),
-        ),
-        (
-            "len_bits",
-            &seeds[1],
-            Box::new(|m| m["layers"][0]["len_bits"] = Value::Null),
-        ),
-        (
-            "kind",
-            &seeds[0],
-            Box::new(|m| m["layers"][0]["kind"] = Value::Null),
-        ),
-        (
-            "stage",
-            &seeds[0],
-            Box::new(|m| m["layers"][0]["stage"] = Value::Null),
-        ),
+    // The crate states the fixed16 formats in every file it writes; without them all, a
+    // `null` format would read as a file that states none.
+    let no_formats = |m: &mut Value| {
+        m.as_object_mut().unwrap().remove("input_frac");
+        for l in m["layers"].as_array_mut().unwrap() {
+            l.as_object_mut().unwrap().remove("output_frac");
+        }
+    };
+    // (field, seed, where the field goes: the model object or layer 0, each layer)
+    let cases: [(&str, &[u8], bool); 5] = [
+        ("input_frac", &seeds[0], false),
+        ("output_frac", &seeds[0], true),
+        ("len_bits", &seeds[1], true), // a version-1 file: no `len_bits`
+        ("kind", &seeds[0], true),
+        ("stage", &seeds[0], true),
     ];
-    for (what, seed, edit) in cases {
-        assert!(from_bytes(seed).is_ok());
-        let m = corrupt_message(from_bytes(&edit_model_json(seed, edit)));
+    for (field, seed, in_layers) in cases {
+        let set = |value: Option<Value>| {
+            edit_model_json(seed, |m| {
+                no_formats(m);
+                let objects: Vec<&mut Value> = if in_layers {
+                    m["layers"].as_array_mut().unwrap().iter_mut().collect()
+                } else {
+                    vec![m]
+                };
+                for o in objects {
+                    let o = o.as_object_mut().unwrap();
+                    match &value {
+                        Some(v) => o.insert(field.to_string(), v.clone()),
+                        None => o.remove(field),
+                    };
+                }
+            })
+        };
+        assert!(from_bytes(&set(None)).is_ok(), "{field} absent");
+        let m = corrupt_message(from_bytes(&set(Some(Value::Null))));
         // serde_json says "invalid type: null" for a number or string, "expected value" for
         // `kind`'s enumeration.
         assert!(
             m.contains("`model` is not valid")
                 && (m.contains("invalid type: null") || m.contains("expected value")),
-            "{what}: {m}"
+            "{field}: {m}"
         );
     }
 }
@@ -1945,10 +1963,18 @@ fn codebook_entry_zero_must_be_positive_zero() {
     let b = edit_tensor(seed, "layers.0.codebook", |d| {
         d[4..8].copy_from_slice(&negative_zero)
     });
-    let b = edit_tensor(&b, "layers.0.bias", |d| d[..4].copy_from_slice(&negative_zero));
+    let b = edit_tensor(&b, "layers.0.bias", |d| {
+        d[..4].copy_from_slice(&negative_zero)
+    });
     let model = from_bytes(&b).unwrap();
-    assert_eq!(model.layers()[0].codebook()[1].to_bits(), (-0.0f32).to_bits());
-    assert_eq!(model.layers()[0].bias().unwrap()[0].to_bits(), (-0.0f32).to_bits());
+    assert_eq!(
+        model.layers()[0].codebook()[1].to_bits(),
+        (-0.0f32).to_bits()
+    );
+    assert_eq!(
+        model.layers()[0].bias().unwrap()[0].to_bits(),
+        (-0.0f32).to_bits()
+    );
 }
 
 /// Two-byte entries (`bits > 4`) fill the entries tensor exactly, and U8 tensors of any length
@@ -2014,8 +2040,176 @@ fn models_without_layers_are_corrupt_files() {
         meta["model"] = json!(model.to_string());
         meta["crc32"] = json!("{}");
         let bytes = join_container(&json!({ "__metadata__": meta }), &[]);
-        assert!(corrupt_message(from_bytes(&bytes)).contains("no layers"), "{version}");
+        assert!(
+            corrupt_message(from_bytes(&bytes)).contains("no layers"),
+            "{version}"
+        );
         let m = sequence_corrupt_message(sequence_from_bytes(&bytes));
         assert!(m.contains("no layers"), "{version}: {m}");
+    }
+}
+
+/// The rules whose other tests are random mutations or elsewhere, each broken once here: the
+/// container's framing, the metadata keys and their values, the shapes of `model` and `crc32`,
+/// the tensors a header calls for, value types, `bits`, a non-finite bias, entries.
+#[test]
+fn each_remaining_rule_has_a_case() {
+    let seeds = model_seeds();
+    let seed = &seeds[0]; // version 2, 4-bit codebooks, bias on layer 0 only
+    let model = from_bytes(seed).unwrap();
+    assert!(model.layers()[0].bias().is_some() && model.layers()[1].bias().is_none());
+    let (header, data) = split_container(seed);
+    let header_edit = |f: &dyn Fn(&mut Value)| {
+        let mut h = header.clone();
+        f(&mut h);
+        join_container(&h, &data)
+    };
+    let meta_edit = |key: &'static str, value: Value| {
+        header_edit(&move |h| h["__metadata__"][key] = value.clone())
+    };
+    let layer_edit = |k: usize, field: &'static str, value: Value| {
+        edit_model_json(seed, |m| m["layers"][k][field] = value)
+    };
+    let with_length = |n: u64| [&n.to_le_bytes()[..], &seed[8..]].concat();
+    let not_utf8 = {
+        let at = seed.windows(10).position(|w| w == b"fc1.weight").unwrap();
+        let mut b = seed.clone();
+        b[at] = 0xff;
+        b
+    };
+    let removed = |key: &'static str| {
+        header_edit(&move |h| {
+            h["__metadata__"].as_object_mut().unwrap().remove(key);
+        })
+    };
+    let mut cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        // 1
+        ("7 bytes", seed[..7].to_vec(), "not a valid safetensors"),
+        (
+            "header past the end",
+            with_length(seed.len() as u64),
+            "not a valid",
+        ),
+        (
+            "header of 10^8 + 1 bytes",
+            with_length(100_000_001),
+            "too large",
+        ),
+        ("header not UTF-8", not_utf8, "invalid UTF-8"),
+        (
+            "header an array",
+            edit_header_text(seed, |_| "[]".into()),
+            "not a valid safetensors",
+        ),
+        // 6
+        (
+            "no format",
+            removed("format"),
+            "without the `format` metadata key",
+        ),
+        (
+            "no format_version",
+            removed("format_version"),
+            "`format_version` missing",
+        ),
+        ("no model", removed("model"), "`model` missing"),
+        ("no crc32", removed("crc32"), "`crc32` missing"),
+        (
+            "a number",
+            meta_edit("format_version", json!(2)),
+            "not a valid safetensors",
+        ),
+        // 7
+        (
+            "format EIE",
+            meta_edit("format", json!("EIE")),
+            "is `EIE`, expected `eie`",
+        ),
+        // 9
+        (
+            "model an array",
+            meta_edit("model", json!("[]")),
+            "`model` is not valid",
+        ),
+        (
+            "model without layers",
+            meta_edit("model", json!("{}")),
+            "missing field `layers`",
+        ),
+        (
+            "crc32 an array",
+            meta_edit("crc32", json!("[]")),
+            "`crc32` is not valid",
+        ),
+        (
+            "a checksum of 2^32",
+            header_edit(&|h| {
+                let c = h["__metadata__"]["crc32"].as_str().unwrap();
+                let mut c: Value = serde_json::from_str(c).unwrap();
+                c["layers.0.codebook"] = json!(1u64 << 32);
+                h["__metadata__"]["crc32"] = json!(c.to_string());
+            }),
+            "`crc32` is not valid",
+        ),
+        // 10
+        (
+            "a bias tensor too many",
+            layer_edit(0, "bias", json!(false)),
+            "tensors and",
+        ),
+        (
+            "a bias tensor missing",
+            layer_edit(1, "bias", json!(true)),
+            "tensors and",
+        ),
+        // 15
+        (
+            "activation tanh",
+            layer_edit(0, "activation", json!("tanh")),
+            "unknown variant",
+        ),
+        (
+            "bias a string",
+            layer_edit(0, "bias", json!("true")),
+            "invalid type",
+        ),
+        (
+            "name a number",
+            layer_edit(0, "name", json!(3)),
+            "invalid type",
+        ),
+        // 18
+        ("bits 9", layer_edit(0, "bits", json!(9)), "bits 9"),
+        ("bits 1", layer_edit(0, "bits", json!(1)), "bits 1"),
+        // 21
+        (
+            "a NaN bias",
+            edit_tensor(seed, "layers.0.bias", |d| {
+                d[4..8].copy_from_slice(&f32::NAN.to_le_bytes())
+            }),
+            "non-finite",
+        ),
+        // 24: a padding entry with z = 3; a padding entry alone in its column
+        (
+            "padding with a run of 3",
+            edit_tensor(seed, "layers.0.entries", |d| d[0] = 3 << 4),
+            "malformed padding",
+        ),
+    ];
+    assert_eq!(model.layers()[0].pe(0).column(0).len(), 1);
+    cases.push((
+        "padding at the end of a column",
+        edit_tensor(seed, "layers.0.entries", |d| d[0] = 15 << 4),
+        "malformed padding",
+    ));
+    // 24: a run above 15 (two-byte entries: `v` then `z`)
+    cases.push((
+        "a run of 16",
+        edit_tensor(&seeds[2], "layers.0.entries", |d| d[1] = 16),
+        "zero run 16 exceeds 15",
+    ));
+    for (what, bytes, want) in cases {
+        let m = corrupt_message(from_bytes(&bytes));
+        assert!(m.contains(want), "{what}: {m}");
     }
 }

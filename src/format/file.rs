@@ -81,18 +81,34 @@ struct LayerHeader {
     activation: Activation,
     bias: bool,
     /// Version 2 only: the width in bits of each slice length in `col_len`.
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     len_bits: Option<u8>,
     /// Fraction bits of the layer's fixed16 output activations (0..=24); absent in files
     /// written before formats were stored, which run with Q5.10.
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     output_frac: Option<u32>,
     /// Version 3 only: what the matrix is (a fully-connected layer, or one of a recurrent
     /// layer's two gate matrices).
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     kind: Option<MatrixKind>,
     /// Version 3 only, on a recurrent layer's two matrices: the recurrent layer's name.
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     stage: Option<String>,
 }
 
@@ -134,7 +150,11 @@ impl MatrixKind {
 struct ModelHeader {
     /// Fraction bits of the model's fixed16 input activations (0..=24); present exactly when
     /// every layer has `output_frac`.
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     input_frac: Option<u32>,
     layers: Vec<LayerHeader>,
 }
@@ -440,7 +460,11 @@ fn check_container_header(header: &[u8]) -> Result<()> {
     for (name, entry) in entries.iter().filter(|(k, _)| *k != "__metadata__") {
         let keys = entry
             .as_object()
-            .ok_or_else(|| corrupt(format!("tensor `{name}`: its header entry is not an object")))?
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "tensor `{name}`: its header entry is not an object"
+                ))
+            })?
             .keys();
         if let Some(k) = keys.filter(|k| !TENSOR_KEYS.contains(&k.as_str())).min() {
             return Err(corrupt(format!(
@@ -636,7 +660,11 @@ fn decode(bytes: &[u8], limits: &LoadLimits) -> Result<Decoded> {
             })
         }
     };
-    if let Some(k) = meta.keys().filter(|k| !METADATA_KEYS.contains(&k.as_str())).min() {
+    if let Some(k) = meta
+        .keys()
+        .filter(|k| !METADATA_KEYS.contains(&k.as_str()))
+        .min()
+    {
         return Err(corrupt(format!(
             "metadata key `{k}` is not one of the format's ({})",
             METADATA_KEYS.join(", ")
