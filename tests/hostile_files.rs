@@ -1538,3 +1538,678 @@ fn repeated_json_keys_are_corrupt_files() {
         );
     }
 }
+
+// What a reader must reject (docs/FORMAT.md): one test per rule below, each mutating a valid
+// file the crate wrote, with a control that the unmutated (or canonically edited) file loads.
+
+/// The tensors of a container's header, ordered by where their bytes begin: (name, begin, end).
+fn tensor_ranges(header: &Value) -> Vec<(String, u64, u64)> {
+    let mut v: Vec<(String, u64, u64)> = header
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .map(|(k, t)| {
+            let o = &t["data_offsets"];
+            (k.clone(), o[0].as_u64().unwrap(), o[1].as_u64().unwrap())
+        })
+        .collect();
+    v.sort_by_key(|t| (t.1, t.2));
+    v
+}
+
+/// Moves the byte ranges of the tensors from the `k`-th (by offset) on by `delta` bytes.
+fn shift_ranges(header: &mut Value, from: usize, delta: i64) {
+    for (name, b, e) in tensor_ranges(header).into_iter().skip(from) {
+        header[&name]["data_offsets"] = json!([b as i64 + delta, e as i64 + delta]);
+    }
+}
+
+/// The header's text edited by `edit`, with the header length rewritten to match.
+fn edit_header_text(bytes: &[u8], edit: impl FnOnce(String) -> String) -> Vec<u8> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let text = edit(String::from_utf8(bytes[8..8 + n].to_vec()).unwrap());
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(&bytes[8 + n..]);
+    out
+}
+
+/// The text of the `model` metadata value edited by `edit` (a text edit, so that spellings a
+/// JSON serialiser would not write can be made).
+fn edit_model_text(bytes: &[u8], edit: impl FnOnce(&str) -> String) -> Vec<u8> {
+    let (mut header, data) = split_container(bytes);
+    let model = header["__metadata__"]["model"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let edited = edit(&model);
+    assert_ne!(edited, model, "the edit changed nothing");
+    header["__metadata__"]["model"] = json!(edited);
+    join_container(&header, &data)
+}
+
+/// One tensor's bytes edited by `edit`, its checksum fixed (and, for a U8 tensor, its shape
+/// `[bytes]`): only the validation of its content can object.
+fn edit_tensor(bytes: &[u8], name: &str, edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let st = SafeTensors::deserialize(bytes).unwrap();
+    let (_, meta) = SafeTensors::read_metadata(bytes).unwrap();
+    let mut meta: HashMap<String, String> = meta.metadata().clone().unwrap();
+    let mut crc: BTreeMap<String, u32> = serde_json::from_str(&meta["crc32"]).unwrap();
+    let mut owned: Vec<OwnedTensor> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    let t = owned
+        .iter_mut()
+        .find(|t| t.0 == name)
+        .expect("tensor exists");
+    edit(&mut t.3);
+    if t.1 == Dtype::U8 {
+        t.2 = vec![t.3.len()];
+    }
+    crc.insert(name.to_string(), crc32fast::hash(&t.3));
+    meta.insert("crc32".into(), serde_json::to_string(&crc).unwrap());
+    container(&owned, meta)
+}
+
+fn sequence_corrupt_message(r: eie::Result<SequenceModel>) -> String {
+    match r {
+        Err(Error::CorruptModel(m)) => m,
+        other => panic!("expected a corrupt-model error, got {other:?}"),
+    }
+}
+
+/// The tensors' byte ranges tile the data section: no hole (before the first tensor or
+/// between two), no overlap, no byte after the last tensor, and each range holds exactly
+/// its shape's elements.
+#[test]
+fn tensor_byte_ranges_must_tile_the_data_section() {
+    let seed = &model_seeds()[0];
+    let (header, data) = split_container(seed);
+    let ranges = tensor_ranges(&header);
+    // The first two tensors (F32, written first) have at least 4 bytes each.
+    assert!(ranges[0].2 - ranges[0].1 >= 4 && ranges[1].2 - ranges[1].1 >= 4);
+    // Control: the ranges and bytes rebuilt unchanged load.
+    let mut same = header.clone();
+    shift_ranges(&mut same, 0, 0);
+    assert!(from_bytes(&join_container(&same, &data)).is_ok());
+    let hole = |k: usize| {
+        let mut h = header.clone();
+        shift_ranges(&mut h, k, 4);
+        let at = ranges[k].1 as usize;
+        let mut d = data[..at].to_vec();
+        d.extend_from_slice(&[0; 4]);
+        d.extend_from_slice(&data[at..]);
+        join_container(&h, &d)
+    };
+    // Tensor 1 begins 4 bytes before tensor 0 ends (its checksum fixed for the bytes it now
+    // covers), the tensors after it moved back to follow it.
+    let overlap = {
+        let mut h = header.clone();
+        shift_ranges(&mut h, 1, -4);
+        let (name, b, e) = ranges[1].clone();
+        let (b, e) = (b as usize, e as usize);
+        let mut d = data[..e - 4].to_vec();
+        d.extend_from_slice(&data[e..]);
+        let meta = h["__metadata__"].as_object_mut().unwrap();
+        let mut crc: BTreeMap<String, u32> =
+            serde_json::from_str(meta["crc32"].as_str().unwrap()).unwrap();
+        crc.insert(name, crc32fast::hash(&d[b - 4..e - 4]));
+        meta.insert("crc32".into(), json!(serde_json::to_string(&crc).unwrap()));
+        join_container(&h, &d)
+    };
+    let trailing = [seed.clone(), vec![0; 4]].concat();
+    // A range one element short of its shape, the rest of the file unchanged.
+    let short = {
+        let mut h = header.clone();
+        let name = &ranges[0].0;
+        let n = h[name]["shape"][0].as_u64().unwrap();
+        h[name]["shape"] = json!([n - 1]);
+        join_container(&h, &data)
+    };
+    for (what, bytes, want) in [
+        ("hole before the first tensor", hole(0), "invalid offset"),
+        ("hole between tensors", hole(1), "invalid offset"),
+        ("overlap", overlap, "invalid offset"),
+        ("bytes after the last tensor", trailing, "not fully covered"),
+        (
+            "range longer than its shape",
+            short,
+            "not a valid safetensors",
+        ),
+    ] {
+        let m = corrupt_message(from_bytes(&bytes));
+        assert!(
+            m.contains("not a valid safetensors container") && m.contains(want),
+            "{what}: {m}"
+        );
+    }
+}
+
+/// The container header is a JSON object from its first byte, followed by nothing but spaces.
+#[test]
+fn container_header_must_begin_with_a_brace_and_end_in_spaces() {
+    let seed = &model_seeds()[0];
+    // Control: spaces after the object (as safetensors writers pad the header) load.
+    assert!(from_bytes(&edit_header_text(seed, |t| t + "        ")).is_ok());
+    for (what, bytes, want) in [
+        (
+            "leading space",
+            edit_header_text(seed, |t| format!(" {t}")),
+            "does not begin with `{`",
+        ),
+        (
+            "leading newline",
+            edit_header_text(seed, |t| format!("\n{t}")),
+            "does not begin with `{`",
+        ),
+        (
+            "trailing newline",
+            edit_header_text(seed, |t| t + "\n"),
+            "other than spaces",
+        ),
+        (
+            "trailing tab",
+            edit_header_text(seed, |t| t + "   \t   "),
+            "other than spaces",
+        ),
+    ] {
+        let m = corrupt_message(from_bytes(&bytes));
+        assert!(m.contains(want), "{what}: {m}");
+    }
+}
+
+/// Every JSON object of the file has a closed set of keys: the container header (tensor names
+/// and `__metadata__`), a tensor's entry, `__metadata__`, `model`, a layer, `crc32`.
+#[test]
+fn unknown_keys_are_corrupt_files() {
+    let seed = &model_seeds()[0];
+    assert!(from_bytes(seed).is_ok());
+    let (header, data) = split_container(seed);
+    let first = tensor_ranges(&header)[0].0.clone();
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut h = header.clone();
+        f(&mut h);
+        join_container(&h, &data)
+    };
+    type Edit<'a> = &'a dyn Fn(&mut Value);
+    let cases: [(&str, Edit, &str); 7] = [
+        (
+            "a key in a tensor's entry",
+            &|h| h[&first]["note"] = json!("x"),
+            "key `note` in its header entry",
+        ),
+        (
+            "a key in __metadata__",
+            &|h| h["__metadata__"]["comment"] = json!("x"),
+            "metadata key `comment`",
+        ),
+        (
+            "an empty tensor nobody describes",
+            &|h| h["extra"] = json!({"dtype": "U8", "shape": [0], "data_offsets": [0, 0]}),
+            "tensors and",
+        ),
+        (
+            "a key of the header that is not a tensor",
+            &|h| h["comment"] = json!("x"),
+            "not a valid safetensors container",
+        ),
+        (
+            "a key in `model`",
+            &|h| {
+                let m = h["__metadata__"]["model"].as_str().unwrap();
+                let mut m: Value = serde_json::from_str(m).unwrap();
+                m["comment"] = json!("x");
+                h["__metadata__"]["model"] = json!(m.to_string());
+            },
+            "unknown field `comment`",
+        ),
+        (
+            "a key in a layer",
+            &|h| {
+                let m = h["__metadata__"]["model"].as_str().unwrap();
+                let mut m: Value = serde_json::from_str(m).unwrap();
+                m["layers"][1]["dropout"] = json!(0);
+                h["__metadata__"]["model"] = json!(m.to_string());
+            },
+            "unknown field `dropout`",
+        ),
+        (
+            "a checksum of no tensor",
+            &|h| {
+                let c = h["__metadata__"]["crc32"].as_str().unwrap();
+                let mut c: Value = serde_json::from_str(c).unwrap();
+                c["layers.9.codebook"] = json!(0);
+                h["__metadata__"]["crc32"] = json!(c.to_string());
+            },
+            "checksums",
+        ),
+    ];
+    for (what, f, want) in cases {
+        let m = corrupt_message(from_bytes(&with(f)));
+        assert!(m.contains(want), "{what}: {m}");
+    }
+}
+
+/// `format_version` is the decimal version exactly: another spelling of 1, 2 or 3 is an
+/// unknown version, as any other string.
+#[test]
+fn non_canonical_versions_are_unsupported() {
+    let seeds = model_seeds();
+    for (seed, version) in [(&seeds[0], "2"), (&seeds[1], "1"), (&recurrent_seed(), "3")] {
+        let (mut header, data) = split_container(seed);
+        assert_eq!(header["__metadata__"]["format_version"], version);
+        assert!(sequence_from_bytes(seed).is_ok());
+        for found in [
+            format!("0{version}"),
+            format!("+{version}"),
+            format!("{version}.0"),
+            format!(" {version}"),
+            format!("{version} "),
+            format!("{version}\n"),
+            format!("v{version}"),
+            String::new(),
+        ] {
+            header["__metadata__"]["format_version"] = json!(found);
+            match sequence_from_bytes(&join_container(&header, &data)) {
+                Err(Error::UnsupportedVersion {
+                    found: f,
+                    supported,
+                }) => {
+                    assert_eq!((f.as_str(), supported), (found.as_str(), 3));
+                }
+                other => panic!("version {found:?}: {other:?}"),
+            }
+        }
+    }
+}
+
+/// An integer is a JSON number without sign, fraction or exponent: `40.0`, `4e1` and `-0` are
+/// not integers, wherever an integer is required (`model`, `crc32`, the container header).
+#[test]
+fn integers_must_be_written_as_integers() {
+    // A model stating its fixed16 formats, one of them 0, so that `-0` is a case of its own.
+    let seed = edit_model_json(&model_seeds()[0], |m| {
+        m["input_frac"] = json!(0);
+        for l in m["layers"].as_array_mut().unwrap() {
+            l["output_frac"] = json!(10);
+        }
+    });
+    assert_eq!(from_bytes(&seed).unwrap().input_frac(), 0);
+    let model: Value = {
+        let (h, _) = split_container(&seed);
+        serde_json::from_str(h["__metadata__"]["model"].as_str().unwrap()).unwrap()
+    };
+    let rows = model["layers"][0]["rows"].as_u64().unwrap();
+    let rows_field = format!("\"rows\":{rows}");
+    let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
+    for spelling in [
+        format!("{rows}.0"),
+        format!("{}e1", rows as f64 / 10.0),
+        format!("{rows}e0"),
+        format!("\"{rows}\""),
+    ] {
+        let bytes = edit_model_text(&seed, |m| {
+            m.replacen(&rows_field, &format!("\"rows\":{spelling}"), 1)
+        });
+        cases.push((format!("rows {spelling}"), bytes));
+    }
+    for spelling in ["-0", "0.0", "-0.0", "0e0"] {
+        let bytes = edit_model_text(&seed, |m| {
+            m.replacen("\"input_frac\":0", &format!("\"input_frac\":{spelling}"), 1)
+        });
+        cases.push((format!("input_frac {spelling}"), bytes));
+    }
+    // A checksum, a shape and a data offset written as floats.
+    let (header, data) = split_container(&seed);
+    let name = tensor_ranges(&header)[1].0.clone();
+    let crc_text = header["__metadata__"]["crc32"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let crc: BTreeMap<String, u32> = serde_json::from_str(&crc_text).unwrap();
+    let mut h = header.clone();
+    let entry = format!("\"{name}\":{}", crc[&name]);
+    assert!(crc_text.contains(&entry));
+    h["__metadata__"]["crc32"] = json!(crc_text.replacen(&entry, &format!("{entry}.0"), 1));
+    cases.push(("a checksum".into(), join_container(&h, &data)));
+    let mut h = header.clone();
+    let n = h[&name]["shape"][0].as_u64().unwrap();
+    h[&name]["shape"] = json!([n as f64]);
+    cases.push(("a shape".into(), join_container(&h, &data)));
+    let mut h = header.clone();
+    let (b, e) = (tensor_ranges(&header)[1].1, tensor_ranges(&header)[1].2);
+    h[&name]["data_offsets"] = json!([b as f64, e]);
+    cases.push(("a data offset".into(), join_container(&h, &data)));
+    for (what, bytes) in cases {
+        let m = corrupt_message(from_bytes(&bytes));
+        assert!(
+            m.contains("invalid type") || m.contains("not a valid safetensors container"),
+            "{what}: {m}"
+        );
+    }
+}
+
+/// An optional field is absent or has a value of its type: `null` is not "absent". Each case
+/// is a file that loads with the field absent (its control), and must not with it `null`.
+#[test]
+fn optional_fields_are_absent_not_null() {
+    let seeds = model_seeds();
+    // The crate states the fixed16 formats in every file it writes; without them all, a
+    // `null` format would read as a file that states none.
+    let no_formats = |m: &mut Value| {
+        m.as_object_mut().unwrap().remove("input_frac");
+        for l in m["layers"].as_array_mut().unwrap() {
+            l.as_object_mut().unwrap().remove("output_frac");
+        }
+    };
+    // (field, seed, where the field goes: the model object or layer 0, each layer)
+    let cases: [(&str, &[u8], bool); 5] = [
+        ("input_frac", &seeds[0], false),
+        ("output_frac", &seeds[0], true),
+        ("len_bits", &seeds[1], true), // a version-1 file: no `len_bits`
+        ("kind", &seeds[0], true),
+        ("stage", &seeds[0], true),
+    ];
+    for (field, seed, in_layers) in cases {
+        let set = |value: Option<Value>| {
+            edit_model_json(seed, |m| {
+                no_formats(m);
+                let objects: Vec<&mut Value> = if in_layers {
+                    m["layers"].as_array_mut().unwrap().iter_mut().collect()
+                } else {
+                    vec![m]
+                };
+                for o in objects {
+                    let o = o.as_object_mut().unwrap();
+                    match &value {
+                        Some(v) => o.insert(field.to_string(), v.clone()),
+                        None => o.remove(field),
+                    };
+                }
+            })
+        };
+        assert!(from_bytes(&set(None)).is_ok(), "{field} absent");
+        let m = corrupt_message(from_bytes(&set(Some(Value::Null))));
+        // serde_json says "invalid type: null" for a number or string, "expected value" for
+        // `kind`'s enumeration.
+        assert!(
+            m.contains("`model` is not valid")
+                && (m.contains("invalid type: null") || m.contains("expected value")),
+            "{field}: {m}"
+        );
+    }
+}
+
+/// Codebook entry 0 (padding) is +0.0, all four bytes zero; -0.0 compares equal to it but is
+/// refused. Elsewhere (other codebook entries, bias) -0.0 is a value like any other.
+#[test]
+fn codebook_entry_zero_must_be_positive_zero() {
+    let seed = &model_seeds()[0];
+    let negative_zero = (-0.0f32).to_le_bytes();
+    let b = edit_tensor(seed, "layers.0.codebook", |d| {
+        d[..4].copy_from_slice(&negative_zero)
+    });
+    let m = corrupt_message(from_bytes(&b));
+    assert!(m.contains("codebook entry 0 is -0.0"), "{m}");
+    // The same value is refused when a layer is made from codes.
+    let codes = SparseCodes::from_dense(1, 1, &[1]).unwrap();
+    assert!(matches!(
+        EieLayer::encode(&codes, vec![-0.0, 1.0, 2.0, 3.0], 2, 1, None, Activation::Relu),
+        Err(Error::CorruptModel(m)) if m.contains("+0.0")
+    ));
+    let b = edit_tensor(seed, "layers.0.codebook", |d| {
+        d[4..8].copy_from_slice(&negative_zero)
+    });
+    let b = edit_tensor(&b, "layers.0.bias", |d| {
+        d[..4].copy_from_slice(&negative_zero)
+    });
+    let model = from_bytes(&b).unwrap();
+    assert_eq!(
+        model.layers()[0].codebook()[1].to_bits(),
+        (-0.0f32).to_bits()
+    );
+    assert_eq!(
+        model.layers()[0].bias().unwrap()[0].to_bits(),
+        (-0.0f32).to_bits()
+    );
+}
+
+/// Two-byte entries (`bits > 4`) fill the entries tensor exactly, and U8 tensors of any length
+/// (`entries`, `col_len`) have one dimension, `[bytes]`.
+#[test]
+fn entries_are_whole_and_one_dimensional() {
+    let seeds = model_seeds();
+    let six = &seeds[2];
+    assert_eq!(from_bytes(six).unwrap().layers()[0].bits(), 6);
+    let b = edit_tensor(six, "layers.0.entries", |d| d.push(0x01));
+    let m = corrupt_message(from_bytes(&b));
+    assert!(m.contains("odd entry byte count"), "{m}");
+    // The same bytes under a two-dimensional shape, a U16 dtype, and (version 1) a
+    // two-dimensional shape of the column pointers' U32.
+    let (header, data) = split_container(six);
+    let reshaped = |name: &str, dtype: &str, shape: Value| {
+        let mut h = header.clone();
+        h[name]["dtype"] = json!(dtype);
+        h[name]["shape"] = shape;
+        join_container(&h, &data)
+    };
+    let n = header["layers.0.entries"]["shape"][0].as_u64().unwrap();
+    assert_eq!(n % 2, 0);
+    let c = header["layers.0.col_len"]["shape"][0].as_u64().unwrap();
+    for (what, bytes, want) in [
+        (
+            "entries [n / 2, 2]",
+            reshaped("layers.0.entries", "U8", json!([n / 2, 2])),
+            "expected U8 [n]",
+        ),
+        (
+            "entries [1, n]",
+            reshaped("layers.0.entries", "U8", json!([1, n])),
+            "expected U8 [n]",
+        ),
+        (
+            "entries as U16",
+            reshaped("layers.0.entries", "U16", json!([n / 2])),
+            "expected U8 [n]",
+        ),
+        (
+            "col_len [c, 1]",
+            reshaped("layers.0.col_len", "U8", json!([c, 1])),
+            "expected U8 [n]",
+        ),
+    ] {
+        let m = corrupt_message(from_bytes(&bytes));
+        assert!(m.contains(want), "{what}: {m}");
+    }
+}
+
+/// A model has at least one layer, in every version.
+#[test]
+fn models_without_layers_are_corrupt_files() {
+    let seeds = model_seeds();
+    for (seed, version) in [(&seeds[0], "2"), (&seeds[1], "1"), (&recurrent_seed(), "3")] {
+        let (header, _) = split_container(seed);
+        let mut meta = header["__metadata__"].clone();
+        assert_eq!(meta["format_version"], version);
+        let mut model: Value = serde_json::from_str(meta["model"].as_str().unwrap()).unwrap();
+        model["layers"] = json!([]);
+        model.as_object_mut().unwrap().remove("input_frac");
+        meta["model"] = json!(model.to_string());
+        meta["crc32"] = json!("{}");
+        let bytes = join_container(&json!({ "__metadata__": meta }), &[]);
+        assert!(
+            corrupt_message(from_bytes(&bytes)).contains("no layers"),
+            "{version}"
+        );
+        let m = sequence_corrupt_message(sequence_from_bytes(&bytes));
+        assert!(m.contains("no layers"), "{version}: {m}");
+    }
+}
+
+/// The rules whose other tests are random mutations or elsewhere, each broken once here: the
+/// container's framing, the metadata keys and their values, the shapes of `model` and `crc32`,
+/// the tensors a header calls for, value types, `bits`, a non-finite bias, entries.
+#[test]
+fn each_remaining_rule_has_a_case() {
+    let seeds = model_seeds();
+    let seed = &seeds[0]; // version 2, 4-bit codebooks, bias on layer 0 only
+    let model = from_bytes(seed).unwrap();
+    assert!(model.layers()[0].bias().is_some() && model.layers()[1].bias().is_none());
+    let (header, data) = split_container(seed);
+    let header_edit = |f: &dyn Fn(&mut Value)| {
+        let mut h = header.clone();
+        f(&mut h);
+        join_container(&h, &data)
+    };
+    let meta_edit = |key: &'static str, value: Value| {
+        header_edit(&move |h| h["__metadata__"][key] = value.clone())
+    };
+    let layer_edit = |k: usize, field: &'static str, value: Value| {
+        edit_model_json(seed, |m| m["layers"][k][field] = value)
+    };
+    let with_length = |n: u64| [&n.to_le_bytes()[..], &seed[8..]].concat();
+    let not_utf8 = {
+        let at = seed.windows(10).position(|w| w == b"fc1.weight").unwrap();
+        let mut b = seed.clone();
+        b[at] = 0xff;
+        b
+    };
+    let removed = |key: &'static str| {
+        header_edit(&move |h| {
+            h["__metadata__"].as_object_mut().unwrap().remove(key);
+        })
+    };
+    let mut cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        // 1
+        ("7 bytes", seed[..7].to_vec(), "not a valid safetensors"),
+        (
+            "header past the end",
+            with_length(seed.len() as u64),
+            "not a valid",
+        ),
+        (
+            "header of 10^8 + 1 bytes",
+            with_length(100_000_001),
+            "too large",
+        ),
+        ("header not UTF-8", not_utf8, "invalid UTF-8"),
+        (
+            "header an array",
+            edit_header_text(seed, |_| "[]".into()),
+            "not a valid safetensors",
+        ),
+        // 6
+        (
+            "no format",
+            removed("format"),
+            "without the `format` metadata key",
+        ),
+        (
+            "no format_version",
+            removed("format_version"),
+            "`format_version` missing",
+        ),
+        ("no model", removed("model"), "`model` missing"),
+        ("no crc32", removed("crc32"), "`crc32` missing"),
+        (
+            "a number",
+            meta_edit("format_version", json!(2)),
+            "not a valid safetensors",
+        ),
+        // 7
+        (
+            "format EIE",
+            meta_edit("format", json!("EIE")),
+            "is `EIE`, expected `eie`",
+        ),
+        // 9
+        (
+            "model an array",
+            meta_edit("model", json!("[]")),
+            "`model` is not valid",
+        ),
+        (
+            "model without layers",
+            meta_edit("model", json!("{}")),
+            "missing field `layers`",
+        ),
+        (
+            "crc32 an array",
+            meta_edit("crc32", json!("[]")),
+            "`crc32` is not valid",
+        ),
+        (
+            "a checksum of 2^32",
+            header_edit(&|h| {
+                let c = h["__metadata__"]["crc32"].as_str().unwrap();
+                let mut c: Value = serde_json::from_str(c).unwrap();
+                c["layers.0.codebook"] = json!(1u64 << 32);
+                h["__metadata__"]["crc32"] = json!(c.to_string());
+            }),
+            "`crc32` is not valid",
+        ),
+        // 10
+        (
+            "a bias tensor too many",
+            layer_edit(0, "bias", json!(false)),
+            "tensors and",
+        ),
+        (
+            "a bias tensor missing",
+            layer_edit(1, "bias", json!(true)),
+            "tensors and",
+        ),
+        // 15
+        (
+            "activation tanh",
+            layer_edit(0, "activation", json!("tanh")),
+            "unknown variant",
+        ),
+        (
+            "bias a string",
+            layer_edit(0, "bias", json!("true")),
+            "invalid type",
+        ),
+        (
+            "name a number",
+            layer_edit(0, "name", json!(3)),
+            "invalid type",
+        ),
+        // 18
+        ("bits 9", layer_edit(0, "bits", json!(9)), "bits 9"),
+        ("bits 1", layer_edit(0, "bits", json!(1)), "bits 1"),
+        // 21
+        (
+            "a NaN bias",
+            edit_tensor(seed, "layers.0.bias", |d| {
+                d[4..8].copy_from_slice(&f32::NAN.to_le_bytes())
+            }),
+            "non-finite",
+        ),
+        // 24: a padding entry with z = 3; a padding entry alone in its column
+        (
+            "padding with a run of 3",
+            edit_tensor(seed, "layers.0.entries", |d| d[0] = 3 << 4),
+            "malformed padding",
+        ),
+    ];
+    assert_eq!(model.layers()[0].pe(0).column(0).len(), 1);
+    cases.push((
+        "padding at the end of a column",
+        edit_tensor(seed, "layers.0.entries", |d| d[0] = 15 << 4),
+        "malformed padding",
+    ));
+    // 24: a run above 15 (two-byte entries: `v` then `z`)
+    cases.push((
+        "a run of 16",
+        edit_tensor(&seeds[2], "layers.0.entries", |d| d[1] = 16),
+        "zero run 16 exceeds 15",
+    ));
+    for (what, bytes, want) in cases {
+        let m = corrupt_message(from_bytes(&bytes));
+        assert!(m.contains(want), "{what}: {m}");
+    }
+}

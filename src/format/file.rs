@@ -59,6 +59,16 @@ impl Default for LoadLimits {
     }
 }
 
+/// An optional field that is present: its value, which `null` is not. (`Option`'s own
+/// deserialisation reads `null` as absent; a reader that did not would see another file.)
+fn present<'de, D, T>(d: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
 /// The JSON description of one layer stored under the `model` metadata key.
 #[derive(Serialize, Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
@@ -71,18 +81,34 @@ struct LayerHeader {
     activation: Activation,
     bias: bool,
     /// Version 2 only: the width in bits of each slice length in `col_len`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     len_bits: Option<u8>,
     /// Fraction bits of the layer's fixed16 output activations (0..=24); absent in files
     /// written before formats were stored, which run with Q5.10.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     output_frac: Option<u32>,
     /// Version 3 only: what the matrix is (a fully-connected layer, or one of a recurrent
     /// layer's two gate matrices).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     kind: Option<MatrixKind>,
     /// Version 3 only, on a recurrent layer's two matrices: the recurrent layer's name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     stage: Option<String>,
 }
 
@@ -124,7 +150,11 @@ impl MatrixKind {
 struct ModelHeader {
     /// Fraction bits of the model's fixed16 input activations (0..=24); present exactly when
     /// every layer has `output_frac`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     input_frac: Option<u32>,
     layers: Vec<LayerHeader>,
 }
@@ -402,6 +432,50 @@ pub fn version_of(path: &Path) -> Result<String> {
         .ok_or_else(|| corrupt("metadata key `format_version` missing"))
 }
 
+/// The keys of `__metadata__`, every one required; no other is allowed.
+const METADATA_KEYS: [&str; 4] = ["format", "format_version", "model", "crc32"];
+
+/// The keys of a tensor's entry in the safetensors header, every one required (the
+/// safetensors parser checks that) and no other allowed (it ignores others).
+const TENSOR_KEYS: [&str; 3] = ["dtype", "shape", "data_offsets"];
+
+/// What the safetensors parser lets through in a header it has parsed (a JSON object): the
+/// header must begin with `{` and end with its closing `}` and any number of spaces (0x20),
+/// and a tensor's entry must have no keys beyond [`TENSOR_KEYS`].
+fn check_container_header(header: &[u8]) -> Result<()> {
+    if header.first() != Some(&b'{') {
+        return Err(corrupt("the safetensors header does not begin with `{`"));
+    }
+    let end = header.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
+    if header[..end].last() != Some(&b'}') {
+        return Err(corrupt(
+            "the safetensors header's JSON is followed by bytes other than spaces",
+        ));
+    }
+    let value: serde_json::Value = serde_json::from_slice(header)
+        .map_err(|e| corrupt(format!("not a valid safetensors container: {e}")))?;
+    let entries = value
+        .as_object()
+        .ok_or_else(|| corrupt("the safetensors header is not a JSON object"))?;
+    for (name, entry) in entries.iter().filter(|(k, _)| *k != "__metadata__") {
+        let keys = entry
+            .as_object()
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "tensor `{name}`: its header entry is not an object"
+                ))
+            })?
+            .keys();
+        if let Some(k) = keys.filter(|k| !TENSOR_KEYS.contains(&k.as_str())).min() {
+            return Err(corrupt(format!(
+                "tensor `{name}`: key `{k}` in its header entry, which has only {}",
+                TENSOR_KEYS.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn corrupt(msg: impl Into<String>) -> Error {
     Error::CorruptModel(msg.into())
 }
@@ -571,6 +645,7 @@ fn decode(bytes: &[u8], limits: &LoadLimits) -> Result<Decoded> {
             get("format")?
         )));
     }
+    check_container_header(header)?;
     let version_text = get("format_version")?;
     let version = match version_text.parse::<u32>() {
         Ok(v @ (FORMAT_VERSION_1 | FORMAT_VERSION | FORMAT_VERSION_RECURRENT))
@@ -585,6 +660,16 @@ fn decode(bytes: &[u8], limits: &LoadLimits) -> Result<Decoded> {
             })
         }
     };
+    if let Some(k) = meta
+        .keys()
+        .filter(|k| !METADATA_KEYS.contains(&k.as_str()))
+        .min()
+    {
+        return Err(corrupt(format!(
+            "metadata key `{k}` is not one of the format's ({})",
+            METADATA_KEYS.join(", ")
+        )));
+    }
     let model_json = get("model")?;
     super::json::distinct_keys(model_json.as_bytes())
         .map_err(|e| corrupt(format!("metadata `model` is not valid: {e}")))?;
@@ -650,13 +735,24 @@ fn decode(bytes: &[u8], limits: &LoadLimits) -> Result<Decoded> {
             expected_names.len()
         )));
     }
+    // `shape` empty: any length, in one dimension (`[bytes]` of a U8 tensor).
     let tensor = |name: &str, dtype: Dtype, shape: &[usize]| -> Result<&[u8]> {
         let t = st
             .tensor(name)
             .map_err(|_| corrupt(format!("tensor `{name}` missing")))?;
-        if t.dtype() != dtype || (!shape.is_empty() && t.shape() != shape) {
+        let shape_ok = if shape.is_empty() {
+            t.shape().len() == 1
+        } else {
+            t.shape() == shape
+        };
+        if t.dtype() != dtype || !shape_ok {
+            let want = if shape.is_empty() {
+                "[n]".to_string()
+            } else {
+                format!("{shape:?}")
+            };
             return Err(corrupt(format!(
-                "tensor `{name}` is {:?} {:?}, expected {dtype:?} {shape:?}",
+                "tensor `{name}` is {:?} {:?}, expected {dtype:?} {want}",
                 t.dtype(),
                 t.shape()
             )));

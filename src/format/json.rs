@@ -1,7 +1,8 @@
 //! Duplicate keys in a model file's JSON: serde's maps keep the last value of a repeated key,
 //! where another reader may keep the first, so the same bytes could read as two different
 //! models. Every object of the container header, and of the `model` and `crc32` metadata
-//! values, must have distinct keys ([docs/FORMAT.md](../../docs/FORMAT.md#validation)).
+//! values, must have distinct keys
+//! ([docs/FORMAT.md](../../docs/FORMAT.md#what-a-reader-must-reject)).
 
 use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
 use std::collections::HashSet;

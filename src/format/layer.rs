@@ -487,9 +487,10 @@ impl EieLayer {
         if let Err(e) = check_finite("codebook", &codebook) {
             return bad(e.to_string());
         }
-        if codebook[0] != 0.0 {
+        // +0.0 exactly: -0.0 compares equal to it, but is another value (another file).
+        if codebook[0].to_bits() != 0 {
             return bad(format!(
-                "codebook entry 0 is {}, must be 0.0 (padding)",
+                "codebook entry 0 is {:?}, must be +0.0 (padding)",
                 codebook[0]
             ));
         }
@@ -615,7 +616,7 @@ impl EieLayer {
     pub fn bits(&self) -> u8 {
         self.bits
     }
-    /// The shared weights; entry 0 is always 0.0.
+    /// The shared weights; entry 0 is always +0.0.
     ///
     /// Indexed by [`entry_code`]; see the [`EieLayer`] example.
     pub fn codebook(&self) -> &[f32] {
