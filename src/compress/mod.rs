@@ -41,8 +41,8 @@ pub use codebook::{share_weights, SharedWeights};
 pub use plan::{compress_model, CompressPlan, LayerSettings, Setting};
 pub use prune::{prune_balanced, prune_by_magnitude};
 pub use search::{
-    accuracy_loss, mean_cosine, search, Budget, LayerChoice, LayerSensitivity, Progress,
-    SearchOptions, SearchResult, SearchSpace, SensitivityPoint, DEFAULT_MARGIN,
+    accuracy_loss, mean_cosine, search, search_sequence, Budget, LayerChoice, LayerSensitivity,
+    Progress, SearchOptions, SearchResult, SearchSpace, SensitivityPoint, DEFAULT_MARGIN,
 };
 
 use crate::error::{check_finite, Error, Result};

@@ -164,7 +164,7 @@ pub fn chains(stages: &[DenseStage]) -> bool {
 
 /// The PE count, among those dividing `hidden` and at most 256, at which `layer` stores
 /// smallest.
-fn smallest_dividing_pes(layer: &EieLayer, hidden: usize) -> Result<EieLayer> {
+pub(crate) fn smallest_dividing_pes(layer: &EieLayer, hidden: usize) -> Result<EieLayer> {
     let mut best: Option<EieLayer> = None;
     for pes in (1..=hidden.min(256)).filter(|&p| recurrent_pes_ok(hidden, p)) {
         let l = layer.with_pes(pes)?;
