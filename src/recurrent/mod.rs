@@ -5,7 +5,8 @@
 //!
 //! * [`pytorch`] reads PyTorch's `nn.LSTM`, `nn.GRU`, `nn.LSTMCell` and `nn.GRUCell` tensors.
 //! * [`compress_stages`] prunes and weight-shares every matrix as [`crate::compress`] does for
-//!   a fully-connected layer.
+//!   a fully-connected layer; [`crate::compress::search_sequence`] chooses each matrix's
+//!   density and bits against an accuracy budget on calibration sequences.
 //! * [`SequenceEngine`] runs a model on the CPU (f32, f16 and fixed16), whole sequences or
 //!   step by step, with the state carried between calls; `gpu::GpuSequenceEngine` (feature
 //!   `gpu`) runs it on the GPU (f32, and fixed16 bit for bit the same), the state on the

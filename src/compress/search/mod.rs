@@ -26,6 +26,21 @@
 //! 6. **Fixed point.** The model's fixed16 activation formats are chosen from the calibration
 //!    inputs ([`crate::fixed16::choose_formats`]).
 //!
+//! **Sequence models** ([`search_sequence`]). The same steps run over a model of
+//! fully-connected and recurrent stages: every matrix is a layer of the search (a
+//! fully-connected layer's weight, a recurrent layer's `W_ih` and `W_hh` each), and each
+//! evaluation runs the whole model in f32 over the calibration sequences, each from the zero
+//! state. A matrix's inputs, for activation-aware pruning and both re-fits, are its input
+//! vectors at every step of every sequence: the stage's inputs for a fully-connected weight
+//! and for `W_ih`, the layer's `h_{t−1}` (zero at the first step) for `W_hh`. The re-fits
+//! carry over as they are: each matches the matrix's pre-activation gates, `W x` or `W h_{t−1}`,
+//! on those inputs, the uncompressed layer's `h_{t−1}` during the search and, in step 5, the
+//! compressed model's own (which the re-fit itself then changes, through the recurrence; the
+//! re-fit is kept only where the measured loss says it helps). A cosine budget and every
+//! distortion are measured over the outputs of every step; an accuracy budget takes one label
+//! per sequence, judged on its last step's output. Step 6 does not apply: a sequence model
+//! stores no fixed16 formats, its engines choose them from the weights.
+//!
 //! With an accuracy budget the loss is the measured drop plus a margin of
 //! [`SearchOptions::margin`] standard errors ([`accuracy_loss`]): the search makes hundreds of
 //! comparisons on a finite calibration set, and the margin keeps the budget on new inputs.
