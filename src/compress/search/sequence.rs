@@ -47,6 +47,9 @@ struct SequenceNetwork<'a> {
     /// Per matrix: for a `W_hh`, the uncompressed layer's `h_{t-1}` at every step (zero at
     /// the first); empty for the others.
     hidden_inputs: Vec<Vec<f32>>,
+    /// Per stage: for a recurrent one, the uncompressed `W_ih x + b_ih` at every step, which
+    /// every run that starts there with `W_ih` uncompressed reuses; empty for the others.
+    dense_gx: Vec<Vec<f32>>,
 }
 
 impl<'a> SequenceNetwork<'a> {
@@ -89,25 +92,32 @@ impl<'a> SequenceNetwork<'a> {
             steps,
             acts: vec![x.to_vec()],
             hidden_inputs: Vec::new(),
+            dense_gx: Vec::new(),
         };
         let mut hidden_inputs = vec![Vec::new(); net.matrices.len()];
+        let mut dense_gx = vec![Vec::new(); stages.len()];
         for s in 0..stages.len() {
-            let out = net.run_stage(s, &net.acts[s], &|_| None);
+            let out = net.run_stage(s, &net.acts[s], false, &|_| None);
             if let DenseStage::Recurrent(r) = &stages[s] {
-                hidden_inputs[net.first[s] + 1] = net.previous_hidden(&out, r.hidden());
+                let k = net.first[s];
+                hidden_inputs[k + 1] = net.previous_hidden(&out, r.hidden());
+                dense_gx[s] = net.rows[k].forward(&net.acts[s]);
             }
             net.acts.push(out);
         }
         net.hidden_inputs = hidden_inputs;
+        net.dense_gx = dense_gx;
         net
     }
 
     /// Stage `s` over every step of every sequence of its inputs `x`, with `layer(k)` in place
-    /// of matrix `k` where it gives one.
+    /// of matrix `k` where it gives one. `dense_input`: `x` is the uncompressed model's input
+    /// to the stage.
     fn run_stage<'r>(
         &'r self,
         s: usize,
         x: &[f32],
+        dense_input: bool,
         layer: &dyn Fn(usize) -> Option<&'r Rows>,
     ) -> Vec<f32> {
         let k = self.first[s];
@@ -117,7 +127,12 @@ impl<'a> SequenceNetwork<'a> {
             DenseStage::Recurrent(r) => {
                 let (ih, hh) = (pick(k), pick(k + 1));
                 let (hidden, gates, steps) = (r.hidden(), ih.rows, self.steps);
-                let gx = ih.forward(x);
+                let gx = match layer(k) {
+                    None if dense_input && !self.dense_gx[s].is_empty() => {
+                        Cow::Borrowed(&self.dense_gx[s][..])
+                    }
+                    _ => Cow::Owned(ih.forward(x)),
+                };
                 let mut out = vec![0f32; gx.len() / gates * hidden];
                 // Sequences in parallel, the steps of each in order from the zero state.
                 out.par_chunks_mut(steps * hidden)
@@ -152,7 +167,7 @@ impl<'a> SequenceNetwork<'a> {
     fn stage_input<'r>(&'r self, s: usize, layer: &dyn Fn(usize) -> Option<&'r Rows>) -> Vec<f32> {
         let mut a = self.acts[0].clone();
         for stage in 0..s {
-            a = self.run_stage(stage, &a, layer);
+            a = self.run_stage(stage, &a, false, layer);
         }
         a
     }
@@ -197,9 +212,9 @@ impl Network for SequenceNetwork<'_> {
 
     fn run<'r>(&'r self, from: usize, layer: &dyn Fn(usize) -> Option<&'r Rows>) -> Vec<f32> {
         let s0 = self.parts[from].stage();
-        let mut a = self.run_stage(s0, &self.acts[s0], layer);
+        let mut a = self.run_stage(s0, &self.acts[s0], true, layer);
         for s in s0 + 1..self.stages.len() {
-            a = self.run_stage(s, &a, layer);
+            a = self.run_stage(s, &a, false, layer);
         }
         a
     }
@@ -208,7 +223,7 @@ impl Network for SequenceNetwork<'_> {
         match self.parts[k] {
             Part::Fc(s) | Part::Ih(s) => self.stage_input(s, layer),
             Part::Hh(s) => {
-                let out = self.run_stage(s, &self.stage_input(s, layer), layer);
+                let out = self.run_stage(s, &self.stage_input(s, layer), false, layer);
                 self.previous_hidden(&out, self.stages[s].output_size())
             }
         }
