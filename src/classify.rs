@@ -144,22 +144,51 @@ fn images_from(
             path.display()
         )));
     };
-    let values = match data {
+    let values = input_values(data, path)?;
+    check_finite(&format!("images {}", path.display()), &values)?;
+    if n == 0 || features == 0 {
+        return Err(Error::Shape(format!("images {} are empty", path.display())));
+    }
+    Ok((n, features, values))
+}
+
+/// Reads sequences as a sequence model's inputs: a `[n, steps, features]` `.npy` of u8 values
+/// (scaled to `value / 255`, as [`read_images`] scales pixels) or of f32 / f64 values (taken
+/// as they are). Returns `(n, steps, features, values)`.
+///
+/// `eie compress --calibration` reads a sequence model's calibration inputs with it.
+pub fn read_sequences(path: &Path) -> Result<(usize, usize, usize, Vec<f32>)> {
+    let (shape, data) = read_any_npy(path)?;
+    let [n, steps, features] = shape[..] else {
+        return Err(Error::Shape(format!(
+            "sequences {} have shape {shape:?}; expected [n, steps, features]",
+            path.display()
+        )));
+    };
+    let values = input_values(data, path)?;
+    check_finite(&format!("sequences {}", path.display()), &values)?;
+    if n == 0 || steps == 0 || features == 0 {
+        return Err(Error::Shape(format!(
+            "sequences {} are empty",
+            path.display()
+        )));
+    }
+    Ok((n, steps, features, values))
+}
+
+/// Input values from a `.npy` array: u8 values scaled by 1/255, floats as they are.
+fn input_values(data: NpyData, path: &Path) -> Result<Vec<f32>> {
+    Ok(match data {
         NpyData::Float(v) => v,
         NpyData::Int(v) => v
             .into_iter()
             .map(|p| {
                 u8::try_from(p)
                     .map(|p| p as f32 / 255.0)
-                    .map_err(|_| parse_err(path, format!("integer pixel {p} outside 0..=255")))
+                    .map_err(|_| parse_err(path, format!("integer value {p} outside 0..=255")))
             })
             .collect::<Result<_>>()?,
-    };
-    check_finite(&format!("images {}", path.display()), &values)?;
-    if n == 0 || features == 0 {
-        return Err(Error::Shape(format!("images {} are empty", path.display())));
-    }
-    Ok((n, features, values))
+    })
 }
 
 /// The index of the largest output of each of the `outputs.len() / classes` results (the

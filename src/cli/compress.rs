@@ -1,8 +1,9 @@
 use eie::compress::{
-    compress_layer, compress_layer_balanced, search, sensitivity_chart, Budget, CompressPlan,
-    Progress, SearchOptions, SearchResult, Setting,
+    compress_layer, compress_layer_balanced, search, search_sequence, sensitivity_chart, Budget,
+    CompressPlan, DenseLayer, Progress, SearchOptions, SearchResult, Setting,
 };
 use eie::format::Activation;
+use eie::recurrent::DenseStage;
 use eie::{Error, Model, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,8 +20,9 @@ pub struct CompressArgs {
     /// tensor (and every recurrent layer) in natural name order.
     #[arg(long = "tensor", value_name = "NAME")]
     tensors: Vec<String>,
-    /// Bias: a tensor name in the .safetensors file or a .npy file (single layer only). By
-    /// default `<prefix>.bias` is used for `<prefix>.weight` when present.
+    /// Bias: a tensor name in the .safetensors file or a .npy file (a model of one
+    /// fully-connected layer only). By default `<prefix>.bias` is used for `<prefix>.weight`
+    /// when present; a recurrent layer's biases are always its `bias_ih` and `bias_hh` tensors.
     #[arg(long, value_name = "FILE_OR_NAME")]
     bias: Option<String>,
     /// Fraction of weights kept by magnitude pruning, in (0, 1]; 1.0 (the default) keeps every
@@ -52,15 +54,18 @@ pub struct CompressArgs {
     /// Per-layer activations, comma-separated (relu|identity), e.g. relu,relu,identity.
     #[arg(long, value_delimiter = ',')]
     activations: Vec<Activation>,
-    /// Accuracy-aware compression: calibration inputs, a `[n, inputs]` .npy (u8 pixels are
-    /// scaled by 1/255, floats taken as they are). Each layer's sensitivity is measured on them
-    /// and the search picks every density and bit width not given on the command line (or in
-    /// the plan) for the smallest file that keeps the budget (--max-accuracy-drop with
-    /// --labels, or --min-cosine).
+    /// Accuracy-aware compression: calibration inputs, a `[n, inputs]` .npy, or for a model
+    /// with recurrent layers `[n, steps, inputs]` sequences, each run from the zero state (u8
+    /// values are scaled by 1/255, floats taken as they are). Each layer's sensitivity (each
+    /// matrix's: a recurrent layer's W_ih and W_hh apart) is measured on them and the search
+    /// picks every density and bit width not given on the command line (or in the plan) for
+    /// the smallest file that keeps the budget (--max-accuracy-drop with --labels, or
+    /// --min-cosine).
     #[arg(long, value_name = "X.npy")]
     calibration: Option<PathBuf>,
     /// The class of each calibration input: an integer .npy `[n]`, each below the model's
-    /// output size.
+    /// output size. For calibration sequences, one class per sequence, judged on the top-1
+    /// output of its last step.
     #[arg(long, value_name = "LABELS.npy", requires = "calibration")]
     labels: Option<PathBuf>,
     /// Budget: top-1 accuracy on the calibration inputs may fall at most P percentage points
@@ -73,7 +78,8 @@ pub struct CompressArgs {
     )]
     max_accuracy_drop: Option<f64>,
     /// Budget: the mean cosine similarity of the compressed model's outputs with the
-    /// uncompressed model's, on the calibration inputs, must be at least C. Needs no labels.
+    /// uncompressed model's, on the calibration inputs, must be at least C (for calibration
+    /// sequences: the mean over the outputs of every step). Needs no labels.
     #[arg(long, value_name = "C", requires = "calibration")]
     min_cosine: Option<f64>,
     /// Where the search writes its sensitivity chart (default: the model path with
@@ -122,20 +128,21 @@ pub fn run(a: &CompressArgs) -> Result<ExitCode> {
         )));
     }
     if super::sequence::has_recurrent_tensors(&a.input)? {
-        if a.calibration.is_some() || a.bias.is_some() {
+        if a.bias.is_some() {
             return Err(Error::InvalidArgument(
-                "--calibration and --bias are not supported for recurrent layers yet".into(),
+                "--bias is for a model of one fully-connected layer; a recurrent layer's \
+                 biases are read from its bias_ih and bias_hh tensors (`<prefix>.bias_ih_l0`, \
+                 `<prefix>.bias_hh_l0`, ...), and a fully-connected layer's from \
+                 `<prefix>.bias`"
+                    .into(),
             ));
         }
-        return super::sequence::compress(
-            &a.input,
-            &a.output,
-            &a.tensors,
-            &plan,
-            a.relu,
-            &a.activations,
-            a.balance,
-        );
+        let (stages, acts) =
+            super::sequence::load_stages(&a.input, &a.tensors, &plan, a.relu, &a.activations)?;
+        if let Some(calibration) = &a.calibration {
+            return run_search(a, &plan, Searched::Stages(&stages, &acts), calibration);
+        }
+        return super::sequence::compress(&stages, &acts, &a.output, &plan, a.balance);
     }
     let sp = super::spinner(format!("reading {}", a.input.display()));
     let dense = eie::import::load_dense_layers(&a.input, &a.tensors, a.bias.as_deref())?;
@@ -159,7 +166,12 @@ pub fn run(a: &CompressArgs) -> Result<ExitCode> {
         })
         .collect();
     if let Some(calibration) = &a.calibration {
-        return run_search(a, &plan, &dense, &activations, calibration);
+        return run_search(
+            a,
+            &plan,
+            Searched::Layers(&dense, &activations),
+            calibration,
+        );
     }
     if a.labels.is_some() {
         return Err(Error::InvalidArgument(
@@ -208,18 +220,32 @@ pub fn run(a: &CompressArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What the search compresses: fully-connected layers, or the stages of a sequence model, each
+/// with its activations.
+enum Searched<'a> {
+    Layers(&'a [DenseLayer], &'a [Activation]),
+    Stages(&'a [DenseStage], &'a [Activation]),
+}
+
 /// Accuracy-aware compression: the search, its table, the model and the sensitivity chart.
 fn run_search(
     a: &CompressArgs,
     plan: &CompressPlan,
-    dense: &[eie::compress::DenseLayer],
-    activations: &[Activation],
+    net: Searched<'_>,
     calibration: &std::path::Path,
 ) -> Result<ExitCode> {
+    let (classes, first_inputs, first_name) = match net {
+        Searched::Layers(dense, _) => (dense[dense.len() - 1].rows, dense[0].cols, &dense[0].name),
+        Searched::Stages(stages, _) => (
+            stages[stages.len() - 1].output_size(),
+            stages[0].input_size(),
+            &stages[0].matrices()[0].name,
+        ),
+    };
     let budget = match (a.max_accuracy_drop, a.min_cosine, &a.labels) {
         (Some(points), None, Some(labels)) => Budget::MaxAccuracyDrop {
             points,
-            labels: eie::classify::read_labels(labels, dense[dense.len() - 1].rows)?,
+            labels: eie::classify::read_labels(labels, classes)?,
         },
         (None, Some(c), None) => Budget::MinCosine(c),
         (None, Some(_), Some(_)) => {
@@ -235,12 +261,26 @@ fn run_search(
             ))
         }
     };
-    let (n, features, x) = eie::classify::read_images(calibration)?;
-    if features != dense[0].cols {
+    let (n, steps, features, x) = match net {
+        Searched::Layers(..) => {
+            let (n, features, x) = eie::classify::read_images(calibration)?;
+            (n, 1, features, x)
+        }
+        Searched::Stages(..) => {
+            eie::classify::read_sequences(calibration).map_err(|e| match e {
+                Error::Shape(m) => Error::Shape(format!(
+                    "{m}: a model with recurrent layers takes calibration sequences \
+                 [n, steps, {first_inputs}]"
+                )),
+                e => e,
+            })?
+        }
+    };
+    if features != first_inputs {
         return Err(Error::Shape(format!(
-            "calibration inputs {} have {features} values each; the first layer takes {}",
+            "calibration inputs {} have {features} values each; the first layer `{first_name}` \
+             takes {first_inputs}",
             calibration.display(),
-            dense[0].cols
         )));
     }
     let options = SearchOptions {
@@ -250,11 +290,22 @@ fn run_search(
         activation_aware: !a.magnitude_pruning,
         ..SearchOptions::default()
     };
-    println!(
-        "calibration: {n} inputs from {}; budget: {}",
-        calibration.display(),
-        budget.describe()
-    );
+    match net {
+        Searched::Layers(..) => println!(
+            "calibration: {n} inputs from {}; budget: {}",
+            calibration.display(),
+            budget.describe()
+        ),
+        Searched::Stages(..) => println!(
+            "calibration: {n} sequences of {steps} steps from {}; budget: {} ({})",
+            calibration.display(),
+            budget.describe(),
+            match budget {
+                Budget::MaxAccuracyDrop { .. } => "labels judged on each sequence's last step",
+                Budget::MinCosine(_) => "over the outputs of every step",
+            }
+        ),
+    }
     let pb = super::bar(0, "measuring sensitivity");
     let mut on_progress = |p: Progress| match p {
         Progress::Sensitivity { done, total } => {
@@ -268,8 +319,37 @@ fn run_search(
             ));
         }
     };
-    let result = search(dense, activations, &x, &budget, &options, &mut on_progress)?;
-    pb.finish_and_clear();
+    match net {
+        Searched::Layers(dense, activations) => {
+            let result = search(dense, activations, &x, &budget, &options, &mut on_progress);
+            pb.finish_and_clear();
+            let result = result?;
+            write_search(a, &result, &budget, |p| result.model.save(p))
+        }
+        Searched::Stages(stages, activations) => {
+            let result = search_sequence(
+                stages,
+                activations,
+                &x,
+                steps,
+                &budget,
+                &options,
+                &mut on_progress,
+            );
+            pb.finish_and_clear();
+            let result = result?;
+            write_search(a, &result, &budget, |p| result.model.save(p))
+        }
+    }
+}
+
+/// The search's sensitivity chart, the model (by `save`) and its table.
+fn write_search<M>(
+    a: &CompressArgs,
+    result: &SearchResult<M>,
+    budget: &Budget,
+    save: impl FnOnce(&std::path::Path) -> Result<()>,
+) -> Result<ExitCode> {
     let chart = a.sensitivity_chart.clone().unwrap_or_else(|| {
         let mut p = a.output.clone().into_os_string();
         p.push(".sensitivity.svg");
@@ -281,14 +361,14 @@ fn run_search(
         result.dense_metric,
         &chart,
     )?;
-    result.model.save(&a.output)?;
-    print_search(&result, &budget);
+    save(&a.output)?;
+    print_search(result, budget);
     println!("sensitivity chart: {}", chart.display());
     println!("wrote {}", a.output.display());
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_search(r: &SearchResult, budget: &Budget) {
+fn print_search<M>(r: &SearchResult<M>, budget: &Budget) {
     let metric = match budget {
         Budget::MaxAccuracyDrop { .. } => "top-1 % alone",
         Budget::MinCosine(_) => "cosine alone",

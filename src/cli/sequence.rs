@@ -23,17 +23,16 @@ pub fn is_sequence_file(path: &Path) -> Result<bool> {
     Ok(eie::format::file::version_of(path).is_ok_and(|v| v == "3"))
 }
 
-/// `eie compress` of a file with recurrent tensors: every stage compressed with the plan's
-/// settings by matrix name; `activations` one per fully-connected stage (`relu`: ReLU on all).
-pub fn compress(
+/// Reads the stages of a file with recurrent tensors for `eie compress`: checks the plan's
+/// matrix names and returns the stages with one activation per fully-connected stage
+/// (`relu`: ReLU on all; else `activations`, identity where it gives none).
+pub fn load_stages(
     input: &Path,
-    output: &Path,
     order: &[String],
     plan: &CompressPlan,
     relu: bool,
     activations: &[Activation],
-    balance: bool,
-) -> Result<ExitCode> {
+) -> Result<(Vec<DenseStage>, Vec<Activation>)> {
     let sp = super::spinner(format!("reading {}", input.display()));
     let stages = eie::recurrent::pytorch::load_dense_stages(input, order)?;
     sp.finish_and_clear();
@@ -62,8 +61,20 @@ pub fn compress(
             }
         })
         .collect();
+    Ok((stages, acts))
+}
+
+/// `eie compress` of a file with recurrent tensors: every stage compressed with the plan's
+/// settings by matrix name; `acts` one per fully-connected stage.
+pub fn compress(
+    stages: &[DenseStage],
+    acts: &[Activation],
+    output: &Path,
+    plan: &CompressPlan,
+    balance: bool,
+) -> Result<ExitCode> {
     let sp = super::spinner("compressing");
-    let model = compress_stages(&stages, plan, &acts, balance)?;
+    let model = compress_stages(stages, plan, acts, balance)?;
     sp.finish_and_clear();
     model.save(output)?;
     for s in model.stages() {

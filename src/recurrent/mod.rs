@@ -5,7 +5,8 @@
 //!
 //! * [`pytorch`] reads PyTorch's `nn.LSTM`, `nn.GRU`, `nn.LSTMCell` and `nn.GRUCell` tensors.
 //! * [`compress_stages`] prunes and weight-shares every matrix as [`crate::compress`] does for
-//!   a fully-connected layer.
+//!   a fully-connected layer; [`crate::compress::search_sequence`] chooses each matrix's
+//!   density and bits against an accuracy budget on calibration sequences.
 //! * [`SequenceEngine`] runs a model on the CPU (f32, f16 and fixed16), whole sequences or
 //!   step by step, with the state carried between calls; `gpu::GpuSequenceEngine` (feature
 //!   `gpu`) runs it on the GPU (f32, and fixed16 bit for bit the same), the state on the
@@ -164,7 +165,7 @@ pub fn chains(stages: &[DenseStage]) -> bool {
 
 /// The PE count, among those dividing `hidden` and at most 256, at which `layer` stores
 /// smallest.
-fn smallest_dividing_pes(layer: &EieLayer, hidden: usize) -> Result<EieLayer> {
+pub(crate) fn smallest_dividing_pes(layer: &EieLayer, hidden: usize) -> Result<EieLayer> {
     let mut best: Option<EieLayer> = None;
     for pes in (1..=hidden.min(256)).filter(|&p| recurrent_pes_ok(hidden, p)) {
         let l = layer.with_pes(pes)?;

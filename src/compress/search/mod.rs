@@ -26,6 +26,21 @@
 //! 6. **Fixed point.** The model's fixed16 activation formats are chosen from the calibration
 //!    inputs ([`crate::fixed16::choose_formats`]).
 //!
+//! **Sequence models** ([`search_sequence`]). The same steps run over a model of
+//! fully-connected and recurrent stages: every matrix is a layer of the search (a
+//! fully-connected layer's weight, a recurrent layer's `W_ih` and `W_hh` each), and each
+//! evaluation runs the whole model in f32 over the calibration sequences, each from the zero
+//! state. A matrix's inputs, for activation-aware pruning and both re-fits, are its input
+//! vectors at every step of every sequence: the stage's inputs for a fully-connected weight
+//! and for `W_ih`, the layer's `h_{t−1}` (zero at the first step) for `W_hh`. The re-fits
+//! carry over as they are: each matches the matrix's pre-activation gates, `W x` or `W h_{t−1}`,
+//! on those inputs, the uncompressed layer's `h_{t−1}` during the search and, in step 5, the
+//! compressed model's own (which the re-fit itself then changes, through the recurrence; the
+//! re-fit is kept only where the measured loss says it helps). A cosine budget and every
+//! distortion are measured over the outputs of every step; an accuracy budget takes one label
+//! per sequence, judged on its last step's output. Step 6 does not apply: a sequence model
+//! stores no fixed16 formats, its engines choose them from the weights.
+//!
 //! With an accuracy budget the loss is the measured drop plus a margin of
 //! [`SearchOptions::margin`] standard errors ([`accuracy_loss`]): the search makes hundreds of
 //! comparisons on a finite calibration set, and the margin keeps the budget on new inputs.
@@ -38,7 +53,11 @@ use crate::error::{try_filled, Error, Result};
 use crate::format::{Activation, EieLayer, Model};
 use rayon::prelude::*;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+
+mod sequence;
+pub use sequence::search_sequence;
 
 /// What the compressed model must keep, measured on the calibration inputs against the
 /// uncompressed model.
@@ -305,13 +324,15 @@ pub struct LayerChoice {
     pub refined: bool,
 }
 
-/// The search's result.
+/// The search's result: a [`Model`] from [`search`], a
+/// [`SequenceModel`](crate::format::SequenceModel) from [`search_sequence`].
 ///
-/// Returned by [`search`].
+/// Returned by [`search`] and [`search_sequence`]; its layers are the model's matrices (a
+/// recurrent layer's `W_ih` and `W_hh` each), in order.
 #[derive(Clone, Debug)]
-pub struct SearchResult {
+pub struct SearchResult<M = Model> {
     /// The compressed model.
-    pub model: Model,
+    pub model: M,
     /// Per-layer choices, in layer order.
     pub layers: Vec<LayerChoice>,
     /// Per-layer sensitivity, in layer order.
@@ -425,19 +446,131 @@ impl Rows {
         let mut y = vec![0f32; n * self.rows];
         y.par_chunks_mut(self.rows)
             .zip(x.par_chunks(self.cols))
-            .for_each(|(y, x)| {
-                for (r, out) in y.iter_mut().enumerate() {
-                    let (s, e) = (self.ptr[r], self.ptr[r + 1]);
-                    let dot = self.col[s..e]
-                        .iter()
-                        .zip(&self.val[s..e])
-                        .fold(0f32, |acc, (&j, &w)| acc + w * x[j as usize]);
-                    *out = self
-                        .act
-                        .apply(dot + self.bias.as_ref().map_or(0.0, |b| b[r]));
-                }
-            });
+            .for_each(|(y, x)| self.apply(x, y));
         y
+    }
+
+    /// `y = act(W x + b)` for one input `x`, on the calling thread.
+    fn apply(&self, x: &[f32], y: &mut [f32]) {
+        for (r, out) in y.iter_mut().enumerate() {
+            let (s, e) = (self.ptr[r], self.ptr[r + 1]);
+            let dot = self.col[s..e]
+                .iter()
+                .zip(&self.val[s..e])
+                .fold(0f32, |acc, (&j, &w)| acc + w * x[j as usize]);
+            *out = self
+                .act
+                .apply(dot + self.bias.as_ref().map_or(0.0, |b| b[r]));
+        }
+    }
+}
+
+/// What the search compresses: its matrices in order, and the network that runs them on the
+/// calibration inputs in f32. [`search`] runs a stack of fully-connected layers
+/// ([`FeedForward`]), [`search_sequence`] a sequence model.
+trait Network: Sync {
+    /// The uncompressed matrices, in the order the search and its results list them.
+    fn matrices(&self) -> &[DenseLayer];
+    /// The activation stored with matrix `k` (identity for a gate matrix).
+    fn activation(&self, k: usize) -> Activation;
+    /// Matrix `k`, compressed at one PE, stored at the PE count at which it is smallest.
+    fn compact(&self, k: usize, layer: EieLayer) -> Result<EieLayer>;
+    /// The uncompressed network's input vectors to matrix `k`, back to back.
+    fn dense_inputs(&self, k: usize) -> &[f32];
+    /// The uncompressed network's outputs, back to back.
+    fn dense_outputs(&self) -> &[f32];
+    /// Values per output vector.
+    fn output_size(&self) -> usize;
+    /// Calibration inputs (one label each).
+    fn samples(&self) -> usize;
+    /// The network's outputs on the calibration inputs with `layer(k)` in place of matrix `k`
+    /// wherever it gives one. Every matrix before `from` is uncompressed, so the run may start
+    /// from the uncompressed network's activations there.
+    fn run<'r>(&'r self, from: usize, layer: &dyn Fn(usize) -> Option<&'r Rows>) -> Vec<f32>;
+    /// The input vectors to matrix `k` of the network with `layer`'s substitutions, in the
+    /// order of `dense_inputs`.
+    fn inputs_to<'r>(&'r self, k: usize, layer: &dyn Fn(usize) -> Option<&'r Rows>) -> Vec<f32>;
+    /// The outputs the labels judge, one output vector per calibration input.
+    fn judged<'y>(&self, y: &'y [f32]) -> Cow<'y, [f32]>;
+}
+
+/// A stack of fully-connected layers, each input one calibration vector.
+struct FeedForward<'a> {
+    dense: &'a [DenseLayer],
+    activations: &'a [Activation],
+    rows: Vec<Rows>,
+    /// `acts[k]`: the uncompressed network's input to layer `k`; `acts[layers]` its output.
+    acts: Vec<Vec<f32>>,
+}
+
+impl<'a> FeedForward<'a> {
+    fn new(dense: &'a [DenseLayer], activations: &'a [Activation], x: &[f32]) -> Self {
+        let rows: Vec<Rows> = dense
+            .iter()
+            .zip(activations)
+            .map(|(d, &a)| Rows::from_dense(d, a))
+            .collect();
+        let mut acts = vec![x.to_vec()];
+        for r in &rows {
+            let next = r.forward(&acts[acts.len() - 1]);
+            acts.push(next);
+        }
+        FeedForward {
+            dense,
+            activations,
+            rows,
+            acts,
+        }
+    }
+}
+
+impl Network for FeedForward<'_> {
+    fn matrices(&self) -> &[DenseLayer] {
+        self.dense
+    }
+
+    fn activation(&self, k: usize) -> Activation {
+        self.activations[k]
+    }
+
+    fn compact(&self, _: usize, layer: EieLayer) -> Result<EieLayer> {
+        layer.compact()
+    }
+
+    fn dense_inputs(&self, k: usize) -> &[f32] {
+        &self.acts[k]
+    }
+
+    fn dense_outputs(&self) -> &[f32] {
+        &self.acts[self.dense.len()]
+    }
+
+    fn output_size(&self) -> usize {
+        self.dense[self.dense.len() - 1].rows
+    }
+
+    fn samples(&self) -> usize {
+        self.acts[0].len() / self.dense[0].cols
+    }
+
+    fn run<'r>(&'r self, from: usize, layer: &dyn Fn(usize) -> Option<&'r Rows>) -> Vec<f32> {
+        let mut a = self.acts[from].clone();
+        for k in from..self.dense.len() {
+            a = layer(k).unwrap_or(&self.rows[k]).forward(&a);
+        }
+        a
+    }
+
+    fn inputs_to<'r>(&'r self, k: usize, layer: &dyn Fn(usize) -> Option<&'r Rows>) -> Vec<f32> {
+        let mut a = self.acts[0].clone();
+        for j in 0..k {
+            a = layer(j).unwrap_or(&self.rows[j]).forward(&a);
+        }
+        a
+    }
+
+    fn judged<'y>(&self, y: &'y [f32]) -> Cow<'y, [f32]> {
+        Cow::Borrowed(y)
     }
 }
 
@@ -454,12 +587,10 @@ struct Candidate {
     distortion: f64,
 }
 
-/// The evaluation context: calibration inputs, the uncompressed network and its activations.
+/// The evaluation context: the network with its uncompressed activations, and the budget.
 struct Evaluator<'a> {
     budget: &'a Budget,
-    dense: Vec<Rows>,
-    /// `acts[k]`: the uncompressed network's input to layer `k`; `acts[layers]` its output.
-    acts: &'a [Vec<f32>],
+    net: &'a dyn Network,
     classes: usize,
     /// The uncompressed network's top-1 class of each calibration input.
     dense_top1: Vec<usize>,
@@ -476,26 +607,25 @@ struct Score {
 }
 
 impl Evaluator<'_> {
-    /// Runs `layers[from..]` on `x`: `layer(k)` where it gives a compressed layer, else the
-    /// uncompressed one.
-    fn run_from<'r>(
-        &'r self,
-        from: usize,
-        x: &[f32],
-        layer: &dyn Fn(usize) -> Option<&'r Rows>,
-    ) -> Vec<f32> {
-        let mut a = x.to_vec();
-        for k in from..self.dense.len() {
-            a = layer(k).unwrap_or(&self.dense[k]).forward(&a);
+    /// The budget's metric of network outputs `y`: top-1 accuracy of the judged outputs, or
+    /// the mean cosine similarity of all outputs with the uncompressed network's.
+    fn metric(&self, y: &[f32]) -> f64 {
+        match self.budget {
+            Budget::MaxAccuracyDrop { .. } => {
+                self.budget
+                    .metric(&self.net.judged(y), self.net.dense_outputs(), self.classes)
+            }
+            Budget::MinCosine(_) => self
+                .budget
+                .metric(y, self.net.dense_outputs(), self.classes),
         }
-        a
     }
 
     /// The scores of network outputs `y`.
     fn score(&mut self, y: &[f32]) -> Score {
         self.evaluations += 1;
-        let reference = &self.acts[self.dense.len()];
-        let metric = self.budget.metric(y, reference, self.classes);
+        let reference = self.net.dense_outputs();
+        let metric = self.metric(y);
         // Outputs that overflowed (inf, NaN) never keep a budget and come last in every order.
         let finite = |v: f64| if v.is_finite() { v } else { f64::INFINITY };
         let outputs_finite = y.iter().all(|v| v.is_finite());
@@ -504,7 +634,7 @@ impl Evaluator<'_> {
             loss: match self.budget {
                 _ if !outputs_finite => f64::INFINITY,
                 Budget::MaxAccuracyDrop { labels, .. } => {
-                    let predicted = crate::classify::top1(y, self.classes);
+                    let predicted = crate::classify::top1(&self.net.judged(y), self.classes);
                     accuracy_loss(&predicted, &self.dense_top1, labels, self.margin)
                 }
                 Budget::MinCosine(_) => finite(1.0 - metric),
@@ -517,7 +647,7 @@ impl Evaluator<'_> {
 /// Compresses `dense` (with `activations`, one per layer) to the smallest model file the
 /// search finds whose quality on the calibration inputs `calibration` (`n` inputs back to
 /// back) keeps `budget`. The steps are sensitivity, front, threshold, greedy descent, a final
-/// re-fit and the fixed16 formats, as the comment at the top of `src/compress/search.rs`
+/// re-fit and the fixed16 formats, as the comment at the top of `src/compress/search/mod.rs`
 /// describes.
 ///
 /// Errors: [`Error::BudgetUnreachable`] when even the least lossy setting of every layer
@@ -531,6 +661,49 @@ pub fn search(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<SearchResult> {
     super::validate_network(dense, activations)?;
+    let n = crate::format::check_batch(dense[0].cols, calibration)?;
+    if n == 0 {
+        return Err(Error::Shape("no calibration inputs".into()));
+    }
+    crate::error::check_finite("calibration inputs", calibration)?;
+    let net = FeedForward::new(dense, activations, calibration);
+    let out = search_network(&net, budget, options, progress)?;
+    // EIE's 16-bit activation formats, from the same calibration inputs.
+    let mut model = Model::new(out.layers)?;
+    crate::fixed16::choose_formats(&mut model, Some(calibration))?;
+    Ok(SearchResult {
+        model,
+        layers: out.choices,
+        sensitivity: out.sensitivity,
+        dense_metric: out.dense_metric,
+        unrefined_metric: out.unrefined_metric,
+        metric: out.metric,
+        loss: out.loss,
+        evaluations: out.evaluations,
+    })
+}
+
+/// What [`search_network`] found: the compressed matrices in order, and the figures of a
+/// [`SearchResult`].
+struct Outcome {
+    layers: Vec<EieLayer>,
+    choices: Vec<LayerChoice>,
+    sensitivity: Vec<LayerSensitivity>,
+    dense_metric: f64,
+    unrefined_metric: f64,
+    metric: f64,
+    loss: f64,
+    evaluations: usize,
+}
+
+/// The search itself (steps 1 to 5) over the matrices of `net`.
+fn search_network(
+    net: &dyn Network,
+    budget: &Budget,
+    options: &SearchOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Outcome> {
+    let dense = net.matrices();
     let names: Vec<&str> = dense.iter().map(|d| d.name.as_str()).collect();
     if let Some(unknown) = options
         .plan
@@ -550,54 +723,39 @@ pub fn search(
             options.margin
         )));
     }
-    let n = crate::format::check_batch(dense[0].cols, calibration)?;
-    if n == 0 {
-        return Err(Error::Shape("no calibration inputs".into()));
-    }
-    crate::error::check_finite("calibration inputs", calibration)?;
-    let classes = dense[dense.len() - 1].rows;
+    let n = net.samples();
+    let classes = net.output_size();
     budget.check(n, classes)?;
 
-    // The uncompressed network and its activations on the calibration inputs.
-    let dense_rows: Vec<Rows> = dense
-        .iter()
-        .zip(activations)
-        .map(|(d, &a)| Rows::from_dense(d, a))
-        .collect();
-    let mut acts = vec![calibration.to_vec()];
-    for rows in &dense_rows {
-        let next = rows.forward(&acts[acts.len() - 1]);
-        acts.push(next);
-    }
-    crate::error::check_finite("the uncompressed network's outputs", &acts[dense.len()])?;
-    let dense_metric = budget.metric(&acts[dense.len()], &acts[dense.len()], classes);
-    let dense_top1 = crate::classify::top1(&acts[dense.len()], classes);
+    // The uncompressed network's outputs on the calibration inputs.
+    crate::error::check_finite("the uncompressed network's outputs", net.dense_outputs())?;
+    let dense_top1 = crate::classify::top1(&net.judged(net.dense_outputs()), classes);
     let mut ev = Evaluator {
         budget,
-        dense: dense_rows,
-        acts: &acts,
+        net,
         classes,
         dense_top1,
         margin: options.margin,
         evaluations: 0,
     };
+    let dense_metric = ev.metric(net.dense_outputs());
     // Each layer's uncompressed pre-activation outputs, the targets of codebook re-fits.
     let targets: Vec<Vec<f64>> = if options.refine_codebooks {
         (0..dense.len())
-            .map(|k| refit_targets(&dense[k], &acts[k]))
+            .map(|k| refit_targets(&dense[k], net.dense_inputs(k)))
             .collect()
     } else {
         vec![Vec::new(); dense.len()]
     };
-    // The uncompressed network's input to each layer.
-    let inputs = &acts[..dense.len()];
     // Per layer, the RMS of each input over the calibration inputs (activation-aware pruning).
     let scales: Vec<Option<Vec<f32>>> = (0..dense.len())
         .map(|k| {
             options.activation_aware.then(|| {
                 let cols = dense[k].cols;
+                let inputs = net.dense_inputs(k);
+                let count = (inputs.len() / cols).max(1);
                 let mut sum = vec![0f64; cols];
-                for x in inputs[k].chunks_exact(cols) {
+                for x in inputs.chunks_exact(cols) {
                     for (s, &v) in sum.iter_mut().zip(x) {
                         *s += v as f64 * v as f64;
                     }
@@ -605,7 +763,7 @@ pub fn search(
                 // An input that is zero on every calibration input still ranks its weights (by
                 // magnitude, below every live input's): its scale is floored at 1e-6 of the
                 // largest, so density 1 keeps every weight.
-                let rms: Vec<f64> = sum.iter().map(|&s| (s / n as f64).sqrt()).collect();
+                let rms: Vec<f64> = sum.iter().map(|&s| (s / count as f64).sqrt()).collect();
                 let floor = (rms.iter().cloned().fold(0f64, f64::max) * 1e-6).max(1e-30);
                 rms.iter().map(|&r| r.max(floor) as f32).collect()
             })
@@ -615,7 +773,7 @@ pub fn search(
     let grams: Vec<Option<Gram>> = (0..dense.len())
         .map(|k| {
             if options.refine_codebooks {
-                Gram::new(&dense[k], &inputs[k])
+                Gram::new(&dense[k], net.dense_inputs(k))
             } else {
                 None
             }
@@ -658,13 +816,13 @@ pub fn search(
                 (kept, values)
             }
         };
-        let layer = compress_kept(&dense[k], &kept, &values, &config, activations[k])?;
+        let layer = compress_kept(&dense[k], &kept, &values, &config, net.activation(k))?;
         let layer = match f.pes {
             Some(_) => layer,
-            None => layer.compact()?,
+            None => net.compact(k, layer)?,
         };
         if options.refine_codebooks {
-            if let Some(refit) = refit_codebook(&layer, &inputs[k], &targets[k])? {
+            if let Some(refit) = refit_codebook(&layer, net.dense_inputs(k), &targets[k])? {
                 return Ok((refit, true));
             }
         }
@@ -693,8 +851,7 @@ pub fn search(
         for &(density, bits) in grid {
             let (layer, _) = build(k, density, bits)?;
             let rows = Rows::from_layer(&layer);
-            let first = rows.forward(&inputs[k]);
-            let y = ev.run_from(k + 1, &first, &|_| None);
+            let y = net.run(k, &|j| (j == k).then_some(&rows));
             let s = ev.score(&y);
             points.push(Candidate {
                 density,
@@ -741,7 +898,7 @@ pub fn search(
                 e.insert((layer, rows, refit));
             }
         }
-        let y = ev.run_from(0, &inputs[0], &|k| Some(&cache[&(k, pos[k])].1));
+        let y = net.run(0, &|k| Some(&cache[&(k, pos[k])].1));
         Ok(ev.score(&y))
     };
     let bytes_of = |pos: &[usize]| -> usize {
@@ -859,17 +1016,12 @@ pub fn search(
         let mut distortion = chosen.distortion;
         for k in 0..dense.len() {
             let current: Vec<Rows> = layers.iter().map(Rows::from_layer).collect();
-            let mut x = inputs[0].clone();
-            for rows in &current[..k] {
-                x = rows.forward(&x);
-            }
+            let x = net.inputs_to(k, &|j| Some(&current[j]));
             let Some(candidate) = refit_codebook(&layers[k], &x, &targets[k])? else {
                 continue;
             };
-            let mut y = Rows::from_layer(&candidate).forward(&x);
-            for r in &current[k + 1..] {
-                y = r.forward(&y);
-            }
+            let refit = Rows::from_layer(&candidate);
+            let y = net.run(0, &|j| Some(if j == k { &refit } else { &current[j] }));
             let s = ev.score(&y);
             if s.loss < loss || (s.loss == loss && s.distortion < distortion) {
                 layers[k] = candidate;
@@ -893,12 +1045,9 @@ pub fn search(
             refined: refined[k],
         })
         .collect();
-    // EIE's 16-bit activation formats, from the same calibration inputs.
-    let mut model = Model::new(layers)?;
-    crate::fixed16::choose_formats(&mut model, Some(calibration))?;
-    Ok(SearchResult {
-        model,
-        layers: choices,
+    Ok(Outcome {
+        layers,
+        choices,
         sensitivity,
         dense_metric,
         unrefined_metric,
