@@ -10,14 +10,14 @@ a dense product's time does not depend on the values):
 
 in two ways a PyTorch user would run them:
 
-* ``nn.LSTMCell`` one step per call (the online case ``SequenceEngine::stream`` serves): the
-  fused ``[W_ih | W_hh]`` products and the gates in one call per step;
+* one step per call (the online case ``SequenceEngine::stream`` serves), through
+  ``nn.LSTMCell`` and through ``nn.LSTM`` on a one-step sequence with the state carried;
 * ``nn.LSTM`` over a whole sequence of 100 steps in one call (PyTorch computes ``W_ih x_t`` for
   all steps as one matrix product ahead of the recurrence), reported per step.
 
 Timing follows the example: warm-up, then samples that each repeat the call for at least 20 ms;
-median (min-max) over the samples, µs per step, under ``torch.inference_mode()`` with PyTorch's
-default thread count (printed).
+median (min-max) over the samples, µs per step, under ``torch.inference_mode()``, with PyTorch's
+default thread count and again with one thread (small products can run faster on one).
 
 Needs python3 with torch (``python3 -m venv v && v/bin/pip install torch``); not part of CI.
 
@@ -75,8 +75,28 @@ def report(name, inputs, hidden, head, samples):
                     fc(h)
                 t[0] += 1
 
+        threads = torch.get_num_threads()
         med, lo, hi = measure(samples, step)
-        print(f"| {name} | nn.LSTMCell, one step per call | {med:.1f} ({lo:.1f}–{hi:.1f}) |")
+        print(
+            f"| {name} | nn.LSTMCell, one step per call, {threads} threads | "
+            f"{med:.1f} ({lo:.1f}–{hi:.1f}) |"
+        )
+
+        lstm_state = [torch.zeros(1, 1, hidden), torch.zeros(1, 1, hidden)]
+
+        def lstm_step(k):
+            for _ in range(k):
+                y, (h, c) = lstm(xs[t[0] % 100 : t[0] % 100 + 1], (lstm_state[0], lstm_state[1]))
+                lstm_state[0], lstm_state[1] = h, c
+                if fc is not None:
+                    fc(y)
+                t[0] += 1
+
+        med, lo, hi = measure(samples, lstm_step)
+        print(
+            f"| {name} | nn.LSTM, one step per call (state carried), {threads} threads | "
+            f"{med:.1f} ({lo:.1f}–{hi:.1f}) |"
+        )
 
         def sequence(k):
             for _ in range(k):
@@ -86,7 +106,7 @@ def report(name, inputs, hidden, head, samples):
 
         med, lo, hi = measure(samples, sequence)
         print(
-            f"| {name} | nn.LSTM, 100 steps in one call (per step) | "
+            f"| {name} | nn.LSTM, 100 steps in one call (per step), {threads} threads | "
             f"{med / 100:.1f} ({lo / 100:.1f}–{hi / 100:.1f}) |"
         )
 
@@ -102,8 +122,10 @@ def main():
     )
     print("| model | PyTorch | µs per step |")
     print("|---|---|---|")
-    report("NT-LSTM cell (600 hidden, 600 inputs)", 600, 600, 0, a.samples)
-    report("seqmnist shape (64 hidden, 28 inputs, 10-way head)", 28, 64, 10, a.samples)
+    for threads in [torch.get_num_threads(), 1]:
+        torch.set_num_threads(threads)
+        report("NT-LSTM cell (600 hidden, 600 inputs)", 600, 600, 0, a.samples)
+        report("seqmnist shape (64 hidden, 28 inputs, 10-way head)", 28, 64, 10, a.samples)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 //! Per-step latency at batch 1 of an LSTM on the CPU: the EIE sequence engine
 //! (`SequenceEngine::stream`, one `push` per step: `W_ih x_t`, `W_hh h_{t−1}` and the cell
-//! update) beside a dense LSTM step through the crate's dense CPU baseline (`DenseLayerF32`: the
+//! update; and `SequenceEngine::run` over 100 steps in one call, per step) beside a dense LSTM step through the crate's dense CPU baseline (`DenseLayerF32`: the
 //! fused `[W_ih | W_hh]` GEMV over `[x_t; h_{t−1}]`, then the same gate arithmetic,
 //! `eie::recurrent::cell::update`), and the simulated ASIC's cycles per step.
 //!
@@ -213,6 +213,24 @@ fn report(name: &str, model: &SequenceModel, xs: &[f32], samples: usize) -> eie:
             precision.name()
         );
     }
+    // A whole sequence of 100 steps in one call (`W_ih x_t` for every step as one batched
+    // product ahead of the chain), per step.
+    let seq: Vec<f32> = (0..100)
+        .flat_map(|t| xs[(t % steps) * n_in..(t % steps + 1) * n_in].to_vec())
+        .collect();
+    let engine = SequenceEngine::new(model.clone(), Precision::F32)?;
+    let mut state = engine.zero_state();
+    let (med, lo, hi) = measure(samples, |k| {
+        for _ in 0..k {
+            std::hint::black_box(engine.run(&seq, 100, &mut state).expect("a valid sequence"));
+        }
+    });
+    println!(
+        "| EIE CPU engine, f32, 100 steps in one call | {:.1} ({:.1}–{:.1}) |",
+        med / 100.0,
+        lo / 100.0,
+        hi / 100.0
+    );
     // Where the EIE step's time goes: each gate matrix alone on the CPU engine, and the cell
     // update alone.
     if let Stage::Recurrent(r) = &model.stages()[0] {
