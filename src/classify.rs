@@ -9,7 +9,6 @@
 use crate::compress::DenseLayer;
 use crate::error::{check_finite, Error, Result};
 use crate::format::{Activation, Model};
-use npyz::{DType, TypeChar};
 use rayon::prelude::*;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -32,47 +31,27 @@ fn read_any_npy(path: &Path) -> Result<(Vec<usize>, NpyData)> {
     parse_any_npy(&bytes, path)
 }
 
-/// [`read_any_npy`] of a file's bytes; `path` names it in errors.
+/// [`read_any_npy`] of a file's bytes; `path` names it in errors. The crate's one hardened
+/// `.npy` decoder ([`crate::import`]'s) reads it: integers kept as integers (so that u8 pixels
+/// can be told from floats), floats as f32.
 fn parse_any_npy(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, NpyData)> {
-    let npy = npyz::NpyFile::new(bytes).map_err(|e| parse_err(path, e))?;
-    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
-    if npy.order() == npyz::Order::Fortran && shape.len() > 1 {
-        return Err(parse_err(
-            path,
-            "Fortran-order arrays are not supported here",
-        ));
+    use crate::import::{decode_npy, npy_is_float, NpyElement};
+    if npy_is_float(bytes, path)? {
+        let a = decode_npy(bytes, path, |e| match e {
+            NpyElement::Float(x) => x as f32,
+            NpyElement::Int(i) => i as f32,
+            NpyElement::UInt(u) => u as f32,
+        })?;
+        Ok((a.shape, NpyData::Float(a.values)))
+    } else {
+        // u64 values beyond i64 are out of every range this module accepts; they saturate.
+        let a = decode_npy(bytes, path, |e| match e {
+            NpyElement::Int(i) => i,
+            NpyElement::UInt(u) => i64::try_from(u).unwrap_or(i64::MAX),
+            NpyElement::Float(x) => x as i64,
+        })?;
+        Ok((a.shape, NpyData::Int(a.values)))
     }
-    let dtype = npy.dtype();
-    let unsupported = || Error::UnsupportedDtype {
-        what: path.display().to_string(),
-        dtype: dtype.descr(),
-    };
-    let DType::Plain(ts) = &dtype else {
-        return Err(unsupported());
-    };
-    let ints = |v: std::io::Result<Vec<i64>>| v.map(NpyData::Int);
-    let data = match (ts.type_char(), ts.size_field()) {
-        (TypeChar::Uint, 1) => ints(
-            npy.into_vec::<u8>()
-                .map(|v| v.into_iter().map(i64::from).collect()),
-        ),
-        (TypeChar::Uint, 2) => ints(
-            npy.into_vec::<u16>()
-                .map(|v| v.into_iter().map(i64::from).collect()),
-        ),
-        (TypeChar::Int, 4) => ints(
-            npy.into_vec::<i32>()
-                .map(|v| v.into_iter().map(i64::from).collect()),
-        ),
-        (TypeChar::Int, 8) => ints(npy.into_vec::<i64>()),
-        (TypeChar::Float, 4) => npy.into_vec::<f32>().map(NpyData::Float),
-        (TypeChar::Float, 8) => npy
-            .into_vec::<f64>()
-            .map(|v| NpyData::Float(v.into_iter().map(|x| x as f32).collect())),
-        _ => return Err(unsupported()),
-    }
-    .map_err(|e| parse_err(path, e))?;
-    Ok((shape, data))
 }
 
 /// Reads class labels: a 1-D `.npy` of u8, u16, i32 or i64, every label below `classes`.

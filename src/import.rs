@@ -270,17 +270,43 @@ fn parse_npy(bytes: &[u8]) -> std::result::Result<(NpyHeader, &[u8]), String> {
     Ok((parse_npy_dict(&bytes[start..end])?, &bytes[end..]))
 }
 
-/// Reads a `.npy` array of f32, f16, f64 or 8- to 64-bit integers, signed or not (either byte
-/// order, C or Fortran order) as f32 in C order. Integers are taken as their values (uint8
-/// pixels stay 0..=255: [`crate::classify::read_images`] scales them to `0..=1` as MNIST models
-/// expect); beyond 2^24 they round to the nearest f32.
+/// One element of a `.npy` array as stored: a float (f16, f32 and f64 are exact in f64), a
+/// signed or an unsigned integer.
+///
+/// [`decode_npy`] hands each element to its caller's conversion.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum NpyElement {
+    /// An `f2`, `f4` or `f8` element.
+    Float(f64),
+    /// An `i1` to `i8` element.
+    Int(i64),
+    /// A `u1` to `u8` element.
+    UInt(u64),
+}
+
+/// A `.npy` array decoded in C order.
+pub(crate) struct NpyArray<T> {
+    /// Dimensions, outermost first.
+    pub shape: Vec<usize>,
+    /// The elements, converted.
+    pub values: Vec<T>,
+}
+
+/// The one `.npy` decoder of the crate ([`read_npy`], and the image, label and sequence readers
+/// of [`crate::classify`]): a `.npy` file's bytes (versions 1.0 to 3.0; f16, f32, f64 or 8- to
+/// 64-bit integers, signed or not, either byte order, C order or 2-D Fortran order) decoded
+/// into C order, each element converted by `convert`. `path` names the file in errors.
 ///
 /// The element count is the checked product of the header's shape and must be backed by the
-/// file's data bytes; the buffers are reserved fallibly. A hostile header is [`Error::Parse`]
-/// (or [`Error::Allocation`]), never a panic or an abort.
-pub fn read_npy(path: &Path) -> Result<Tensor> {
-    let bytes = read_file(path)?;
-    let (header, data) = parse_npy(&bytes).map_err(|e| parse_err(path, e))?;
+/// data bytes; the buffers are reserved fallibly. A hostile header is [`Error::Parse`] (or
+/// [`Error::Allocation`]), never a panic or an abort; a structured or unknown dtype is
+/// [`Error::UnsupportedDtype`].
+pub(crate) fn decode_npy<T: Copy + Default>(
+    bytes: &[u8],
+    path: &Path,
+    convert: impl Fn(NpyElement) -> T,
+) -> Result<NpyArray<T>> {
+    let (header, data) = parse_npy(bytes).map_err(|e| parse_err(path, e))?;
     let unsupported = || Error::UnsupportedDtype {
         what: path.display().to_string(),
         dtype: header.descr.clone(),
@@ -339,7 +365,7 @@ pub fn read_npy(path: &Path) -> Result<Tensor> {
         ));
     }
     let what = format!("{}", path.display());
-    let mut values: Vec<f32> = crate::error::try_with_capacity(count, &what)?;
+    let mut values: Vec<T> = crate::error::try_with_capacity(count, &what)?;
     let data = &data[..need];
     values.extend(data.chunks_exact(size).map(|c| {
         // The element's bytes in little-endian order, zero- or sign-extended to 8.
@@ -350,20 +376,20 @@ pub fn read_npy(path: &Path) -> Result<Tensor> {
         if signed && !float && b[size - 1] & 0x80 != 0 {
             b[size..].fill(0xff);
         }
-        match (float, size) {
-            (true, 2) => f32::from(half::f16::from_le_bytes([b[0], b[1]])),
-            (true, 4) => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-            (true, _) => f64::from_le_bytes(b) as f32,
-            (false, _) if signed => i64::from_le_bytes(b) as f32,
-            (false, _) => u64::from_le_bytes(b) as f32,
-        }
+        convert(match (float, size) {
+            (true, 2) => NpyElement::Float(f64::from(half::f16::from_le_bytes([b[0], b[1]]))),
+            (true, 4) => NpyElement::Float(f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
+            (true, _) => NpyElement::Float(f64::from_le_bytes(b)),
+            (false, _) if signed => NpyElement::Int(i64::from_le_bytes(b)),
+            (false, _) => NpyElement::UInt(u64::from_le_bytes(b)),
+        })
     }));
     let shape: Vec<usize> = header.shape.iter().map(|&d| d as usize).collect();
     // (An empty array needs no transposition, and a loop over a huge dimension of an empty
     // array would never end.)
     let values = if header.fortran && shape.len() == 2 && !values.is_empty() {
         let (r, c) = (shape[0], shape[1]);
-        let mut t = crate::error::try_filled(values.len(), 0f32, &what)?;
+        let mut t = crate::error::try_filled(values.len(), T::default(), &what)?;
         for i in 0..r {
             for j in 0..c {
                 t[i * c + j] = values[j * r + i];
@@ -378,9 +404,35 @@ pub fn read_npy(path: &Path) -> Result<Tensor> {
     } else {
         values
     };
+    Ok(NpyArray { shape, values })
+}
+
+/// Whether a `.npy` file's elements are floats (else integers, or an error for what
+/// [`decode_npy`] does not read).
+pub(crate) fn npy_is_float(bytes: &[u8], path: &Path) -> Result<bool> {
+    let (header, _) = parse_npy(bytes).map_err(|e| parse_err(path, e))?;
+    let kind = header.descr.trim_start_matches(['<', '>', '=', '|']);
+    Ok(header.plain && kind.starts_with('f'))
+}
+
+/// Reads a `.npy` array of f32, f16, f64 or 8- to 64-bit integers, signed or not (either byte
+/// order, C or Fortran order) as f32 in C order. Integers are taken as their values (uint8
+/// pixels stay 0..=255: [`crate::classify::read_images`] scales them to `0..=1` as MNIST models
+/// expect); beyond 2^24 they round to the nearest f32.
+///
+/// The element count is the checked product of the header's shape and must be backed by the
+/// file's data bytes; the buffers are reserved fallibly. A hostile header is [`Error::Parse`]
+/// (or [`Error::Allocation`]), never a panic or an abort.
+pub fn read_npy(path: &Path) -> Result<Tensor> {
+    let bytes = read_file(path)?;
+    let a = decode_npy(&bytes, path, |e| match e {
+        NpyElement::Float(x) => x as f32,
+        NpyElement::Int(i) => i as f32,
+        NpyElement::UInt(u) => u as f32,
+    })?;
     Ok(Tensor {
-        shape,
-        data: values,
+        shape: a.shape,
+        data: a.values,
     })
 }
 

@@ -472,6 +472,63 @@ fn npy_with_header(dict: &str, data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The image, label and sequence readers (calibration inputs, `eie demo`, the web page) decode
+/// `.npy` with the same hardened decoder as `read_npy`: a header promising more than the file
+/// holds, a broken dict or an unreadable dtype is a typed error, at once.
+#[test]
+fn image_label_and_sequence_readers_refuse_hostile_npy_headers() {
+    use eie::classify::read_sequences;
+    use eie::classify::{images_from_bytes, labels_from_bytes, read_images, read_labels};
+    fn parse<T>(r: &Result<T, Error>) -> bool {
+        matches!(r, Err(Error::Parse { .. }))
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x.npy");
+    let data = [7u8; 64];
+    for dict in [
+        "{'descr': '|u1', 'fortran_order': False, 'shape': (1099511627776, 784), }",
+        "{'descr': '|u1', 'fortran_order': False, 'shape': (18446744073709551615,), }",
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 4, 2), }",
+        "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 4), 'shape': (2, 4)}",
+        "{'descr': '|u1', 'fortran_order': False, 'shape': ((((((((2, 4), }",
+        "{'descr': '|u1', 'shape': (2, 4), }",
+    ] {
+        let bytes = npy_with_header(dict, &data);
+        std::fs::write(&p, &bytes).unwrap();
+        let start = Instant::now();
+        let images = read_images(&p);
+        assert!(parse(&images), "{dict}: {images:?}");
+        let labels = read_labels(&p, 10);
+        assert!(parse(&labels), "{dict}: {labels:?}");
+        let seqs = read_sequences(&p);
+        assert!(parse(&seqs), "{dict}: {seqs:?}");
+        assert!(parse(&images_from_bytes(&bytes, "x.npy")));
+        assert!(parse(&labels_from_bytes(&bytes, "x.npy", 10)));
+        assert!(start.elapsed() < Duration::from_secs(1), "{dict}");
+    }
+    for descr in ["[('a', '<f4')]", "'|b1'", "'<c8'"] {
+        let dict = format!("{{'descr': {descr}, 'fortran_order': False, 'shape': (2, 2), }}");
+        std::fs::write(&p, npy_with_header(&dict, &data)).unwrap();
+        let r = read_images(&p);
+        assert!(
+            matches!(r, Err(Error::UnsupportedDtype { .. })),
+            "{descr}: {r:?}"
+        );
+    }
+    // What the decoder reads beyond what the images reader used to: big-endian and
+    // Fortran-order pixels, the values in C order.
+    let dict = "{'descr': '>f4', 'fortran_order': True, 'shape': (2, 3), }";
+    let be: Vec<u8> = [1.0f32, 4.0, 2.0, 5.0, 3.0, 6.0]
+        .iter()
+        .flat_map(|v| v.to_be_bytes())
+        .collect();
+    std::fs::write(&p, npy_with_header(dict, &be)).unwrap();
+    assert_eq!(
+        read_images(&p).unwrap(),
+        (2, 3, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    );
+}
+
 #[test]
 fn npy_headers_that_promise_more_than_the_file_holds() {
     let dir = tempfile::tempdir().unwrap();
