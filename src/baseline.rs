@@ -268,30 +268,17 @@ impl CsrLayerF32 {
     ///
     /// See [`CsrLayerF32::forward`].
     pub fn new(layer: &EieLayer) -> Self {
-        let sc = layer.sparse_codes();
-        let mut count = vec![0u32; layer.rows() + 1];
-        for &r in &sc.row_idx {
-            count[r as usize + 1] += 1;
-        }
-        for i in 0..layer.rows() {
-            count[i + 1] += count[i];
-        }
-        let mut fill: Vec<u32> = count.clone();
-        let mut col_idx = vec![0u32; sc.nnz()];
-        let mut values = vec![0f32; sc.nnz()];
-        for j in 0..sc.cols {
-            for k in sc.col_ptr[j]..sc.col_ptr[j + 1] {
-                let r = sc.row_idx[k] as usize;
-                col_idx[fill[r] as usize] = j as u32;
-                values[fill[r] as usize] = layer.codebook()[sc.code[k] as usize];
-                fill[r] += 1;
-            }
-        }
+        let csr = layer.sparse_codes().by_rows();
+        let values = csr
+            .code
+            .iter()
+            .map(|&c| layer.codebook()[c as usize])
+            .collect();
         CsrLayerF32 {
             rows: layer.rows(),
             cols: layer.cols(),
-            row_ptr: count,
-            col_idx,
+            row_ptr: csr.row_ptr.iter().map(|&p| p as u32).collect(),
+            col_idx: csr.col,
             values,
             bias: layer.bias().map(<[f32]>::to_vec),
             activation: layer.activation(),

@@ -227,6 +227,74 @@ impl SparseCodes {
         }
         out
     }
+
+    /// The same codes in row order (CSR): each row's columns increasing. One counting pass,
+    /// linear in the codes and rows.
+    ///
+    /// The CSR baselines, the GPU's row-ordered walk, its cost model and the accuracy-aware
+    /// search read layers this way. The column lists must be consistent ([`Self::validate`]).
+    pub fn by_rows(&self) -> RowOrderCodes {
+        let mut row_ptr = vec![0usize; self.rows + 1];
+        for &r in &self.row_idx {
+            row_ptr[r as usize + 1] += 1;
+        }
+        for i in 0..self.rows {
+            row_ptr[i + 1] += row_ptr[i];
+        }
+        let mut fill = row_ptr.clone();
+        let (mut col, mut code) = (vec![0u32; self.nnz()], vec![0u8; self.nnz()]);
+        for j in 0..self.cols {
+            for k in self.col_ptr[j]..self.col_ptr[j + 1] {
+                let r = self.row_idx[k] as usize;
+                col[fill[r]] = j as u32;
+                code[fill[r]] = self.code[k];
+                fill[r] += 1;
+            }
+        }
+        RowOrderCodes {
+            rows: self.rows,
+            cols: self.cols,
+            row_ptr,
+            col,
+            code,
+        }
+    }
+}
+
+/// A weight matrix's non-zero codes in row order (CSR), columns increasing within each row:
+/// [`SparseCodes::by_rows`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowOrderCodes {
+    /// Output count (rows of W).
+    pub rows: usize,
+    /// Input count (columns of W).
+    pub cols: usize,
+    /// `row_ptr[i]..row_ptr[i + 1]` indexes row i's entries; length `rows + 1`.
+    pub row_ptr: Vec<usize>,
+    /// Column of each entry, increasing within a row.
+    pub col: Vec<u32>,
+    /// Codebook index of each entry, never 0.
+    pub code: Vec<u8>,
+}
+
+impl RowOrderCodes {
+    /// Row `i`'s `(column, code)` pairs, columns increasing.
+    ///
+    /// See [`SparseCodes::by_rows`].
+    pub fn row(&self, i: usize) -> impl Iterator<Item = (u32, u8)> + '_ {
+        let r = self.row_ptr[i]..self.row_ptr[i + 1];
+        self.col[r.clone()]
+            .iter()
+            .copied()
+            .zip(self.code[r].iter().copied())
+    }
+
+    /// Number of stored (non-zero) codes.
+    ///
+    /// See [`SparseCodes::nnz`].
+    pub fn nnz(&self) -> usize {
+        self.code.len()
+    }
 }
 
 /// Encodes one PE's slice of one column: `(local_row, code)` pairs with strictly increasing

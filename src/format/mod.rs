@@ -19,7 +19,7 @@ pub mod sequence;
 pub use file::LoadLimits;
 pub use layer::{
     encode_column, encode_runs, encoded_len, entry, entry_code, entry_run, rows_of_pe, Activation,
-    EieLayer, PeSlice, SparseCodes, MAX_DIM, MAX_RUN,
+    EieLayer, PeSlice, RowOrderCodes, SparseCodes, MAX_DIM, MAX_RUN,
 };
 pub use model::{check_batch, Model};
 pub use sequence::{CellKind, RecurrentLayer, SequenceModel, Stage};

@@ -462,13 +462,10 @@ pub(crate) fn eie_rows_with(
     let ab = act_bytes(precision);
     // Each row's columns in increasing order, then its entries: one per non-zero plus a
     // padding entry per (max run + 1) zero columns skipped beyond the first max run.
-    let codes = layer.sparse_codes();
-    let mut cols_of: Vec<Vec<u32>> = vec![Vec::new(); rows];
-    for j in 0..codes.cols {
-        for k in codes.col_ptr[j]..codes.col_ptr[j + 1] {
-            cols_of[codes.row_idx[k] as usize].push(j as u32);
-        }
-    }
+    let codes = layer.sparse_codes().by_rows();
+    let cols_of: Vec<&[u32]> = (0..rows)
+        .map(|i| &codes.col[codes.row_ptr[i]..codes.row_ptr[i + 1]])
+        .collect();
     let count = |cols: &[u32], max_run: u32| -> u64 {
         let mut next = 0u32;
         cols.iter()

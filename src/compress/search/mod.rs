@@ -409,31 +409,13 @@ impl Rows {
     }
 
     fn from_layer(l: &EieLayer) -> Self {
-        let codes = l.sparse_codes();
-        let mut count = vec![0usize; l.rows() + 1];
-        for &r in &codes.row_idx {
-            count[r as usize + 1] += 1;
-        }
-        for r in 0..l.rows() {
-            count[r + 1] += count[r];
-        }
-        let ptr = count.clone();
-        let mut next = count;
-        let nnz = codes.row_idx.len();
-        let (mut col, mut val) = (vec![0u32; nnz], vec![0f32; nnz]);
-        for j in 0..l.cols() {
-            for k in codes.col_ptr[j]..codes.col_ptr[j + 1] {
-                let r = codes.row_idx[k] as usize;
-                col[next[r]] = j as u32;
-                val[next[r]] = l.codebook()[codes.code[k] as usize];
-                next[r] += 1;
-            }
-        }
+        let csr = l.sparse_codes().by_rows();
+        let val = csr.code.iter().map(|&c| l.codebook()[c as usize]).collect();
         Rows {
             rows: l.rows(),
             cols: l.cols(),
-            ptr,
-            col,
+            ptr: csr.row_ptr,
+            col: csr.col,
             val,
             bias: l.bias().map(<[f32]>::to_vec),
             act: l.activation(),
@@ -1273,12 +1255,7 @@ fn refit_codebook(layer: &EieLayer, x: &[f32], targets: &[f64]) -> Result<Option
     let k = layer.codebook().len();
     let codes = layer.sparse_codes();
     // Per row: (column, code) of its non-zeros, in column order.
-    let mut by_row: Vec<Vec<(u32, u8)>> = vec![Vec::new(); rows];
-    for j in 0..cols {
-        for i in codes.col_ptr[j]..codes.col_ptr[j + 1] {
-            by_row[codes.row_idx[i] as usize].push((j as u32, codes.code[i]));
-        }
-    }
+    let by_row = codes.by_rows();
     // Normal equations G c = h over the codes: per row and input, a_c = the sum of the inputs
     // whose weights share code c.
     let partial = |start: usize| -> (Vec<f64>, Vec<f64>) {
@@ -1288,8 +1265,8 @@ fn refit_codebook(layer: &EieLayer, x: &[f32], targets: &[f64]) -> Result<Option
         let mut used: Vec<usize> = Vec::with_capacity(k);
         for i in start..(start + REFIT_CHUNK).min(n) {
             let xi = &x[i * cols..(i + 1) * cols];
-            for (r, entries) in by_row.iter().enumerate() {
-                for &(j, c) in entries {
+            for r in 0..rows {
+                for (j, c) in by_row.row(r) {
                     let c = c as usize;
                     if !seen[c] {
                         seen[c] = true;

@@ -50,25 +50,8 @@ pub(crate) fn row_words(layer: &EieLayer, precision: Precision) -> Result<LayerW
     let (mut w, frac) = meta_words(layer, precision);
     let bias_base = layer.codebook().len();
     let ptr_base = w.len();
-    let (rows, codes) = (layer.rows(), layer.sparse_codes());
-    // Counting pass from column order to row order: columns come out increasing in each row.
-    let mut start = vec![0usize; rows + 1];
-    for &r in &codes.row_idx {
-        start[r as usize + 1] += 1;
-    }
-    for i in 0..rows {
-        start[i + 1] += start[i];
-    }
-    let mut by_row = vec![(0usize, 0u8); codes.nnz()];
-    let mut fill = start.clone();
-    for j in 0..codes.cols {
-        for k in codes.col_ptr[j]..codes.col_ptr[j + 1] {
-            let r = codes.row_idx[k] as usize;
-            by_row[fill[r]] = (j, codes.code[k]);
-            fill[r] += 1;
-        }
-    }
-    let row = |i: usize| by_row[start[i]..start[i + 1]].iter().copied();
+    let (rows, codes) = (layer.rows(), layer.sparse_codes().by_rows());
+    let row = |i: usize| codes.row(i).map(|(j, c)| (j as usize, c));
     let count = |max_run: u8| -> usize {
         (0..rows)
             .map(|i| encoded_len(row(i).map(|(j, _)| j), max_run))
