@@ -118,7 +118,7 @@ fn main() -> eie::Result<()> {
         let mut cells = Vec::new();
         let mut pes = Vec::new();
         let mut wall = f64::NAN;
-        for precision in [Precision::F32, Precision::Fixed16, Precision::F16] {
+        for precision in Precision::ALL {
             let opts = EngineOptions {
                 precision,
                 pes: a.pes,

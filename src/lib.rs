@@ -140,6 +140,7 @@ pub mod format;
 pub mod gpu;
 pub mod import;
 pub mod paper;
+pub mod precision;
 pub mod recurrent;
 pub mod reference;
 pub mod schedule;
@@ -155,7 +156,8 @@ pub use engine::{
 };
 pub use error::{Error, Result};
 pub use format::{Activation, CellKind, EieLayer, LoadLimits, Model, SequenceModel};
-pub use reference::{CpuEngine, DenseOracle, Precision};
+pub use precision::Precision;
+pub use reference::{CpuEngine, DenseOracle};
 
 // The README's examples compile and run as tests.
 #[cfg(doctest)]

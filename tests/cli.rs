@@ -116,6 +116,39 @@ fn compress_info_run_verify() {
 }
 
 #[test]
+fn run_f16_on_the_cpu_is_the_cpu_engine_in_f16() {
+    let f = fixture();
+    let out = f.root.join("y16.npy");
+    let run = |extra: &[&'static str]| {
+        let mut args = vec![
+            "run",
+            s(&f.model),
+            "--input",
+            s(&f.input),
+            "--output",
+            s(&out),
+        ];
+        args.extend_from_slice(extra);
+        args
+    };
+    ok(&run(&["--f16"]));
+    let y = eie::import::read_npy(&out).unwrap();
+    assert_eq!(y.shape, [3, 48]);
+    let model = eie::Model::load(&f.model).unwrap();
+    let x = eie::import::read_npy(&f.input).unwrap().data;
+    let engine = eie::CpuEngine::new(model).unwrap();
+    assert_eq!(y.data, engine.run(&x, eie::Precision::F16).unwrap());
+    assert_ne!(y.data, engine.run(&x, eie::Precision::F32).unwrap());
+    ok(&run(&["--f16", "--backend", "cpu"]));
+    assert_eq!(eie::import::read_npy(&out).unwrap().data, y.data);
+    // --pes stays the GPU's; --f16 and --fixed16 exclude each other.
+    let err = fails(&run(&["--f16", "--pes", "4"]));
+    assert!(err.contains("--pes applies to --backend gpu"), "{err}");
+    let err = fails(&run(&["--f16", "--fixed16"]));
+    assert!(err.contains("cannot be used with"), "{err}");
+}
+
+#[test]
 fn multi_layer_safetensors_in_natural_order() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("net.safetensors");

@@ -42,8 +42,8 @@ pub struct RunArgs {
     /// instead of f32; also prints the saturations per layer.
     #[arg(long, conflicts_with = "f16")]
     fixed16: bool,
-    /// f16 activations and codebook (f32 arithmetic): GPU only for fully-connected models,
-    /// the CPU only for models with recurrent layers.
+    /// f16 activations and codebook (f32 arithmetic): on the CPU, and on the GPU for
+    /// fully-connected models (models with recurrent layers run it on the CPU only).
     #[arg(long)]
     f16: bool,
     /// GPU only: PEs (workgroups) per layer; default: chosen for the device.
@@ -52,6 +52,12 @@ pub struct RunArgs {
 }
 
 pub fn run(a: &RunArgs) -> Result<ExitCode> {
+    // clap refuses --fixed16 with --f16.
+    let precision = match (a.fixed16, a.f16) {
+        (true, _) => Precision::Fixed16,
+        (_, true) => Precision::F16,
+        _ => Precision::F32,
+    };
     if super::sequence::is_sequence_file(&a.model)? {
         if a.backend == BackendKind::Cpu && a.pes.is_some() {
             return Err(eie::Error::InvalidArgument(
@@ -64,11 +70,7 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
             model: &a.model,
             input: &a.input,
             output: &a.output,
-            precision: match (a.fixed16, a.f16) {
-                (true, _) => Precision::Fixed16,
-                (_, true) => Precision::F16,
-                _ => Precision::F32,
-            },
+            precision,
             last: a.last,
             state_in: a.state_in.as_deref(),
             state_out: a.state_out.as_deref(),
@@ -82,16 +84,11 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
     let model = Model::load(&a.model)?;
     let input = eie::import::read_npy(&a.input)?;
     let (batch, values) = eie::import::read_input(&a.input, model.input_size())?;
-    let precision = if a.fixed16 {
-        Precision::Fixed16
-    } else {
-        Precision::F32
-    };
     let backend: Box<dyn Backend> = match a.backend {
         BackendKind::Cpu => {
-            if a.f16 || a.pes.is_some() {
+            if a.pes.is_some() {
                 return Err(eie::Error::InvalidArgument(
-                    "--f16 and --pes apply to --backend gpu only".into(),
+                    "--pes applies to --backend gpu only".into(),
                 ));
             }
             Box::new(CpuBackend::new(model.clone(), precision)?)
@@ -99,11 +96,6 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
         #[cfg(feature = "gpu")]
         BackendKind::Gpu => {
             use eie::gpu::{DeviceOptions, EngineOptions, GpuContext, GpuEngine};
-            let precision = match (a.fixed16, a.f16) {
-                (true, _) => Precision::Fixed16,
-                (_, true) => Precision::F16,
-                _ => Precision::F32,
-            };
             let sp = super::spinner("opening the GPU and uploading the model");
             let ctx = GpuContext::new(&DeviceOptions::default())?;
             let opts = EngineOptions {

@@ -17,15 +17,35 @@ pub enum BackendArg {
     Auto,
 }
 
-/// The arithmetic.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum PrecisionArg {
-    /// 32-bit float.
-    F32,
-    /// EIE's 16-bit fixed point (each layer's formats as stored in the model).
-    Fixed16,
-    /// f16 activations and codebook, f32 arithmetic.
-    F16,
+/// The arithmetic: a [`Precision`] on the command line, by its name, one of
+/// [`Precision::ALL`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrecisionArg(Precision);
+
+impl clap::ValueEnum for PrecisionArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        const ALL: [PrecisionArg; Precision::ALL.len()] = {
+            let mut all = [PrecisionArg(Precision::F32); Precision::ALL.len()];
+            let mut i = 0;
+            while i < all.len() {
+                all[i] = PrecisionArg(Precision::ALL[i]);
+                i += 1;
+            }
+            all
+        };
+        &ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let help = match self.0 {
+            Precision::F32 => "32-bit float",
+            Precision::Fixed16 => {
+                "EIE's 16-bit fixed point (each layer's formats as stored in the model)"
+            }
+            Precision::F16 => "f16 activations and codebook, f32 arithmetic",
+        };
+        Some(clap::builder::PossibleValue::new(self.0.name()).help(help))
+    }
 }
 
 #[derive(clap::Args)]
@@ -48,7 +68,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = "all")]
     devices: String,
     /// The arithmetic.
-    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    #[arg(long, value_enum, default_value_t = PrecisionArg(Precision::F32))]
     precision: PrecisionArg,
     /// Most inputs per engine call, and per request.
     #[arg(long, default_value_t = 64)]
@@ -144,11 +164,7 @@ pub fn run(a: &ServeArgs) -> Result<ExitCode> {
         BackendArg::Auto => Backend::Auto,
     };
     config.devices = devices;
-    config.precision = match a.precision {
-        PrecisionArg::F32 => Precision::F32,
-        PrecisionArg::Fixed16 => Precision::Fixed16,
-        PrecisionArg::F16 => Precision::F16,
-    };
+    config.precision = a.precision.0;
     config.batch = BatchConfig {
         max_batch: a.max_batch,
         max_delay: Duration::from_micros(a.max_delay_us),

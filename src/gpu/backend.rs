@@ -6,7 +6,7 @@ use super::engine::{EngineOptions, GpuEngine};
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::format::Model;
-use crate::reference::Precision;
+use crate::precision::Precision;
 use std::sync::Arc;
 
 impl Backend for GpuEngine {

@@ -15,7 +15,7 @@ use super::program::{PipelineTiming, Timing, TimingOptions};
 use crate::error::{Error, Result};
 use crate::fixed16::{LayerSaturations, Saturations};
 use crate::format::{EieLayer, Model};
-use crate::reference::Precision;
+use crate::precision::Precision;
 use crate::schedule::{
     EieLayerPlan, PePlan, ScheduleOverride, Walk, EIE_BATCH_TILE, EIE_MAX_CODES,
 };
@@ -147,11 +147,7 @@ impl GpuEngine {
                 opts.max_batch
             )));
         }
-        let encoding = match opts.precision {
-            Precision::F16 => Encoding::F16,
-            Precision::Fixed16 => Encoding::Fixed16,
-            Precision::F32 => Encoding::F32,
-        };
+        let encoding = Encoding::of(opts.precision);
         // Every buffer holds whole tiles.
         let padded = tiles * EIE_BATCH_TILE;
         // Each layer's dispatches are specialised for a single input and, when the engine

@@ -33,7 +33,7 @@ mod program;
 #[cfg(not(target_arch = "wasm32"))]
 mod sequence;
 
-pub use crate::reference::Precision;
+pub use crate::precision::Precision;
 pub use crate::schedule::{PePlan, ScheduleOverride, Walk, SCHEDULE_ENV};
 #[cfg(not(target_arch = "wasm32"))]
 pub use backend::{gpu_backends, gpu_backends_on};

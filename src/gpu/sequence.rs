@@ -12,8 +12,8 @@ use super::program::{
 use crate::error::{Error, Result};
 use crate::fixed16;
 use crate::format::{CellKind, EieLayer, SequenceModel};
+use crate::precision::Precision;
 use crate::recurrent::{cell, check_input, SequenceEngine, SequenceState, StageParts};
-use crate::reference::Precision;
 use crate::schedule::{PePlan, ScheduleOverride, BATCH_TILE, EIE_BATCH_TILE};
 use std::sync::{Arc, Mutex};
 
@@ -164,11 +164,7 @@ impl GpuSequenceEngine {
         let cpu = SequenceEngine::new(model.clone(), opts.precision)?;
         let parts = cpu.stage_parts();
         let fixed = opts.precision == Precision::Fixed16;
-        let encoding = if fixed {
-            Encoding::Fixed16
-        } else {
-            Encoding::F32
-        };
+        let encoding = Encoding::of(opts.precision);
         let seq_rows = rows.next_multiple_of(EIE_BATCH_TILE);
         let state_rows = opts.max_batch.next_multiple_of(EIE_BATCH_TILE);
         let classes: &[(usize, usize)] = if rows > 1 {
@@ -296,7 +292,7 @@ impl GpuSequenceEngine {
                             &ctx,
                             *kind,
                             h,
-                            fixed,
+                            opts.precision,
                             *gate_frac,
                             opts.max_steps,
                             &CellBuffers {

@@ -3,44 +3,8 @@ use super::row_order::{self, RowCodes};
 use crate::error::{try_filled, try_with_capacity, Error, Result};
 use crate::fixed16::{self, FixedCodebook};
 use crate::format::{entry_code, entry_run, Activation, EieLayer, Model, PeSlice};
+use crate::precision::Precision;
 use rayon::prelude::*;
-
-/// Arithmetic of a run.
-///
-/// Chosen with [`EngineBuilder::precision`](crate::EngineBuilder::precision) (see the
-/// [guide](crate#build-an-engine)) or per call with [`CpuEngine::run`]; `docs/FIXED16.md` defines
-/// fixed16.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    /// 32-bit float codebook, activations and accumulators.
-    #[default]
-    F32,
-    /// EIE's 16-bit fixed point as defined in [`crate::fixed16`]; bit-exact across backends.
-    Fixed16,
-    /// Half precision storage: codebook values and activations (inputs, every layer's outputs)
-    /// rounded to f16, products and sums in f32, bias in f32. The same on the CPU engine and
-    /// the GPU kernels; checked against the dense f32 oracle with the f16 tolerance.
-    F16,
-}
-
-impl Precision {
-    /// Every precision, in the order reports list them.
-    ///
-    /// [`crate::backend::cpu_backends`] builds one engine per entry.
-    pub const ALL: [Precision; 3] = [Precision::F32, Precision::Fixed16, Precision::F16];
-
-    /// Name used on the command line and in reports.
-    ///
-    /// See [`Precision::ALL`].
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::F32 => "f32",
-            Precision::Fixed16 => "fixed16",
-            Precision::F16 => "f16",
-        }
-    }
-}
 
 thread_local! {
     /// Set while the CPU engine runs one input of a batch: the batch's inputs already run in

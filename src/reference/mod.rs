@@ -10,9 +10,10 @@ mod dense;
 mod eie;
 pub mod row_order;
 
+pub use crate::precision::Precision;
 pub use dense::DenseOracle;
 pub use eie::{
-    cpu_engine_kernels, cpu_pes, layer_f32, layer_fixed16, CpuEngine, CpuWalk, Precision,
+    cpu_engine_kernels, cpu_pes, layer_f32, layer_fixed16, CpuEngine, CpuWalk,
     FIXED16_ROW_SLOT_COST, PARALLEL_MIN_ENTRIES, ROW_SLOT_COST, ROW_SLOT_COST_TILE, SLICE_COST,
 };
 

@@ -23,7 +23,7 @@ pub mod latency;
 use super::{EieLayerPlan, BATCH_TILE, ROWS_PER_WORKGROUP, WORKGROUP_SIZE};
 use crate::error::{Error, Result};
 use crate::format::EieLayer;
-use crate::reference::Precision;
+use crate::precision::Precision;
 use latency::{DeviceProfile, DispatchWork, LatencyWork, PathStats, WorkPath};
 use serde::Serialize;
 
@@ -156,21 +156,6 @@ pub(crate) fn check_input(layer: &EieLayer, input: &[f32]) -> Result<usize> {
     Ok(input.len() / cols)
 }
 
-pub(crate) fn act_bytes(precision: Precision) -> u64 {
-    match precision {
-        Precision::F16 => 2,
-        _ => 4,
-    }
-}
-
-pub(crate) fn precision_name(p: Precision) -> &'static str {
-    match p {
-        Precision::F32 => "f32",
-        Precision::Fixed16 => "fixed16",
-        Precision::F16 => "f16",
-    }
-}
-
 /// Entries per 32-bit word: four 8-bit entries, or two 16-bit ones for codebooks over 16.
 pub(crate) fn entries_per_word(layer: &EieLayer) -> u64 {
     if layer.codebook().len() > 16 {
@@ -270,7 +255,7 @@ pub fn eie(
     let padded = (tiles * tile) as u64;
     let per_word = entries_per_word(layer);
     let entry_bytes = 4 / per_word;
-    let ab = act_bytes(precision);
+    let ab = precision.bytes() as u64;
     let chunk = (super::EIE_LIST_WORDS / tile).max(32);
     let slice_len = |p: usize, j: usize| -> u64 {
         let ptr = layer.pe(p).col_ptr;
@@ -406,7 +391,7 @@ pub fn eie(
     }
     let mut c = KernelCost::new(
         layer,
-        format!("gpu-eie/{}", precision_name(precision)),
+        format!("gpu-eie/{}", precision.name()),
         batch,
         listed_total,
         bytes,
@@ -459,7 +444,7 @@ pub(crate) fn eie_rows_with(
     let tile = if batch == 1 { 1 } else { tile.max(1) };
     let tiles = batch.div_ceil(tile) as u64;
     let padded = tiles * tile as u64;
-    let ab = act_bytes(precision);
+    let ab = precision.bytes() as u64;
     // Each row's columns in increasing order, then its entries: one per non-zero plus a
     // padding entry per (max run + 1) zero columns skipped beyond the first max run.
     let codes = layer.sparse_codes().by_rows();
@@ -544,7 +529,7 @@ pub(crate) fn eie_rows_with(
     };
     Ok(KernelCost::new(
         layer,
-        format!("gpu-eie-rows/{}", precision_name(precision)),
+        format!("gpu-eie-rows/{}", precision.name()),
         batch,
         (layer.cols() * batch) as u64,
         bytes,
@@ -707,12 +692,12 @@ pub fn model_costs(
         let rows = |p: Precision| eie_rows(layer, &x, plan.batched.tile, plan.row_lanes, p);
         // The planner's walk in each precision, then both walks forced (as `eie bench` names
         // them).
-        for p in [Precision::F32, Precision::Fixed16, Precision::F16] {
+        for p in Precision::ALL {
             let mut c = match plan.walk {
                 super::Walk::Columns => eie(&interleaved, &plan, &x, p)?,
                 super::Walk::Rows => rows(p)?,
             };
-            c.kernel = format!("gpu-eie/{}", precision_name(p));
+            c.kernel = format!("gpu-eie/{}", p.name());
             out.push(c);
         }
         let mut columns = eie(&interleaved, &plan, &x, Precision::F32)?;

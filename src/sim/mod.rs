@@ -40,7 +40,7 @@ pub use sequence::{simulate_sequence, SequenceSimResult};
 use crate::error::{Error, Result};
 use crate::fixed16::{self, FixedCodebook};
 use crate::format::{EieLayer, Model, SparseCodes};
-use crate::reference::Precision;
+use crate::precision::Precision;
 use arith::{Arith, F32Arith, FixedArith};
 use serde::Serialize;
 use std::borrow::Cow;
@@ -299,6 +299,18 @@ struct Prepared<'a> {
     pieces: Vec<RowPiece>,
 }
 
+/// The precisions the simulator models, EIE's datapath in f32 or fixed16:
+/// [`Error::InvalidArgument`] for f16. [`simulate_model`] and [`simulate_sequence`] check it
+/// before they prepare anything, [`Simulator::run`] on every call.
+pub(crate) fn check_precision(precision: Precision) -> Result<()> {
+    if precision == Precision::F16 {
+        return Err(Error::InvalidArgument(
+            "the simulator models EIE's datapath in f32 or fixed16, not f16".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// A model prepared for one configuration; [`Simulator::run`] simulates input batches on it.
 pub struct Simulator<'a> {
     cfg: SimConfig,
@@ -343,13 +355,10 @@ impl<'a> Simulator<'a> {
 
     /// Simulates a batch (`input.len()` a multiple of the input size), vector after vector.
     ///
-    /// See [`SimResult`]; [`simulate_model`] is this in one call.
+    /// See [`SimResult`]; [`simulate_model`] is this in one call. [`Error::InvalidArgument`]
+    /// for f16 (the simulator models f32 and fixed16).
     pub fn run(&self, input: &[f32], precision: Precision) -> Result<SimResult> {
-        if precision == Precision::F16 {
-            return Err(crate::Error::InvalidArgument(
-                "the simulator models EIE's datapath in f32 or fixed16, not f16".into(),
-            ));
-        }
+        check_precision(precision)?;
         let first = &self.layers[0].layer;
         let batch = crate::format::check_batch(first.cols(), input)?;
         let n = self.cfg.pes;
@@ -585,12 +594,14 @@ fn split_rows(layer: &EieLayer, piece_rows: usize) -> Result<Vec<RowPiece>> {
 /// Simulates `model` on `input` (one or more vectors back to back) on the ASIC `cfg` describes.
 ///
 /// Returns a [`SimResult`]; `eie sim` prints one, and [`paper::run_all`] runs the paper's
-/// layers.
+/// layers. [`Error::InvalidArgument`] for f16, before the model is prepared.
 pub fn simulate_model(
     model: &Model,
     input: &[f32],
     cfg: &SimConfig,
     precision: Precision,
 ) -> Result<SimResult> {
+    cfg.validate()?;
+    check_precision(precision)?;
     Simulator::new(model, cfg)?.run(input, precision)
 }

@@ -12,7 +12,7 @@
 use super::{SimConfig, SimResult, Simulator};
 use crate::error::Result;
 use crate::paper::{PaperLayer, PAPER_LAYERS};
-use crate::reference::Precision;
+use crate::precision::Precision;
 use rayon::prelude::*;
 use serde::Serialize;
 

@@ -38,8 +38,8 @@ use super::{efficiency, Counters, Energy, LayerStats, PeStats, SimConfig, Simula
 use crate::error::{Error, Result};
 use crate::fixed16;
 use crate::format::{sequence::recurrent_pes_ok, CellKind, Model, SequenceModel};
+use crate::precision::Precision;
 use crate::recurrent::{cell, SequenceEngine, StageParts};
-use crate::reference::Precision;
 use serde::Serialize;
 
 /// Pipeline latency (cycles) of the element-wise unit for an LSTM cell (see the module
@@ -204,11 +204,7 @@ pub fn simulate_sequence(
     precision: Precision,
 ) -> Result<SequenceSimResult> {
     cfg.validate()?;
-    if precision == Precision::F16 {
-        return Err(Error::InvalidArgument(
-            "the simulator models EIE's datapath in f32 or fixed16, not f16".into(),
-        ));
-    }
+    super::check_precision(precision)?;
     let n_in = model.input_size();
     if steps == 0 || steps.checked_mul(n_in) != Some(input.len()) {
         return Err(Error::Shape(format!(

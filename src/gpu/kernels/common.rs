@@ -4,13 +4,13 @@
 //! codebook, bias and entries; activations with their non-zero bitmaps; the fixed16 run
 //! counters), and the set-up the walks share.
 
-use super::{flag, Binding};
+use super::{arithmetic, flag, Binding};
 use super::{Access, ParamsLayout};
 use crate::error::{Error, Result};
 use crate::fixed16::{self, FixedCodebook};
 use crate::format::{entry_code, entry_run, Activation, EieLayer};
 use crate::gpu::program::{stride, Encoding};
-use crate::reference::Precision;
+use crate::precision::Precision;
 use crate::schedule::{DeviceLimits, EIE_MAX_CODES, WORKGROUP_SIZE};
 
 /// WGSL source.
@@ -138,12 +138,12 @@ pub(crate) struct EieSpec {
 impl EieSpec {
     /// `(override, value)` of every prelude override.
     pub(crate) fn constants(self) -> Vec<(&'static str, f64)> {
-        vec![
-            ("FIXED", flag(self.precision == Precision::Fixed16)),
-            ("HALF", flag(self.precision == Precision::F16)),
+        let mut c = arithmetic(self.precision).to_vec();
+        c.extend([
             ("WIDE", flag(self.wide)),
             ("MAX_CODES", EIE_MAX_CODES as f64),
-        ]
+        ]);
+        c
     }
 
     /// f32 with 8-bit entries, for [`Kernel::example_constants`](super::Kernel).

@@ -8,7 +8,7 @@ use super::{dispatch, Access, Binding, Grid, Kernel};
 use crate::error::Result;
 use crate::gpu::device::GpuContext;
 use crate::gpu::program::Dispatch;
-use crate::reference::Precision;
+use crate::precision::Precision;
 use crate::schedule::WORKGROUP_SIZE;
 
 /// WGSL source.

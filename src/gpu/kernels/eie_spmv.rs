@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::format::EieLayer;
 use crate::gpu::device::GpuContext;
 use crate::gpu::program::{storage_init, uniform_init, zeroed, Dispatch};
-use crate::reference::Precision;
+use crate::precision::Precision;
 use crate::schedule::{EieLaunch, EieLayerPlan, EIE_ACC_WORDS, EIE_LIST_WORDS, EIE_MAX_GROUPS};
 
 /// WGSL source.

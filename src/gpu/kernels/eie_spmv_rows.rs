@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::format::{encode_runs, encoded_len, EieLayer, MAX_RUN};
 use crate::gpu::device::GpuContext;
 use crate::gpu::program::{storage_init, uniform_init, Dispatch};
-use crate::reference::Precision;
+use crate::precision::Precision;
 use crate::schedule::{EieLayerPlan, EIE_BATCH_TILE, EIE_ROW_LANES, EIE_ROW_WIDE_SHARE};
 
 /// WGSL source.

@@ -15,6 +15,7 @@
 use super::device::GpuContext;
 use super::program::Dispatch;
 use crate::error::Result;
+use crate::precision::Precision;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -307,6 +308,16 @@ pub struct ParamsLayout {
 /// A pipeline-overridable constant's value for wgpu: booleans as 0 or 1.
 fn flag(b: bool) -> f64 {
     b as u8 as f64
+}
+
+/// The arithmetic's override constants for `precision`, `[FIXED, HALF]`: `FIXED` for EIE's
+/// fixed16, `HALF` for f16 storage, neither for f32. Every kernel's arithmetic constants are
+/// these (a shader without an f16 path takes `FIXED` alone).
+pub(crate) fn arithmetic(precision: Precision) -> [(&'static str, f64); 2] {
+    [
+        ("FIXED", flag(precision == Precision::Fixed16)),
+        ("HALF", flag(precision == Precision::F16)),
+    ]
 }
 
 /// The bind group of one dispatch of `kernel`: each `(binding, buffer)` bound at the binding's

@@ -6,11 +6,12 @@
 //! gives the CPU engine's bits.
 
 use super::common::ActLayout;
-use super::{dispatch, flag, Access, Binding, Grid, Kernel};
+use super::{arithmetic, dispatch, Access, Binding, Grid, Kernel};
 use crate::error::Result;
 use crate::format::CellKind;
 use crate::gpu::device::GpuContext;
 use crate::gpu::program::{uniform_init, Dispatch};
+use crate::precision::Precision;
 use crate::recurrent::cell;
 
 /// WGSL source.
@@ -81,14 +82,21 @@ pub(crate) const MIRRORED: &[(&str, usize)] = &[
     ("C_LIMIT", cell::C_LIMIT as usize),
 ];
 
-/// The override constants: the arithmetic.
-pub(crate) fn constants(fixed: bool) -> Vec<(&'static str, f64)> {
-    vec![("FIXED", flag(fixed))]
+/// The override constants: the arithmetic's `FIXED` ([`arithmetic`]); the cell has no f16
+/// path (the GPU runs models with recurrent layers in f32 or fixed16).
+pub(crate) fn constants(precision: Precision) -> Vec<(&'static str, f64)> {
+    debug_assert_ne!(
+        precision,
+        Precision::F16,
+        "the recurrent cell has no f16 path"
+    );
+    let [fixed, _half] = arithmetic(precision);
+    vec![fixed]
 }
 
 /// [`constants`] for f32.
 pub(crate) fn example_constants() -> Vec<(&'static str, f64)> {
-    constants(false)
+    constants(Precision::F32)
 }
 
 /// The buffers one recurrent layer's cell dispatches bind, with their layouts.
@@ -110,7 +118,7 @@ pub(crate) fn dispatches(
     ctx: &GpuContext,
     kind: CellKind,
     hidden: usize,
-    fixed: bool,
+    precision: Precision,
     gate_frac: u32,
     max_steps: usize,
     b: &CellBuffers<'_>,
@@ -142,7 +150,7 @@ pub(crate) fn dispatches(
             let d = dispatch(
                 ctx,
                 Kernel::RecurrentCell,
-                &constants(fixed),
+                &constants(precision),
                 &lbl(&format!("cell/step-{t}")),
                 &[
                     (PARAMS, &ub),

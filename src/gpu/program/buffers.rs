@@ -6,6 +6,7 @@ use super::Program;
 use crate::error::{Error, Result};
 use crate::fixed16;
 use crate::gpu::device::GpuContext;
+use crate::precision::Precision;
 use wgpu::util::DeviceExt;
 
 /// How activations are stored on the device.
@@ -21,6 +22,17 @@ pub(crate) enum Encoding {
 }
 
 impl Encoding {
+    /// How `precision`'s activations are stored: the one place a precision becomes an
+    /// encoding.
+    pub(crate) fn of(precision: Precision) -> Encoding {
+        match precision {
+            Precision::F32 => Encoding::F32,
+            Precision::Fixed16 => Encoding::Fixed16,
+            Precision::F16 => Encoding::F16,
+        }
+    }
+
+    /// Bytes of one value: [`Precision::bytes`] of the precision stored so.
     pub(crate) fn bytes(self) -> usize {
         match self {
             Encoding::F16 => 2,
@@ -216,5 +228,18 @@ impl Program {
     /// Bytes of `batch` output rows in the device layout.
     pub(super) fn output_bytes(&self, batch: usize) -> u64 {
         (batch * stride(self.out_size) * self.encoding.bytes()) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Encoding;
+    use crate::precision::Precision;
+
+    #[test]
+    fn encoding_stores_the_precision_in_its_bytes() {
+        for p in Precision::ALL {
+            assert_eq!(Encoding::of(p).bytes(), p.bytes(), "{}", p.name());
+        }
     }
 }

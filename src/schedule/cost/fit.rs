@@ -15,7 +15,7 @@
 use super::history::{eie_gen1, eie_v2, Generation};
 use super::latency::{combine, terms, DeviceProfile, LatencyWork};
 use crate::error::{Error, Result};
-use crate::reference::Precision;
+use crate::precision::Precision;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 

@@ -23,12 +23,12 @@
 
 use super::latency::{DispatchWork, PathStats, WorkPath};
 use super::{
-    act_bytes, check_input, entries_per_word, lane_rounds, listed_columns, precision_name,
-    warp_steps, words_spanned, Bytes, KernelCost, PerLane, ENTRY_STEPS,
+    check_input, entries_per_word, lane_rounds, listed_columns, warp_steps, words_spanned, Bytes,
+    KernelCost, PerLane, ENTRY_STEPS,
 };
 use crate::error::Result;
 use crate::format::EieLayer;
-use crate::reference::Precision;
+use crate::precision::Precision;
 use crate::schedule::WORKGROUP_SIZE;
 
 /// A first-generation EIE kernel measured on the H100 on 2026-11-27.
@@ -352,7 +352,7 @@ pub fn eie_v2(
     let padded = (tiles * tile) as u64;
     let per_word = entries_per_word(layer);
     let entry_bytes = 4 / per_word;
-    let ab = act_bytes(precision);
+    let ab = precision.bytes() as u64;
     let chunk = V2_LIST_WORDS / tile;
     let slice_len = |p: usize, j: usize| -> u64 {
         let ptr = layer.pe(p).col_ptr;
@@ -465,7 +465,7 @@ pub fn eie_v2(
     }
     let mut c = KernelCost::new(
         layer,
-        format!("gpu-eie-v2/{}", precision_name(precision)),
+        format!("gpu-eie-v2/{}", precision.name()),
         batch,
         listed_total,
         bytes,
