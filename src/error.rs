@@ -126,6 +126,18 @@ pub enum Error {
         /// The limit it exceeds.
         limit: u64,
     },
+    /// A backend was asked for a precision it does not run: f16 on the simulator or the GPU
+    /// sequence engine, anything but f32 on a baseline kernel, saturation counts outside
+    /// fixed16.
+    #[error("{backend} does not run {precision}; it runs {supported}")]
+    UnsupportedPrecision {
+        /// What was asked, e.g. `the simulator`.
+        backend: String,
+        /// The precision asked for, by its name (`f16`).
+        precision: String,
+        /// What the backend runs instead, e.g. `f32 or fixed16`.
+        supported: String,
+    },
     /// Host memory for a buffer could not be allocated.
     #[error("cannot allocate {bytes} bytes for {what}")]
     Allocation {

@@ -433,6 +433,14 @@ fn bad_requests_are_typed_errors() {
         GpuEngine::new(ctx.clone(), &m, zero),
         Err(eie::Error::InvalidArgument(_))
     ));
+    let huge = EngineOptions {
+        max_batch: 1 << 20,
+        ..EngineOptions::default()
+    };
+    assert!(matches!(
+        GpuEngine::new(ctx.clone(), &m, huge),
+        Err(eie::Error::LimitExceeded { value, limit, .. }) if value > limit
+    ));
     let too_few = EngineOptions {
         pes: PePlan::Fixed(0),
         ..EngineOptions::default()

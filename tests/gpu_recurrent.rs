@@ -262,7 +262,7 @@ fn baseline_kernels_run_the_same_steps() {
         };
         assert!(matches!(
             GpuSequenceEngine::new(ctx.clone(), &m, fixed),
-            Err(Error::InvalidArgument(_))
+            Err(Error::UnsupportedPrecision { .. })
         ));
     }
 }
@@ -326,7 +326,21 @@ fn bad_calls_are_typed_errors() {
             ..SequenceOptions::default()
         },
     );
-    assert!(matches!(f16, Err(Error::InvalidArgument(_))));
+    assert!(matches!(f16, Err(Error::UnsupportedPrecision { .. })));
+    // More workgroup rows than any device has: a limit, with the numbers.
+    let huge = GpuSequenceEngine::new(
+        ctx.clone(),
+        &m,
+        SequenceOptions {
+            max_batch: 1 << 12,
+            max_steps: 1 << 12,
+            ..SequenceOptions::default()
+        },
+    );
+    let limit = ctx.device_limits().max_compute_workgroups_per_dimension as u64;
+    assert!(
+        matches!(huge, Err(Error::LimitExceeded { value, limit: l, .. }) if value == 1 << 24 && l == limit)
+    );
     let zero = GpuSequenceEngine::new(
         ctx.clone(),
         &m,

@@ -171,7 +171,7 @@ fn nothing_saturates_nothing_is_counted() {
     let f32_engine = GpuEngine::new(gpu().unwrap(), &m, EngineOptions::default()).unwrap();
     assert!(matches!(
         f32_engine.run_fixed16(&[0.0; 150]),
-        Err(eie::Error::InvalidArgument(_))
+        Err(eie::Error::UnsupportedPrecision { .. })
     ));
 }
 

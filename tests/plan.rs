@@ -14,6 +14,30 @@ use eie::schedule::cost::{model_costs, model_costs_on};
 use eie::schedule::{DeviceLimits, EieLayerPlan, PePlan};
 use std::path::Path;
 
+/// A layer beyond a device's limits is a structured error carrying the numbers, for the
+/// planner and for the dense baseline's row tiles.
+#[test]
+fn layers_beyond_the_device_limits_are_limit_errors() {
+    let tiny = DeviceLimits {
+        max_compute_workgroups_per_dimension: 4,
+        max_storage_buffer_binding_size: 1024,
+        max_buffer_size: 1024,
+        ..DeviceLimits::default()
+    };
+    match eie::schedule::pe_bounds(4096, 64, &tiny) {
+        Err(eie::Error::LimitExceeded { value, limit, .. }) => assert!(value > limit, "{value}"),
+        other => panic!("{other:?}"),
+    }
+    match eie::schedule::dense_tiles(8, 4096, &tiny) {
+        Err(eie::Error::LimitExceeded { value, limit, .. }) => {
+            assert_eq!((value, limit), (16384, 1024))
+        }
+        other => panic!("{other:?}"),
+    }
+    // Within the limits: bounds and tiles.
+    assert!(eie::schedule::pe_bounds(64, 64, &DeviceLimits::default()).is_ok());
+}
+
 #[test]
 fn paper_layers_dispatches_metadata_and_modelled_time() {
     let limits = DeviceLimits::default();

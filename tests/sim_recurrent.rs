@@ -143,7 +143,10 @@ fn pe_counts_not_dividing_the_hidden_size_and_bad_inputs_are_refused() {
     let e = simulate_sequence(&m, &x, 3, &cfg(4), Precision::F32).unwrap_err();
     assert!(matches!(e, Error::Shape(_)), "{e}");
     let e = simulate_sequence(&m, &x, 2, &cfg(4), Precision::F16).unwrap_err();
-    assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+    assert!(
+        matches!(&e, Error::UnsupportedPrecision { precision, .. } if precision == "f16"),
+        "{e}"
+    );
 }
 
 /// An LSTM whose units on PE 0 (of 8) carry 4× larger weights in both matrices.

@@ -77,10 +77,16 @@ impl BaselineEngine {
             ));
         }
         let limits = ctx.device_limits();
-        if max_batch.div_ceil(BATCH_TILE) > limits.max_compute_workgroups_per_dimension as usize {
-            return Err(Error::InvalidArgument(format!(
-                "max_batch {max_batch} needs too many workgroups for this device"
-            )));
+        let rows = max_batch.div_ceil(BATCH_TILE);
+        if rows > limits.max_compute_workgroups_per_dimension as usize {
+            return Err(Error::LimitExceeded {
+                what: format!(
+                    "workgroup rows of max_batch {max_batch} (this device's workgroups per \
+                     dimension)"
+                ),
+                value: rows as u64,
+                limit: limits.max_compute_workgroups_per_dimension as u64,
+            });
         }
         // Buffers hold whole groups of BATCH_TILE inputs: the kernels compute four at a time.
         let padded_batch = max_batch.next_multiple_of(BATCH_TILE);

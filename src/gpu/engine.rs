@@ -94,11 +94,14 @@ pub(crate) fn layer_dispatches(
     buffers: &mut Vec<wgpu::Buffer>,
 ) -> Result<(Vec<Dispatch>, EieLayerPlan)> {
     if layer.codebook().len() > EIE_MAX_CODES {
-        return Err(Error::InvalidArgument(format!(
-            "layer `{}`: codebook of {} entries exceeds {EIE_MAX_CODES}",
-            layer.name(),
-            layer.codebook().len()
-        )));
+        return Err(Error::LimitExceeded {
+            what: format!(
+                "the codebook entries of layer `{}` (the EIE kernel's)",
+                layer.name()
+            ),
+            value: layer.codebook().len() as u64,
+            limit: EIE_MAX_CODES as u64,
+        });
     }
     let limits = ctx.device_limits();
     let plan = EieLayerPlan::with_override(
@@ -142,10 +145,14 @@ impl GpuEngine {
         let tiles = opts.max_batch.div_ceil(EIE_BATCH_TILE);
         let wg_limit = limits.max_compute_workgroups_per_dimension as usize;
         if tiles > wg_limit {
-            return Err(Error::InvalidArgument(format!(
-                "max_batch {} needs {tiles} workgroup rows, over the device's {wg_limit}",
-                opts.max_batch
-            )));
+            return Err(Error::LimitExceeded {
+                what: format!(
+                    "workgroup rows of max_batch {} (this device's workgroups per dimension)",
+                    opts.max_batch
+                ),
+                value: tiles as u64,
+                limit: wg_limit as u64,
+            });
         }
         let encoding = Encoding::of(opts.precision);
         // Every buffer holds whole tiles.
@@ -338,7 +345,7 @@ impl GpuEngine {
     /// model's do (so the outputs still agree bit for bit), but telling a wrapped sum from a
     /// true one would take wider sums in every kernel; the CPU model counts them.
     ///
-    /// An [`Error::InvalidArgument`] for an engine built in another precision.
+    /// An [`Error::UnsupportedPrecision`] for an engine built in another precision.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn run_fixed16(&self, input: &[f32]) -> Result<(Vec<f32>, Saturations)> {
         self.check_fixed16()?;
@@ -354,10 +361,11 @@ impl GpuEngine {
 
     fn check_fixed16(&self) -> Result<()> {
         if self.inner.precision != Precision::Fixed16 {
-            return Err(Error::InvalidArgument(format!(
-                "saturations are counted in fixed16; this engine runs in {}",
-                self.inner.precision.name()
-            )));
+            return Err(Error::UnsupportedPrecision {
+                backend: "saturation counting".into(),
+                precision: self.inner.precision.name().into(),
+                supported: "fixed16".into(),
+            });
         }
         Ok(())
     }

@@ -122,25 +122,27 @@ impl GpuSequenceEngine {
     /// Uploads `model` at `opts.precision` and builds every pipeline, buffer and bind group
     /// later calls reuse. The fixed16 formats are [`SequenceEngine::new`]'s.
     ///
-    /// [`Error::InvalidArgument`] for f16 (run it on [`SequenceEngine`]), a zero `max_batch`
-    /// or `max_steps`, or sizes beyond the device's limits.
+    /// [`Error::UnsupportedPrecision`] for f16 (run it on [`SequenceEngine`]) and for a
+    /// baseline in anything but f32; [`Error::InvalidArgument`] for a zero `max_batch` or
+    /// `max_steps`; [`Error::LimitExceeded`] for sizes beyond the device's limits.
     pub fn new(
         ctx: Arc<GpuContext>,
         model: &SequenceModel,
         opts: SequenceOptions,
     ) -> Result<GpuSequenceEngine> {
         if opts.precision == Precision::F16 {
-            return Err(Error::InvalidArgument(
-                "f16 sequence models run on the CPU engine; the GPU runs them in f32 or fixed16"
-                    .into(),
-            ));
+            return Err(Error::UnsupportedPrecision {
+                backend: "the GPU sequence engine".into(),
+                precision: opts.precision.name().into(),
+                supported: "f32 or fixed16 (f16 sequence models run on the CPU engine)".into(),
+            });
         }
-        if opts.baseline.is_some() && opts.precision != Precision::F32 {
-            return Err(Error::InvalidArgument(format!(
-                "the {} baseline runs in f32 only, not {}",
-                opts.baseline.map_or("", BaselineKind::name),
-                opts.precision.name()
-            )));
+        if let Some(kind) = opts.baseline.filter(|_| opts.precision != Precision::F32) {
+            return Err(Error::UnsupportedPrecision {
+                backend: format!("the {} baseline", kind.name()),
+                precision: opts.precision.name().into(),
+                supported: "f32".into(),
+            });
         }
         if opts.max_batch == 0 || opts.max_steps == 0 {
             return Err(Error::InvalidArgument(
@@ -155,10 +157,15 @@ impl GpuSequenceEngine {
         let wg_limit = limits.max_compute_workgroups_per_dimension as usize;
         // A layer's tile may be a single input: then every row is a workgroup row.
         if rows > wg_limit {
-            return Err(Error::InvalidArgument(format!(
-                "max_batch {} × max_steps {} needs more workgroup rows than the device's {wg_limit}",
-                opts.max_batch, opts.max_steps
-            )));
+            return Err(Error::LimitExceeded {
+                what: format!(
+                    "workgroup rows of max_batch {} × max_steps {} (this device's workgroups \
+                     per dimension)",
+                    opts.max_batch, opts.max_steps
+                ),
+                value: rows as u64,
+                limit: wg_limit as u64,
+            });
         }
         // The CPU engine chooses the fixed16 formats; the GPU runs its one-matrix models.
         let cpu = SequenceEngine::new(model.clone(), opts.precision)?;

@@ -231,12 +231,16 @@ pub fn pe_bounds(rows: usize, cols: usize, limits: &DeviceLimits) -> Result<(usi
     let by_pointers = (limits.max_binding() / (4 * (cols as u64 + 1))) as usize;
     let max = (limits.max_compute_workgroups_per_dimension as usize).min(by_pointers);
     if min > max {
-        return Err(Error::InvalidArgument(format!(
-            "a {rows}x{cols} layer needs at least {min} PEs but this device allows at most {max} \
-             (workgroups per dimension {}, storage binding {} bytes)",
-            limits.max_compute_workgroups_per_dimension,
-            limits.max_binding()
-        )));
+        return Err(Error::LimitExceeded {
+            what: format!(
+                "the PEs a {rows}x{cols} layer needs (this device allows at most {max}: \
+                 workgroups per dimension {}, storage binding {} bytes)",
+                limits.max_compute_workgroups_per_dimension,
+                limits.max_binding()
+            ),
+            value: min as u64,
+            limit: max as u64,
+        });
     }
     Ok((min, max))
 }
@@ -561,17 +565,22 @@ pub fn eie_launches(
         )));
     }
     if groups * tile * local > acc {
-        return Err(Error::InvalidArgument(format!(
-            "{local} rows per PE in {groups} column groups for a tile of {tile} inputs exceed \
-             the {acc} accumulator words this device's workgroup memory holds; use more PEs or \
-             fewer groups"
-        )));
+        return Err(Error::LimitExceeded {
+            what: format!(
+                "accumulator words of {local} rows per PE in {groups} column groups for a tile \
+                 of {tile} inputs (this device's workgroup memory; use more PEs or fewer groups)"
+            ),
+            value: (groups * tile * local) as u64,
+            limit: acc as u64,
+        });
     }
     let max_x = limits.max_compute_workgroups_per_dimension as usize;
     if pes > max_x {
-        return Err(Error::InvalidArgument(format!(
-            "{pes} PEs exceed the device's {max_x} workgroups per dimension"
-        )));
+        return Err(Error::LimitExceeded {
+            what: "PEs (this device's workgroups per dimension)".into(),
+            value: pes as u64,
+            limit: max_x as u64,
+        });
     }
     let words = cols.div_ceil(32);
     let want = match ov.slices {
@@ -714,11 +723,11 @@ pub fn dense_tiles(rows: usize, cols: usize, limits: &DeviceLimits) -> Result<Ve
     let by_dispatch = limits.max_compute_workgroups_per_dimension as usize * ROWS_PER_WORKGROUP;
     let per_tile = by_binding.min(by_dispatch);
     if per_tile == 0 {
-        return Err(Error::InvalidArgument(format!(
-            "one row of {cols} f32 weights ({row_bytes} bytes) exceeds the device's {}-byte \
-             storage binding",
-            limits.max_binding()
-        )));
+        return Err(Error::LimitExceeded {
+            what: format!("bytes of one row of {cols} f32 weights (this device's storage binding)"),
+            value: row_bytes,
+            limit: limits.max_binding(),
+        });
     }
     Ok((0..rows)
         .step_by(per_tile)

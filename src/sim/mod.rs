@@ -300,13 +300,15 @@ struct Prepared<'a> {
 }
 
 /// The precisions the simulator models, EIE's datapath in f32 or fixed16:
-/// [`Error::InvalidArgument`] for f16. [`simulate_model`] and [`simulate_sequence`] check it
+/// [`Error::UnsupportedPrecision`] for f16. [`simulate_model`] and [`simulate_sequence`] check it
 /// before they prepare anything, [`Simulator::run`] on every call.
 pub(crate) fn check_precision(precision: Precision) -> Result<()> {
     if precision == Precision::F16 {
-        return Err(Error::InvalidArgument(
-            "the simulator models EIE's datapath in f32 or fixed16, not f16".into(),
-        ));
+        return Err(Error::UnsupportedPrecision {
+            backend: "the simulator (EIE's datapath)".into(),
+            precision: precision.name().into(),
+            supported: "f32 or fixed16".into(),
+        });
     }
     Ok(())
 }
@@ -355,8 +357,8 @@ impl<'a> Simulator<'a> {
 
     /// Simulates a batch (`input.len()` a multiple of the input size), vector after vector.
     ///
-    /// See [`SimResult`]; [`simulate_model`] is this in one call. [`Error::InvalidArgument`]
-    /// for f16 (the simulator models f32 and fixed16).
+    /// See [`SimResult`]; [`simulate_model`] is this in one call.
+    /// [`Error::UnsupportedPrecision`] for f16 (the simulator models f32 and fixed16).
     pub fn run(&self, input: &[f32], precision: Precision) -> Result<SimResult> {
         check_precision(precision)?;
         let first = &self.layers[0].layer;
@@ -594,7 +596,7 @@ fn split_rows(layer: &EieLayer, piece_rows: usize) -> Result<Vec<RowPiece>> {
 /// Simulates `model` on `input` (one or more vectors back to back) on the ASIC `cfg` describes.
 ///
 /// Returns a [`SimResult`]; `eie sim` prints one, and [`paper::run_all`] runs the paper's
-/// layers. [`Error::InvalidArgument`] for f16, before the model is prepared.
+/// layers. [`Error::UnsupportedPrecision`] for f16, before the model is prepared.
 pub fn simulate_model(
     model: &Model,
     input: &[f32],

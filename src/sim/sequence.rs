@@ -193,7 +193,7 @@ enum SimStage<'a> {
 /// stage as one layer pass, a recurrent stage as the `W_ih · x_t` pass, the `W_hh · h_{t−1}`
 /// pass and [`cell_update_cycles`] of element-wise update (see the module documentation).
 ///
-/// [`Error::InvalidArgument`] for f16, or for a PE count that does not divide a recurrent
+/// [`Error::UnsupportedPrecision`] for f16, [`Error::InvalidArgument`] for a PE count that does not divide a recurrent
 /// layer's hidden size (a PE must own all gates of its units); [`Error::Shape`] for an input
 /// of the wrong length.
 pub fn simulate_sequence(

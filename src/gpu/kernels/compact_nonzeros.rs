@@ -62,12 +62,19 @@ pub(crate) fn example_constants() -> Vec<(&'static str, f64)> {
 pub fn compact_nonzeros(ctx: &GpuContext, input: &[f32], n: usize) -> Result<Vec<Vec<(u32, f32)>>> {
     let batch = check_batch(n, input)?;
     let limits = ctx.device_limits();
-    if batch > limits.max_compute_workgroups_per_dimension as usize
-        || (8 * input.len()) as u64 > limits.max_binding()
-    {
-        return Err(Error::InvalidArgument(format!(
-            "{batch} vectors of {n} exceed this device's limits for one compaction"
-        )));
+    if batch > limits.max_compute_workgroups_per_dimension as usize {
+        return Err(Error::LimitExceeded {
+            what: "vectors of one compaction (this device's workgroups per dimension)".into(),
+            value: batch as u64,
+            limit: limits.max_compute_workgroups_per_dimension as u64,
+        });
+    }
+    if (8 * input.len()) as u64 > limits.max_binding() {
+        return Err(Error::LimitExceeded {
+            what: format!("bytes of one compaction's output ({batch} vectors of {n})"),
+            value: (8 * input.len()) as u64,
+            limit: limits.max_binding(),
+        });
     }
     let pipeline = ctx
         .pipelines()

@@ -83,15 +83,27 @@ pub(crate) fn dispatches(
     let (rows, cols) = (layer.rows(), layer.cols());
     let csr = CsrLayerF32::new(layer);
     let workgroups = rows.div_ceil(ROWS_PER_WORKGROUP);
-    if workgroups > limits.max_compute_workgroups_per_dimension as usize
-        || 4 * csr.values().len() as u64 > limits.max_binding()
-    {
-        return Err(Error::InvalidArgument(format!(
-            "layer `{}` ({rows}x{cols}, {} non-zeros) exceeds this device's limits for the CSR \
-             kernel",
-            layer.name(),
-            csr.values().len()
-        )));
+    if workgroups > limits.max_compute_workgroups_per_dimension as usize {
+        return Err(Error::LimitExceeded {
+            what: format!(
+                "CSR workgroups of layer `{}` ({rows}x{cols}; this device's workgroups per \
+                 dimension)",
+                layer.name()
+            ),
+            value: workgroups as u64,
+            limit: limits.max_compute_workgroups_per_dimension as u64,
+        });
+    }
+    if 4 * csr.values().len() as u64 > limits.max_binding() {
+        return Err(Error::LimitExceeded {
+            what: format!(
+                "bytes of the CSR values of layer `{}` ({rows}x{cols}; this device's storage \
+                 binding)",
+                layer.name()
+            ),
+            value: 4 * csr.values().len() as u64,
+            limit: limits.max_binding(),
+        });
     }
     let params = CsrParams {
         rows: rows as u32,

@@ -69,11 +69,14 @@ pub(crate) fn row_words(layer: &EieLayer, precision: Precision) -> Result<LayerW
     ptrs.push(entries.len());
     let words = ptrs.len() + entries.len() / 2;
     if words > u32::MAX as usize || entries.len() > u32::MAX as usize {
-        return Err(Error::InvalidArgument(format!(
-            "layer `{}`: {} row-ordered entries exceed the kernel's 32-bit indices",
-            layer.name(),
-            entries.len()
-        )));
+        return Err(Error::LimitExceeded {
+            what: format!(
+                "words of the row-ordered entries of layer `{}` (the kernel's 32-bit indices)",
+                layer.name()
+            ),
+            value: words as u64,
+            limit: u32::MAX as u64,
+        });
     }
     w.extend(ptrs.iter().map(|&p| p as u32));
     let entries_base = w.len();
@@ -108,12 +111,16 @@ pub(crate) fn dispatches(
     check_binding(layer, &lw.words, "row pointers", &limits)?;
     let groups = layer.rows().div_ceil(plan.rows_per_workgroup());
     if groups > limits.max_compute_workgroups_per_dimension as usize {
-        return Err(Error::InvalidArgument(format!(
-            "layer `{}`: {} rows need more workgroups than the device's {} per dimension",
-            layer.name(),
-            layer.rows(),
-            limits.max_compute_workgroups_per_dimension
-        )));
+        return Err(Error::LimitExceeded {
+            what: format!(
+                "row-walk workgroups of layer `{}` ({} rows; this device's workgroups per \
+                 dimension)",
+                layer.name(),
+                layer.rows()
+            ),
+            value: groups as u64,
+            limit: limits.max_compute_workgroups_per_dimension as u64,
+        });
     }
     let lb = storage_init(ctx, &lbl("rows/layer"), bytemuck::cast_slice(&lw.words));
     let eie = EieSpec {

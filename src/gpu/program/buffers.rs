@@ -99,10 +99,14 @@ pub(crate) fn activations(
 pub(crate) fn zeroed(ctx: &GpuContext, label: &str, words: usize) -> Result<wgpu::Buffer> {
     let size = (4 * words).max(16) as u64;
     if size > ctx.device_limits().max_binding() {
-        return Err(Error::InvalidArgument(format!(
-            "{label}: {size} bytes exceed the device's storage binding limit; lower max_batch \
-             (or, for the EIE engine, use fewer PEs)"
-        )));
+        return Err(Error::LimitExceeded {
+            what: format!(
+                "bytes of {label} (this device's storage binding; lower max_batch, or for the \
+                 EIE engine use fewer PEs)"
+            ),
+            value: size,
+            limit: ctx.device_limits().max_binding(),
+        });
     }
     Ok(ctx.device().create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
