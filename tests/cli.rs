@@ -154,24 +154,16 @@ fn multi_layer_safetensors_in_natural_order() {
     let p = dir.path().join("net.safetensors");
     let a = eie::synth::dense_layer("a", 16, 12, true, 1);
     let b = eie::synth::dense_layer("b", 8, 16, true, 2);
-    let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-    let data = [
-        ("layers.2.weight", vec![16, 12], bytes(&a.weights)),
-        ("layers.2.bias", vec![16], bytes(a.bias.as_ref().unwrap())),
-        ("layers.10.weight", vec![8, 16], bytes(&b.weights)),
-        ("layers.10.bias", vec![8], bytes(b.bias.as_ref().unwrap())),
-    ];
-    let views: Vec<_> = data
-        .iter()
-        .map(|(n, shape, d)| {
-            (
-                *n,
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), d)
-                    .unwrap(),
-            )
-        })
-        .collect();
-    std::fs::write(&p, safetensors::serialize(views, None).unwrap()).unwrap();
+    let t = |n: &str, shape: Vec<usize>, v: &[f32]| (n.to_string(), shape, v.to_vec());
+    common::write_f32_tensors(
+        &p,
+        &[
+            t("layers.2.weight", vec![16, 12], &a.weights),
+            t("layers.2.bias", vec![16], a.bias.as_ref().unwrap()),
+            t("layers.10.weight", vec![8, 16], &b.weights),
+            t("layers.10.bias", vec![8], b.bias.as_ref().unwrap()),
+        ],
+    );
     let m = dir.path().join("net.eie");
     ok(&[
         "compress",

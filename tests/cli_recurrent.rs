@@ -37,19 +37,7 @@ fn write_gru_model(path: &Path) {
     let head = eie::synth::dense_layer("head.weight", 3, 8, true, 3);
     tensors.push(("head.weight".into(), vec![3, 8], head.weights));
     tensors.push(("head.bias".into(), vec![3], head.bias.unwrap()));
-    let data: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-        .into_iter()
-        .map(|(n, shape, v)| (n, shape, v.iter().flat_map(|x| x.to_le_bytes()).collect()))
-        .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView)> = data
-        .iter()
-        .map(|(n, shape, d)| {
-            let v = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), d)
-                .unwrap();
-            (n.clone(), v)
-        })
-        .collect();
-    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+    common::write_f32_tensors(path, &tensors);
 }
 
 fn read(p: &Path) -> (Vec<usize>, Vec<f32>) {

@@ -10,35 +10,20 @@ use eie::recurrent::{compress_stages, DenseStage, SequenceEngine, SequenceOracle
 use eie::{Activation, Error, Precision};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use safetensors::tensor::TensorView;
-use safetensors::Dtype;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+mod common;
 
 /// Named f32 tensors, written as a `.safetensors` file.
 type Tensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 
 fn write_safetensors(path: &Path, tensors: &Tensors) {
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+    let tensors: Vec<_> = tensors
         .iter()
-        .map(|(n, (s, v))| {
-            (
-                n.clone(),
-                s.clone(),
-                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            )
-        })
+        .map(|(n, (shape, v))| (n.clone(), shape.clone(), v.clone()))
         .collect();
-    let views: Vec<(String, TensorView)> = bytes
-        .iter()
-        .map(|(n, s, b)| {
-            (
-                n.clone(),
-                TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
-            )
-        })
-        .collect();
-    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+    common::write_f32_tensors(path, &tensors);
 }
 
 /// Weights drawn from 201 distinct values (multiples of 1/256 in ±0.39), so an 8-bit codebook

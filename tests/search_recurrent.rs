@@ -36,19 +36,7 @@ fn write_model(path: &Path, kind: CellKind, seed: u64) {
     let w: Vec<f32> = head.weights.iter().map(|w| 3.0 * w).collect();
     tensors.push(("head.weight".into(), vec![CLASSES, HIDDEN], w));
     tensors.push(("head.bias".into(), vec![CLASSES], head.bias.unwrap()));
-    let data: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-        .into_iter()
-        .map(|(n, shape, v)| (n, shape, v.iter().flat_map(|x| x.to_le_bytes()).collect()))
-        .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView)> = data
-        .iter()
-        .map(|(n, shape, d)| {
-            let v = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), d)
-                .unwrap();
-            (n.clone(), v)
-        })
-        .collect();
-    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+    common::write_f32_tensors(path, &tensors);
 }
 
 /// The model's stages as `eie compress` reads them, and seeded calibration sequences

@@ -24,21 +24,33 @@ pub fn s(p: &Path) -> &str {
 /// Writes `layers` to a .safetensors file: each weight `[rows, cols]` under its layer name,
 /// and its bias `[rows]` (where it has one) under `<prefix>.bias` for a name `<prefix>.weight`.
 pub fn write_safetensors(path: &Path, layers: &[DenseLayer]) {
-    let bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
-    let mut data: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut tensors = Vec::new();
     for l in layers {
-        data.push((l.name.clone(), vec![l.rows, l.cols], bytes(&l.weights)));
+        tensors.push((l.name.clone(), vec![l.rows, l.cols], l.weights.clone()));
         if let Some(b) = &l.bias {
             let prefix = l.name.strip_suffix(".weight").unwrap_or(&l.name);
-            data.push((format!("{prefix}.bias"), vec![l.rows], bytes(b)));
+            tensors.push((format!("{prefix}.bias"), vec![l.rows], b.clone()));
         }
     }
-    let views: Vec<(String, safetensors::tensor::TensorView)> = data
+    write_f32_tensors(path, &tensors);
+}
+
+/// Writes f32 tensors `(name, shape, values)` to a .safetensors file.
+pub fn write_f32_tensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
+    let data: Vec<(&str, &[usize], Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, shape, v)| {
+            let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            (n.as_str(), shape.as_slice(), bytes)
+        })
+        .collect();
+    let views: Vec<(&str, safetensors::tensor::TensorView)> = data
         .iter()
         .map(|(n, shape, d)| {
-            let v = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), d)
-                .unwrap();
-            (n.clone(), v)
+            let v =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.to_vec(), d)
+                    .unwrap();
+            (*n, v)
         })
         .collect();
     safetensors::serialize_to_file(views, None, path).unwrap();
