@@ -6,7 +6,7 @@
 //! MNIST digits this way), then [`accuracy_pct`]; [`LenetAssets::load`] loads the committed model
 //! with its images and recorded figures.
 
-use crate::compress::DenseLayer;
+use crate::dense::DenseLayer;
 use crate::error::{check_finite, Error, Result};
 use crate::format::{Activation, Model};
 use rayon::prelude::*;
@@ -224,7 +224,7 @@ pub fn dense_forward(
     activations: &[Activation],
     input: &[f32],
 ) -> Result<Vec<f32>> {
-    crate::compress::validate_network(layers, activations)?;
+    crate::dense::validate_network(layers, activations)?;
     let n_in = layers[0].cols;
     crate::format::check_batch(n_in, input)?;
     let n_out = layers[layers.len() - 1].rows;

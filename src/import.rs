@@ -9,7 +9,7 @@
 //! [`crate::compress::compress_model`] takes; [`SafetensorsFile`] lists a file's tensors, and
 //! [`write_npy`] writes outputs.
 
-use crate::compress::DenseLayer;
+use crate::dense::DenseLayer;
 use crate::error::{check_finite, Error, Result};
 use npyz::WriterBuilder;
 use safetensors::{Dtype, SafeTensors};

@@ -132,6 +132,7 @@ pub mod batching;
 pub mod bench;
 pub mod classify;
 pub mod compress;
+pub mod dense;
 pub mod engine;
 pub mod error;
 pub mod fixed16;

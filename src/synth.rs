@@ -5,7 +5,7 @@
 //! [`dense_layer`] makes a layer to compress, [`activations`] an input, [`rng`] the generator
 //! both use.
 
-use crate::compress::DenseLayer;
+use crate::dense::DenseLayer;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};

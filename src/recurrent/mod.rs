@@ -46,7 +46,8 @@ pub(crate) use engine::StageParts;
 pub use engine::{SequenceEngine, SequenceState, SequenceStream};
 pub use oracle::SequenceOracle;
 
-use crate::compress::{compress_layer, compress_layer_balanced, CompressPlan, DenseLayer};
+use crate::compress::{compress_layer, compress_layer_balanced, CompressPlan};
+use crate::dense::DenseLayer;
 use crate::error::{Error, Result};
 use crate::format::{
     sequence::recurrent_pes_ok, Activation, CellKind, EieLayer, RecurrentLayer, SequenceModel,

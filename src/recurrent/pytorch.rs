@@ -6,7 +6,7 @@
 //! one, and [`load_dense_stages`] reads a whole model for [`super::compress_stages`].
 
 use super::{DenseRecurrent, DenseStage};
-use crate::compress::DenseLayer;
+use crate::dense::DenseLayer;
 use crate::error::{Error, Result};
 use crate::format::CellKind;
 use crate::import::{SafetensorsFile, Tensor};

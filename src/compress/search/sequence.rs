@@ -3,7 +3,7 @@
 //! one layer of the search.
 
 use super::{search_network, Budget, Network, Progress, Rows, SearchOptions, SearchResult};
-use crate::compress::DenseLayer;
+use crate::dense::DenseLayer;
 use crate::error::{Error, Result};
 use crate::format::{sequence::recurrent_pes_ok, Activation, EieLayer, RecurrentLayer};
 use crate::format::{SequenceModel, Stage};
