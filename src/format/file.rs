@@ -886,10 +886,10 @@ fn fixed16_fracs(header: &ModelHeader) -> Result<Option<(u32, Vec<u32>)>> {
         }
     };
     let check = |what: String, f: u32| {
-        if f > crate::fixed16::MAX_ACT_FRAC {
+        if f > super::fixed_point::MAX_ACT_FRAC {
             Err(corrupt(format!(
                 "{what} is {f}, outside 0..={}",
-                crate::fixed16::MAX_ACT_FRAC
+                super::fixed_point::MAX_ACT_FRAC
             )))
         } else {
             Ok(f)

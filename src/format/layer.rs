@@ -1,5 +1,5 @@
+use super::fixed_point::LayerFormat;
 use crate::error::{check_finite, try_filled, try_with_capacity, Error, Result};
-use crate::fixed16::LayerFormat;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 

@@ -11,6 +11,7 @@
 //! [`EieLayer`] page has an example that builds a layer by hand.
 
 pub mod file;
+pub mod fixed_point;
 mod json;
 mod layer;
 mod model;

@@ -41,10 +41,10 @@ impl Model {
                     "layer {} (`{}`) outputs fixed16 {} but layer {} (`{}`) takes {}",
                     k,
                     pair[0].name(),
-                    crate::fixed16::format_name(out.output_frac()),
+                    super::fixed_point::format_name(out.output_frac()),
                     k + 1,
                     pair[1].name(),
-                    crate::fixed16::format_name(inp.input_frac())
+                    super::fixed_point::format_name(inp.input_frac())
                 )));
             }
         }
@@ -66,7 +66,7 @@ impl Model {
         let mut formats = Vec::with_capacity(output_fracs.len());
         let mut input = input_frac;
         for &out in output_fracs {
-            formats.push(crate::fixed16::LayerFormat::new(input, out)?);
+            formats.push(super::fixed_point::LayerFormat::new(input, out)?);
             input = out;
         }
         for (l, f) in self.layers.iter_mut().zip(formats) {
