@@ -12,9 +12,10 @@
 //! The GPU kernels give the CPU model's bits in fixed16 (`tests/gpu.rs`), so the errors hold
 //! for `gpu-eie/fixed16` too.
 
+use eie::calibration::choose_formats;
 use eie::classify::LenetAssets;
 use eie::compress::{compress_model, CompressPlan};
-use eie::fixed16::{choose_formats, format_name, Saturations};
+use eie::fixed16::{format_name, Saturations};
 use eie::reference::ErrorStats;
 use eie::{Activation, CpuEngine, DenseOracle, Model};
 

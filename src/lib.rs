@@ -130,6 +130,7 @@ pub mod baseline;
 #[cfg(feature = "async")]
 pub mod batching;
 pub mod bench;
+pub mod calibration;
 pub mod classify;
 pub mod compress;
 pub mod dense;

@@ -248,9 +248,9 @@ fn per_layer_fixed16_formats_are_bit_exact() {
     check_all(&m, &x, PePlan::Fixed(3), 8);
     // The formats the chooser picks, from the weights and from calibration inputs.
     let mut m = base.clone();
-    eie::fixed16::choose_formats(&mut m, None).unwrap();
+    eie::calibration::choose_formats(&mut m, None).unwrap();
     check_all(&m, &x, PePlan::Auto, 8);
-    eie::fixed16::choose_formats(&mut m, Some(&x)).unwrap();
+    eie::calibration::choose_formats(&mut m, Some(&x)).unwrap();
     check_all(&m, &x, PePlan::Auto, 8);
 }
 

@@ -149,7 +149,7 @@ fn nothing_saturates_nothing_is_counted() {
     }
     // Formats chosen for inputs within ±1, and such inputs: the CPU model counts nothing.
     let mut m = model();
-    eie::fixed16::choose_formats(&mut m, None).unwrap();
+    eie::calibration::choose_formats(&mut m, None).unwrap();
     let x = input(17, 1.0, 45);
     let (_, want) = cpu_counts(&m, &x);
     assert_eq!(want, Saturations::zero(3));

@@ -245,7 +245,7 @@ fn committed_mnist_model_classifies_in_fixed16_on_the_cpu() {
     let engine = CpuEngine::new(assets.model.clone()).unwrap();
     // The stored formats are the chooser's, from the weights (what `eie compress` stores).
     let mut chosen = assets.model.clone();
-    eie::fixed16::choose_formats(&mut chosen, None).unwrap();
+    eie::calibration::choose_formats(&mut chosen, None).unwrap();
     assert_eq!(chosen, assets.model);
     let (x, labels) = assets.first(200);
     let (y, sat) = engine.run_fixed16(x).unwrap();

@@ -314,7 +314,7 @@ fn chosen_formats_keep_fixed16_within_1e_2_of_f32() {
         }
         // Calibrating on the inputs themselves: no saturation either, and a closer result.
         let mut cal = m.clone();
-        eie::fixed16::choose_formats(&mut cal, Some(&x)).unwrap();
+        eie::calibration::choose_formats(&mut cal, Some(&x)).unwrap();
         let (qc, sat) = CpuEngine::new(cal).unwrap().run_fixed16(&x).unwrap();
         assert_eq!(sat.total(), 0, "case {i} calibrated: {sat:?}");
         let cal_err = ErrorStats::compare(&qc, &oracle).max_rel;
@@ -378,7 +378,7 @@ fn saturations_are_counted_per_layer() {
         .unwrap();
     assert_eq!(sat.layers[0].accumulator, 2);
     // The chooser gives the input fewer fraction bits so that the sum fits.
-    eie::fixed16::choose_formats(&mut m, None).unwrap();
+    eie::calibration::choose_formats(&mut m, None).unwrap();
     let (y, sat) = CpuEngine::as_stored(m).run_fixed16(&[0.99; 5000]).unwrap();
     assert_eq!(sat.total(), 0);
     assert!((y[0] - 0.9 * 0.99 * 5000.0).abs() < 0.01 * 4455.0, "{y:?}");
@@ -389,18 +389,18 @@ fn chooser_rejects_bad_calibration_and_bounds() {
     let mut m = model(&[(8, 6)], 0.5, 2, 1);
     let before = m.clone();
     assert!(matches!(
-        eie::fixed16::choose_formats(&mut m, Some(&[0.5; 7])),
+        eie::calibration::choose_formats(&mut m, Some(&[0.5; 7])),
         Err(Error::Shape(_))
     ));
-    assert!(eie::fixed16::choose_formats(&mut m, Some(&[])).is_err());
-    assert!(eie::fixed16::choose_formats(&mut m, Some(&[f32::NAN; 6])).is_err());
-    assert!(eie::fixed16::choose_formats_for_bound(&mut m, -1.0).is_err());
-    assert!(eie::fixed16::choose_formats_for_bound(&mut m, f32::INFINITY).is_err());
+    assert!(eie::calibration::choose_formats(&mut m, Some(&[])).is_err());
+    assert!(eie::calibration::choose_formats(&mut m, Some(&[f32::NAN; 6])).is_err());
+    assert!(eie::calibration::choose_formats_for_bound(&mut m, -1.0).is_err());
+    assert!(eie::calibration::choose_formats_for_bound(&mut m, f32::INFINITY).is_err());
     assert_eq!(m, before);
     // A larger input range gives the input fewer fraction bits.
-    eie::fixed16::choose_formats_for_bound(&mut m, 1.0).unwrap();
+    eie::calibration::choose_formats_for_bound(&mut m, 1.0).unwrap();
     let narrow = m.input_frac();
-    eie::fixed16::choose_formats_for_bound(&mut m, 100.0).unwrap();
+    eie::calibration::choose_formats_for_bound(&mut m, 100.0).unwrap();
     assert_eq!(narrow - m.input_frac(), 6);
 }
 
@@ -456,7 +456,7 @@ fn fixed16_engine_walks_tiles_and_copies_equal_the_hardware_order_model() {
     )
     .unwrap();
     let mut m = Model::new(vec![l1, l2]).unwrap();
-    eie::fixed16::choose_formats(&mut m, None).unwrap();
+    eie::calibration::choose_formats(&mut m, None).unwrap();
     assert!(m.layers()[0].padding_count() > 0);
     for batch in [1, 5, 16, 37] {
         let x = eie::synth::activations(64 * batch, 0.5, 40 + batch as u64);

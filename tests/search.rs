@@ -90,7 +90,7 @@ fn accuracy_budget_is_kept_by_the_real_engine_and_the_model_shrinks() {
     assert!(r.layers.iter().any(|c| c.density < 1.0), "{:?}", r.layers);
     // Its fixed16 formats come from the calibration inputs.
     let mut chosen = r.model.clone();
-    eie::fixed16::choose_formats(&mut chosen, Some(&x)).unwrap();
+    eie::calibration::choose_formats(&mut chosen, Some(&x)).unwrap();
     assert_eq!(chosen.layers(), r.model.layers());
     // Every chosen setting is on the grid and recorded in the sensitivity table.
     for (c, s) in r.layers.iter().zip(&r.sensitivity) {

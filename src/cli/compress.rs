@@ -198,7 +198,7 @@ pub fn run(a: &CompressArgs) -> Result<ExitCode> {
     }
     pb.finish_and_clear();
     let model = Model::new(layers)
-        .and_then(|mut m| eie::fixed16::choose_formats(&mut m, None).map(|()| m))?;
+        .and_then(|mut m| eie::calibration::choose_formats(&mut m, None).map(|()| m))?;
     model.save(&a.output)?;
     for l in model.layers() {
         println!(

@@ -291,7 +291,7 @@ pub fn run(a: &DemoArgs) -> Result<ExitCode> {
 
     let t = Instant::now();
     let mut model = Model::new(vec![layer])?;
-    eie::fixed16::choose_formats(&mut model, None)?;
+    eie::calibration::choose_formats(&mut model, None)?;
     model.save(&path)?;
     let model = Model::load(&path)?;
     println!(

@@ -324,7 +324,8 @@ pub fn compress_model(
             compress_layer(d, &plan.config_for(&d.name), act)
         })
         .collect::<Result<Vec<_>>>()?;
-    Model::new(layers).and_then(|mut m| crate::fixed16::choose_formats(&mut m, None).map(|()| m))
+    Model::new(layers)
+        .and_then(|mut m| crate::calibration::choose_formats(&mut m, None).map(|()| m))
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@
 //! 5. **Final re-fit.** Each layer's codebook is re-fitted once more on the compressed
 //!    network's own inputs to it, kept where that lowers the loss.
 //! 6. **Fixed point.** The model's fixed16 activation formats are chosen from the calibration
-//!    inputs ([`crate::fixed16::choose_formats`]).
+//!    inputs ([`crate::calibration::choose_formats`]).
 //!
 //! **Sequence models** ([`search_sequence`]). The same steps run over a model of
 //! fully-connected and recurrent stages: every matrix is a layer of the search (a
@@ -652,7 +652,7 @@ pub fn search(
     let out = search_network(&net, budget, options, progress)?;
     // EIE's 16-bit activation formats, from the same calibration inputs.
     let mut model = Model::new(out.layers)?;
-    crate::fixed16::choose_formats(&mut model, Some(calibration))?;
+    crate::calibration::choose_formats(&mut model, Some(calibration))?;
     Ok(SearchResult {
         model,
         layers: out.choices,
