@@ -4,11 +4,13 @@
 //! for bad calibration files.
 
 use eie::compress::{
-    mean_cosine, search_sequence, Budget, CompressPlan, LayerSettings, SearchOptions, SearchResult,
-    SearchSpace, Setting,
+    mean_cosine, Budget, CompressPlan, LayerSettings, SearchOptions, SearchResult, SearchSpace,
+    Setting,
 };
 use eie::format::{CellKind, SequenceModel, Stage};
-use eie::recurrent::{cell, compress_stages, DenseStage, SequenceEngine, SequenceState};
+use eie::recurrent::{
+    cell, compress_stages, search_sequence, DenseStage, SequenceEngine, SequenceState,
+};
 use eie::{Activation, Precision};
 use std::path::Path;
 mod common;

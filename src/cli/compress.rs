@@ -1,9 +1,9 @@
 use eie::compress::{
-    compress_layer, compress_layer_balanced, search, search_sequence, sensitivity_chart, Budget,
-    CompressPlan, DenseLayer, Progress, SearchOptions, SearchResult, Setting,
+    compress_layer, compress_layer_balanced, search, sensitivity_chart, Budget, CompressPlan,
+    DenseLayer, Progress, SearchOptions, SearchResult, Setting,
 };
 use eie::format::Activation;
-use eie::recurrent::DenseStage;
+use eie::recurrent::{search_sequence, DenseStage};
 use eie::{Error, Model, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;

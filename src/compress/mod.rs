@@ -8,7 +8,7 @@
 //! [`Model`](crate::Model) ready to save ([`Model::save`](crate::Model::save)) or run. The steps
 //! are public too: [`prune_by_magnitude`] (or [`prune_balanced`]), [`share_weights`], and
 //! [`compress_layer`] for one layer. [`search()`] chooses each layer's settings itself against
-//! an accuracy budget ([`Budget`]) on calibration inputs, [`search_sequence`] each matrix's of
+//! an accuracy budget ([`Budget`]) on calibration inputs, [`search_sequence`](crate::recurrent::search_sequence) each matrix's of
 //! a model with recurrent layers on calibration sequences; `eie compress` runs them all.
 //!
 //! ```
@@ -34,7 +34,7 @@ mod chart;
 mod codebook;
 mod plan;
 mod prune;
-mod search;
+pub(crate) mod search;
 
 #[cfg(feature = "charts")]
 pub use crate::dense::{validate_network, DenseLayer};
@@ -43,8 +43,8 @@ pub use codebook::{share_weights, SharedWeights};
 pub use plan::{compress_model, CompressPlan, LayerSettings, Setting};
 pub use prune::{prune_balanced, prune_by_magnitude};
 pub use search::{
-    accuracy_loss, mean_cosine, search, search_sequence, Budget, LayerChoice, LayerSensitivity,
-    Progress, SearchOptions, SearchResult, SearchSpace, SensitivityPoint, DEFAULT_MARGIN,
+    accuracy_loss, mean_cosine, search, Budget, LayerChoice, LayerSensitivity, Progress,
+    SearchOptions, SearchResult, SearchSpace, SensitivityPoint, DEFAULT_MARGIN,
 };
 
 use crate::error::{Error, Result};

@@ -5,7 +5,7 @@
 //!
 //! * [`pytorch`] reads PyTorch's `nn.LSTM`, `nn.GRU`, `nn.LSTMCell` and `nn.GRUCell` tensors.
 //! * [`compress_stages`] prunes and weight-shares every matrix as [`crate::compress`] does for
-//!   a fully-connected layer; [`crate::compress::search_sequence`] chooses each matrix's
+//!   a fully-connected layer; [`search_sequence`] chooses each matrix's
 //!   density and bits against an accuracy budget on calibration sequences.
 //! * [`SequenceEngine`] runs a model on the CPU (f32, f16 and fixed16), whole sequences or
 //!   step by step, with the state carried between calls; `gpu::GpuSequenceEngine` (feature
@@ -39,12 +39,14 @@ pub mod cell;
 mod engine;
 mod oracle;
 pub mod pytorch;
+mod search;
 
 #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
 pub(crate) use engine::check_input;
 pub(crate) use engine::StageParts;
 pub use engine::{SequenceEngine, SequenceState, SequenceStream};
 pub use oracle::SequenceOracle;
+pub use search::search_sequence;
 
 use crate::compress::{compress_layer, compress_layer_balanced, CompressPlan};
 use crate::dense::DenseLayer;

@@ -26,7 +26,7 @@
 //! 6. **Fixed point.** The model's fixed16 activation formats are chosen from the calibration
 //!    inputs ([`crate::calibration::choose_formats`]).
 //!
-//! **Sequence models** ([`search_sequence`]). The same steps run over a model of
+//! **Sequence models** ([`search_sequence`](crate::recurrent::search_sequence)). The same steps run over a model of
 //! fully-connected and recurrent stages: every matrix is a layer of the search (a
 //! fully-connected layer's weight, a recurrent layer's `W_ih` and `W_hh` each), and each
 //! evaluation runs the whole model in f32 over the calibration sequences, each from the zero
@@ -55,9 +55,6 @@ use rayon::prelude::*;
 use serde::Serialize;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-
-mod sequence;
-pub use sequence::search_sequence;
 
 /// What the compressed model must keep, measured on the calibration inputs against the
 /// uncompressed model.
@@ -325,9 +322,9 @@ pub struct LayerChoice {
 }
 
 /// The search's result: a [`Model`] from [`search`], a
-/// [`SequenceModel`](crate::format::SequenceModel) from [`search_sequence`].
+/// [`SequenceModel`](crate::format::SequenceModel) from [`search_sequence`](crate::recurrent::search_sequence).
 ///
-/// Returned by [`search`] and [`search_sequence`]; its layers are the model's matrices (a
+/// Returned by [`search`] and [`search_sequence`](crate::recurrent::search_sequence); its layers are the model's matrices (a
 /// recurrent layer's `W_ih` and `W_hh` each), in order.
 #[derive(Clone, Debug)]
 pub struct SearchResult<M = Model> {
@@ -373,18 +370,18 @@ pub enum Progress {
 /// A layer's weights as used by an evaluation: compressed rows (column, weight), bias and
 /// activation. Summation runs in increasing column order, like the dense oracle.
 #[derive(Clone, Debug)]
-struct Rows {
-    rows: usize,
-    cols: usize,
-    ptr: Vec<usize>,
-    col: Vec<u32>,
-    val: Vec<f32>,
-    bias: Option<Vec<f32>>,
-    act: Activation,
+pub(crate) struct Rows {
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) ptr: Vec<usize>,
+    pub(crate) col: Vec<u32>,
+    pub(crate) val: Vec<f32>,
+    pub(crate) bias: Option<Vec<f32>>,
+    pub(crate) act: Activation,
 }
 
 impl Rows {
-    fn from_dense(d: &DenseLayer, act: Activation) -> Self {
+    pub(crate) fn from_dense(d: &DenseLayer, act: Activation) -> Self {
         let mut ptr = Vec::with_capacity(d.rows + 1);
         let (mut col, mut val) = (Vec::new(), Vec::new());
         ptr.push(0);
@@ -423,7 +420,7 @@ impl Rows {
     }
 
     /// `act(W x + b)` for each of the inputs in `x` (back to back).
-    fn forward(&self, x: &[f32]) -> Vec<f32> {
+    pub(crate) fn forward(&self, x: &[f32]) -> Vec<f32> {
         let n = x.len() / self.cols;
         let mut y = vec![0f32; n * self.rows];
         y.par_chunks_mut(self.rows)
@@ -433,7 +430,7 @@ impl Rows {
     }
 
     /// `y = act(W x + b)` for one input `x`, on the calling thread.
-    fn apply(&self, x: &[f32], y: &mut [f32]) {
+    pub(crate) fn apply(&self, x: &[f32], y: &mut [f32]) {
         for (r, out) in y.iter_mut().enumerate() {
             let (s, e) = (self.ptr[r], self.ptr[r + 1]);
             let dot = self.col[s..e]
@@ -449,8 +446,8 @@ impl Rows {
 
 /// What the search compresses: its matrices in order, and the network that runs them on the
 /// calibration inputs in f32. [`search`] runs a stack of fully-connected layers
-/// ([`FeedForward`]), [`search_sequence`] a sequence model.
-trait Network: Sync {
+/// ([`FeedForward`]), [`search_sequence`](crate::recurrent::search_sequence) a sequence model.
+pub(crate) trait Network: Sync {
     /// The uncompressed matrices, in the order the search and its results list them.
     fn matrices(&self) -> &[DenseLayer];
     /// The activation stored with matrix `k` (identity for a gate matrix).
@@ -667,19 +664,19 @@ pub fn search(
 
 /// What [`search_network`] found: the compressed matrices in order, and the figures of a
 /// [`SearchResult`].
-struct Outcome {
-    layers: Vec<EieLayer>,
-    choices: Vec<LayerChoice>,
-    sensitivity: Vec<LayerSensitivity>,
-    dense_metric: f64,
-    unrefined_metric: f64,
-    metric: f64,
-    loss: f64,
-    evaluations: usize,
+pub(crate) struct Outcome {
+    pub(crate) layers: Vec<EieLayer>,
+    pub(crate) choices: Vec<LayerChoice>,
+    pub(crate) sensitivity: Vec<LayerSensitivity>,
+    pub(crate) dense_metric: f64,
+    pub(crate) unrefined_metric: f64,
+    pub(crate) metric: f64,
+    pub(crate) loss: f64,
+    pub(crate) evaluations: usize,
 }
 
 /// The search itself (steps 1 to 5) over the matrices of `net`.
-fn search_network(
+pub(crate) fn search_network(
     net: &dyn Network,
     budget: &Budget,
     options: &SearchOptions,

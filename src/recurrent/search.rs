@@ -2,7 +2,8 @@
 //! every matrix (a fully-connected layer's weight, a recurrent layer's `W_ih` and `W_hh`)
 //! one layer of the search.
 
-use super::{search_network, Budget, Network, Progress, Rows, SearchOptions, SearchResult};
+use crate::compress::search::{search_network, Network, Rows};
+use crate::compress::{Budget, Progress, SearchOptions, SearchResult};
 use crate::dense::DenseLayer;
 use crate::error::{Error, Result};
 use crate::format::{sequence::recurrent_pes_ok, Activation, EieLayer, RecurrentLayer};
@@ -241,7 +242,7 @@ impl Network for SequenceNetwork<'_> {
     }
 }
 
-/// [`search`](super::search) for a sequence model: compresses `stages` (with `activations`,
+/// [`search`](crate::compress::search()) for a sequence model: compresses `stages` (with `activations`,
 /// one per fully-connected stage, as [`crate::recurrent::compress_stages`] takes them) to the
 /// smallest model the search finds whose outputs on the calibration sequences keep `budget`.
 ///
@@ -262,7 +263,7 @@ impl Network for SequenceNetwork<'_> {
 /// model, its engines choose them from the weights
 /// ([`SequenceEngine::new`](crate::recurrent::SequenceEngine::new)).
 ///
-/// Errors as for [`search`](super::search), and [`Error::Shape`] when the stages do not chain
+/// Errors as for [`search`](crate::compress::search()), and [`Error::Shape`] when the stages do not chain
 /// or the calibration sequences are not `steps` steps of the model's inputs.
 pub fn search_sequence(
     stages: &[DenseStage],
