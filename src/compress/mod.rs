@@ -36,8 +36,8 @@ mod plan;
 mod prune;
 pub(crate) mod search;
 
-#[cfg(feature = "charts")]
 pub use crate::dense::{validate_network, DenseLayer};
+#[cfg(feature = "charts")]
 pub use chart::sensitivity_chart;
 pub use codebook::{share_weights, SharedWeights};
 pub use plan::{compress_model, CompressPlan, LayerSettings, Setting};
