@@ -111,10 +111,21 @@
 //! (whole sequences or step by step) and on the GPU (`gpu::GpuSequenceEngine`); [`sim`] is a cycle-level model of the EIE ASIC; [`schedule`] plans GPU dispatches (and models
 //! their time) without a GPU; [`verify`] cross-checks every backend against a dense oracle.
 //! The rest: [`format`](mod@format) is the storage format and the model file, [`fixed16`] the
-//! 16-bit arithmetic, [`backend`] the common interface [`verify`] compares, [`baseline`] and
-//! [`bench`](mod@bench) the dense and CSR baselines and the benchmarks, [`paper`] the paper's
-//! layers, [`classify`] the MNIST assets and accuracy, [`synth`] seeded test data. Every module's
-//! page names its main items and where to start.
+//! 16-bit arithmetic, [`backend`] the common interface [`verify`] compares, [`baseline`] the
+//! dense and CSR baselines, [`paper`] the paper's layers, [`classify`] the MNIST assets and
+//! accuracy. Every module's page names its main items and where to start.
+//!
+//! ## Public API
+//!
+//! What an application needs is at the crate root: [`Model`] (and [`SequenceModel`]),
+//! [`Engine`] with its builder, [`Device`], [`Inputs`] and [`Outputs`], [`Precision`], [`Error`]
+//! and [`Result`]; [`compress`] makes model files. These and the modules documented here follow
+//! semantic versioning. Not documented, and unstable (they may change or go in any release):
+//! the benchmark framework (`eie::bench`), the seeded synthetic generators (`eie::synth`) and
+//! the measured cost constants behind the CPU engine's walk choice and the GPU scheduler's
+//! heuristics (`reference::ROW_SLOT_COST`, `SLICE_COST`, `PARALLEL_MIN_ENTRIES`, ...,
+//! `schedule::EIE_METADATA_SHARE`, `EIE_TARGET_WORKGROUPS`, ...). They are public only for this
+//! crate's own benches, tests, examples and command-line tool.
 
 // Every public item is documented, and every intra-doc link resolves (`cargo doc` fails on a
 // broken link or one to a private item). Some links point into the default features (`gpu`,
@@ -129,6 +140,9 @@ pub mod backend;
 pub mod baseline;
 #[cfg(feature = "async")]
 pub mod batching;
+// Unstable: the benchmark framework of `eie bench`, `benches/` and the tests, public for them
+// only; not part of the documented API, it may change in any release.
+#[doc(hidden)]
 pub mod bench;
 pub mod calibration;
 pub mod classify;
@@ -150,6 +164,9 @@ pub mod schedule;
 pub mod serve;
 pub mod sim;
 mod simd;
+// Unstable: seeded synthetic data for the demo, `eie verify`, the benches and the tests, public
+// for them only; not part of the documented API, it may change in any release.
+#[doc(hidden)]
 pub mod synth;
 pub mod verify;
 

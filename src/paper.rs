@@ -9,8 +9,8 @@
 //! paper.
 //!
 //! [`PAPER_LAYERS`] lists them ([`find`] by name); [`PaperLayer::generate`] and
-//! [`PaperLayer::input`] build a layer and its input, which [`crate::sim::paper`] and
-//! [`crate::bench`] run.
+//! [`PaperLayer::input`] build a layer and its input, which [`crate::sim::paper`] and the
+//! benchmarks (`eie bench`) run.
 
 use crate::error::{Error, Result};
 use crate::format::{Activation, EieLayer, Model, SparseCodes};
@@ -21,7 +21,7 @@ use rayon::prelude::*;
 /// One benchmark layer of the paper with its published figures (batch 1, microseconds).
 ///
 /// One of [`PAPER_LAYERS`] (see [`find`]); [`PaperLayer::generate`] builds it and
-/// [`PaperLayer::input`] an input for it; [`crate::sim::paper`] and [`crate::bench`] run them.
+/// [`PaperLayer::input`] an input for it; [`crate::sim::paper`] and the benchmarks run them.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct PaperLayer {
     /// The paper's name, e.g. `"Alex-6"`.

@@ -1,3 +1,6 @@
+//! Unstable, and hidden from the documentation: public for the demo, `eie verify`, the benches
+//! and the crate's tests only, it may change in any release.
+//!
 //! Seeded synthetic data: dense layers with Gaussian weights and ReLU-like activation vectors,
 //! for the demo, `eie verify`'s default input and the tests. The same seed gives the same data
 //! on every machine (ChaCha8).

@@ -4,6 +4,22 @@ use std::path::{Path, PathBuf};
 mod common;
 use common::{eie, s};
 
+// Under the harness of `common::gpu::run` (`harness = false`): without an adapter the GPU test
+// is reported ignored (counted in the summary), except where a GPU is required.
+common::gpu::gpu_main!(
+    gpu: [gpu_devices_run_and_verify],
+    cpu: [
+        compress_info_run_verify,
+        run_f16_on_the_cpu_is_the_cpu_engine_in_f16,
+        multi_layer_safetensors_in_natural_order,
+        bad_settings_are_refused_with_messages,
+        compress_never_overwrites_its_input,
+        bad_inputs_and_models,
+        compress_stores_each_layer_at_its_smallest_interleaving_unless_pes_is_given,
+        fixed16_formats_and_saturations_are_reported,
+    ],
+);
+
 fn ok(args: &[&str]) -> String {
     let o = eie(args);
     assert!(
@@ -60,7 +76,6 @@ fn fixture() -> Fixture {
     }
 }
 
-#[test]
 fn compress_info_run_verify() {
     let f = fixture();
     let info = ok(&["info", s(&f.model)]);
@@ -115,7 +130,6 @@ fn compress_info_run_verify() {
         .all(|r| r["passed"] == true));
 }
 
-#[test]
 fn run_f16_on_the_cpu_is_the_cpu_engine_in_f16() {
     let f = fixture();
     let out = f.root.join("y16.npy");
@@ -148,7 +162,6 @@ fn run_f16_on_the_cpu_is_the_cpu_engine_in_f16() {
     assert!(err.contains("cannot be used with"), "{err}");
 }
 
-#[test]
 fn multi_layer_safetensors_in_natural_order() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("net.safetensors");
@@ -195,7 +208,6 @@ fn multi_layer_safetensors_in_natural_order() {
     );
 }
 
-#[test]
 fn bad_settings_are_refused_with_messages() {
     let f = fixture();
     let out = f.root.join("o.safetensors");
@@ -214,7 +226,6 @@ fn bad_settings_are_refused_with_messages() {
     assert!(err.contains("/no/such/file.npy"), "{err}");
 }
 
-#[test]
 fn compress_never_overwrites_its_input() {
     let f = fixture();
     let before = std::fs::read(&f.weights).unwrap();
@@ -223,7 +234,6 @@ fn compress_never_overwrites_its_input() {
     assert_eq!(std::fs::read(&f.weights).unwrap(), before);
 }
 
-#[test]
 fn bad_inputs_and_models() {
     let f = fixture();
     let out = f.root.join("y.npy");
@@ -258,7 +268,6 @@ fn bad_inputs_and_models() {
 }
 
 #[cfg(feature = "gpu")]
-#[test]
 fn gpu_devices_run_and_verify() {
     let f = fixture();
     let required = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
@@ -326,7 +335,6 @@ fn gpu_devices_run_and_verify() {
     assert!(err.contains("--backend gpu"), "{err}");
 }
 
-#[test]
 fn compress_stores_each_layer_at_its_smallest_interleaving_unless_pes_is_given() {
     let f = fixture();
     let by_default = f.root.join("small.safetensors");
@@ -378,7 +386,6 @@ fn compress_stores_each_layer_at_its_smallest_interleaving_unless_pes_is_given()
     assert_eq!(eie::Model::load(&planned).unwrap().layers()[0].pes(), 5);
 }
 
-#[test]
 fn fixed16_formats_and_saturations_are_reported() {
     let f = fixture();
     // `eie compress` stored formats chosen from the weights; `eie info` shows them.

@@ -3,10 +3,10 @@
 //! batch sizes, all-zero activations, columns that need padding entries, wide codebooks and a
 //! three-layer model; plus concurrency, timing, pipelining, compaction and typed errors.
 //!
-//! They run on whatever adapter wgpu finds (Vulkan, Metal, DX12, GL). Without one they report
-//! themselves skipped in one line, except where a GPU is required (`CI=true` or
+//! They run on whatever adapter wgpu finds (Vulkan, Metal, DX12, GL), under the harness of
+//! `common::gpu::run` (`harness = false`). Without an adapter each is reported ignored (the count
+//! in the summary, the reason in one line), except where a GPU is required (`CI=true` or
 //! `EIE_REQUIRE_GPU=1`, set by `.ci/run`): there a missing or non-Vulkan adapter fails them.
-#![cfg(feature = "gpu")]
 
 use eie::format::{Activation, EieLayer, Model, SparseCodes};
 use eie::gpu::{
@@ -21,7 +21,26 @@ use std::sync::Arc;
 mod heartbeat;
 
 mod common;
-use common::gpu::gpu;
+use common::gpu::{gpu, gpu_main};
+
+gpu_main!(
+    shapes_densities_and_pe_counts,
+    padding_entries_wide_codebooks_and_identity,
+    batches_and_zero_activations,
+    three_layer_model_in_one_submission,
+    per_layer_fixed16_formats_are_bit_exact,
+    paper_layer_fixed16_is_bit_exact,
+    concurrent_async_requests_on_one_engine,
+    timing_and_pipelined_frames,
+    compaction_lists_nonzeros_in_order,
+    bad_requests_are_typed_errors,
+    split_columns_batches_and_repeatable_f32,
+    one_column_layers_and_all_zero_layers_in_a_chain,
+    engine_api_and_dynamic_batching_on_the_gpu,
+    every_schedule_path_matches_the_cpu_model_at_every_batch,
+    random_layers_and_schedules_match_the_cpu_model,
+    runtime_workers_never_wait_on_the_gpu_engine,
+);
 
 fn ctx() -> Arc<GpuContext> {
     gpu().expect("callers check gpu() first")
@@ -135,7 +154,6 @@ fn check_all(model: &Model, x: &[f32], pes: PePlan, max_batch: usize) {
     }
 }
 
-#[test]
 fn shapes_densities_and_pe_counts() {
     if gpu().is_none() {
         return;
@@ -167,7 +185,6 @@ fn shapes_densities_and_pe_counts() {
     }
 }
 
-#[test]
 fn padding_entries_wide_codebooks_and_identity() {
     if gpu().is_none() {
         return;
@@ -181,7 +198,6 @@ fn padding_entries_wide_codebooks_and_identity() {
     check_all(&one(l), &input(70, 2, 0.5, 10), PePlan::Auto, 4);
 }
 
-#[test]
 fn batches_and_zero_activations() {
     if gpu().is_none() {
         return;
@@ -200,7 +216,6 @@ fn batches_and_zero_activations() {
     check_all(&m, &vec![0.0; 80 * 3], PePlan::Auto, 4);
 }
 
-#[test]
 fn three_layer_model_in_one_submission() {
     if gpu().is_none() {
         return;
@@ -215,7 +230,6 @@ fn three_layer_model_in_one_submission() {
     check_all(&m, &input(150, 2, 0.5, 25), PePlan::Fixed(3), 8);
 }
 
-#[test]
 fn per_layer_fixed16_formats_are_bit_exact() {
     if gpu().is_none() {
         return;
@@ -254,7 +268,6 @@ fn per_layer_fixed16_formats_are_bit_exact() {
     check_all(&m, &x, PePlan::Auto, 8);
 }
 
-#[test]
 fn paper_layer_fixed16_is_bit_exact() {
     if gpu().is_none() {
         return;
@@ -282,7 +295,6 @@ fn paper_layer_fixed16_is_bit_exact() {
     assert_eq!(e.run(&x).unwrap(), cpu);
 }
 
-#[test]
 fn concurrent_async_requests_on_one_engine() {
     if gpu().is_none() {
         return;
@@ -328,7 +340,6 @@ fn concurrent_async_requests_on_one_engine() {
     });
 }
 
-#[test]
 fn timing_and_pipelined_frames() {
     if gpu().is_none() {
         return;
@@ -390,7 +401,6 @@ fn timing_and_pipelined_frames() {
     );
 }
 
-#[test]
 fn compaction_lists_nonzeros_in_order() {
     if gpu().is_none() {
         return;
@@ -412,7 +422,6 @@ fn compaction_lists_nonzeros_in_order() {
     }
 }
 
-#[test]
 fn bad_requests_are_typed_errors() {
     if gpu().is_none() {
         return;
@@ -456,7 +465,6 @@ fn bad_requests_are_typed_errors() {
     ));
 }
 
-#[test]
 fn split_columns_batches_and_repeatable_f32() {
     if gpu().is_none() {
         return;
@@ -502,7 +510,6 @@ fn split_columns_batches_and_repeatable_f32() {
         .all(|(a, b)| a.to_bits() == b.to_bits()));
 }
 
-#[test]
 fn one_column_layers_and_all_zero_layers_in_a_chain() {
     if gpu().is_none() {
         return;
@@ -522,7 +529,6 @@ fn one_column_layers_and_all_zero_layers_in_a_chain() {
 }
 
 #[cfg(feature = "async")]
-#[test]
 fn engine_api_and_dynamic_batching_on_the_gpu() {
     if gpu().is_none() {
         return;
@@ -625,7 +631,6 @@ const SCHEDULES: [&str; 10] = [
 /// Every precision and forced schedule at batch 1, 3, 4, 5, 64 and 1000 on a two-layer model
 /// (padding entries, a wide codebook, rows not divisible by the PEs) against the CPU model;
 /// f32 also bit for bit against each input run alone.
-#[test]
 fn every_schedule_path_matches_the_cpu_model_at_every_batch() {
     if gpu().is_none() {
         return;
@@ -692,7 +697,6 @@ proptest! {
 
     /// Small random layers, inputs, batches, PE counts and schedules: the GPU equals the CPU
     /// model (fixed16 bit for bit, f32 within 1e-5).
-    #[test]
     fn random_layers_and_schedules_match_the_cpu_model(
         rows in 1usize..90,
         cols in 1usize..400,
@@ -734,7 +738,6 @@ proptest! {
 /// Async GPU runs hand their uploads, submissions and mapping to the context's threads: a task
 /// sleeping 1 ms on a 2-worker runtime beside 64 tasks calling the engine directly never waits
 /// 50 ms past its wake-up (they used to hold the workers in the submit lock and the queue).
-#[test]
 fn runtime_workers_never_wait_on_the_gpu_engine() {
     let Some(ctx) = gpu() else { return };
     let m = one(layer(512, 1024, 0.1, 4, 8, true, Activation::Relu, 171));

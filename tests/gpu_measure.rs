@@ -3,15 +3,21 @@
 //! (summary.md, steps.tsv, results.tar.gz; at most 8 files), every step in the steps table with
 //! its status, and the CUDA steps reported as skipped where there is no CUDA / PyTorch.
 //!
-//! Without a Vulkan adapter the test reports itself skipped in one line, except where a GPU is
-//! required (`CI=true` or `EIE_REQUIRE_GPU=1`, as `.ci/run` sets): there it fails.
-#![cfg(feature = "gpu")]
+//! Without an adapter the test is reported ignored (counted in the summary; `common::gpu::run`),
+//! and with one that is not Vulkan it reports itself skipped in one line, except where a GPU is
+//! required (`CI=true` or `EIE_REQUIRE_GPU=1`, as `.ci/run` sets): there either fails.
 
 use eie::gpu::{DeviceOptions, GpuContext};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
+
+mod common;
+
+// Under the harness of `common::gpu::run` (`harness = false`): without an adapter the test is
+// reported ignored (counted in the summary), except where a GPU is required (then it fails).
+common::gpu::gpu_main!(quick_measurement_run_records_every_step_and_packs_its_results);
 
 fn gpu_required() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
@@ -77,7 +83,6 @@ fn steps(path: &Path) -> BTreeMap<String, (String, String, f64, String)> {
         .collect()
 }
 
-#[test]
 fn quick_measurement_run_records_every_step_and_packs_its_results() {
     if !vulkan_adapter() {
         return;

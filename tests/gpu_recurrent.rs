@@ -3,9 +3,9 @@
 //! MNIST model: fixed16 bit for bit, f32 within rounding; batches, sequences longer than one
 //! submission, initial states and the state left behind; typed errors.
 //!
-//! Without an adapter they report themselves skipped, except where a GPU is required (`CI=true`
-//! or `EIE_REQUIRE_GPU=1`, set by `.ci/run`): there a missing adapter fails them.
-#![cfg(feature = "gpu")]
+//! Under the harness of `common::gpu::run` (`harness = false`): without an adapter each is
+//! reported ignored (the count in the summary), except where a GPU is required (`CI=true` or
+//! `EIE_REQUIRE_GPU=1`, set by `.ci/run`): there a missing adapter fails them.
 
 use eie::compress::{CompressPlan, DenseLayer, Setting};
 use eie::format::CellKind;
@@ -17,7 +17,16 @@ use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
 
 mod common;
-use common::gpu::gpu;
+use common::gpu::{gpu, gpu_main};
+
+gpu_main!(
+    lstm_and_gru_stacks_match_the_cpu_engine,
+    extreme_gates_and_states_give_the_cpu_bits,
+    pe_counts_and_dense_matrices_give_the_same_bits,
+    baseline_kernels_run_the_same_steps,
+    the_sequential_mnist_lstm_matches_on_real_digits,
+    bad_calls_are_typed_errors,
+);
 
 fn dense(rng: &mut ChaCha8Rng, name: &str, rows: usize, cols: usize, scale: f32) -> DenseLayer {
     DenseLayer {
@@ -172,7 +181,6 @@ fn compare_from(
     }
 }
 
-#[test]
 fn lstm_and_gru_stacks_match_the_cpu_engine() {
     let Some(ctx) = gpu() else { return };
     for (seed, kind) in [(1, CellKind::Lstm), (2, CellKind::Gru)] {
@@ -197,7 +205,6 @@ fn lstm_and_gru_stacks_match_the_cpu_engine() {
 /// The edges of the fixed16 cell's 32-bit arithmetic: gate sums far beyond the tables' ±8
 /// (large weights: few gate fraction bits), tiny weights (many gate fraction bits), `c` near its
 /// ±512 limit and `h` at the ends of Q1.14 — the same bits as the CPU's 64-bit arithmetic.
-#[test]
 fn extreme_gates_and_states_give_the_cpu_bits() {
     let Some(ctx) = gpu() else { return };
     for (seed, kind, scale) in [
@@ -221,7 +228,6 @@ fn extreme_gates_and_states_give_the_cpu_bits() {
     }
 }
 
-#[test]
 fn pe_counts_and_dense_matrices_give_the_same_bits() {
     let Some(ctx) = gpu() else { return };
     let m = model(3, CellKind::Lstm, 9, 70, "1.0");
@@ -236,7 +242,6 @@ fn pe_counts_and_dense_matrices_give_the_same_bits() {
 
 /// The baseline kernels (dense GEMV/GEMM, CSR SpMV) in place of EIE's run the same steps: the
 /// CPU engine's f32 results within rounding, single inputs, tiles and several submissions.
-#[test]
 fn baseline_kernels_run_the_same_steps() {
     let Some(ctx) = gpu() else { return };
     let m = model(4, CellKind::Lstm, 11, 36, "0.5");
@@ -267,7 +272,6 @@ fn baseline_kernels_run_the_same_steps() {
     }
 }
 
-#[test]
 fn the_sequential_mnist_lstm_matches_on_real_digits() {
     let Some(ctx) = gpu() else { return };
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
@@ -314,7 +318,6 @@ fn the_sequential_mnist_lstm_matches_on_real_digits() {
     }
 }
 
-#[test]
 fn bad_calls_are_typed_errors() {
     let Some(ctx) = gpu() else { return };
     let m = model(5, CellKind::Gru, 5, 8, "0.5");

@@ -6,10 +6,10 @@
 //! each of concurrent runs on one engine gets its own counts; and `Engine`'s report carries them
 //! on the GPU on the blocking and the async path.
 //!
-//! They run on whatever adapter wgpu finds. Without one they report themselves skipped in one
-//! line, except where a GPU is required (`CI=true` or `EIE_REQUIRE_GPU=1`, set by `.ci/run`):
+//! They run on whatever adapter wgpu finds, under the harness of `common::gpu::run` (`harness =
+//! false`). Without one each is reported ignored (the count in the summary, the reason in one
+//! line), except where a GPU is required (`CI=true` or `EIE_REQUIRE_GPU=1`, set by `.ci/run`):
 //! there a missing or non-Vulkan adapter fails them.
-#![cfg(feature = "gpu")]
 
 use eie::fixed16::Saturations;
 use eie::format::{Activation, EieLayer, Model, SparseCodes};
@@ -18,7 +18,14 @@ use eie::{CpuEngine, Precision};
 use rand::Rng;
 
 mod common;
-use common::gpu::gpu;
+use common::gpu::{gpu, gpu_main};
+
+gpu_main!(
+    write_back_counts_equal_the_cpu_model_on_every_walk_and_batch,
+    nothing_saturates_nothing_is_counted,
+    concurrent_runs_on_one_engine_each_get_their_own_counts,
+    engine_reports_gpu_saturations_blocking_and_async,
+);
 
 /// A seeded random layer: each weight kept with probability `density`, codes uniform over the
 /// non-zero codebook indices, codebook of 16 entries in (-1, 1), bias in (-0.5, 0.5).
@@ -107,7 +114,6 @@ fn engine(m: &Model, schedule: &str, max_batch: usize) -> GpuEngine {
     GpuEngine::new(gpu().unwrap(), m, opts).unwrap()
 }
 
-#[test]
 fn write_back_counts_equal_the_cpu_model_on_every_walk_and_batch() {
     if gpu().is_none() {
         return;
@@ -142,7 +148,6 @@ fn write_back_counts_equal_the_cpu_model_on_every_walk_and_batch() {
     }
 }
 
-#[test]
 fn nothing_saturates_nothing_is_counted() {
     if gpu().is_none() {
         return;
@@ -175,7 +180,6 @@ fn nothing_saturates_nothing_is_counted() {
     ));
 }
 
-#[test]
 fn concurrent_runs_on_one_engine_each_get_their_own_counts() {
     if gpu().is_none() {
         return;
@@ -213,7 +217,6 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-#[test]
 fn engine_reports_gpu_saturations_blocking_and_async() {
     if gpu().is_none() {
         return;

@@ -2,26 +2,20 @@
 //! default options, options given in code win over it, and a malformed value is a typed error.
 //! In its own test binary (its own process), since every engine reads the variable.
 //!
-//! Without an adapter it reports itself skipped, except where a GPU is required (`CI=true` or
+//! Under the harness of `common::gpu::run` (`harness = false`): without an adapter it is
+//! reported ignored (the count in the summary), except where a GPU is required (`CI=true` or
 //! `EIE_REQUIRE_GPU=1`, as `.ci/run` sets): there it fails.
-#![cfg(feature = "gpu")]
 
 use eie::format::{Activation, EieLayer, Model, SparseCodes};
-use eie::gpu::{DeviceOptions, EngineOptions, GpuContext, GpuEngine, Walk, SCHEDULE_ENV};
-use std::io::Write;
+use eie::gpu::{EngineOptions, GpuEngine, Walk, SCHEDULE_ENV};
 
-#[test]
+mod common;
+use common::gpu::{gpu, gpu_main};
+
+gpu_main!(schedule_override_from_the_environment);
+
 fn schedule_override_from_the_environment() {
-    let required = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-        || std::env::var("EIE_REQUIRE_GPU").is_ok_and(|v| v == "1");
-    let ctx = match GpuContext::new(&DeviceOptions::default()) {
-        Ok(ctx) => ctx,
-        Err(e) if !required => {
-            let _ = writeln!(std::io::stderr(), "GPU test skipped: no GPU adapter ({e})");
-            return;
-        }
-        Err(e) => panic!("a GPU adapter is required here (CI / EIE_REQUIRE_GPU): {e}"),
-    };
+    let Some(ctx) = gpu() else { return };
     let codes: Vec<u8> = (0..40 * 300).map(|i| ((i * 7) % 13 % 4) as u8).collect();
     let sc = SparseCodes::from_dense(40, 300, &codes).unwrap();
     let layer = EieLayer::encode(

@@ -8,6 +8,19 @@ use std::path::Path;
 mod common;
 use common::{eie, s, write_safetensors};
 
+// Under the harness of `common::gpu::run` (`harness = false`): without an adapter the GPU test
+// is reported ignored (counted in the summary), except where a GPU is required.
+common::gpu::gpu_main!(
+    gpu: [committed_mnist_model_classifies_as_recorded_on_the_gpu],
+    cpu: [
+        each_layer_gets_its_own_density_bits_and_pes,
+        an_unknown_layer_name_is_one_clear_error,
+        committed_mnist_model_classifies_as_recorded,
+        committed_model_is_the_scripts_quantised_network,
+        committed_mnist_model_classifies_in_fixed16_on_the_cpu,
+    ],
+);
+
 /// A two-layer model, 40 -> 48 -> 10, with seeded Gaussian weights, as `a.weight` / `b.weight`
 /// (each with a bias) in a .safetensors file.
 fn two_layers(dir: &Path) -> (Vec<DenseLayer>, std::path::PathBuf) {
@@ -43,7 +56,6 @@ fn settings(layers: &[serde_json::Value]) -> Vec<(String, f64, u64, u64)> {
         .collect()
 }
 
-#[test]
 fn each_layer_gets_its_own_density_bits_and_pes() {
     let dir = tempfile::tempdir().unwrap();
     let (dense, input) = two_layers(dir.path());
@@ -115,7 +127,6 @@ fn each_layer_gets_its_own_density_bits_and_pes() {
     }
 }
 
-#[test]
 fn an_unknown_layer_name_is_one_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let (dense, input) = two_layers(dir.path());
@@ -166,7 +177,6 @@ fn recorded_layers() -> serde_json::Value {
     serde_json::from_str::<serde_json::Value>(&text).unwrap()["layers"].clone()
 }
 
-#[test]
 fn committed_mnist_model_classifies_as_recorded() {
     let assets = LenetAssets::load(LenetAssets::source_dir()).unwrap();
     assert_eq!(assets.labels.len(), 1000);
@@ -195,7 +205,6 @@ fn committed_mnist_model_classifies_as_recorded() {
     assert!(got >= 190 && dense >= 190, "{got} {dense}");
 }
 
-#[test]
 fn committed_model_is_the_scripts_quantised_network() {
     let assets = LenetAssets::load(LenetAssets::source_dir()).unwrap();
     let recorded = recorded_layers();
@@ -238,7 +247,6 @@ fn rel_diff(got: &[f32], want: &[f32]) -> f64 {
     eie::reference::ErrorStats::compare(got, want).max_rel
 }
 
-#[test]
 fn committed_mnist_model_classifies_in_fixed16_on_the_cpu() {
     let assets = LenetAssets::load(LenetAssets::source_dir()).unwrap();
     let rec = &assets.recorded;
@@ -292,7 +300,6 @@ fn gpu() -> Option<std::sync::Arc<eie::gpu::GpuContext>> {
 }
 
 #[cfg(feature = "gpu")]
-#[test]
 fn committed_mnist_model_classifies_as_recorded_on_the_gpu() {
     use eie::gpu::{EngineOptions, GpuEngine};
     let Some(ctx) = gpu() else { return };

@@ -1,3 +1,6 @@
+//! Unstable, and hidden from the documentation: public for `eie bench`, `benches/` and the
+//! crate's tests only, it may change in any release.
+//!
 //! Benchmarks: EIE against dense and plain-CSR kernels on the same device, over the paper's nine
 //! layers or any model file, at several batch sizes.
 //!

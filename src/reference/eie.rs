@@ -540,15 +540,24 @@ pub enum CpuWalk {
 /// eight activations per instruction into registers.
 ///
 /// Used by [`CpuEngine::walk_for`]; see [`SLICE_COST`].
+// Unstable: a measured cost, public for the crate's own benches and tests only (hidden from the
+// documentation; it may change in any release).
+#[doc(hidden)]
 pub const ROW_SLOT_COST: f64 = 0.5;
 
 /// [`ROW_SLOT_COST`] for a tile of [`row_order::TILE`] inputs: the row walk keeps its sums in
 /// registers, where the column walk reads and writes a tile of sums per entry.
+// Unstable: a measured cost, public for the crate's own benches and tests only (hidden from the
+// documentation; it may change in any release).
+#[doc(hidden)]
 pub const ROW_SLOT_COST_TILE: f64 = 0.16;
 
 /// Cost of one slot of the fixed16 row walk (one input, AVX2) in units of one entry of the
 /// fixed16 column walk: an estimate above the f32 walk's measured [`ROW_SLOT_COST`], for the
 /// integer multiply, round and shift per slot (not swept; BENCHMARKS.md, "fixed16 on the CPU").
+// Unstable: a measured cost, public for the crate's own benches and tests only (hidden from the
+// documentation; it may change in any release).
+#[doc(hidden)]
 pub const FIXED16_ROW_SLOT_COST: f64 = 0.75;
 
 /// Stored entries (padding included) below which the CPU engine runs a layer of one input on
@@ -556,6 +565,9 @@ pub const FIXED16_ROW_SLOT_COST: f64 = 0.75;
 /// joining it costs microseconds, as much as walking about this many entries alone (about
 /// 1.2 ns each, see [`cpu_pes`]). The small matrices of a recurrent step (a 64-unit LSTM's
 /// gate matrices hold a few thousand entries) pay the fork-join on every step.
+// Unstable: a measured cost, public for the crate's own benches and tests only (hidden from the
+// documentation; it may change in any release).
+#[doc(hidden)]
 pub const PARALLEL_MIN_ENTRIES: usize = 16_384;
 
 /// Whether a single input's walk of `layer` is split over the rayon threads (see
@@ -568,6 +580,9 @@ fn split_layer(layer: &EieLayer, parallel: bool) -> bool {
 /// branch predictor misses), in entries.
 ///
 /// Used by [`CpuEngine::walk_for`]; see [`ROW_SLOT_COST`].
+// Unstable: a measured cost, public for the crate's own benches and tests only (hidden from the
+// documentation; it may change in any release).
+#[doc(hidden)]
 pub const SLICE_COST: f64 = 4.0;
 
 /// The kernels the CPU engine uses, as the bench report names them.
@@ -730,7 +745,7 @@ impl CpuEngine {
     /// The walk the engine takes for layer `index` when `listed` columns are non-zero in the
     /// input (or, for a `tile`, in any of its inputs) and `listed_entries` entries lie in them:
     /// the row walk where its slots cost less than the listed entries and slices (see
-    /// [`ROW_SLOT_COST`], [`ROW_SLOT_COST_TILE`], [`SLICE_COST`]).
+    /// `ROW_SLOT_COST`, `ROW_SLOT_COST_TILE`, `SLICE_COST`: measured costs, unstable).
     pub fn walk_for(
         &self,
         index: usize,
@@ -917,7 +932,7 @@ impl CpuEngine {
     }
 
     /// The row-ordered copy of layer `index` where the fixed16 walk of one input `x` takes it:
-    /// where the row walk's slots ([`FIXED16_ROW_SLOT_COST`] each) cost less than the column
+    /// where the row walk's slots (`FIXED16_ROW_SLOT_COST` each) cost less than the column
     /// walk's entries and slices (or the walk is forced to rows), and every sum fits an i32
     /// ([`sums_fit_i32`]); `None` for the column walk.
     fn fixed16_rows(&self, index: usize, x: &[i16]) -> Option<&RowCodes> {

@@ -65,24 +65,33 @@ const _: () = assert!(
 /// Bytes of column pointers one EIE workgroup reads per listed column (the pair `p[j]`,
 /// `p[j + 1]` of its PE).
 ///
-/// Used by [`auto_pes`] with [`EIE_METADATA_SHARE`].
+/// Used by [`auto_pes`] with `EIE_METADATA_SHARE`.
 pub const EIE_POINTER_BYTES: usize = 8;
 /// The share of a layer's entry bytes the automatic plan lets pointer reads take: it picks
 /// the most PEs for which `PEs * EIE_POINTER_BYTES <= EIE_METADATA_SHARE * entry bytes per
 /// column`, so that metadata stays below the entries it locates.
 ///
 /// Used by [`auto_pes`] ([`PePlan::Auto`]).
+// Unstable: a scheduling heuristic, public for the crate's own benches and tests only (hidden
+// from the documentation; it may change in any release).
+#[doc(hidden)]
 pub const EIE_METADATA_SHARE: f64 = 0.7;
 /// Workgroups the scheduler aims for per EIE dispatch on a GPU: columns are split into slices
 /// until PEs × slices × tiles reaches it, to fill a large GPU at batch 1.
 ///
 /// [`DeviceLimits::target_workgroups`] on a GPU; see [`eie_launches`].
+// Unstable: a scheduling heuristic, public for the crate's own benches and tests only (hidden
+// from the documentation; it may change in any release).
+#[doc(hidden)]
 pub const EIE_TARGET_WORKGROUPS: usize = 1024;
 /// The same aim on a CPU adapter (lavapipe, WARP), which runs a workgroup's invocations as
 /// loops on a few cores: every workgroup and barrier costs microseconds there, so a few large
 /// workgroups per core serve it better.
 ///
 /// [`DeviceLimits::for_cpu_adapter`] sets it.
+// Unstable: a scheduling heuristic, public for the crate's own benches and tests only (hidden
+// from the documentation; it may change in any release).
+#[doc(hidden)]
 pub const EIE_TARGET_WORKGROUPS_CPU: usize = 32;
 
 /// Invocations per row of the row walk (`LANES` of `eie_spmv_rows.wgsl`) on a GPU: a row's
@@ -95,6 +104,9 @@ pub const EIE_ROW_LANES: usize = 32;
 /// many padding entries.
 ///
 /// See [`Walk::Rows`].
+// Unstable: a scheduling heuristic, public for the crate's own benches and tests only (hidden
+// from the documentation; it may change in any release).
+#[doc(hidden)]
 pub const EIE_ROW_WIDE_SHARE: f64 = 1.25;
 
 /// Rows one dense-GEMV or CSR workgroup computes (32 invocations per row).
@@ -121,8 +133,8 @@ pub struct DeviceLimits {
     pub max_compute_workgroups_per_dimension: u32,
     /// Workgroup memory available to one workgroup, in bytes.
     pub max_compute_workgroup_storage_size: u32,
-    /// Workgroups an EIE dispatch should aim for on this device ([`EIE_TARGET_WORKGROUPS`],
-    /// or [`EIE_TARGET_WORKGROUPS_CPU`] on a CPU adapter).
+    /// Workgroups an EIE dispatch should aim for on this device (`EIE_TARGET_WORKGROUPS`,
+    /// or `EIE_TARGET_WORKGROUPS_CPU` on a CPU adapter).
     pub target_workgroups: usize,
     /// Inputs per EIE workgroup at batch > 1 ([`EIE_BATCH_TILE`], on CPU adapters too: each
     /// entry decoded once for the tile; not yet measured against single inputs there).
@@ -155,7 +167,7 @@ impl Default for DeviceLimits {
 
 impl DeviceLimits {
     /// The same limits with the parameters of a CPU adapter (lavapipe, WARP):
-    /// [`EIE_TARGET_WORKGROUPS_CPU`] and the row walk with one invocation per row.
+    /// `EIE_TARGET_WORKGROUPS_CPU` and the row walk with one invocation per row.
     pub fn for_cpu_adapter(self) -> Self {
         DeviceLimits {
             target_workgroups: EIE_TARGET_WORKGROUPS_CPU,
@@ -208,7 +220,7 @@ impl From<&wgpu::Limits> for DeviceLimits {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum PePlan {
     /// Chosen per layer by [`auto_pes`]: the most PEs whose column pointers stay within
-    /// [`EIE_METADATA_SHARE`] of the layer's entry bytes.
+    /// `EIE_METADATA_SHARE` of the layer's entry bytes.
     #[default]
     Auto,
     /// The same count for every layer.
@@ -247,7 +259,7 @@ pub fn pe_bounds(rows: usize, cols: usize, limits: &DeviceLimits) -> Result<(usi
 
 /// The automatic PE count of a layer whose entries take `entry_bytes` in all: the most PEs
 /// for which one pointer pair per PE and listed column ([`EIE_POINTER_BYTES`]) stays within
-/// [`EIE_METADATA_SHARE`] of the entry bytes of an average column, within [`pe_bounds`] and
+/// `EIE_METADATA_SHARE` of the entry bytes of an average column, within [`pe_bounds`] and
 /// never more than the rows.
 pub fn auto_pes(
     rows: usize,
