@@ -325,32 +325,24 @@ pub fn search_sequence(
     }
     crate::error::check_finite("calibration inputs", calibration)?;
     let net = SequenceNetwork::new(stages, activations, calibration, steps);
-    let out = search_network(&net, budget, options, progress)?;
-    let mut layers = out.layers.into_iter();
-    let mut next = || layers.next().expect("one compressed matrix per matrix");
-    let compressed = stages
-        .iter()
-        .map(|s| match s {
-            DenseStage::Fc(_) => Ok(Stage::Fc(next())),
-            DenseStage::Recurrent(r) => {
-                let (ih, hh) = (next(), next());
-                Ok(Stage::Recurrent(Box::new(RecurrentLayer::new(
-                    r.name.clone(),
-                    r.kind,
-                    ih,
-                    hh,
-                )?)))
-            }
-        })
-        .collect::<Result<Vec<Stage>>>()?;
-    Ok(SearchResult {
-        model: SequenceModel::new(compressed)?,
-        layers: out.choices,
-        sensitivity: out.sensitivity,
-        dense_metric: out.dense_metric,
-        unrefined_metric: out.unrefined_metric,
-        metric: out.metric,
-        loss: out.loss,
-        evaluations: out.evaluations,
+    search_network(&net, budget, options, progress)?.into_result(|layers| {
+        let mut layers = layers.into_iter();
+        let mut next = || layers.next().expect("one compressed matrix per matrix");
+        let compressed = stages
+            .iter()
+            .map(|s| match s {
+                DenseStage::Fc(_) => Ok(Stage::Fc(next())),
+                DenseStage::Recurrent(r) => {
+                    let (ih, hh) = (next(), next());
+                    Ok(Stage::Recurrent(Box::new(RecurrentLayer::new(
+                        r.name.clone(),
+                        r.kind,
+                        ih,
+                        hh,
+                    )?)))
+                }
+            })
+            .collect::<Result<Vec<Stage>>>()?;
+        SequenceModel::new(compressed)
     })
 }

@@ -646,19 +646,11 @@ pub fn search(
     }
     crate::error::check_finite("calibration inputs", calibration)?;
     let net = FeedForward::new(dense, activations, calibration);
-    let out = search_network(&net, budget, options, progress)?;
-    // EIE's 16-bit activation formats, from the same calibration inputs.
-    let mut model = Model::new(out.layers)?;
-    crate::calibration::choose_formats(&mut model, Some(calibration))?;
-    Ok(SearchResult {
-        model,
-        layers: out.choices,
-        sensitivity: out.sensitivity,
-        dense_metric: out.dense_metric,
-        unrefined_metric: out.unrefined_metric,
-        metric: out.metric,
-        loss: out.loss,
-        evaluations: out.evaluations,
+    search_network(&net, budget, options, progress)?.into_result(|layers| {
+        // EIE's 16-bit activation formats, from the same calibration inputs.
+        let mut model = Model::new(layers)?;
+        crate::calibration::choose_formats(&mut model, Some(calibration))?;
+        Ok(model)
     })
 }
 
@@ -673,6 +665,25 @@ pub(crate) struct Outcome {
     pub(crate) metric: f64,
     pub(crate) loss: f64,
     pub(crate) evaluations: usize,
+}
+
+impl Outcome {
+    /// The [`SearchResult`] of a model that `model` builds from the compressed matrices.
+    pub(crate) fn into_result<M>(
+        self,
+        model: impl FnOnce(Vec<EieLayer>) -> Result<M>,
+    ) -> Result<SearchResult<M>> {
+        Ok(SearchResult {
+            model: model(self.layers)?,
+            layers: self.choices,
+            sensitivity: self.sensitivity,
+            dense_metric: self.dense_metric,
+            unrefined_metric: self.unrefined_metric,
+            metric: self.metric,
+            loss: self.loss,
+            evaluations: self.evaluations,
+        })
+    }
 }
 
 /// The search itself (steps 1 to 5) over the matrices of `net`.
