@@ -741,9 +741,15 @@ pub fn load_dense_layers(
 
 /// Reads an input batch from `.npy` (`[in]` or `[batch, in]`); returns `(batch, values)`.
 ///
-/// `eie run` reads its input this way; see [`read_npy`].
+/// See [`read_npy`]; [`input_batch`] does the same for a tensor already read.
 pub fn read_input(path: &Path, input_size: usize) -> Result<(usize, Vec<f32>)> {
-    let t = read_npy(path)?;
+    input_batch(read_npy(path)?, path, input_size)
+}
+
+/// [`read_input`] of a tensor already read from `path` (named in errors): `(batch, values)`
+/// of an `[in]` or `[batch, in]` tensor of finite values. `eie run` reads its input file once
+/// and takes the batch this way.
+pub fn input_batch(t: Tensor, path: &Path, input_size: usize) -> Result<(usize, Vec<f32>)> {
     let ok = match t.shape.as_slice() {
         [n] => *n == input_size,
         [_, n] => *n == input_size,

@@ -83,7 +83,8 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
     }
     let model = Model::load(&a.model)?;
     let input = eie::import::read_npy(&a.input)?;
-    let (batch, values) = eie::import::read_input(&a.input, model.input_size())?;
+    let one_input = input.shape.len() == 1;
+    let (batch, values) = eie::import::input_batch(input, &a.input, model.input_size())?;
     let backend: Box<dyn Backend> = match a.backend {
         BackendKind::Cpu => {
             if a.pes.is_some() {
@@ -121,7 +122,7 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
     let out = backend.run(&values)?;
     let elapsed = start.elapsed();
     sp.finish_and_clear();
-    let shape = if input.shape.len() == 1 {
+    let shape = if one_input {
         vec![model.output_size()]
     } else {
         vec![batch, model.output_size()]
