@@ -44,6 +44,32 @@ impl BaselineKind {
     }
 }
 
+/// The dispatches of one layer on baseline kernel `kind`, from `input` to `output` (f32
+/// activation buffers of whole [`BATCH_TILE`]s), with the layer's bias uploaded. Buffers go to
+/// `buffers`. [`BaselineEngine`] and the GPU sequence engine's baselines build their layers
+/// with it.
+pub(crate) fn layer_dispatches(
+    ctx: &GpuContext,
+    kind: BaselineKind,
+    layer: &crate::format::EieLayer,
+    io: (&wgpu::Buffer, &wgpu::Buffer),
+    lbl: &dyn Fn(&str) -> String,
+    buffers: &mut Vec<wgpu::Buffer>,
+) -> Result<Vec<super::program::Dispatch>> {
+    let zero = [0f32];
+    let bias = storage_init(
+        ctx,
+        &lbl("bias"),
+        bytemuck::cast_slice(layer.bias().unwrap_or(&zero)),
+    );
+    let d = match kind {
+        BaselineKind::Dense => dense_gemv::dispatches(ctx, layer, &bias, io, lbl, buffers)?,
+        BaselineKind::Csr => csr_spmv::dispatches(ctx, layer, &bias, io, lbl, buffers)?,
+    };
+    buffers.push(bias);
+    Ok(d)
+}
+
 /// A model on the GPU as dense or CSR f32 matrices.
 ///
 /// Built by [`BaselineEngine::new`] on a [`GpuContext`]; `examples/gpu_layers.rs` times it
@@ -112,22 +138,8 @@ impl BaselineEngine {
             let mut dispatches = Vec::new();
             for (li, layer) in layers.iter().enumerate() {
                 let lbl = |w: &str| format!("eie/gpu/{label}/layer-{li}/{w}");
-                let zero = [0f32];
-                let bias = storage_init(
-                    &ctx,
-                    &lbl("bias"),
-                    bytemuck::cast_slice(layer.bias().unwrap_or(&zero)),
-                );
                 let io = (&act[li], &act[li + 1]);
-                dispatches.push(match kind {
-                    BaselineKind::Dense => {
-                        dense_gemv::dispatches(&ctx, layer, &bias, io, &lbl, &mut buffers)?
-                    }
-                    BaselineKind::Csr => {
-                        csr_spmv::dispatches(&ctx, layer, &bias, io, &lbl, &mut buffers)?
-                    }
-                });
-                buffers.push(bias);
+                dispatches.push(layer_dispatches(&ctx, kind, layer, io, &lbl, &mut buffers)?);
             }
             let input = act[0].clone();
             let output = act[act.len() - 1].clone();

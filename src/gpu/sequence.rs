@@ -1,11 +1,10 @@
 //! The GPU sequence engine, [`GpuSequenceEngine`].
 
-use super::baseline::BaselineKind;
+use super::baseline::{self, BaselineKind};
 use super::device::GpuContext;
 use super::engine::layer_dispatches;
 use super::kernels::recurrent_cell::{self, CellBuffers, CellCall};
 use super::kernels::ActLayout;
-use super::kernels::{csr_spmv, dense_gemv};
 use super::program::{
     decode_rows, encode_rows, record_dispatches as record, storage_init, zeroed, Dispatch, Encoding,
 };
@@ -241,22 +240,7 @@ impl GpuSequenceEngine {
                     )?;
                     return Ok((d, plan.batched.tile));
                 };
-                let zero = [0f32];
-                let bias = storage_init(
-                    &ctx,
-                    &lbl("bias"),
-                    bytemuck::cast_slice(layer.bias().unwrap_or(&zero)),
-                );
-                let io = (&x.0, &y.0);
-                let d = match kind {
-                    BaselineKind::Dense => {
-                        dense_gemv::dispatches(&ctx, layer, &bias, io, &lbl, buffers)?
-                    }
-                    BaselineKind::Csr => {
-                        csr_spmv::dispatches(&ctx, layer, &bias, io, &lbl, buffers)?
-                    }
-                };
-                buffers.push(bias);
+                let d = baseline::layer_dispatches(&ctx, kind, layer, (&x.0, &y.0), &lbl, buffers)?;
                 Ok((d, BATCH_TILE))
             };
             for (si, part) in parts.iter().enumerate() {
