@@ -15,7 +15,7 @@ fn cpu_kernels(c: &mut Criterion) {
         let mut group = c.benchmark_group(name);
         for backend in cpu_backends(&model).expect("CPU backends") {
             let mut k = 0usize;
-            group.bench_function(BenchmarkId::from_parameter(backend.name()), |b| {
+            group.bench_function(BenchmarkId::from_parameter(backend.id()), |b| {
                 b.iter(|| {
                     k += 1;
                     black_box(backend.run(&inputs[k % inputs.len()]).expect("runs"))

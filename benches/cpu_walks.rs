@@ -7,6 +7,7 @@
 //! Each figure is the fastest of many single calls (µs), three rounds interleaved, so that a
 //! machine shared with other work still shows the kernels' own speed.
 
+use eie::kernel_id::{KernelId, KernelKind};
 use eie::reference::{CpuEngine, CpuWalk};
 use eie::Precision;
 use std::time::Instant;
@@ -50,7 +51,7 @@ fn main() {
         let want = engine
             .clone()
             .with_walk(CpuWalk::Columns)
-            .run(&x, Precision::F32)
+            .run(&x)
             .expect("runs");
         let baselines = eie::backend::cpu_backends(&model).expect("CPU backends");
         let mut t = [f64::MAX; 6];
@@ -60,16 +61,18 @@ fn main() {
                 .enumerate()
             {
                 let e = engine.clone().with_walk(walk);
-                assert!(e.run(&x, Precision::F32).expect("runs") == want, "{walk:?}");
+                assert!(e.run(&x).expect("runs") == want, "{walk:?}");
                 t[k] = t[k].min(fastest(&mut || {
-                    std::hint::black_box(e.run(&x, Precision::F32).expect("runs"));
+                    std::hint::black_box(e.run(&x).expect("runs"));
                 }));
             }
+            let fixed = engine.with_precision(Precision::Fixed16);
             t[3] = t[3].min(fastest(&mut || {
-                std::hint::black_box(engine.run(&x, Precision::Fixed16).expect("runs"));
+                std::hint::black_box(fixed.run(&x).expect("runs"));
             }));
-            for (k, name) in [(4, "cpu-dense/f32"), (5, "cpu-csr/f32")] {
-                let b = baselines.iter().find(|b| b.name() == name).expect(name);
+            for (k, kind) in [(4, KernelKind::Dense), (5, KernelKind::Csr)] {
+                let id = KernelId::cpu(kind, Precision::F32);
+                let b = baselines.iter().find(|b| b.id() == id).expect("a baseline");
                 t[k] = t[k].min(fastest(&mut || {
                     std::hint::black_box(b.run(&x).expect("runs"));
                 }));

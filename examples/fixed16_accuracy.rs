@@ -17,12 +17,12 @@ use eie::classify::LenetAssets;
 use eie::compress::{compress_model, CompressPlan};
 use eie::fixed16::{format_name, Saturations};
 use eie::reference::ErrorStats;
-use eie::{Activation, CpuEngine, DenseOracle, Model};
+use eie::{Activation, CpuEngine, DenseOracle, Model, Precision};
 
 /// The error of the CPU model's fixed16 against `oracle`, and the saturations.
 fn fixed16_error(model: &Model, x: &[f32], oracle: &[f32]) -> (f64, Saturations) {
     let (y, sat) = CpuEngine::new(model.clone())
-        .and_then(|e| e.run_fixed16(x))
+        .and_then(|e| e.with_precision(Precision::Fixed16).run_fixed16(x))
         .expect("the model runs");
     (ErrorStats::compare(&y, oracle).max_rel, sat)
 }

@@ -168,7 +168,7 @@ fn gpu_rows(
         });
         println!(
             "| {} ({}), 100 steps in one submission | {:.1} ({:.1}–{:.1}) |",
-            engine.name(),
+            engine.id(),
             ctx.adapter_info().name,
             med / 100.0,
             lo / 100.0,
@@ -184,7 +184,7 @@ fn gpu_rows(
         });
         println!(
             "| {} ({}), one step per call | {med:.1} ({lo:.1}–{hi:.1}) |",
-            engine.name(),
+            engine.id(),
             ctx.adapter_info().name,
         );
     }
@@ -240,12 +240,12 @@ fn report(name: &str, model: &SequenceModel, xs: &[f32], samples: usize) -> eie:
         let hv = vec![0.5f32; r.hidden()];
         let (a, _, _) = measure(samples, |k| {
             for _ in 0..k {
-                std::hint::black_box(ih.run(x, Precision::F32).expect("valid"));
+                std::hint::black_box(ih.run(x).expect("valid"));
             }
         });
         let (b, _, _) = measure(samples, |k| {
             for _ in 0..k {
-                std::hint::black_box(hh.run(&hv, Precision::F32).expect("valid"));
+                std::hint::black_box(hh.run(&hv).expect("valid"));
             }
         });
         let gx = vec![0.1f32; 4 * r.hidden()];

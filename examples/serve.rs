@@ -148,11 +148,11 @@ where
 async fn serve(engine: Engine, inputs: Arc<Vec<Vec<f32>>>, a: &Args) -> Result<(Outcome, Outcome)> {
     // Warm-up: pipelines, caches, thread pools.
     for x in inputs.iter().take(4) {
-        engine.run(x.clone(), 1).await?;
+        engine.run_async(x.clone(), 1).await?;
     }
     let e = engine.clone();
     let single = load(inputs.clone(), a.clients, a.requests, move |x| {
-        let run = e.run(x, 1);
+        let run = e.run_async(x, 1);
         async move { run.await.map(eie::Outputs::into_vec) }
     })
     .await;
@@ -167,7 +167,7 @@ async fn serve(engine: Engine, inputs: Arc<Vec<Vec<f32>>>, a: &Args) -> Result<(
     let b = batcher.clone();
     let mut batched = load(inputs, a.clients, a.requests, move |x| {
         let b = b.clone();
-        async move { b.run(x).await }
+        async move { b.run_async(x).await }
     })
     .await;
     batcher.shutdown().await;
@@ -274,11 +274,7 @@ fn run(a: &Args) -> Result<()> {
             .build()?;
         let r = rt.block_on(serve(engine.clone(), inputs.clone(), a))?;
         report(
-            &format!(
-                "{} ({} threads)",
-                engine.name(),
-                rayon::current_num_threads()
-            ),
+            &format!("{} ({} threads)", engine.id(), rayon::current_num_threads()),
             &r,
         );
     }
@@ -295,7 +291,7 @@ fn run(a: &Args) -> Result<()> {
         match rt.block_on(builder.build_async()) {
             Ok(engine) => {
                 let r = rt.block_on(serve(engine.clone(), inputs.clone(), a))?;
-                report(&engine.name(), &r);
+                report(&engine.id().to_string(), &r);
             }
             Err(e) if a.backend == "all" => eprintln!("GPU skipped: {e}"),
             Err(e) => return Err(e),

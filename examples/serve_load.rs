@@ -356,7 +356,7 @@ fn run(a: &Args) -> Result<()> {
     let engine = Engine::builder(model).device(Device::Cpu).build()?;
     println!(
         "LeNet-300-100, {} on {}; max batch {}, max delay {} µs; {} s per row, closed loop",
-        engine.name(),
+        engine.id(),
         engine.device(),
         a.max_batch,
         a.max_delay.as_micros(),
@@ -374,7 +374,7 @@ fn run(a: &Args) -> Result<()> {
             inputs.clone(),
             move |_, x| {
                 let b = b.clone();
-                async move { b.run(x).await.expect("in-process answer") }
+                async move { b.run_async(x).await.expect("in-process answer") }
             },
         ));
         client_rt.block_on(batcher.shutdown());

@@ -23,14 +23,12 @@ fn run(out: &Path) -> eie::Result<()> {
         .device(Device::Cpu)
         .build()?;
     let inputs = Inputs::new(&pixels, n, width)?;
-    let y = engine.run_blocking(inputs)?;
+    let y = engine.run(inputs)?;
     write_npy(out, &[n, y.width()], y.as_slice())?;
     let mut ms = (0..9)
         .map(|_| {
             let t = Instant::now();
-            engine
-                .run_blocking(inputs)
-                .map(|_| t.elapsed().as_secs_f64() * 1e3)
+            engine.run(inputs).map(|_| t.elapsed().as_secs_f64() * 1e3)
         })
         .collect::<eie::Result<Vec<f64>>>()?;
     ms.sort_by(f64::total_cmp);
@@ -38,7 +36,7 @@ fn run(out: &Path) -> eie::Result<()> {
         "{}: {n} × {} outputs of {} on {}; {:.4} ms per image (median of 9 runs of all {n})",
         out.display(),
         y.width(),
-        engine.name(),
+        engine.id(),
         engine.device(),
         ms[4] / n as f64
     );

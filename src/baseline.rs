@@ -16,6 +16,7 @@
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::format::{check_batch, Activation, EieLayer, Model};
+use crate::kernel_id::{KernelId, KernelKind};
 use crate::reference::Precision;
 use rayon::prelude::*;
 
@@ -412,8 +413,9 @@ const CSR_TILE: usize = 64;
 /// Implemented by [`DenseLayerF32`] and [`CsrLayerF32`]; [`BaselineBackend`] runs a model of
 /// them.
 pub trait BaselineLayer: Send + Sync + Sized {
-    /// Backend name, e.g. `cpu-dense/f32` ([`Backend::name`] of a [`BaselineBackend`]).
-    const NAME: &'static str;
+    /// Which baseline: [`KernelKind::Dense`] or [`KernelKind::Csr`] (the
+    /// [`Backend::id`] of a [`BaselineBackend`] is this kernel on the CPU in f32).
+    const KIND: KernelKind;
     /// Converts a compressed layer ([`DenseLayerF32::new`], [`CsrLayerF32::new`]).
     fn new(layer: &EieLayer) -> Self;
     /// `y = f(W x + b)` for a batch `x` ([`DenseLayerF32::forward`], [`CsrLayerF32::forward`]).
@@ -421,7 +423,7 @@ pub trait BaselineLayer: Send + Sync + Sized {
 }
 
 impl BaselineLayer for DenseLayerF32 {
-    const NAME: &'static str = "cpu-dense/f32";
+    const KIND: KernelKind = KernelKind::Dense;
     fn new(layer: &EieLayer) -> Self {
         DenseLayerF32::new(layer)
     }
@@ -431,7 +433,7 @@ impl BaselineLayer for DenseLayerF32 {
 }
 
 impl BaselineLayer for CsrLayerF32 {
-    const NAME: &'static str = "cpu-csr/f32";
+    const KIND: KernelKind = KernelKind::Csr;
     fn new(layer: &EieLayer) -> Self {
         CsrLayerF32::new(layer)
     }
@@ -459,11 +461,8 @@ impl<L: BaselineLayer> BaselineBackend<L> {
 }
 
 impl<L: BaselineLayer> Backend for BaselineBackend<L> {
-    fn name(&self) -> String {
-        L::NAME.into()
-    }
-    fn precision(&self) -> Precision {
-        Precision::F32
+    fn id(&self) -> KernelId {
+        KernelId::cpu(L::KIND, Precision::F32)
     }
     fn run(&self, input: &[f32]) -> Result<Vec<f32>> {
         check_batch(self.input_size, input)?;

@@ -4,7 +4,7 @@
 //! submission, or one parallel CPU call), and answers each caller.
 //!
 //! * **Backpressure**: at most [`BatchConfig::queue_capacity`] requests wait at once.
-//!   [`Batcher::run`] waits for a free slot; [`Batcher::try_run`] fails at once with
+//!   [`Batcher::run_async`] waits for a free slot; [`Batcher::try_run`] fails at once with
 //!   [`Error::QueueFull`].
 //! * **Cancellation-safe**: a caller that drops its future loses its own answer only; a request
 //!   whose caller is gone before its batch starts is not computed.
@@ -13,7 +13,7 @@
 //! * Runtime-independent: the futures only wait on tokio's sync primitives, which work on any
 //!   executor; the engine runs on the worker thread.
 //!
-//! Start with [`Batcher::new`] over an [`Engine`] and a [`BatchConfig`], then [`Batcher::run`];
+//! Start with [`Batcher::new`] over an [`Engine`] and a [`BatchConfig`], then [`Batcher::run_async`];
 //! the [crate-level guide](crate#batch-and-serve) has an example and `examples/serve.rs` drives one
 //! with 64 concurrent clients.
 
@@ -104,7 +104,7 @@ pub struct Batcher {
 impl Batcher {
     /// Starts the worker thread for `engine`.
     ///
-    /// [`Batcher::run`] then submits inputs; the [guide](crate#batch-and-serve) has an example.
+    /// [`Batcher::run_async`] then submits inputs; the [guide](crate#batch-and-serve) has an example.
     pub fn new(engine: Engine, config: BatchConfig) -> Result<Batcher> {
         Self::observed(engine, config, |_| {})
     }
@@ -161,24 +161,28 @@ impl Batcher {
 
     /// Runs one input (`input_size` values in any owned buffer: `Vec<f32>`, `Arc<[f32]>`,
     /// ...; it is not copied until its batch is gathered) in the next batch, waiting for a
-    /// queue slot when the queue is full. Fails with [`Error::ShutDown`] after
+    /// queue slot when the queue is full: an owned `'static` future (it holds a clone of the
+    /// batcher), as [`Engine::run_async`] is. Fails with [`Error::ShutDown`] after
     /// [`shutdown`](Self::shutdown).
-    pub async fn run<T>(&self, input: T) -> Result<Vec<f32>>
+    pub fn run_async<T>(&self, input: T) -> impl Future<Output = Result<Vec<f32>>> + Send + 'static
     where
         T: AsRef<[f32]> + Send + Sync + 'static,
     {
-        self.check(input.as_ref())?;
-        let slot = self
-            .shared
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| shut_down())?;
-        self.enqueue(Box::new(input), slot)?.await
+        let batcher = self.clone();
+        async move {
+            batcher.check(input.as_ref())?;
+            let slot = batcher
+                .shared
+                .slots
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| shut_down())?;
+            batcher.enqueue(Box::new(input), slot)?.await
+        }
     }
 
-    /// Like [`run`](Self::run) but never waits for a slot: [`Error::QueueFull`] at once when
+    /// Like [`run_async`](Self::run_async) but never waits for a slot: [`Error::QueueFull`] at once when
     /// `queue_capacity` requests are already waiting. On success, the returned future yields
     /// the answer.
     pub fn try_run<T>(
@@ -361,7 +365,7 @@ fn worker(
             x.extend_from_slice(r.input.as_ref().as_ref());
         }
         let started = Instant::now();
-        let result = Inputs::new(&x, batch.len(), n_in).and_then(|i| engine.run_blocking(i));
+        let result = Inputs::new(&x, batch.len(), n_in).and_then(|i| engine.run(i));
         observer(&BatchRun {
             size: batch.len(),
             elapsed: started.elapsed(),

@@ -9,7 +9,7 @@
 //! * **Shaped, borrowed inputs**: [`Inputs`] is a borrowed batch of `batch` rows of
 //!   `width` values; [`Outputs`] carries its shape ([`Outputs::rows`]) and a [`NumericReport`]
 //!   (fixed16 saturations on every backend, non-finite outputs).
-//! * **Blocking or async**: [`Engine::run_blocking`] on plain threads; [`Engine::run`]
+//! * **Blocking or async**: [`Engine::run`] on plain threads; [`Engine::run_async`]
 //!   (`async` feature) is an owned `'static` future over any owned buffer (`Vec<f32>`,
 //!   `Arc<[f32]>`, ...) that works on any async runtime and in `tokio::spawn`.
 //!
@@ -22,6 +22,7 @@ use crate::error::Error;
 use crate::error::{check_finite, Result};
 use crate::fixed16;
 use crate::format::Model;
+use crate::kernel_id::{KernelId, KernelKind};
 use crate::reference::{CpuEngine, Precision};
 
 #[cfg(feature = "gpu")]
@@ -270,7 +271,7 @@ fn cpu_kind(
     fallback: Option<String>,
 ) -> Result<(Kind, EngineDevice)> {
     Ok((
-        Kind::Cpu(CpuEngine::new(model)?, precision),
+        Kind::Cpu(CpuEngine::new(model)?.with_precision(precision)),
         cpu_device(fallback),
     ))
 }
@@ -306,7 +307,7 @@ fn cpu_device(fallback: Option<String>) -> EngineDevice {
 
 /// A borrowed batch of input vectors: `batch` rows of `width` values, row after row.
 ///
-/// Made by [`Inputs::new`], or from a plain slice ([`Inputs::one`]); [`Engine::run_blocking`]
+/// Made by [`Inputs::new`], or from a plain slice ([`Inputs::one`]); [`Engine::run`]
 /// takes it. The [guide](crate#run) runs a batch of eight.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Inputs<'a> {
@@ -335,7 +336,7 @@ impl<'a> Inputs<'a> {
 
     /// One input vector.
     ///
-    /// What `From<&[f32]>` gives, so [`Engine::run_blocking`] takes a plain slice.
+    /// What `From<&[f32]>` gives, so [`Engine::run`] takes a plain slice.
     pub fn one(data: &'a [f32]) -> Self {
         Inputs {
             data,
@@ -524,8 +525,9 @@ impl Outputs {
 
 /// A model ready to run on one backend in one precision.
 ///
-/// Built by [`Engine::builder`] and run by [`Engine::run_blocking`] (or, with the `async`
-/// feature, `Engine::run`); the [crate-level guide](crate) walks through both.
+/// Built by [`Engine::builder`] and run by [`Engine::run`] (or, with the `async`
+/// feature, `Engine::run_async`); the [crate-level guide](crate) walks through both. It is a
+/// [`Backend`](crate::backend::Backend) too.
 #[derive(Clone)]
 pub struct Engine {
     kind: Kind,
@@ -539,7 +541,7 @@ pub struct Engine {
 
 #[derive(Clone)]
 enum Kind {
-    Cpu(CpuEngine, Precision),
+    Cpu(CpuEngine),
     #[cfg(feature = "gpu")]
     Gpu(GpuEngine),
 }
@@ -548,7 +550,7 @@ impl Kind {
     /// Input and output size.
     fn sizes(&self) -> (usize, usize) {
         match self {
-            Kind::Cpu(e, _) => (e.model().input_size(), e.model().output_size()),
+            Kind::Cpu(e) => (e.model().input_size(), e.model().output_size()),
             #[cfg(feature = "gpu")]
             Kind::Gpu(g) => (g.input_size(), g.output_size()),
         }
@@ -570,7 +572,7 @@ fn input_frac(model: &Model, precision: Precision) -> Option<u32> {
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
-            .field("name", &self.name())
+            .field("kernel", &self.id().to_string())
             .field("device", &self.device)
             .field("input_size", &self.input_size)
             .field("output_size", &self.output_size)
@@ -596,14 +598,15 @@ impl Engine {
         &self.device
     }
 
-    /// A short name for reports: `cpu-eie/f32`, `gpu-eie/fixed16`, ...
+    /// Which kernel variant runs; its `Display` is the name reports use: `cpu-eie/f32`,
+    /// `gpu-eie/fixed16`, ...
     ///
     /// The [guide](crate#build-an-engine) prints it beside [`Engine::device`].
-    pub fn name(&self) -> String {
+    pub fn id(&self) -> KernelId {
         match &self.kind {
-            Kind::Cpu(_, p) => format!("cpu-eie/{}", p.name()),
+            Kind::Cpu(e) => KernelId::cpu(KernelKind::Eie, e.precision()),
             #[cfg(feature = "gpu")]
-            Kind::Gpu(g) => g.name(),
+            Kind::Gpu(g) => g.id(),
         }
     }
 
@@ -611,11 +614,7 @@ impl Engine {
     ///
     /// Set by [`EngineBuilder::precision`].
     pub fn precision(&self) -> Precision {
-        match &self.kind {
-            Kind::Cpu(_, p) => *p,
-            #[cfg(feature = "gpu")]
-            Kind::Gpu(g) => g.precision(),
-        }
+        self.id().precision
     }
 
     /// Values per input vector.
@@ -647,17 +646,17 @@ impl Engine {
 
     /// Runs `input` (a borrowed [`Inputs`]; a plain `&[f32]` is one input vector) and returns
     /// its outputs, blocking the calling thread. Do not call it on an async runtime's worker
-    /// threads: use [`run`](Self::run) there. On the web a GPU engine cannot block: there it
-    /// is [`crate::Error::InvalidArgument`], use [`run`](Self::run).
-    pub fn run_blocking<'a>(&self, input: impl Into<Inputs<'a>>) -> Result<Outputs> {
+    /// threads: use [`run_async`](Self::run_async) there. On the web a GPU engine cannot
+    /// block: there it is [`crate::Error::InvalidArgument`], use [`run_async`](Self::run_async).
+    pub fn run<'a>(&self, input: impl Into<Inputs<'a>>) -> Result<Outputs> {
         let input = input.into();
         self.check(&input)?;
         let (data, saturations) = match &self.kind {
-            Kind::Cpu(e, Precision::Fixed16) => {
+            Kind::Cpu(e) if e.precision() == Precision::Fixed16 => {
                 let (y, s) = e.run_fixed16(input.as_slice())?;
                 (y, Some(s))
             }
-            Kind::Cpu(e, p) => (e.run(input.as_slice(), *p)?, None),
+            Kind::Cpu(e) => (e.run(input.as_slice())?, None),
             #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
             Kind::Gpu(g) if g.precision() == Precision::Fixed16 => {
                 let (y, s) = g.run_fixed16(input.as_slice())?;
@@ -668,7 +667,7 @@ impl Engine {
             #[cfg(all(feature = "gpu", target_arch = "wasm32"))]
             Kind::Gpu(_) => {
                 return Err(crate::Error::InvalidArgument(
-                    "a GPU engine cannot run blocking on the web: use `Engine::run`".into(),
+                    "a GPU engine cannot run blocking on the web: use `Engine::run_async`".into(),
                 ))
             }
         };
@@ -713,9 +712,9 @@ impl Engine {
     /// executor. The CPU engine works on its thread pool, the GPU engine on its context's own
     /// thread; the future only waits. Shape and NaN errors are reported when it is awaited.
     ///
-    /// The [guide](crate#run) describes it; [`Engine::run_blocking`] is the blocking form.
+    /// The [guide](crate#run) describes it; [`Engine::run`] is the blocking form.
     #[cfg(feature = "async")]
-    pub fn run<T>(
+    pub fn run_async<T>(
         &self,
         input: T,
         batch: usize,
@@ -732,7 +731,7 @@ impl Engine {
                 // The web has one thread (rayon runs its pool on the caller there, and a job
                 // spawned onto it would never run): the CPU engine runs in the future itself.
                 #[cfg(target_arch = "wasm32")]
-                Kind::Cpu(..) => engine.run_blocking(shaped),
+                Kind::Cpu(..) => engine.run(shaped),
                 #[cfg(not(target_arch = "wasm32"))]
                 Kind::Cpu(..) => {
                     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -740,23 +739,35 @@ impl Engine {
                     rayon::spawn(move || {
                         let x = input.as_ref();
                         let shaped = Inputs::new(x, batch, x.len() / batch);
-                        let _ = tx.send(shaped.and_then(|i| e.run_blocking(i)));
+                        let _ = tx.send(shaped.and_then(|i| e.run(i)));
                     });
                     rx.await
                         .map_err(|_| Error::ShutDown("the CPU worker stopped".into()))?
                 }
                 #[cfg(feature = "gpu")]
                 Kind::Gpu(g) if g.precision() == Precision::Fixed16 => {
-                    let (data, s) = g.run_fixed16_async(shaped.as_slice()).await?;
+                    let (data, s) = g.run_fixed16_ref(shaped.as_slice()).await?;
                     engine.finish(shaped, data, Some(s))
                 }
                 #[cfg(feature = "gpu")]
                 Kind::Gpu(g) => {
-                    let data = g.run_async(shaped.as_slice()).await?;
+                    let data = g.run_ref(shaped.as_slice()).await?;
                     engine.finish(shaped, data, None)
                 }
             }
         }
+    }
+}
+
+impl crate::backend::Backend for Engine {
+    fn id(&self) -> KernelId {
+        Engine::id(self)
+    }
+    /// [`Engine::run`] on `input` as one batch of rows of [`Engine::input_size`] values,
+    /// without its report.
+    fn run(&self, input: &[f32]) -> Result<Vec<f32>> {
+        let batch = input.len() / self.input_size.max(1);
+        Ok(Engine::run(self, Inputs::new(input, batch, self.input_size)?)?.into_vec())
     }
 }
 
@@ -780,9 +791,9 @@ impl From<GpuEngine> for Engine {
 }
 
 impl From<CpuEngine> for Engine {
-    /// The CPU engine in f32.
+    /// The CPU engine, in its precision.
     fn from(e: CpuEngine) -> Engine {
-        let kind = Kind::Cpu(e, Precision::F32);
+        let kind = Kind::Cpu(e);
         let (input_size, output_size) = kind.sizes();
         Engine {
             kind,

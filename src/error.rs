@@ -10,7 +10,7 @@ use std::path::PathBuf;
 /// Returned through [`Result`] by every fallible function of the crate, from
 /// [`Model::load`](crate::Model::load) (a hostile file is [`Error::CorruptModel`] or
 /// [`Error::LimitExceeded`], never a panic) to
-/// [`Engine::run_blocking`](crate::Engine::run_blocking).
+/// [`Engine::run`](crate::Engine::run).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read or written.
@@ -190,7 +190,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// Returns an error naming the first non-finite element of `values`.
 ///
-/// That error is [`Error::NonFinite`]; [`Engine::run_blocking`](crate::Engine::run_blocking)
+/// That error is [`Error::NonFinite`]; [`Engine::run`](crate::Engine::run)
 /// applies this check to its inputs.
 pub fn check_finite(what: &str, values: &[f32]) -> Result<()> {
     match values.iter().position(|v| !v.is_finite()) {

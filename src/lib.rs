@@ -40,7 +40,7 @@
 //!     .precision(Precision::F32)
 //!     .device(Device::Auto)
 //!     .build()?;
-//! println!("{} on {}", engine.name(), engine.device());
+//! println!("{} on {}", engine.id(), engine.device()); // e.g. `cpu-eie/f32 on CPU (8 threads)`
 //! # Ok(())
 //! # }
 //! ```
@@ -60,7 +60,7 @@
 //! use eie::classify::read_images;
 //! use eie::Inputs;
 //! let (n, width, pixels) = read_images(&dir.join("test-images.npy"))?; // uint8 → 0..=1
-//! let out = engine.run_blocking(Inputs::new(&pixels[..8 * width], 8, width)?)?;
+//! let out = engine.run(Inputs::new(&pixels[..8 * width], 8, width)?)?;
 //! assert_eq!((out.batch(), out.width()), (8, 10));
 //! let digits = out.argmax();
 //! assert!(out.report().is_clean());
@@ -69,8 +69,11 @@
 //! # }
 //! ```
 //!
-//! [`Engine::run`] (feature `async`, on by default) is the same as an owned `'static` future over
-//! any owned buffer (`Vec<f32>`, `Arc<[f32]>`: no copy), for `tokio::spawn` or any executor.
+//! [`Engine::run`] blocks the calling thread; [`Engine::run_async`] (feature `async`, on by
+//! default) is the same run as an owned `'static` future over any owned buffer (`Vec<f32>`,
+//! `Arc<[f32]>`: no copy), for `tokio::spawn` or any executor. Every runner in the crate means
+//! the same by these two names (`CpuEngine::run`, `gpu::GpuEngine::run` and `run_async`,
+//! [`batching::Batcher::run_async`], ...).
 //!
 //! ## Batch and serve
 //!
@@ -88,7 +91,7 @@
 //! let rt = tokio::runtime::Runtime::new().unwrap();
 //! rt.block_on(async {
 //!     let batcher = Batcher::new(engine, BatchConfig::default())?;
-//!     let y = batcher.run(vec![0.5f32; 784]).await?;
+//!     let y = batcher.run_async(vec![0.5f32; 784]).await?;
 //!     assert_eq!(y.len(), 10);
 //!     batcher.shutdown().await;
 //!     Ok(())
@@ -104,14 +107,16 @@
 //! ## Lower levels
 //!
 //! [`CpuEngine`] and `gpu::GpuEngine` (feature `gpu`) are the engines behind [`Engine`], with
-//! per-call precision, timing and pipelining; [`compress`] prunes, shares weights and searches
+//! forced walks, timing and pipelining; [`compress`] prunes, shares weights and searches
 //! per-layer settings against an accuracy budget; [`import`] reads `.npy` and `.safetensors`;
 //! [`recurrent`] runs LSTM and GRU layers (PyTorch's names, gate matrices stored as EIE
 //! layers) over sequences, beside fully-connected ones, in a [`SequenceModel`] on the CPU
 //! (whole sequences or step by step) and on the GPU (`gpu::GpuSequenceEngine`); [`sim`] is a cycle-level model of the EIE ASIC; [`schedule`] plans GPU dispatches (and models
 //! their time) without a GPU; [`verify`] cross-checks every backend against a dense oracle.
 //! The rest: [`format`](mod@format) is the storage format and the model file, [`fixed16`] the
-//! 16-bit arithmetic, [`backend`] the common interface [`verify`] compares, [`baseline`] the
+//! 16-bit arithmetic, [`backend`] the one trait every runner implements (what [`verify`]
+//! compares and the benchmarks time), [`kernel_id`] the names of every kernel variant
+//! ([`kernel_id::KernelId`]: `cpu-eie/f32`, `gpu-eie-rows/f32`, ...), [`baseline`] the
 //! dense and CSR baselines, [`paper`] the paper's layers, [`classify`] the MNIST assets and
 //! accuracy. Every module's page names its main items and where to start.
 //!
@@ -155,6 +160,7 @@ pub mod format;
 #[cfg(feature = "gpu")]
 pub mod gpu;
 pub mod import;
+pub mod kernel_id;
 pub mod paper;
 pub mod precision;
 pub mod recurrent;

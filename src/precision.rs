@@ -6,18 +6,19 @@
 //! ([`Precision::bytes`], as the GPU stores activations and the cost model counts them).
 //! fixed16's formats are [`crate::fixed16`]'s; `docs/FIXED16.md` defines them.
 //!
-//! Where the precision is chosen:
-//!
-//! * **at build**: [`Engine::builder`](crate::Engine::builder)
-//!   ([`EngineBuilder::precision`](crate::EngineBuilder::precision)), the CPU
-//!   [`Backend`](crate::backend::Backend)s ([`CpuBackend::new`](crate::backend::CpuBackend::new)),
-//!   the recurrent engine ([`SequenceEngine::new`](crate::recurrent::SequenceEngine::new)), the
-//!   GPU engines (`gpu::EngineOptions::precision`, `gpu::SequenceOptions::precision`) and the
-//!   server's models (`serve::ServeConfig::precision`);
-//! * **per call**: the CPU engine ([`CpuEngine::run`](crate::CpuEngine::run), one compressed
-//!   model for every precision) and the simulator
-//!   ([`Simulator::run`](crate::sim::Simulator::run),
-//!   [`simulate_sequence`](crate::sim::sequence::simulate_sequence)).
+//! The precision is chosen once, when a runner is built, on every one of them:
+//! [`Engine::builder`](crate::Engine::builder)
+//! ([`EngineBuilder::precision`](crate::EngineBuilder::precision)), the CPU engine
+//! ([`CpuEngine::with_precision`](crate::CpuEngine::with_precision): one compressed model
+//! shared by an engine per precision, f32 unless told otherwise), the CPU
+//! [`Backend`](crate::backend::Backend)s ([`CpuBackend::new`](crate::backend::CpuBackend::new)),
+//! the recurrent engine ([`SequenceEngine::new`](crate::recurrent::SequenceEngine::new)), the
+//! GPU engines (`gpu::EngineOptions::precision`, `gpu::SequenceOptions::precision`), the
+//! simulator ([`Simulator::new`](crate::sim::Simulator::new)) and the server's models
+//! (`serve::ServeConfig::precision`). A runner's `run` then runs in it, and its
+//! [`KernelId`](crate::kernel_id::KernelId) carries it. The one-call functions
+//! ([`simulate_model`](crate::sim::simulate_model),
+//! [`simulate_sequence`](crate::sim::sequence::simulate_sequence)) build and run in one.
 //!
 //! The simulator models EIE's datapath in f32 and fixed16 only; the GPU runs models with
 //! recurrent layers in f32 and fixed16 only (f16 ones on the CPU engine).
@@ -26,10 +27,23 @@
 
 /// Arithmetic of a run.
 ///
-/// Chosen with [`EngineBuilder::precision`](crate::EngineBuilder::precision) (see the
-/// [guide](crate#build-an-engine)) or per call with [`CpuEngine::run`](crate::CpuEngine::run)
-/// (see the [module documentation](self) for every engine); `docs/FIXED16.md` defines fixed16.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+/// Chosen when a runner is built: [`EngineBuilder::precision`](crate::EngineBuilder::precision)
+/// (see the [guide](crate#build-an-engine)),
+/// [`CpuEngine::with_precision`](crate::CpuEngine::with_precision) (see the
+/// [module documentation](self) for every runner); `docs/FIXED16.md` defines fixed16.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// 32-bit float codebook, activations and accumulators.

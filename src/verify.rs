@@ -9,6 +9,7 @@ use crate::backend::Backend;
 use crate::error::Result;
 use crate::fixed16::Saturations;
 use crate::format::Model;
+use crate::kernel_id::{KernelId, KernelKind};
 use crate::reference::{DenseOracle, ErrorStats, Precision};
 use std::time::Instant;
 
@@ -31,8 +32,8 @@ pub fn tolerance(precision: Precision) -> f64 {
 /// Returned by [`verify`]; held to [`tolerance`].
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct BackendReport {
-    /// The backend's name.
-    pub backend: String,
+    /// Which backend (its `Display` is the name reports print).
+    pub backend: KernelId,
     /// Its arithmetic.
     pub precision: Precision,
     /// Error against the dense oracle (absent if the backend failed).
@@ -69,6 +70,7 @@ pub fn verify(
     let saturations = if backends.iter().any(|b| b.precision() == Precision::Fixed16) {
         Some(
             crate::CpuEngine::as_stored(model.clone())
+                .with_precision(Precision::Fixed16)
                 .run_fixed16(input)?
                 .1,
         )
@@ -85,7 +87,7 @@ pub fn verify(
             Ok(out) if out.len() == oracle.len() => {
                 let error = ErrorStats::compare(&out, &oracle);
                 BackendReport {
-                    backend: b.name(),
+                    backend: b.id(),
                     precision: b.precision(),
                     passed: error.max_rel <= tolerance,
                     error: Some(error),
@@ -96,7 +98,7 @@ pub fn verify(
                 }
             }
             Ok(out) => BackendReport {
-                backend: b.name(),
+                backend: b.id(),
                 precision: b.precision(),
                 error: None,
                 tolerance,
@@ -110,7 +112,7 @@ pub fn verify(
                 saturations: None,
             },
             Err(e) => BackendReport {
-                backend: b.name(),
+                backend: b.id(),
                 precision: b.precision(),
                 error: None,
                 tolerance,
@@ -137,8 +139,8 @@ pub fn verify(
 /// Returned by [`verify_sequence`].
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct SequenceReport {
-    /// The engine's name, e.g. `cpu-eie/fixed16`.
-    pub backend: String,
+    /// Which engine (its `Display` is the name, e.g. `cpu-eie/fixed16`).
+    pub backend: KernelId,
     /// Its arithmetic.
     pub precision: Precision,
     /// Error of every step's output against the oracle (absent if the engine failed).
@@ -172,12 +174,7 @@ pub fn verify_sequence(
                 let mut state = e.zero_state();
                 e.run(input, steps, &mut state).map(|y| (y, state))
             });
-            sequence_report(
-                format!("cpu-eie/{}", precision.name()),
-                precision,
-                run,
-                &oracle,
-            )
+            sequence_report(KernelId::cpu(KernelKind::Eie, precision), run, &oracle)
         })
         .collect())
 }
@@ -206,23 +203,18 @@ pub fn verify_sequence_gpu(
                 let mut state = e.zero_state();
                 e.run(input, steps, &mut state).map(|y| (y, state))
             });
-            sequence_report(
-                format!("gpu-eie/{}", precision.name()),
-                precision,
-                run,
-                &oracle,
-            )
+            sequence_report(KernelId::gpu(KernelKind::Eie, precision), run, &oracle)
         })
         .collect())
 }
 
 /// The report of one sequence run against the oracle's outputs and final state.
 fn sequence_report(
-    backend: String,
-    precision: Precision,
+    id: KernelId,
     run: Result<(Vec<f32>, crate::recurrent::SequenceState)>,
     (oracle, oracle_state): &(Vec<f32>, Vec<f32>),
 ) -> SequenceReport {
+    let (backend, precision) = (id, id.precision);
     let tolerance = tolerance(precision);
     match run {
         Ok((y, state)) => {

@@ -52,9 +52,9 @@ fn balanced_pruning_gives_every_pe_the_same_work() {
     };
     let run = |l: eie::EieLayer| {
         let m = Model::new(vec![l]).unwrap();
-        Simulator::new(&m, &sim)
+        Simulator::new(&m, &sim, Precision::F32)
             .unwrap()
-            .run(&x, Precision::F32)
+            .run(&x)
             .unwrap()
     };
     let (rp, rb) = (run(plain), run(balanced));

@@ -49,7 +49,7 @@ fn engine_is_shared_and_runs_as_an_owned_future() {
             .build_async()
             .await
             .unwrap();
-        assert_eq!(engine.name(), "cpu-eie/f32");
+        assert_eq!(engine.id().to_string(), "cpu-eie/f32");
         assert_eq!((engine.input_size(), engine.output_size()), (30, 10));
         let tasks: Vec<_> = (0..16u64)
             .map(|i| {
@@ -58,33 +58,31 @@ fn engine_is_shared_and_runs_as_an_owned_future() {
                 // The future owns everything it needs (here a shared buffer, not copied): no
                 // borrow of `engine`.
                 let shared: Arc<[f32]> = x.clone().into();
-                let fut = engine.run(shared, batch);
+                let fut = engine.run_async(shared, batch);
                 (x, batch, tokio::spawn(fut))
             })
             .collect();
         for (x, batch, t) in tasks {
             let y = t.await.unwrap().unwrap();
             assert_eq!((y.batch(), y.width(), y.rows().count()), (batch, 10, batch));
-            let want = engine
-                .run_blocking(Inputs::new(&x, batch, 30).unwrap())
-                .unwrap();
+            let want = engine.run(Inputs::new(&x, batch, 30).unwrap()).unwrap();
             assert_eq!(y, want);
             // Row by row, alone: the same answers.
             for (r, xr) in y.rows().zip(x.chunks(30)) {
-                assert_eq!(r, engine.run_blocking(xr).unwrap().as_slice());
+                assert_eq!(r, engine.run(xr).unwrap().as_slice());
             }
         }
         // Input errors come back from the future.
         assert!(matches!(
-            engine.run(vec![1.0; 29], 1).await,
+            engine.run_async(vec![1.0; 29], 1).await,
             Err(Error::Shape(_))
         ));
         assert!(matches!(
-            engine.run(vec![1.0; 60], 0).await,
+            engine.run_async(vec![1.0; 60], 0).await,
             Err(Error::Shape(_))
         ));
         assert!(matches!(
-            engine.run(vec![f32::NAN; 30], 1).await,
+            engine.run_async(vec![f32::NAN; 30], 1).await,
             Err(Error::NonFinite { .. })
         ));
     });
@@ -97,8 +95,8 @@ fn engine_is_shared_and_runs_as_an_owned_future() {
             .build()
             .unwrap()
     };
-    let f32_out = cpu(Precision::F32).run_blocking(&x).unwrap().into_vec();
-    let f16_out = cpu(Precision::F16).run_blocking(&x).unwrap().into_vec();
+    let f32_out = cpu(Precision::F32).run(&x).unwrap().into_vec();
+    let f16_out = cpu(Precision::F16).run(&x).unwrap().into_vec();
     let scale = f32_out.iter().fold(0f32, |a, v| a.max(v.abs()));
     let err = f16_out
         .iter()
@@ -129,7 +127,7 @@ fn batched_answers_equal_single_runs() {
                 let b = batcher.clone();
                 let x = eie::synth::activations(50, 0.5, 100 + i);
                 tokio::spawn(async move {
-                    let y = b.run(x.clone()).await.unwrap();
+                    let y = b.run_async(x.clone()).await.unwrap();
                     (x, y)
                 })
             })
@@ -137,7 +135,7 @@ fn batched_answers_equal_single_runs() {
         for t in tasks {
             let (x, y) = t.await.unwrap();
             // fixed16 is bit-exact whatever the batch it ran in.
-            assert_eq!(y, engine.run_blocking(&x).unwrap().into_vec());
+            assert_eq!(y, engine.run(&x).unwrap().into_vec());
         }
         batcher.shutdown().await;
     });
@@ -170,10 +168,10 @@ fn backpressure_cancellation_and_shutdown() {
         ));
         // A caller that gives up loses only its own answer.
         drop(b);
-        let want = engine.run_blocking(&x).unwrap().into_vec();
+        let want = engine.run(&x).unwrap().into_vec();
         assert_eq!(a.await.unwrap(), want);
         // Its slot came back: a waiting `run` gets through.
-        assert_eq!(batcher.run(x.clone()).await.unwrap(), want);
+        assert_eq!(batcher.run_async(x.clone()).await.unwrap(), want);
 
         // Shutdown answers every accepted request, then refuses new ones.
         let pending: Vec<_> = (0..2)
@@ -187,7 +185,7 @@ fn backpressure_cancellation_and_shutdown() {
         let s = batcher.stats();
         assert_eq!((s.requests, s.abandoned), (4, 1), "{s:?}");
         assert!(matches!(
-            batcher.run(x.clone()).await,
+            batcher.run_async(x.clone()).await,
             Err(Error::ShutDown(_))
         ));
         assert!(matches!(
@@ -208,11 +206,11 @@ fn backpressure_cancellation_and_shutdown() {
         ));
         let live = Batcher::new(engine.clone(), BatchConfig::default()).unwrap();
         assert!(matches!(
-            live.run(vec![0.0; 40]).await,
+            live.run_async(vec![0.0; 40]).await,
             Err(Error::Shape(_))
         ));
         assert!(matches!(
-            live.run(vec![f32::INFINITY; 20]).await,
+            live.run_async(vec![f32::INFINITY; 20]).await,
             Err(Error::NonFinite { .. })
         ));
         live.shutdown().await;
@@ -237,7 +235,7 @@ fn builder_auto_device_shapes_and_numeric_reports() {
 
     // Shapes: rows of the model's input size, at least one.
     let x = eie::synth::activations(16 * 3, 0.5, 9);
-    let y = cpu.run_blocking(Inputs::new(&x, 3, 16).unwrap()).unwrap();
+    let y = cpu.run(Inputs::new(&x, 3, 16).unwrap()).unwrap();
     assert_eq!((y.batch(), y.width(), y.as_slice().len()), (3, 10, 30));
     assert_eq!(y.row(2).unwrap(), &y.as_slice()[20..30]);
     assert!(y.row(3).is_none());
@@ -248,11 +246,11 @@ fn builder_auto_device_shapes_and_numeric_reports() {
         assert!(e.contains("rows") || e.contains("empty"), "{e}");
     }
     let e = cpu
-        .run_blocking(Inputs::new(&x, 2, 24).unwrap())
+        .run(Inputs::new(&x, 2, 24).unwrap())
         .unwrap_err()
         .to_string();
     assert!(e.contains("24 values") && e.contains("takes 16"), "{e}");
-    let e = cpu.run_blocking(&x[..0]).unwrap_err().to_string();
+    let e = cpu.run(&x[..0]).unwrap_err().to_string();
     assert!(e.contains("16"), "{e}");
 
     // fixed16: unscaled inputs are clipped, and the report says so (the CPU engine also
@@ -263,9 +261,7 @@ fn builder_auto_device_shapes_and_numeric_reports() {
         .build()
         .unwrap();
     let big: Vec<f32> = x.iter().map(|v| v * 1e6).collect();
-    let r = fixed
-        .run_blocking(Inputs::new(&big, 3, 16).unwrap())
-        .unwrap();
+    let r = fixed.run(Inputs::new(&big, 3, 16).unwrap()).unwrap();
     assert!(r.report().inputs_clipped > 0, "{:?}", r.report());
     assert!(r.report().saturations.is_some());
     assert!(!r.report().is_clean());
@@ -282,14 +278,14 @@ fn builder_auto_device_shapes_and_numeric_reports() {
             .unwrap()
     };
     let r = f16(NonFinite::Report)
-        .run_blocking(Inputs::new(&huge, 3, 16).unwrap())
+        .run(Inputs::new(&huge, 3, 16).unwrap())
         .unwrap();
     assert!(r.report().non_finite > 0, "{:?}", r.report());
     assert_eq!(
         r.report().non_finite,
         r.as_slice().iter().filter(|v| !v.is_finite()).count()
     );
-    let e = f16(NonFinite::Error).run_blocking(Inputs::new(&huge, 3, 16).unwrap());
+    let e = f16(NonFinite::Error).run(Inputs::new(&huge, 3, 16).unwrap());
     assert!(
         matches!(e, Err(Error::NonFinite { ref what, .. }) if what == "output"),
         "{e:?}"
@@ -318,15 +314,8 @@ fn ndarray_views_in_and_arrays_out() {
         .unwrap();
     let x = eie::synth::activations(16 * 3, 0.5, 11);
     let a = ndarray::Array2::from_shape_vec((3, 16), x.clone()).unwrap();
-    let y = engine
-        .run_blocking(Inputs::try_from(a.view()).unwrap())
-        .unwrap();
-    assert_eq!(
-        y,
-        engine
-            .run_blocking(Inputs::new(&x, 3, 16).unwrap())
-            .unwrap()
-    );
+    let y = engine.run(Inputs::try_from(a.view()).unwrap()).unwrap();
+    assert_eq!(y, engine.run(Inputs::new(&x, 3, 16).unwrap()).unwrap());
     let out = y.to_array();
     assert_eq!(out.dim(), (3, 10));
     for (i, row) in y.rows().enumerate() {

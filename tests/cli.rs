@@ -101,7 +101,8 @@ fn compress_info_run_verify() {
     let x = eie::import::read_npy(&f.input).unwrap().data;
     let expect = eie::CpuEngine::new(model)
         .unwrap()
-        .run(&x, eie::Precision::F32)
+        .with_precision(eie::Precision::F32)
+        .run(&x)
         .unwrap();
     assert_eq!(y.data, expect);
     ok(&[
@@ -151,8 +152,14 @@ fn run_f16_on_the_cpu_is_the_cpu_engine_in_f16() {
     let model = eie::Model::load(&f.model).unwrap();
     let x = eie::import::read_npy(&f.input).unwrap().data;
     let engine = eie::CpuEngine::new(model).unwrap();
-    assert_eq!(y.data, engine.run(&x, eie::Precision::F16).unwrap());
-    assert_ne!(y.data, engine.run(&x, eie::Precision::F32).unwrap());
+    assert_eq!(
+        y.data,
+        engine.with_precision(eie::Precision::F16).run(&x).unwrap()
+    );
+    assert_ne!(
+        y.data,
+        engine.with_precision(eie::Precision::F32).run(&x).unwrap()
+    );
     ok(&run(&["--f16", "--backend", "cpu"]));
     assert_eq!(eie::import::read_npy(&out).unwrap().data, y.data);
     // --pes stays the GPU's; --f16 and --fixed16 exclude each other.
@@ -310,7 +317,8 @@ fn gpu_devices_run_and_verify() {
     assert_eq!(y.shape, [3, 48]);
     let expect = eie::CpuEngine::new(model)
         .unwrap()
-        .run(&x, eie::Precision::Fixed16)
+        .with_precision(eie::Precision::Fixed16)
+        .run(&x)
         .unwrap();
     assert_eq!(y.data, expect);
     let verify = ok(&["verify", s(&f.model), "--batch", "3", "--require-gpu"]);

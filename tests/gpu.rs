@@ -110,9 +110,9 @@ fn rel_err(got: &[f32], want: &[f32]) -> f64 {
 fn check_all(model: &Model, x: &[f32], pes: PePlan, max_batch: usize) {
     let ctx = ctx();
     let cpu = CpuEngine::new(model.clone()).unwrap();
-    let want_f32 = cpu.run(x, Precision::F32).unwrap();
-    let want_fixed = cpu.run(x, Precision::Fixed16).unwrap();
-    let want_f16 = cpu.run(x, Precision::F16).unwrap();
+    let want_f32 = cpu.run(x).unwrap();
+    let want_fixed = cpu.with_precision(Precision::Fixed16).run(x).unwrap();
+    let want_f16 = cpu.with_precision(Precision::F16).run(x).unwrap();
     for (precision, walk) in Precision::ALL
         .into_iter()
         .flat_map(|p| [(p, Walk::Columns), (p, Walk::Rows)])
@@ -280,7 +280,8 @@ fn paper_layer_fixed16_is_bit_exact() {
     let x = eie::paper::find("NT-LSTM").unwrap().input(2, 6);
     let cpu = CpuEngine::new(m.clone())
         .unwrap()
-        .run(&x, Precision::Fixed16)
+        .with_precision(Precision::Fixed16)
+        .run(&x)
         .unwrap();
     let e = GpuEngine::new(
         ctx(),
@@ -316,14 +317,14 @@ fn concurrent_async_requests_on_one_engine() {
                 let e = engine.clone();
                 let x = input(60, 1 + (i as usize % 3), 0.5, 40 + i);
                 tokio::spawn(async move {
-                    let y = e.run_async(&x).await.unwrap();
+                    let y = e.run_async(x.clone()).await.unwrap();
                     (x, y)
                 })
             })
             .collect();
         for t in tasks {
             let (x, y) = t.await.unwrap();
-            let want = cpu.run(&x, Precision::F32).unwrap();
+            let want = cpu.run(&x).unwrap();
             assert!(rel_err(&y, &want) <= 1e-5);
         }
     });
@@ -333,7 +334,7 @@ fn concurrent_async_requests_on_one_engine() {
             let (e, cpu) = (&engine, &cpu);
             s.spawn(move || {
                 let x = input(60, 2, 0.5, 80 + i);
-                let want = cpu.run(&x, Precision::F32).unwrap();
+                let want = cpu.run(&x).unwrap();
                 assert!(rel_err(&e.run(&x).unwrap(), &want) <= 1e-5);
             });
         }
@@ -378,7 +379,7 @@ fn timing_and_pipelined_frames() {
     assert_eq!(p.latency_us.len(), 12);
     assert!(p.frames_per_s > 0.0);
     // The engine still computes correctly after timing runs.
-    let want = CpuEngine::new(m).unwrap().run(&x, Precision::F32).unwrap();
+    let want = CpuEngine::new(m).unwrap().run(&x).unwrap();
     assert!(rel_err(&e.run(&x).unwrap(), &want) <= 1e-5);
     let b = BaselineEngine::new(
         ctx,
@@ -555,25 +556,24 @@ fn engine_api_and_dynamic_batching_on_the_gpu() {
             .build_async()
             .await
             .unwrap();
-        assert_eq!(engine.name(), "gpu-eie/f32");
+        assert_eq!(engine.id().to_string(), "gpu-eie/f32");
         assert!(engine.device().is_gpu(), "{}", engine.device());
         // An owned future in tokio::spawn, its output shaped.
         let x = input(70, 3, 0.5, 143);
-        let y = tokio::spawn(engine.run(x.clone(), 3))
+        let y = tokio::spawn(engine.run_async(x.clone(), 3))
             .await
             .unwrap()
             .unwrap();
         assert_eq!((y.batch(), y.width()), (3, 12));
         assert!(y.report().is_clean());
-        assert!(rel_err(y.as_slice(), &cpu.run(&x, Precision::F32).unwrap()) <= 1e-5);
+        assert!(rel_err(y.as_slice(), &cpu.run(&x).unwrap()) <= 1e-5);
         // The blocking path (off the runtime's workers) gives the same shaped answer.
         let (e, xb) = (engine.clone(), x.clone());
-        let blocking = tokio::task::spawn_blocking(move || {
-            e.run_blocking(eie::Inputs::new(&xb, 3, 70).unwrap())
-        })
-        .await
-        .unwrap()
-        .unwrap();
+        let blocking =
+            tokio::task::spawn_blocking(move || e.run(eie::Inputs::new(&xb, 3, 70).unwrap()))
+                .await
+                .unwrap()
+                .unwrap();
         assert_eq!(blocking, y);
         // fixed16 through the builder: clipped inputs and saturations are reported on the GPU
         // too (tests/gpu_saturations.rs checks the counts).
@@ -584,7 +584,7 @@ fn engine_api_and_dynamic_batching_on_the_gpu() {
             .await
             .unwrap();
         let big: Vec<f32> = x.iter().map(|v| v * 1e6).collect();
-        let r = fixed.run(big, 3).await.unwrap();
+        let r = fixed.run_async(big, 3).await.unwrap();
         assert!(r.report().inputs_clipped > 0, "{:?}", r.report());
         let s = r.report().saturations.as_ref().expect("counted in fixed16");
         assert_eq!((s.input, s.layers.len()), (r.report().inputs_clipped, 2));
@@ -598,12 +598,12 @@ fn engine_api_and_dynamic_batching_on_the_gpu() {
             .map(|i| {
                 let b = batcher.clone();
                 let x = input(70, 1, 0.5, 150 + i);
-                tokio::spawn(async move { (b.run(x.clone()).await.unwrap(), x) })
+                tokio::spawn(async move { (b.run_async(x.clone()).await.unwrap(), x) })
             })
             .collect();
         for t in tasks {
             let (y, x) = t.await.unwrap();
-            assert!(rel_err(&y, &cpu.run(&x, Precision::F32).unwrap()) <= 1e-5);
+            assert!(rel_err(&y, &cpu.run(&x).unwrap()) <= 1e-5);
         }
         batcher.shutdown().await;
         let s = batcher.stats();
@@ -641,9 +641,9 @@ fn every_schedule_path_matches_the_cpu_model_at_every_batch() {
     let model = Model::new(vec![l1, l2]).unwrap();
     let cpu = CpuEngine::new(model.clone()).unwrap();
     let x = input(700, 1000, 0.4, 303);
-    let want_f32 = cpu.run(&x, Precision::F32).unwrap();
-    let want_fixed = cpu.run(&x, Precision::Fixed16).unwrap();
-    let want_f16 = cpu.run(&x, Precision::F16).unwrap();
+    let want_f32 = cpu.run(&x).unwrap();
+    let want_fixed = cpu.with_precision(Precision::Fixed16).run(&x).unwrap();
+    let want_f16 = cpu.with_precision(Precision::F16).run(&x).unwrap();
     let out = model.output_size();
     for sched in SCHEDULES {
         let schedule: ScheduleOverride = sched.parse().unwrap();
@@ -725,7 +725,7 @@ proptest! {
                 ..EngineOptions::default()
             };
             let got = GpuEngine::new(ctx(), &m, opts).unwrap().run(&x).unwrap();
-            let want = cpu.run(&x, precision).unwrap();
+            let want = cpu.with_precision(precision).run(&x).unwrap();
             if precision == Precision::Fixed16 {
                 prop_assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
             } else {

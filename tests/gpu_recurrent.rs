@@ -251,7 +251,7 @@ fn baseline_kernels_run_the_same_steps() {
             ..SequenceOptions::default()
         };
         let e = GpuSequenceEngine::new(ctx.clone(), &m, opts).unwrap();
-        assert_eq!(e.name(), format!("gpu-{}/f32", kind.name()));
+        assert_eq!(e.id().to_string(), format!("gpu-{}/f32", kind.name()));
         compare(&ctx, &m, Precision::F32, opts, 1, 1, 40);
         compare(&ctx, &m, Precision::F32, opts, 6, 5, 41);
         let short = SequenceOptions {

@@ -199,7 +199,7 @@ fn concurrent_runs_on_one_engine_each_get_their_own_counts() {
                     let got = if t % 2 == 0 {
                         e.run_fixed16(&x).unwrap()
                     } else {
-                        block_on(e.run_fixed16_async(&x)).unwrap()
+                        block_on(e.run_fixed16_async(x.clone())).unwrap()
                     };
                     assert_eq!(got, cpu_counts(&m, &x), "thread {t}, run {i}");
                 }
@@ -237,9 +237,7 @@ fn engine_reports_gpu_saturations_blocking_and_async() {
     assert!(fixed.device().is_gpu(), "{}", fixed.device());
     let x = input(5, 20.0, 47);
     let (want_y, want) = cpu_counts(&m, &x);
-    let blocking = fixed
-        .run_blocking(eie::Inputs::new(&x, 5, 150).unwrap())
-        .unwrap();
+    let blocking = fixed.run(eie::Inputs::new(&x, 5, 150).unwrap()).unwrap();
     assert_eq!(blocking.as_slice(), &want_y[..]);
     assert_eq!(blocking.report().saturations.as_ref(), Some(&want));
     assert_eq!(blocking.report().inputs_clipped, want.input);
@@ -254,7 +252,7 @@ fn engine_reports_gpu_saturations_blocking_and_async() {
             let tasks: Vec<_> = (0..8u64)
                 .map(|i| {
                     let x = input(5, [0.1, 20.0][i as usize % 2], 200 + i);
-                    let run = fixed.run(x.clone(), 5);
+                    let run = fixed.run_async(x.clone(), 5);
                     tokio::spawn(async move { (run.await.unwrap(), x) })
                 })
                 .collect();
@@ -273,12 +271,10 @@ fn engine_reports_gpu_saturations_blocking_and_async() {
     }
     // A GPU engine built by hand reports the same (inputs clipped included).
     let by_hand = eie::Engine::from(engine(&m, SCHEDULES[3], 64));
-    let r = by_hand
-        .run_blocking(eie::Inputs::new(&x, 5, 150).unwrap())
-        .unwrap();
+    let r = by_hand.run(eie::Inputs::new(&x, 5, 150).unwrap()).unwrap();
     assert_eq!(r.report().saturations.as_ref(), Some(&want));
     assert_eq!(r.report().inputs_clipped, want.input);
     // f32 on the GPU: no fixed16 counts.
-    let f = build(Precision::F32).run_blocking(&x[..150]).unwrap();
+    let f = build(Precision::F32).run(&x[..150]).unwrap();
     assert_eq!(f.report().saturations, None);
 }

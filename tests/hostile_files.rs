@@ -153,10 +153,7 @@ fn rows_above_the_load_limit_are_refused_and_the_limit_is_settable() {
     // At the limit the layer loads, and runs: no entries and no bias give zeros.
     let bytes = empty_layer_file(json!(1000), json!(1), json!(1));
     let model = from_bytes_with_limits(&bytes, &small).unwrap();
-    let y = CpuEngine::new(model)
-        .unwrap()
-        .run(&[1.5], Precision::F32)
-        .unwrap();
+    let y = CpuEngine::new(model).unwrap().run(&[1.5]).unwrap();
     assert_eq!(y, vec![0.0; 1000]);
     // The file's length and the layer count have limits too.
     let tiny = LoadLimits {
@@ -1026,9 +1023,13 @@ fn exercise_model(model: Model) -> eie::Result<()> {
     let engine = CpuEngine::new(model.clone()).unwrap();
     let stored = CpuEngine::as_stored(model);
     for precision in [Precision::F32, Precision::Fixed16] {
-        let y = engine.run(&x, precision)?;
+        let y = engine.with_precision(precision).run(&x)?;
         assert_eq!(y.len(), oracle.len());
-        assert_eq!(bits(&y), bits(&stored.run(&x, precision)?), "{precision:?}");
+        assert_eq!(
+            bits(&y),
+            bits(&stored.with_precision(precision).run(&x)?),
+            "{precision:?}"
+        );
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ use std::path::Path;
 const LAYERS: &[&str] = &[
     "error",
     "precision",
+    "kernel_id",
     "format",
     "fixed16",
     "dense",

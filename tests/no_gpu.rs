@@ -63,10 +63,10 @@ fn without_drivers() {
         .device(Device::Cpu)
         .build()
         .unwrap()
-        .run_blocking(&x)
+        .run(&x)
         .unwrap();
     assert_eq!((y.batch(), y.width()), (1, 32));
-    assert_eq!(auto.run_blocking(&x).unwrap(), y);
+    assert_eq!(auto.run(&x).unwrap(), y);
 }
 
 #[test]

@@ -186,7 +186,7 @@ fn committed_mnist_model_classifies_as_recorded() {
     // The compressed model on the CPU engine: within 0.5 points (one image of 200) of the
     // script's own figure for these images.
     let engine = CpuEngine::new(assets.model.clone()).unwrap();
-    let y = engine.run(x, Precision::F32).unwrap();
+    let y = engine.run(x).unwrap();
     let got = classify::correct(&classify::top1(&y, 10), labels);
     assert!(
         got.abs_diff(rec.correct_of_first_200.compressed) <= 1,
@@ -256,7 +256,10 @@ fn committed_mnist_model_classifies_in_fixed16_on_the_cpu() {
     eie::calibration::choose_formats(&mut chosen, None).unwrap();
     assert_eq!(chosen, assets.model);
     let (x, labels) = assets.first(200);
-    let (y, sat) = engine.run_fixed16(x).unwrap();
+    let (y, sat) = engine
+        .with_precision(Precision::Fixed16)
+        .run_fixed16(x)
+        .unwrap();
     let got = classify::correct(&classify::top1(&y, 10), labels);
     assert!(
         got.abs_diff(rec.correct_of_first_200.compressed) <= 1,
@@ -266,8 +269,11 @@ fn committed_mnist_model_classifies_in_fixed16_on_the_cpu() {
     assert_eq!(sat.total(), 0, "{sat:?}");
     // Within 1e-2 of f32 (normwise, per image and over all 1000 images).
     let all = &assets.images;
-    let (yq, sat) = engine.run_fixed16(all).unwrap();
-    let yf = engine.run(all, Precision::F32).unwrap();
+    let (yq, sat) = engine
+        .with_precision(Precision::Fixed16)
+        .run_fixed16(all)
+        .unwrap();
+    let yf = engine.run(all).unwrap();
     assert_eq!(sat.total(), 0, "{sat:?}");
     let worst = yq
         .chunks(10)
@@ -320,7 +326,7 @@ fn committed_mnist_model_classifies_as_recorded_on_the_gpu() {
             "GPU {}: {got}/200 correct, the script recorded {rec}",
             precision.name()
         );
-        let want = cpu.run(x, precision).unwrap();
+        let want = cpu.with_precision(precision).run(x).unwrap();
         if precision == Precision::Fixed16 {
             assert_eq!(y, want, "GPU fixed16 differs from the CPU model");
         } else {

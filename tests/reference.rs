@@ -37,15 +37,13 @@ fn f32_engine_matches_the_oracle_on_a_three_layer_batch() {
     let m = model(&[(96, 80), (50, 96), (10, 50)], 0.2, 8, 11);
     let x = eie::synth::activations(80 * 5, 0.4, 3);
     let oracle = DenseOracle::new(&m).run(&x).unwrap();
-    let got = CpuEngine::new(m.clone())
-        .unwrap()
-        .run(&x, Precision::F32)
-        .unwrap();
+    let got = CpuEngine::new(m.clone()).unwrap().run(&x).unwrap();
     let e = ErrorStats::compare(&got, &oracle);
     assert!(e.max_rel < 1e-5, "{e:?}");
     let fixed = CpuEngine::new(m)
         .unwrap()
-        .run(&x, Precision::Fixed16)
+        .with_precision(Precision::Fixed16)
+        .run(&x)
         .unwrap();
     let e = ErrorStats::compare(&fixed, &oracle);
     assert!(e.max_rel < 2e-2 && e.max_abs > 0.0, "{e:?}");
@@ -79,10 +77,7 @@ fn hardware_order_is_column_order_per_row() {
 #[test]
 fn all_zero_input_gives_activation_of_bias() {
     let m = model(&[(20, 30)], 0.5, 3, 1);
-    let out = CpuEngine::new(m.clone())
-        .unwrap()
-        .run(&[0.0; 30], Precision::F32)
-        .unwrap();
+    let out = CpuEngine::new(m.clone()).unwrap().run(&[0.0; 30]).unwrap();
     let bias = m.layers()[0].bias().unwrap();
     for (o, b) in out.iter().zip(bias) {
         assert_eq!(*o, *b); // identity activation
@@ -93,15 +88,12 @@ fn all_zero_input_gives_activation_of_bias() {
 fn bad_inputs_are_typed_errors() {
     let m = model(&[(4, 6)], 0.5, 2, 1);
     let e = CpuEngine::new(m.clone()).unwrap();
-    assert!(matches!(
-        e.run(&[1.0; 5], Precision::F32),
-        Err(Error::Shape(_))
-    ));
-    assert!(matches!(e.run(&[], Precision::F32), Err(Error::Shape(_))));
+    assert!(matches!(e.run(&[1.0; 5]), Err(Error::Shape(_))));
+    assert!(matches!(e.run(&[]), Err(Error::Shape(_))));
     let mut x = vec![1.0; 12];
     x[7] = f32::NAN;
     assert!(matches!(
-        e.run(&x, Precision::Fixed16),
+        e.with_precision(Precision::Fixed16).run(&x),
         Err(Error::NonFinite { index: 7, .. })
     ));
     assert!(DenseOracle::new(&m).run(&x).is_err());
@@ -116,13 +108,15 @@ fn fixed16_is_independent_of_pe_count() {
     // the same PE count).
     assert_eq!(m.layers()[0].pes(), 4);
     let a = CpuEngine::as_stored(m.clone())
-        .run(&x, Precision::Fixed16)
+        .with_precision(Precision::Fixed16)
+        .run(&x)
         .unwrap();
     for pes in [1, 3, 64] {
         let other = m.with_pes(pes).unwrap();
         assert_eq!(other.layers()[0].pes(), pes);
         let b = CpuEngine::as_stored(other)
-            .run(&x, Precision::Fixed16)
+            .with_precision(Precision::Fixed16)
+            .run(&x)
             .unwrap();
         assert_eq!(a, b, "pes = {pes}");
     }
@@ -138,9 +132,9 @@ proptest! {
         let m = model(&[(rows, cols)], density, pes, seed);
         let x = eie::synth::activations(cols * batch, 0.6, seed + 1);
         let oracle = DenseOracle::new(&m).run(&x).unwrap();
-        let f = CpuEngine::new(m.clone()).unwrap().run(&x, Precision::F32).unwrap();
+        let f = CpuEngine::new(m.clone()).unwrap().run(&x).unwrap();
         prop_assert!(ErrorStats::compare(&f, &oracle).max_rel < 1e-5);
-        let q = CpuEngine::new(m).unwrap().run(&x, Precision::Fixed16).unwrap();
+        let q = CpuEngine::new(m).unwrap().with_precision(Precision::Fixed16).run(&x).unwrap();
         prop_assert!(ErrorStats::compare(&q, &oracle).max_abs < 2e-2);
     }
 }
@@ -157,9 +151,19 @@ fn row_and_column_walks_give_identical_results() {
             let x = eie::synth::activations(150 * batch, density, 5 + batch as u64);
             for p in [Precision::F32, Precision::F16] {
                 let e = CpuEngine::new(m.clone()).unwrap();
-                let cols = e.clone().with_walk(CpuWalk::Columns).run(&x, p).unwrap();
-                let rows = e.clone().with_walk(CpuWalk::Rows).run(&x, p).unwrap();
-                let auto = e.run(&x, p).unwrap();
+                let cols = e
+                    .clone()
+                    .with_walk(CpuWalk::Columns)
+                    .with_precision(p)
+                    .run(&x)
+                    .unwrap();
+                let rows = e
+                    .clone()
+                    .with_walk(CpuWalk::Rows)
+                    .with_precision(p)
+                    .run(&x)
+                    .unwrap();
+                let auto = e.with_precision(p).run(&x).unwrap();
                 let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                 assert_eq!(
                     bits(&cols),
@@ -176,7 +180,7 @@ fn row_and_column_walks_give_identical_results() {
             let f = CpuEngine::new(m.clone())
                 .unwrap()
                 .with_walk(CpuWalk::Rows)
-                .run(&x, Precision::F32)
+                .run(&x)
                 .unwrap();
             for b in 0..batch {
                 let mut cur = x[b * 150..(b + 1) * 150].to_vec();
@@ -199,12 +203,8 @@ fn row_walk_handles_wide_layers_and_empty_rows() {
     let m = model(&[(11, 70_000)], 0.001, 3, 2);
     let x = eie::synth::activations(70_000 * 2, 0.9, 4);
     let e = CpuEngine::new(m.clone()).unwrap();
-    let cols = e
-        .clone()
-        .with_walk(CpuWalk::Columns)
-        .run(&x, Precision::F32)
-        .unwrap();
-    let rows = e.with_walk(CpuWalk::Rows).run(&x, Precision::F32).unwrap();
+    let cols = e.clone().with_walk(CpuWalk::Columns).run(&x).unwrap();
+    let rows = e.with_walk(CpuWalk::Rows).run(&x).unwrap();
     assert_eq!(cols, rows);
     let oracle = DenseOracle::new(&m).run(&x).unwrap();
     assert!(ErrorStats::compare(&rows, &oracle).max_rel < 1e-5);
@@ -240,7 +240,7 @@ fn column_walk_copy_spans_gaps_longer_than_its_runs() {
                 CpuEngine::new(m.clone()).unwrap(),
                 CpuEngine::as_stored(m.clone()),
             ] {
-                let got = e.with_walk(walk).run(&x, Precision::F32).unwrap();
+                let got = e.with_walk(walk).run(&x).unwrap();
                 assert_eq!(got, want, "pes {pes}, {walk:?}");
             }
         }
@@ -299,7 +299,10 @@ fn chosen_formats_keep_fixed16_within_1e_2_of_f32() {
         let x = eie::synth::activations(m.input_size() * 4, 0.5, 7);
         let oracle = DenseOracle::new(&m).run(&x).unwrap();
         let engine = CpuEngine::new(m.clone()).unwrap();
-        let (q, sat) = engine.run_fixed16(&x).unwrap();
+        let (q, sat) = engine
+            .with_precision(Precision::Fixed16)
+            .run_fixed16(&x)
+            .unwrap();
         let err = ErrorStats::compare(&q, &oracle).max_rel;
         assert!(err <= 1e-2, "case {i}: fixed16 error {err:.2e}");
         // Inputs within ±1 never saturate with formats chosen from the weights.
@@ -308,14 +311,22 @@ fn chosen_formats_keep_fixed16_within_1e_2_of_f32() {
         let mut q510 = m.clone();
         q510.set_fixed16_fracs(10, &vec![10; m.layers().len()])
             .unwrap();
-        let (q, _) = CpuEngine::new(q510).unwrap().run_fixed16(&x).unwrap();
+        let (q, _) = CpuEngine::new(q510)
+            .unwrap()
+            .with_precision(Precision::Fixed16)
+            .run_fixed16(&x)
+            .unwrap();
         if i == 2 || i == 3 {
             assert!(ErrorStats::compare(&q, &oracle).max_rel > 0.1, "case {i}");
         }
         // Calibrating on the inputs themselves: no saturation either, and a closer result.
         let mut cal = m.clone();
         eie::calibration::choose_formats(&mut cal, Some(&x)).unwrap();
-        let (qc, sat) = CpuEngine::new(cal).unwrap().run_fixed16(&x).unwrap();
+        let (qc, sat) = CpuEngine::new(cal)
+            .unwrap()
+            .with_precision(Precision::Fixed16)
+            .run_fixed16(&x)
+            .unwrap();
         assert_eq!(sat.total(), 0, "case {i} calibrated: {sat:?}");
         let cal_err = ErrorStats::compare(&qc, &oracle).max_rel;
         assert!(
@@ -331,21 +342,39 @@ fn saturations_are_counted_per_layer() {
     m.set_fixed16_fracs(10, &[10, 10]).unwrap();
     let engine = CpuEngine::as_stored(m.clone());
     let mut x = eie::synth::activations(30 * 2, 0.5, 3);
-    let (_, sat) = engine.run_fixed16(&x).unwrap();
+    // Counting is a fixed16 run: an engine in another precision refuses it, typed.
+    assert!(matches!(
+        engine.run_fixed16(&x),
+        Err(Error::UnsupportedPrecision { .. })
+    ));
+    let (_, sat) = engine
+        .with_precision(Precision::Fixed16)
+        .run_fixed16(&x)
+        .unwrap();
     assert_eq!(sat, eie::fixed16::Saturations::zero(2));
     // Inputs beyond Q5.10's ±32 are clipped, one count each.
     x[0] = 100.0;
     x[31] = -40.0;
-    let (y, sat) = engine.run_fixed16(&x).unwrap();
+    let (y, sat) = engine
+        .with_precision(Precision::Fixed16)
+        .run_fixed16(&x)
+        .unwrap();
     assert_eq!(sat.input, 2);
-    assert_eq!(y, engine.run(&x, Precision::Fixed16).unwrap());
+    assert_eq!(
+        y,
+        engine.with_precision(Precision::Fixed16).run(&x).unwrap()
+    );
     // A narrow output format saturates on write-back (counted, over the whole batch).
     m.set_fixed16_fracs(10, &[15, 15]).unwrap();
-    let (_, sat) = CpuEngine::as_stored(m.clone()).run_fixed16(&x).unwrap();
+    let (_, sat) = CpuEngine::as_stored(m.clone())
+        .with_precision(Precision::Fixed16)
+        .run_fixed16(&x)
+        .unwrap();
     assert!(sat.layers.iter().any(|l| l.write_back > 0), "{sat:?}");
     let one: u64 = (0..2)
         .map(|b| {
             let (_, s) = CpuEngine::as_stored(m.clone())
+                .with_precision(Precision::Fixed16)
                 .run_fixed16(&x[b * 30..(b + 1) * 30])
                 .unwrap();
             s.total()
@@ -374,12 +403,16 @@ fn saturations_are_counted_per_layer() {
     .unwrap();
     m.set_fixed16_fracs(15, &[0]).unwrap();
     let (_, sat) = CpuEngine::as_stored(m.clone())
+        .with_precision(Precision::Fixed16)
         .run_fixed16(&[0.99; 5000])
         .unwrap();
     assert_eq!(sat.layers[0].accumulator, 2);
     // The chooser gives the input fewer fraction bits so that the sum fits.
     eie::calibration::choose_formats(&mut m, None).unwrap();
-    let (y, sat) = CpuEngine::as_stored(m).run_fixed16(&[0.99; 5000]).unwrap();
+    let (y, sat) = CpuEngine::as_stored(m)
+        .with_precision(Precision::Fixed16)
+        .run_fixed16(&[0.99; 5000])
+        .unwrap();
     assert_eq!(sat.total(), 0);
     assert!((y[0] - 0.9 * 0.99 * 5000.0).abs() < 0.01 * 4455.0, "{y:?}");
 }
@@ -467,10 +500,13 @@ fn fixed16_engine_walks_tiles_and_copies_equal_the_hardware_order_model() {
         ] {
             for walk in [CpuWalk::Auto, CpuWalk::Columns, CpuWalk::Rows] {
                 let e = engine.clone().with_walk(walk);
-                let got = e.run(&x, Precision::Fixed16).unwrap();
+                let got = e.with_precision(Precision::Fixed16).run(&x).unwrap();
                 assert_eq!(got, want, "batch {batch}, {walk:?}");
                 assert_eq!(
-                    e.run_fixed16(&x).unwrap().0,
+                    e.with_precision(Precision::Fixed16)
+                        .run_fixed16(&x)
+                        .unwrap()
+                        .0,
                     want,
                     "batch {batch}, {walk:?}"
                 );

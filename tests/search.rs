@@ -6,7 +6,7 @@ use eie::compress::{
     mean_cosine, search, Budget, CompressPlan, DenseLayer, LayerSettings, SearchOptions,
     SearchResult, SearchSpace, Setting,
 };
-use eie::{Activation, CpuEngine, Error, Precision};
+use eie::{Activation, CpuEngine, Error};
 use std::path::Path;
 mod common;
 use common::{eie, s, write_safetensors};
@@ -52,10 +52,7 @@ fn run(budget: &Budget, options: &SearchOptions) -> eie::Result<SearchResult> {
 
 /// The model's outputs on the calibration inputs, from the EIE CPU engine itself.
 fn engine_outputs(r: &SearchResult, x: &[f32]) -> Vec<f32> {
-    CpuEngine::new(r.model.clone())
-        .unwrap()
-        .run(x, Precision::F32)
-        .unwrap()
+    CpuEngine::new(r.model.clone()).unwrap().run(x).unwrap()
 }
 
 #[test]

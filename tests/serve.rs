@@ -40,7 +40,7 @@ fn alone(x: &[f32]) -> Vec<f32> {
         .build()
         .unwrap();
     x.chunks(784)
-        .flat_map(|row| engine.run_blocking(Inputs::one(row)).unwrap().into_vec())
+        .flat_map(|row| engine.run(Inputs::one(row)).unwrap().into_vec())
         .collect()
 }
 

@@ -42,9 +42,12 @@ fn cfg(pes: usize, fifo_depth: usize) -> SimConfig {
 fn sim_checked(model: &Model, x: &[f32], cfg: &SimConfig) -> SimResult {
     let engine = CpuEngine::new(model.clone()).unwrap();
     let fixed = simulate_model(model, x, cfg, Precision::Fixed16).unwrap();
-    assert_eq!(fixed.output, engine.run(x, Precision::Fixed16).unwrap());
+    assert_eq!(
+        fixed.output,
+        engine.with_precision(Precision::Fixed16).run(x).unwrap()
+    );
     let r = simulate_model(model, x, cfg, Precision::F32).unwrap();
-    assert_eq!(r.output, engine.run(x, Precision::F32).unwrap());
+    assert_eq!(r.output, engine.run(x).unwrap());
     // Timing follows the non-zero pattern, which fixed16 can change (tiny values round to 0).
     for res in [&r, &fixed] {
         for p in &res.pes {
@@ -452,13 +455,7 @@ fn cli_simulates_a_model_file() {
     assert_eq!(json["pes"].as_array().unwrap().len(), 4);
     let y = eie::import::read_npy(&y_path).unwrap();
     assert_eq!(y.shape, [16]);
-    assert_eq!(
-        y.data,
-        CpuEngine::new(model)
-            .unwrap()
-            .run(&x, Precision::F32)
-            .unwrap()
-    );
+    assert_eq!(y.data, CpuEngine::new(model).unwrap().run(&x).unwrap());
     // Text output, and bad settings fail with a message.
     let text = eie(&args[..6]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("load-balance efficiency 0.500"));

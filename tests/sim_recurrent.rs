@@ -60,9 +60,9 @@ fn cfg(pes: usize) -> SimConfig {
 /// Cycles of one layer simulated alone on one vector.
 fn alone(layer: &eie::EieLayer, x: &[f32], pes: usize) -> u64 {
     let m = Model::new(vec![layer.clone()]).unwrap();
-    let r = Simulator::new(&m, &cfg(pes))
+    let r = Simulator::new(&m, &cfg(pes), Precision::F32)
         .unwrap()
-        .run(x, Precision::F32)
+        .run(x)
         .unwrap();
     assert_eq!(r.layers.len(), 1);
     r.cycles

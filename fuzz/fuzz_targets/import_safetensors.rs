@@ -3,7 +3,7 @@
 #![no_main]
 
 use eie::compress::{compress_layer, CompressConfig};
-use eie::{Activation, CpuEngine, Model, Precision};
+use eie::{Activation, CpuEngine, Model};
 use libfuzzer_sys::fuzz_target;
 mod scratch;
 
@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
         let x = vec![0.5f32; model.input_size()];
         let y = CpuEngine::new(model.clone())
             .expect("the CPU engine takes a compressed model")
-            .run(&x, Precision::F32)
+            .run(&x)
             .expect("a compressed model runs");
         assert_eq!(y.len(), model.output_size());
     }

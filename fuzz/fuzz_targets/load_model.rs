@@ -22,8 +22,8 @@ fuzz_target!(|data: &[u8]| {
     let engine = CpuEngine::new(model.clone()).expect("the CPU engine takes a loaded model");
     let stored = CpuEngine::as_stored(model);
     for precision in [Precision::F32, Precision::Fixed16] {
-        let y = engine.run(&x, precision).expect("a loaded model runs");
-        let z = stored.run(&x, precision).expect("a loaded model runs");
+        let y = engine.with_precision(precision).run(&x).expect("a loaded model runs");
+        let z = stored.with_precision(precision).run(&x).expect("a loaded model runs");
         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&y), bits(&z), "results depend on the PE count");
     }

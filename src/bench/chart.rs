@@ -3,18 +3,14 @@
 
 use super::WorkloadResult;
 use crate::error::{Error, Result};
+use crate::kernel_id::{KernelId, KernelKind};
 use plotters::prelude::*;
 use std::path::Path;
 
-/// The dense baseline a kernel is compared with: the dense kernel of its own device.
-fn dense_of(kernel: &str) -> Option<&'static str> {
-    if kernel.starts_with("cpu-") && kernel != "cpu-dense/f32" {
-        Some("cpu-dense/f32")
-    } else if kernel.starts_with("gpu-") && kernel != "gpu-dense/f32" {
-        Some("gpu-dense/f32")
-    } else {
-        None
-    }
+/// The dense baseline a kernel is compared with: the dense kernel of its own device (none for
+/// a dense kernel itself).
+fn dense_of(kernel: KernelId) -> Option<KernelId> {
+    (kernel.kind != KernelKind::Dense).then(|| kernel.dense_of())
 }
 
 /// Writes the chart of speed-ups over dense at `batch` to `path` (SVG).
@@ -22,20 +18,20 @@ fn dense_of(kernel: &str) -> Option<&'static str> {
 /// The results come from [`super::run()`] (feature `charts`).
 pub fn speedup_chart(results: &[WorkloadResult], batch: usize, path: &Path) -> Result<()> {
     let rows: Vec<&WorkloadResult> = results.iter().filter(|r| r.batch == batch).collect();
-    let mut series: Vec<String> = Vec::new();
+    let mut series: Vec<KernelId> = Vec::new();
     for r in &rows {
         for k in &r.kernels {
-            if dense_of(&k.kernel).is_some() && !series.contains(&k.kernel) {
-                series.push(k.kernel.clone());
+            if dense_of(k.kernel).is_some() && !series.contains(&k.kernel) {
+                series.push(k.kernel);
             }
         }
     }
-    let value = |r: &WorkloadResult, k: &str| -> Option<f64> {
+    let value = |r: &WorkloadResult, k: KernelId| -> Option<f64> {
         Some(r.median_us(dense_of(k)?)? / r.median_us(k)?)
     };
     let values: Vec<f64> = rows
         .iter()
-        .flat_map(|r| series.iter().filter_map(|k| value(r, k)))
+        .flat_map(|r| series.iter().filter_map(|&k| value(r, k)))
         .collect();
     if values.is_empty() {
         return Err(Error::InvalidArgument(format!(
@@ -87,7 +83,7 @@ pub fn speedup_chart(results: &[WorkloadResult], batch: usize, path: &Path) -> R
             .iter()
             .enumerate()
             .filter_map(|(i, r)| {
-                let v = value(r, kernel)?;
+                let v = value(r, *kernel)?;
                 let x0 = i as f64 - 0.4 + s as f64 * width;
                 Some(Rectangle::new([(x0, lo), (x0 + width, v)], color.filled()))
             })
@@ -95,7 +91,7 @@ pub fn speedup_chart(results: &[WorkloadResult], batch: usize, path: &Path) -> R
         chart
             .draw_series(bars)
             .map_err(|e| draw_err(e.to_string()))?
-            .label(kernel.clone())
+            .label(kernel.to_string())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
     }
     chart

@@ -2,10 +2,10 @@
 //! fixed16, dense f32 through OpenBLAS or the `gemm` crate, plain CSR), timed by wall clock;
 //! each names the library or kernel behind it ([`crate::baseline::dense_library`], ...).
 
-use super::{time_wall, BenchConfig, Contender, Metric, Timing};
-use crate::backend::Backend;
+use super::Contender;
 use crate::error::Result;
 use crate::format::Model;
+use crate::kernel_id::{KernelId, KernelKind, Place};
 use crate::reference::Precision;
 
 /// The CPU's model name and the number of threads the kernels use, e.g.
@@ -25,72 +25,52 @@ pub fn cpu_name() -> String {
     format!("{model} ({} threads)", rayon::current_num_threads())
 }
 
-/// A host backend timed by wall clock.
-struct HostContender {
-    backend: Box<dyn Backend>,
-    device: String,
-    library: Option<String>,
-}
-
-impl Contender for HostContender {
-    fn name(&self) -> String {
-        self.backend.name()
-    }
-    fn device(&self) -> String {
-        self.device.clone()
-    }
-    fn precision(&self) -> Precision {
-        self.backend.precision()
-    }
-    fn library(&self) -> Option<String> {
-        self.library.clone()
-    }
-    fn run(&mut self, input: &[f32]) -> Result<Vec<f32>> {
-        self.backend.run(input)
-    }
-    fn time(&mut self, inputs: &[Vec<f32>], cfg: &BenchConfig) -> Result<Vec<Timing>> {
-        let us = time_wall(inputs, cfg, |x| self.backend.run(x).map(drop))?;
-        Ok(vec![Timing {
-            metric: Metric::Wall,
-            us,
-        }])
-    }
-}
-
 /// The CPU kernels for `model`: `cpu-dense/f32`, `cpu-csr/f32`, `cpu-eie/f32`, `cpu-eie/fixed16`
-/// (the CPU's f16, an emulation for checking, is left out).
+/// (the CPU's f16, an emulation for checking, is left out), baselines first as in the report's
+/// columns.
 ///
 /// [`super::run()`] measures them; see [`super::Contender`].
-pub fn cpu_contenders(model: &Model) -> Result<Vec<Box<dyn Contender>>> {
+pub fn cpu_contenders(model: &Model) -> Result<Vec<Contender>> {
     let device = cpu_name();
-    let mut backends = crate::backend::cpu_backends(model)?;
-    // The CPU's f16 is an emulation of f16 storage (for checking), not a faster kernel.
-    backends.retain(|b| b.precision() != Precision::F16);
-    // Baselines first, as in the report's columns.
-    backends.rotate_left(2);
-    Ok(backends
-        .into_iter()
-        .map(|backend| {
-            let library = library_of(&backend.name());
-            Box::new(HostContender {
-                backend,
-                device: device.clone(),
-                library,
-            }) as Box<dyn Contender>
+    CPU_KERNELS
+        .iter()
+        .map(|&id| {
+            let backend = crate::backend::cpu_backend(model, id)?;
+            Ok(Contender::wall(backend, device.clone(), library_of(id)))
         })
-        .collect())
+        .collect()
 }
 
-/// The library or kernel behind a CPU backend, by its name.
-pub fn library_of(name: &str) -> Option<String> {
-    use crate::baseline::{BaselineLayer, CsrLayerF32, DenseLayerF32};
-    if name == DenseLayerF32::NAME {
-        Some(crate::baseline::dense_library())
-    } else if name == CsrLayerF32::NAME {
-        Some(crate::baseline::csr_library())
-    } else if name.starts_with("cpu-eie/") {
-        Some(crate::reference::cpu_engine_kernels())
-    } else {
-        None
+/// The CPU kernels `eie bench` measures, in the report's order (baselines first): the entries
+/// of [`KernelId::CPU`] but the CPU's f16, an emulation of f16 storage for checking rather than
+/// a faster kernel.
+pub const CPU_KERNELS: [KernelId; 4] = [
+    KernelId::cpu(KernelKind::Dense, Precision::F32),
+    KernelId::cpu(KernelKind::Csr, Precision::F32),
+    KernelId::cpu(KernelKind::Eie, Precision::F32),
+    KernelId::cpu(KernelKind::Eie, Precision::Fixed16),
+];
+
+/// The library or kernel behind a CPU kernel.
+fn library_of(id: KernelId) -> Option<String> {
+    match (id.place, id.kind) {
+        (Place::Cpu, KernelKind::Dense) => Some(crate::baseline::dense_library()),
+        (Place::Cpu, KernelKind::Csr) => Some(crate::baseline::csr_library()),
+        (Place::Cpu, KernelKind::Eie) => Some(crate::reference::cpu_engine_kernels()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_kernels_are_cpu_variants_baselines_first() {
+        assert!(CPU_KERNELS.iter().all(|k| KernelId::CPU.contains(k)));
+        let first_eie = CPU_KERNELS.iter().position(|k| !k.kind.is_baseline());
+        assert!(CPU_KERNELS[first_eie.unwrap()..]
+            .iter()
+            .all(|k| !k.kind.is_baseline()));
     }
 }

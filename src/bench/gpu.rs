@@ -5,13 +5,10 @@
 //!
 //! [`gpu_contenders`] makes them for [`super::run()`]; [`alexnet_chain`] times the chain.
 
-use super::{BenchConfig, Contender, Metric, Stat, Timing};
+use super::{BenchConfig, Contender, Stat};
 use crate::error::{Error, Result};
 use crate::format::Model;
-use crate::gpu::{
-    BaselineEngine, BaselineKind, EngineOptions, GpuContext, GpuEngine, Timing as GpuTiming,
-    TimingOptions,
-};
+use crate::gpu::{EngineOptions, GpuContext, GpuEngine, TimingOptions};
 use crate::reference::{CpuEngine, ErrorStats, Precision};
 use std::sync::Arc;
 
@@ -23,126 +20,24 @@ pub fn gpu_name(ctx: &GpuContext) -> String {
     format!("{} ({:?})", info.name, info.backend)
 }
 
-enum Kernel {
-    Eie(GpuEngine),
-    Baseline(Box<BaselineEngine>),
-}
-
-impl Kernel {
-    fn run(&self, input: &[f32]) -> Result<Vec<f32>> {
-        match self {
-            Kernel::Eie(e) => e.run(input),
-            Kernel::Baseline(b) => b.run(input),
-        }
-    }
-    fn time(&self, input: &[f32], opts: &TimingOptions) -> Result<GpuTiming> {
-        match self {
-            Kernel::Eie(e) => e.time(input, opts),
-            Kernel::Baseline(b) => b.time(input, opts),
-        }
-    }
-}
-
-struct GpuContender {
-    name: String,
-    device: String,
-    precision: Precision,
-    kernel: Kernel,
-}
-
-impl Contender for GpuContender {
-    fn name(&self) -> String {
-        self.name.clone()
-    }
-    fn device(&self) -> String {
-        self.device.clone()
-    }
-    fn precision(&self) -> Precision {
-        self.precision
-    }
-    fn run(&mut self, input: &[f32]) -> Result<Vec<f32>> {
-        self.kernel.run(input)
-    }
-    fn time(&mut self, inputs: &[Vec<f32>], cfg: &BenchConfig) -> Result<Vec<Timing>> {
-        let opts = TimingOptions {
-            reps_per_submit: cfg.gpu_reps,
-            samples: 1,
-        };
-        for k in 0..cfg.warmup {
-            self.kernel.time(&inputs[k % inputs.len()], &opts)?;
-        }
-        let (mut gpu, mut wall) = (Vec::new(), Vec::new());
-        for s in 0..cfg.samples {
-            let t = self.kernel.time(&inputs[s % inputs.len()], &opts)?;
-            if let Some(g) = t.gpu_us {
-                gpu.extend(g);
-            }
-            wall.extend(t.wall_us);
-        }
-        let mut out = Vec::new();
-        if !gpu.is_empty() {
-            out.push(Timing {
-                metric: Metric::Gpu,
-                us: Stat::new(&gpu)?,
-            });
-        }
-        out.push(Timing {
-            metric: Metric::Wall,
-            us: Stat::new(&wall)?,
-        });
-        Ok(out)
-    }
-}
-
-/// Every GPU kernel for `model` on `ctx`, each able to take batches up to `max_batch`.
+/// Every GPU kernel for `model` on `ctx` (one per entry of
+/// [`KernelId::GPU`](crate::kernel_id::KernelId::GPU), built by
+/// [`gpu_backends_on`](crate::gpu::gpu_backends_on)), each able to take batches up to
+/// `max_batch`, baselines first as in the report's columns.
 ///
 /// The GPU counterpart of [`super::cpu_contenders`]; [`super::run()`] measures them.
 pub fn gpu_contenders(
     ctx: &Arc<GpuContext>,
     model: &Model,
     max_batch: usize,
-) -> Result<Vec<Box<dyn Contender>>> {
+) -> Result<Vec<Contender>> {
     let device = gpu_name(ctx);
-    let mut v: Vec<Box<dyn Contender>> = Vec::new();
-    for kind in [BaselineKind::Dense, BaselineKind::Csr] {
-        let b = BaselineEngine::with_max_batch(ctx.clone(), model, kind, max_batch)?;
-        v.push(Box::new(GpuContender {
-            name: format!("gpu-{}/f32", kind.name()),
-            device: device.clone(),
-            precision: Precision::F32,
-            kernel: Kernel::Baseline(Box::new(b)),
-        }));
-    }
-    for precision in Precision::ALL {
-        let opts = EngineOptions {
-            precision,
-            max_batch,
-            ..EngineOptions::default()
-        };
-        let e = GpuEngine::new(ctx.clone(), model, opts)?;
-        v.push(Box::new(GpuContender {
-            name: format!("gpu-eie/{}", precision.name()),
-            device: device.clone(),
-            precision,
-            kernel: Kernel::Eie(e),
-        }));
-    }
-    // Both walks forced on every layer, beside the planner's choice above, so that each
-    // device shows where one beats the other.
-    for walk in [crate::gpu::Walk::Columns, crate::gpu::Walk::Rows] {
-        let opts = EngineOptions {
-            max_batch,
-            walk: Some(walk),
-            ..EngineOptions::default()
-        };
-        v.push(Box::new(GpuContender {
-            name: format!("gpu-eie-{}/f32", walk.name()),
-            device: device.clone(),
-            precision: Precision::F32,
-            kernel: Kernel::Eie(GpuEngine::new(ctx.clone(), model, opts)?),
-        }));
-    }
-    Ok(v)
+    let mut backends = crate::gpu::gpu_backends_on(ctx, model, max_batch)?;
+    backends.sort_by_key(|b| !b.id().kind.is_baseline());
+    Ok(backends
+        .into_iter()
+        .map(|b| Contender::device(b, device.clone()))
+        .collect())
 }
 
 /// AlexNet FC6 → FC7 → FC8 chained on the device at batch 1 with pipelined submissions.
@@ -185,7 +80,7 @@ pub fn alexnet_chain(
         .collect();
     let engine = GpuEngine::new(ctx.clone(), &model, EngineOptions::default())?;
     let got = engine.run(&inputs[0])?;
-    let want = CpuEngine::new(model)?.run(&inputs[0], Precision::F32)?;
+    let want = CpuEngine::new(model)?.run(&inputs[0])?;
     let error = ErrorStats::compare(&got, &want);
     let tolerance = crate::verify::tolerance(Precision::F32);
     if error.max_rel > tolerance {

@@ -25,11 +25,13 @@ pub mod report;
 
 #[cfg(feature = "charts")]
 pub use chart::speedup_chart;
-pub use cpu::{cpu_contenders, cpu_name};
+pub use cpu::{cpu_contenders, cpu_name, CPU_KERNELS};
 pub use report::{csv, markdown};
 
+use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::format::Model;
+use crate::kernel_id::KernelId;
 use crate::paper::PaperLayer;
 use crate::reference::{CpuEngine, ErrorStats, Precision};
 use std::time::Instant;
@@ -43,7 +45,8 @@ pub struct BenchConfig {
     pub batches: Vec<usize>,
     /// Timed samples per kernel and batch (the median and spread are over these).
     pub samples: usize,
-    /// Untimed warm-up calls before sampling.
+    /// Untimed warm-up calls before sampling a host kernel (a GPU kernel warms up on at least
+    /// 50 ms of device work instead).
     pub warmup: usize,
     /// Distinct inputs rotated through while timing.
     pub rotate: usize,
@@ -184,35 +187,113 @@ pub struct Timing {
     pub us: Stat,
 }
 
-/// A kernel under test: runs a model (or layer) on a batch and can time itself.
+/// A kernel under test: a [`Backend`] with the device it runs on and how it is timed.
 ///
-/// [`cpu_contenders`] and (feature `gpu`) `gpu::gpu_contenders` build them; [`run()`]
-/// measures them.
-pub trait Contender {
-    /// Short name, e.g. `cpu-eie/f32` ([`KernelResult::kernel`]).
-    fn name(&self) -> String;
+/// [`cpu_contenders`] and (feature `gpu`) `gpu::gpu_contenders` build them, one per runner of
+/// [`crate::backend::cpu_backends`] and `gpu::gpu_backends_on`; [`run()`] measures them.
+pub struct Contender {
+    timer: Timer,
+    device: String,
+    library: Option<String>,
+}
+
+/// How a [`Contender`] is timed.
+enum Timer {
+    /// By wall clock on the host ([`time_wall`]).
+    Wall(Box<dyn Backend>),
+    /// With the device's timestamp queries and per-call wall time.
+    #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+    Device(Box<dyn crate::gpu::TimedBackend>),
+}
+
+impl Contender {
+    /// A host runner timed by wall clock; `library` names the library or kernel behind it where
+    /// its name alone does not say (e.g. the BLAS behind a dense baseline).
+    pub fn wall(backend: Box<dyn Backend>, device: String, library: Option<String>) -> Self {
+        Contender {
+            timer: Timer::Wall(backend),
+            device,
+            library,
+        }
+    }
+
+    /// A GPU runner timed with timestamp queries (and by wall time per call).
+    #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+    pub fn device(backend: Box<dyn crate::gpu::TimedBackend>, device: String) -> Self {
+        Contender {
+            timer: Timer::Device(backend),
+            device,
+            library: None,
+        }
+    }
+
+    /// Which kernel variant ([`KernelResult::kernel`]).
+    pub fn id(&self) -> KernelId {
+        match &self.timer {
+            Timer::Wall(b) => b.id(),
+            #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+            Timer::Device(b) => b.id(),
+        }
+    }
+
     /// The device it runs on, e.g. the CPU model name ([`cpu_name`]) or the GPU adapter
     /// ([`KernelResult::device`]).
-    fn device(&self) -> String;
-    /// Its arithmetic (decides how its output is checked: see the [module docs](self)).
-    fn precision(&self) -> Precision;
-    /// The library or kernel that does the work, where the name alone does not say (e.g. the
-    /// BLAS behind a dense baseline); reports print it beside the kernel
-    /// ([`KernelResult::library`]).
-    fn library(&self) -> Option<String> {
-        None
+    pub fn device_name(&self) -> &str {
+        &self.device
     }
-    /// Runs one batch; [`measure`] checks its output against [`references`].
-    fn run(&mut self, input: &[f32]) -> Result<Vec<f32>>;
-    /// Times calls over `inputs` (each one batch), rotating through them ([`time_wall`] does
-    /// it for host calls).
-    fn time(&mut self, inputs: &[Vec<f32>], cfg: &BenchConfig) -> Result<Vec<Timing>>;
+
+    /// The library or kernel that does the work, where the name alone does not say
+    /// ([`KernelResult::library`]).
+    pub fn library(&self) -> Option<&str> {
+        self.library.as_deref()
+    }
+
+    /// Runs one batch, blocking; [`measure`] checks its output against [`references`].
+    pub fn run(&self, input: &[f32]) -> Result<Vec<f32>> {
+        match &self.timer {
+            Timer::Wall(b) => b.run(input),
+            #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+            Timer::Device(b) => b.run(input),
+        }
+    }
+
+    /// Times calls over `inputs` (each one batch), rotating through them: host runners with
+    /// [`time_wall`], GPU runners with their device timing (one warm-up of at least 50 ms of
+    /// device work, then `cfg.samples` samples of `cfg.gpu_reps` runs in one submission).
+    pub fn time(&self, inputs: &[Vec<f32>], cfg: &BenchConfig) -> Result<Vec<Timing>> {
+        match &self.timer {
+            Timer::Wall(b) => Ok(vec![Timing {
+                metric: Metric::Wall,
+                us: time_wall(inputs, cfg, |x| b.run(x).map(drop))?,
+            }]),
+            #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+            Timer::Device(b) => {
+                let opts = crate::gpu::TimingOptions {
+                    reps_per_submit: cfg.gpu_reps,
+                    samples: cfg.samples,
+                };
+                let t = b.time(inputs, &opts)?;
+                let mut out = Vec::new();
+                if let Some(g) = t.gpu_us.filter(|g| !g.is_empty()) {
+                    out.push(Timing {
+                        metric: Metric::Gpu,
+                        us: Stat::new(&g)?,
+                    });
+                }
+                out.push(Timing {
+                    metric: Metric::Wall,
+                    us: Stat::new(&t.wall_us)?,
+                });
+                Ok(out)
+            }
+        }
+    }
 }
 
 /// Wall-clock timing of a host call: `cfg.warmup` untimed calls, then `cfg.samples` samples,
 /// each the mean over enough calls to last `cfg.min_sample_s`.
 ///
-/// Host-side contenders time themselves with it ([`Contender`]).
+/// The one host timing loop: [`Contender::time`] uses it for host runners.
 pub fn time_wall(
     inputs: &[Vec<f32>],
     cfg: &BenchConfig,
@@ -244,8 +325,8 @@ pub fn time_wall(
 /// Listed in [`WorkloadResult`]; [`WorkloadResult::kernel`] finds one by name.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct KernelResult {
-    /// Kernel name.
-    pub kernel: String,
+    /// Which kernel (serialized as its name, `gpu-eie/f32`).
+    pub kernel: KernelId,
     /// Device name.
     pub device: String,
     /// The library or kernel that does the work, where the kernel names one.
@@ -299,18 +380,18 @@ pub struct WorkloadResult {
 }
 
 impl WorkloadResult {
-    /// The result of kernel `name`, if it was measured.
+    /// The result of kernel `id`, if it was measured.
     ///
     /// See [`KernelResult`].
-    pub fn kernel(&self, name: &str) -> Option<&KernelResult> {
-        self.kernels.iter().find(|k| k.kernel == name)
+    pub fn kernel(&self, id: KernelId) -> Option<&KernelResult> {
+        self.kernels.iter().find(|k| k.kernel == id)
     }
 
-    /// Median µs per call of kernel `name` (device time where it has it).
+    /// Median µs per call of kernel `id` (device time where it has it).
     ///
     /// The median of [`KernelResult::best_timing`]; [`speedup`] compares two.
-    pub fn median_us(&self, name: &str) -> Option<f64> {
-        self.kernel(name)?.best_timing().map(|t| t.us.median)
+    pub fn median_us(&self, id: KernelId) -> Option<f64> {
+        self.kernel(id)?.best_timing().map(|t| t.us.median)
     }
 }
 
@@ -318,16 +399,16 @@ impl WorkloadResult {
 ///
 /// [`run()`] calls it for every contender; see the [module docs](self) for the check.
 pub fn measure(
-    c: &mut dyn Contender,
+    c: &Contender,
     inputs: &[Vec<f32>],
     reference_f32: &[f32],
     reference_fixed16: &[f32],
     cfg: &BenchConfig,
 ) -> KernelResult {
     let mut result = KernelResult {
-        kernel: c.name(),
-        device: c.device(),
-        library: c.library(),
+        kernel: c.id(),
+        device: c.device_name().to_string(),
+        library: c.library().map(str::to_string),
         error: None,
         timings: Vec::new(),
         failure: None,
@@ -339,7 +420,8 @@ pub fn measure(
             return result;
         }
     };
-    let (reference, exact) = match c.precision() {
+    let precision = c.id().precision;
+    let (reference, exact) = match precision {
         Precision::Fixed16 => (reference_fixed16, true),
         _ => (reference_f32, false),
     };
@@ -353,7 +435,7 @@ pub fn measure(
     }
     let error = ErrorStats::compare(&out, reference);
     result.error = Some(error);
-    let tolerance = crate::verify::tolerance(c.precision());
+    let tolerance = crate::verify::tolerance(precision);
     let mismatch = if exact {
         (out != reference).then(|| {
             format!(
@@ -454,15 +536,15 @@ impl Workload {
 pub fn references(model: &Model, input: &[f32]) -> Result<(Vec<f32>, Vec<f32>)> {
     let engine = CpuEngine::new(model.clone())?;
     Ok((
-        engine.run(input, Precision::F32)?,
-        engine.run(input, Precision::Fixed16)?,
+        engine.run(input)?,
+        engine.with_precision(Precision::Fixed16).run(input)?,
     ))
 }
 
 /// Builds the contenders for one model.
 ///
 /// The `make` of [`run()`]; [`cpu_contenders`] fits it.
-pub type MakeContenders<'a> = dyn FnMut(&Model) -> Result<Vec<Box<dyn Contender>>> + 'a;
+pub type MakeContenders<'a> = dyn FnMut(&Model) -> Result<Vec<Contender>> + 'a;
 
 /// Measures every contender `make` builds for each workload, at every batch size of `cfg`.
 ///
@@ -480,7 +562,7 @@ pub fn run(
     let mut results = Vec::new();
     for w in workloads {
         progress(&format!("{}: preparing kernels", w.name));
-        let mut contenders = make(&w.model)?;
+        let contenders = make(&w.model)?;
         for &batch in &cfg.batches {
             let inputs = w.inputs(batch, cfg);
             let (ref_f32, ref_fixed16) = references(&w.model, &inputs[0])?;
@@ -517,10 +599,10 @@ pub fn run(
                 )?;
                 r.sim_us = Some(sim.time_us);
             }
-            for c in contenders.iter_mut() {
-                progress(&format!("{} batch {batch}: {}", w.name, c.name()));
+            for c in &contenders {
+                progress(&format!("{} batch {batch}: {}", w.name, c.id()));
                 r.kernels
-                    .push(measure(c.as_mut(), &inputs, &ref_f32, &ref_fixed16, cfg));
+                    .push(measure(c, &inputs, &ref_f32, &ref_fixed16, cfg));
             }
             results.push(r);
         }
@@ -541,8 +623,13 @@ pub fn geomean(values: impl IntoIterator<Item = f64>) -> Option<f64> {
 
 /// Geometric-mean speed-up of kernel `fast` over kernel `slow` across workloads at `batch`.
 ///
-/// The kernels are [`KernelResult::kernel`] names; see [`WorkloadResult::median_us`].
-pub fn speedup(results: &[WorkloadResult], batch: usize, fast: &str, slow: &str) -> Option<f64> {
+/// The kernels are [`KernelResult::kernel`]s; see [`WorkloadResult::median_us`].
+pub fn speedup(
+    results: &[WorkloadResult],
+    batch: usize,
+    fast: KernelId,
+    slow: KernelId,
+) -> Option<f64> {
     geomean(
         results
             .iter()

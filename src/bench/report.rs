@@ -3,6 +3,8 @@
 //! [`markdown`] and [`csv`] take the results of [`super::run()`].
 
 use super::{speedup, Metric, WorkloadResult};
+use crate::kernel_id::{KernelId, KernelKind, Place};
+use crate::precision::Precision;
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
@@ -20,18 +22,18 @@ pub fn fmt_us(us: f64) -> String {
 }
 
 /// The (kernel, metric) columns present in `results`, in the order first measured.
-fn columns(results: &[&WorkloadResult]) -> Vec<(String, Metric)> {
-    let mut cols: Vec<(String, Metric)> = Vec::new();
+fn columns(results: &[&WorkloadResult]) -> Vec<(KernelId, Metric)> {
+    let mut cols: Vec<(KernelId, Metric)> = Vec::new();
     for r in results {
         for k in &r.kernels {
             for t in &k.timings {
-                let c = (k.kernel.clone(), t.metric);
+                let c = (k.kernel, t.metric);
                 if !cols.contains(&c) {
                     cols.push(c);
                 }
             }
-            if k.timings.is_empty() && !cols.iter().any(|(n, _)| n == &k.kernel) {
-                cols.push((k.kernel.clone(), Metric::Wall));
+            if k.timings.is_empty() && !cols.iter().any(|(n, _)| *n == k.kernel) {
+                cols.push((k.kernel, Metric::Wall));
             }
         }
     }
@@ -39,16 +41,24 @@ fn columns(results: &[&WorkloadResult]) -> Vec<(String, Metric)> {
 }
 
 /// The kernel pairs whose speed-ups the summary states: (faster candidate, baseline).
-const SPEEDUPS: [(&str, &str); 8] = [
-    ("cpu-eie/f32", "cpu-dense/f32"),
-    ("cpu-eie/f32", "cpu-csr/f32"),
-    ("gpu-eie/f32", "gpu-dense/f32"),
-    ("gpu-eie/f32", "gpu-csr/f32"),
-    ("gpu-eie-columns/f32", "gpu-csr/f32"),
-    ("gpu-eie-rows/f32", "gpu-csr/f32"),
-    ("gpu-eie/fixed16", "gpu-dense/f32"),
-    ("gpu-eie/f16", "gpu-dense/f32"),
-];
+const SPEEDUPS: [(KernelId, KernelId); 8] = {
+    use KernelKind::{Csr, Dense, Eie, EieColumns, EieRows};
+    use Precision::{Fixed16, F16, F32};
+    let (cpu, gpu) = (KernelId::cpu, KernelId::gpu);
+    [
+        (cpu(Eie, F32), cpu(Dense, F32)),
+        (cpu(Eie, F32), cpu(Csr, F32)),
+        (gpu(Eie, F32), gpu(Dense, F32)),
+        (gpu(Eie, F32), gpu(Csr, F32)),
+        (gpu(EieColumns, F32), gpu(Csr, F32)),
+        (gpu(EieRows, F32), gpu(Csr, F32)),
+        (gpu(Eie, Fixed16), gpu(Dense, F32)),
+        (gpu(Eie, F16), gpu(Dense, F32)),
+    ]
+};
+
+/// `gpu-eie/f32`, the kernel compared with the ASIC and with CUDA's libraries.
+const GPU_EIE_F32: KernelId = KernelId::gpu(KernelKind::Eie, Precision::F32);
 
 /// A reference column: its header and how to read it off a result.
 type Reference = (&'static str, fn(&WorkloadResult) -> Option<f64>);
@@ -84,12 +94,12 @@ const GPU_REFERENCES: [Reference; 7] = [
     }),
 ];
 
-/// One table: a row per workload, a column per (kernel, metric) whose kernel starts with
-/// `prefix`, then the reference columns that have any value.
-fn table(s: &mut String, rows: &[&WorkloadResult], prefix: &str, refs: &[Reference]) {
-    let cols: Vec<(String, Metric)> = columns(rows)
+/// One table: a row per workload, a column per (kernel, metric) whose kernel runs on `place`,
+/// then the reference columns that have any value.
+fn table(s: &mut String, rows: &[&WorkloadResult], place: Place, refs: &[Reference]) {
+    let cols: Vec<(KernelId, Metric)> = columns(rows)
         .into_iter()
-        .filter(|(k, _)| k.starts_with(prefix))
+        .filter(|(k, _)| k.place == place)
         .collect();
     if cols.is_empty() {
         return;
@@ -100,7 +110,7 @@ fn table(s: &mut String, rows: &[&WorkloadResult], prefix: &str, refs: &[Referen
         .collect();
     let mut header = vec!["layer".to_string()];
     header.extend(cols.iter().map(|(k, m)| match m {
-        Metric::Wall if prefix == "cpu-" => k.clone(),
+        Metric::Wall if place == Place::Cpu => k.to_string(),
         Metric::Wall => format!("{k} (wall)"),
         Metric::Gpu => format!("{k} (gpu)"),
     }));
@@ -110,7 +120,7 @@ fn table(s: &mut String, rows: &[&WorkloadResult], prefix: &str, refs: &[Referen
     for r in rows {
         let mut cells = vec![r.name.clone()];
         for (k, m) in &cols {
-            let cell = match r.kernel(k) {
+            let cell = match r.kernel(*k) {
                 Some(kr) => match (&kr.failure, kr.timings.iter().find(|t| t.metric == *m)) {
                     // One sample (`--quick`) has no spread to show.
                     (_, Some(t)) if t.us.n == 1 => fmt_us(t.us.median),
@@ -142,22 +152,23 @@ pub fn markdown(results: &[WorkloadResult]) -> String {
     let mut by_device: Vec<(String, Vec<String>)> = Vec::new();
     for r in results {
         for k in &r.kernels {
+            let name = k.kernel.to_string();
             match by_device.iter_mut().find(|(d, _)| *d == k.device) {
-                Some((_, ks)) if ks.contains(&k.kernel) => {}
-                Some((_, ks)) => ks.push(k.kernel.clone()),
-                None => by_device.push((k.device.clone(), vec![k.kernel.clone()])),
+                Some((_, ks)) if ks.contains(&name) => {}
+                Some((_, ks)) => ks.push(name),
+                None => by_device.push((k.device.clone(), vec![name])),
             }
         }
     }
     for (d, ks) in &by_device {
         let _ = writeln!(s, "- **{d}**: {}", ks.join(", "));
     }
-    let mut libraries: Vec<(&str, &str)> = Vec::new();
+    let mut libraries: Vec<(KernelId, &str)> = Vec::new();
     for r in results {
         for k in &r.kernels {
             if let Some(l) = &k.library {
                 if !libraries.iter().any(|(n, _)| *n == k.kernel) {
-                    libraries.push((&k.kernel, l));
+                    libraries.push((k.kernel, l));
                 }
             }
         }
@@ -172,9 +183,9 @@ pub fn markdown(results: &[WorkloadResult]) -> String {
             s,
             "\n### Batch {b}: µs per call, median (min–max)\n\n`(gpu)`: device time from timestamp queries, K runs in one submission divided by K; `(wall)`: one call on the host, upload to read-back.\n"
         );
-        table(&mut s, &rows, "cpu-", &CPU_REFERENCES);
+        table(&mut s, &rows, Place::Cpu, &CPU_REFERENCES);
         let _ = writeln!(s);
-        table(&mut s, &rows, "gpu-", &GPU_REFERENCES);
+        table(&mut s, &rows, Place::Gpu, &GPU_REFERENCES);
         let mut lines = Vec::new();
         for (fast, slow) in SPEEDUPS {
             if let Some(x) = speedup(results, b, fast, slow) {
@@ -185,7 +196,7 @@ pub fn markdown(results: &[WorkloadResult]) -> String {
             ("cublas_f32_graph_us", "cuBLAS f32 (graph)"),
             ("cusparse_csr_f32_graph_us", "cuSPARSE CSR f32 (graph)"),
         ] {
-            for eie in ["gpu-eie/f32", "gpu-eie/f16"] {
+            for eie in [GPU_EIE_F32, KernelId::gpu(KernelKind::Eie, Precision::F16)] {
                 let x = super::geomean(
                     rows.iter()
                         .filter_map(|r| Some(cuda(r, key)? / r.median_us(eie)?)),
@@ -198,20 +209,20 @@ pub fn markdown(results: &[WorkloadResult]) -> String {
         let slower: Vec<String> = rows
             .iter()
             .filter_map(|r| {
-                let eie = r.median_us("gpu-eie/f32")?;
+                let eie = r.median_us(GPU_EIE_F32)?;
                 let asic = r.paper.as_ref()?.eie_actual_us;
                 (eie > asic).then(|| format!("{} ({} vs {} µs)", r.name, fmt_us(eie), fmt_us(asic)))
             })
             .collect();
         if rows
             .iter()
-            .any(|r| r.paper.is_some() && r.median_us("gpu-eie/f32").is_some())
+            .any(|r| r.paper.is_some() && r.median_us(GPU_EIE_F32).is_some())
         {
             lines.push(if slower.is_empty() {
-                "gpu-eie/f32 is at least as fast as the EIE ASIC on every layer".into()
+                format!("{GPU_EIE_F32} is at least as fast as the EIE ASIC on every layer")
             } else {
                 format!(
-                    "gpu-eie/f32 slower than the EIE ASIC on: {}",
+                    "{GPU_EIE_F32} slower than the EIE ASIC on: {}",
                     slower.join(", ")
                 )
             });

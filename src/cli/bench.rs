@@ -1,4 +1,5 @@
 use eie::bench::{self, BenchConfig, Contender, Workload, WorkloadResult};
+use eie::kernel_id::KernelId;
 use eie::{Model, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -191,16 +192,13 @@ impl Devices {
 
     fn kernels_per_workload(&self) -> usize {
         #[cfg(feature = "gpu")]
-        let gpu = self
-            .gpu
-            .as_ref()
-            .map_or(0, |_| 3 + eie::Precision::ALL.len());
+        let gpu = self.gpu.as_ref().map_or(0, |_| KernelId::GPU.len());
         #[cfg(not(feature = "gpu"))]
         let gpu = 0;
-        4 * usize::from(self.cpu) + gpu
+        bench::CPU_KERNELS.len() * usize::from(self.cpu) + gpu
     }
 
-    fn contenders(&self, m: &Model, max_batch: usize) -> Result<Vec<Box<dyn Contender>>> {
+    fn contenders(&self, m: &Model, max_batch: usize) -> Result<Vec<Contender>> {
         #[cfg_attr(not(feature = "gpu"), allow(unused_mut))] // GPU contenders join below
         let mut c = if self.cpu {
             bench::cpu_contenders(m)?

@@ -2,6 +2,7 @@ use eie::bench::BenchConfig;
 use eie::classify::{self, LenetAssets};
 use eie::compress::{compress_layer, CompressConfig};
 use eie::format::{Activation, SequenceModel};
+use eie::kernel_id::{KernelId, KernelKind};
 use eie::recurrent::SequenceEngine;
 use eie::{Model, Result};
 use std::path::{Path, PathBuf};
@@ -126,10 +127,10 @@ fn run_mnist(a: &DemoArgs) -> Result<ExitCode> {
     for b in &backends {
         let t = Instant::now();
         match b.run(&assets.images) {
-            Ok(y) => row(&b.name(), &y, t.elapsed().as_secs_f64()),
+            Ok(y) => row(&b.id().to_string(), &y, t.elapsed().as_secs_f64()),
             Err(e) => {
                 ok = false;
-                println!("{:<26} FAILED: {e}", b.name());
+                println!("{:<26} FAILED: {e}", b.id().to_string());
             }
         }
     }
@@ -139,8 +140,10 @@ fn run_mnist(a: &DemoArgs) -> Result<ExitCode> {
     );
     // fixed16 against f32 on the CPU model, image by image (normwise, as `eie verify`).
     let engine = eie::CpuEngine::new(model.clone())?;
-    let (fixed, sat) = engine.run_fixed16(&assets.images)?;
-    let float = engine.run(&assets.images, eie::Precision::F32)?;
+    let float = engine.run(&assets.images)?;
+    let (fixed, sat) = engine
+        .with_precision(eie::Precision::Fixed16)
+        .run_fixed16(&assets.images)?;
     let worst = fixed
         .chunks(LenetAssets::CLASSES)
         .zip(float.chunks(LenetAssets::CLASSES))
@@ -230,7 +233,7 @@ fn seqmnist(lenet_dir: &Path, assets: &LenetAssets) -> Result<()> {
             .map_or_else(|| "-".to_string(), |v| v.to_string());
         println!(
             "{:<26} {:>8.2}% {:>10} {:>10} {:>10.2}",
-            format!("cpu-eie/{} (sequence)", precision.name()),
+            format!("{} (sequence)", KernelId::cpu(KernelKind::Eie, precision)),
             100.0 * correct as f64 / n as f64,
             format!("{correct}/{n}"),
             want,

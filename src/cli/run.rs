@@ -117,7 +117,7 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
             Box::new(engine)
         }
     };
-    let sp = super::spinner(format!("running on {}", backend.name()));
+    let sp = super::spinner(format!("running on {}", backend.id()));
     let start = std::time::Instant::now();
     let out = backend.run(&values)?;
     let elapsed = start.elapsed();
@@ -130,14 +130,16 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
     eie::import::write_npy(&a.output, &shape, &out)?;
     eprintln!(
         "{}: batch {batch}, {:.3} ms, wrote {} {:?}",
-        backend.name(),
+        backend.id(),
         elapsed.as_secs_f64() * 1e3,
         a.output.display(),
         shape
     );
     if a.fixed16 {
         // Every fixed16 backend gives the CPU model's bits, so its counts hold for all.
-        let (_, sat) = eie::CpuEngine::as_stored(model.clone()).run_fixed16(&values)?;
+        let (_, sat) = eie::CpuEngine::as_stored(model.clone())
+            .with_precision(eie::Precision::Fixed16)
+            .run_fixed16(&values)?;
         eprintln!(
             "fixed16 saturations (input {}, outputs {}): {}",
             eie::fixed16::format_name(model.input_frac()),

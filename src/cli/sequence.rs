@@ -3,6 +3,7 @@
 
 use eie::compress::CompressPlan;
 use eie::format::{SequenceModel, Stage};
+use eie::kernel_id::{KernelId, KernelKind};
 use eie::recurrent::{compress_stages, DenseStage, SequenceEngine, SequenceState};
 use eie::{Activation, Error, Precision, Result};
 use std::path::Path;
@@ -332,7 +333,7 @@ pub fn run(a: &SequenceRun<'_>) -> Result<ExitCode> {
         (
             out,
             start.elapsed(),
-            format!("cpu-eie/{}", precision.name()),
+            KernelId::cpu(KernelKind::Eie, precision).to_string(),
         )
     };
     let (values, shape) = if a.last {
@@ -505,7 +506,7 @@ fn gpu_run(
     );
     let start = std::time::Instant::now();
     let out = engine.run_batch(x, batch, steps, states)?;
-    Ok((out, start.elapsed(), engine.name()))
+    Ok((out, start.elapsed(), engine.id().to_string()))
 }
 
 #[cfg(not(feature = "gpu"))]

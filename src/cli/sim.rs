@@ -102,8 +102,8 @@ fn model_run(a: &SimArgs, cfg: &SimConfig, model: &Path, input: &Path) -> Result
         Precision::F32
     };
     let sp = super::spinner("simulating");
-    let sim = Simulator::new(&model, cfg)?;
-    let r = sim.run(&values, precision)?;
+    let sim = Simulator::new(&model, cfg, precision)?;
+    let r = sim.run(&values)?;
     sp.finish_and_clear();
     if let Some(out) = &a.output {
         let shape = if tensor.shape.len() == 1 {

@@ -8,6 +8,8 @@ use super::program::{activations, storage_init, Encoding, Program};
 use super::program::{PipelineTiming, Timing, TimingOptions};
 use crate::error::{Error, Result};
 use crate::format::Model;
+use crate::kernel_id::{KernelId, KernelKind};
+use crate::precision::Precision;
 use crate::schedule::BATCH_TILE;
 use std::sync::Arc;
 
@@ -23,14 +25,21 @@ pub enum BaselineKind {
 }
 
 impl BaselineKind {
-    /// Name used in backend names.
+    /// Its [`KernelKind`] (whose name, `dense` or `csr`, reports use).
+    ///
+    /// See [`BaselineEngine::id`].
+    pub fn kernel_kind(self) -> KernelKind {
+        match self {
+            BaselineKind::Dense => KernelKind::Dense,
+            BaselineKind::Csr => KernelKind::Csr,
+        }
+    }
+
+    /// `dense` or `csr`, as [`KernelKind::name`] spells it.
     ///
     /// See [`BaselineEngine::kind`].
     pub fn name(self) -> &'static str {
-        match self {
-            BaselineKind::Dense => "dense",
-            BaselineKind::Csr => "csr",
-        }
+        self.kernel_kind().name()
     }
 
     /// The kernel.
@@ -74,10 +83,11 @@ pub(crate) fn layer_dispatches(
 ///
 /// Built by [`BaselineEngine::new`] on a [`GpuContext`]; `examples/gpu_layers.rs` times it
 /// beside the [`GpuEngine`](super::GpuEngine).
+#[derive(Clone)]
 pub struct BaselineEngine {
     program: Arc<Program>,
     kind: BaselineKind,
-    _buffers: Vec<wgpu::Buffer>,
+    _buffers: Arc<Vec<wgpu::Buffer>>,
 }
 
 /// Inputs per submission of a baseline engine built by [`BaselineEngine::new`].
@@ -156,7 +166,7 @@ impl BaselineEngine {
                     Encoding::F32,
                 )),
                 kind,
-                _buffers: buffers,
+                _buffers: Arc::new(buffers),
             })
         })?
     }
@@ -176,15 +186,37 @@ impl BaselineEngine {
         self.program.run(input)
     }
 
-    /// Non-blocking form of [`run`](Self::run).
-    pub async fn run_async(&self, input: &[f32]) -> Result<Vec<f32>> {
-        self.program.run_async(input).await
+    /// The same run as [`run`](Self::run) without blocking the caller: an owned `'static`
+    /// future (it holds a clone of the engine and the buffer), as
+    /// [`GpuEngine::run_async`](super::GpuEngine::run_async).
+    pub fn run_async<T>(
+        &self,
+        input: T,
+    ) -> impl std::future::Future<Output = Result<Vec<f32>>> + Send + 'static
+    where
+        T: AsRef<[f32]> + Send + Sync + 'static,
+    {
+        let engine = self.clone();
+        async move { engine.program.run_async(input.as_ref()).await }
+    }
+
+    /// Which kernel variant this is: `gpu-dense/f32` or `gpu-csr/f32`.
+    ///
+    /// See [`BaselineEngine::kind`].
+    pub fn id(&self) -> KernelId {
+        KernelId::gpu(self.kind.kernel_kind(), Precision::F32)
+    }
+
+    /// The program the engine runs (for [`TimedBackend`](super::TimedBackend)).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn program(&self) -> &Program {
+        &self.program
     }
 
     /// Times the model on `input` (see [`Timing`]).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn time(&self, input: &[f32], opts: &TimingOptions) -> Result<Timing> {
-        self.program.time(input, opts)
+        self.program.time(&[input], opts)
     }
 
     /// Pipelined single-frame runs with `in_flight` submissions outstanding.

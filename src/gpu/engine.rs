@@ -15,6 +15,7 @@ use super::program::{PipelineTiming, Timing, TimingOptions};
 use crate::error::{Error, Result};
 use crate::fixed16::{LayerSaturations, Saturations};
 use crate::format::{EieLayer, Model};
+use crate::kernel_id::{KernelId, KernelKind};
 use crate::precision::Precision;
 use crate::schedule::{
     EieLayerPlan, PePlan, ScheduleOverride, Walk, EIE_BATCH_TILE, EIE_MAX_CODES,
@@ -278,17 +279,18 @@ impl GpuEngine {
         self.inner.plans.iter().map(|p| p.walk).collect()
     }
 
-    /// The kernel's name in reports: `gpu-eie/f32` when each layer is walked as the planner
+    /// Which kernel variant this is: `gpu-eie/f32` when each layer is walked as the planner
     /// picks for the device, `gpu-eie-columns/f32` or `gpu-eie-rows/f32` when a walk is forced
     /// (by the options or the environment).
     ///
     /// See [`GpuEngine::walks`].
-    pub fn name(&self) -> String {
-        let walk = match self.inner.forced_walk {
-            None => String::new(),
-            Some(w) => format!("-{}", w.name()),
+    pub fn id(&self) -> KernelId {
+        let kind = match self.inner.forced_walk {
+            None => KernelKind::Eie,
+            Some(Walk::Columns) => KernelKind::EieColumns,
+            Some(Walk::Rows) => KernelKind::EieRows,
         };
-        format!("gpu-eie{walk}/{}", self.inner.precision.name())
+        KernelId::gpu(kind, self.inner.precision)
     }
 
     /// The device context.
@@ -319,21 +321,24 @@ impl GpuEngine {
         self.inner.program.run(input)
     }
 
-    /// The same as [`run`](Self::run) without blocking the caller: usable from any async
-    /// runtime (the device is polled by the context's own thread). Many concurrent calls on
-    /// one engine are safe.
-    pub async fn run_async(&self, input: &[f32]) -> Result<Vec<f32>> {
-        self.inner.program.run_async(input).await
+    /// The same run as [`run`](Self::run) without blocking the caller: an owned `'static`
+    /// future (it holds a clone of the engine and the buffer: `Vec<f32>`, `Arc<[f32]>`, ...),
+    /// usable from any async runtime and `tokio::spawn` (the device is polled by the context's
+    /// own thread). Many concurrent calls on one engine are safe.
+    pub fn run_async<T>(
+        &self,
+        input: T,
+    ) -> impl std::future::Future<Output = Result<Vec<f32>>> + Send + 'static
+    where
+        T: AsRef<[f32]> + Send + Sync + 'static,
+    {
+        let engine = self.clone();
+        async move { engine.run_ref(input.as_ref()).await }
     }
 
-    /// [`run_async`](Self::run_async) as an owned `'static` future (it holds a clone of the
-    /// engine and the input), for `tokio::spawn` and the like.
-    pub fn run_owned(
-        &self,
-        input: Vec<f32>,
-    ) -> impl std::future::Future<Output = Result<Vec<f32>>> + Send + 'static {
-        let engine = self.clone();
-        async move { engine.inner.program.run_async(&input).await }
+    /// [`run_async`](Self::run_async) on a borrowed input, for [`crate::Engine::run_async`].
+    pub(crate) async fn run_ref(&self, input: &[f32]) -> Result<Vec<f32>> {
+        self.inner.program.run_async(input).await
     }
 
     /// Runs `input` in fixed16, blocking (as [`run`](Self::run)), and counts its saturations
@@ -352,9 +357,22 @@ impl GpuEngine {
         Ok(self.saturations(self.inner.program.run_counted(input)?))
     }
 
-    /// [`run_fixed16`](Self::run_fixed16) without blocking the caller (as
-    /// [`run_async`](Self::run_async)).
-    pub async fn run_fixed16_async(&self, input: &[f32]) -> Result<(Vec<f32>, Saturations)> {
+    /// [`run_fixed16`](Self::run_fixed16) without blocking the caller: an owned `'static`
+    /// future, as [`run_async`](Self::run_async).
+    pub fn run_fixed16_async<T>(
+        &self,
+        input: T,
+    ) -> impl std::future::Future<Output = Result<(Vec<f32>, Saturations)>> + Send + 'static
+    where
+        T: AsRef<[f32]> + Send + Sync + 'static,
+    {
+        let engine = self.clone();
+        async move { engine.run_fixed16_ref(input.as_ref()).await }
+    }
+
+    /// [`run_fixed16_async`](Self::run_fixed16_async) on a borrowed input, for
+    /// [`crate::Engine::run_async`].
+    pub(crate) async fn run_fixed16_ref(&self, input: &[f32]) -> Result<(Vec<f32>, Saturations)> {
         self.check_fixed16()?;
         Ok(self.saturations(self.inner.program.run_async_counted(input).await?))
     }
@@ -388,10 +406,16 @@ impl GpuEngine {
         (run.output, sat)
     }
 
+    /// The program the engine runs (for [`TimedBackend`](super::TimedBackend)).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn program(&self) -> &Program {
+        &self.inner.program
+    }
+
     /// Times the model on `input` (see [`Timing`]).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn time(&self, input: &[f32], opts: &TimingOptions) -> Result<Timing> {
-        self.inner.program.time(input, opts)
+        self.inner.program.time(&[input], opts)
     }
 
     /// Pipelined single-frame runs with `in_flight` submissions outstanding.

@@ -36,7 +36,7 @@ mod sequence;
 pub use crate::precision::Precision;
 pub use crate::schedule::{PePlan, ScheduleOverride, Walk, SCHEDULE_ENV};
 #[cfg(not(target_arch = "wasm32"))]
-pub use backend::{gpu_backends, gpu_backends_on};
+pub use backend::{gpu_backend, gpu_backends, gpu_backends_on, TimedBackend};
 pub use baseline::{BaselineEngine, BaselineKind, BASELINE_MAX_BATCH};
 #[cfg(not(target_arch = "wasm32"))]
 pub use device::list_adapters;

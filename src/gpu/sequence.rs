@@ -11,6 +11,7 @@ use super::program::{
 use crate::error::{Error, Result};
 use crate::fixed16;
 use crate::format::{CellKind, EieLayer, SequenceModel};
+use crate::kernel_id::{KernelId, KernelKind};
 use crate::precision::Precision;
 use crate::recurrent::{cell, check_input, SequenceEngine, SequenceState, StageParts};
 use crate::schedule::{PePlan, ScheduleOverride, BATCH_TILE, EIE_BATCH_TILE};
@@ -346,11 +347,14 @@ impl GpuSequenceEngine {
         self.inner.precision
     }
 
-    /// The kernel's name in reports: `gpu-eie/f32`, `gpu-eie/fixed16`, or for a baseline
-    /// (see [`SequenceOptions::baseline`]) `gpu-dense/f32` or `gpu-csr/f32`.
-    pub fn name(&self) -> String {
-        let kernel = self.inner.baseline.map_or("eie", BaselineKind::name);
-        format!("gpu-{kernel}/{}", self.inner.precision.name())
+    /// Which kernel variant runs the matrix products: `gpu-eie/f32`, `gpu-eie/fixed16`, or for
+    /// a baseline (see [`SequenceOptions::baseline`]) `gpu-dense/f32` or `gpu-csr/f32`.
+    pub fn id(&self) -> KernelId {
+        let kind = self
+            .inner
+            .baseline
+            .map_or(KernelKind::Eie, BaselineKind::kernel_kind);
+        KernelId::gpu(kind, self.inner.precision)
     }
 
     /// The device context.

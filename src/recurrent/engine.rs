@@ -164,7 +164,7 @@ fn fixed16_single(
     }
     let mut m = Model::new(vec![layer.clone()])?;
     m.set_fixed16_fracs(input_frac, &[output_frac])?;
-    CpuEngine::new(m)
+    Ok(CpuEngine::new(m)?.with_precision(Precision::Fixed16))
 }
 
 /// Runs a [`SequenceModel`] on the CPU in f32, f16 (f16 storage of every activation, `h`
@@ -189,8 +189,9 @@ pub struct SequenceEngine {
     precision: Precision,
 }
 
-fn single(layer: &crate::format::EieLayer) -> Result<CpuEngine> {
-    CpuEngine::new(Model::new(vec![layer.clone()])?)
+/// The CPU engine of one matrix in `precision` (f32 or f16; fixed16 is [`fixed16_single`]).
+fn single(layer: &crate::format::EieLayer, precision: Precision) -> Result<CpuEngine> {
+    Ok(CpuEngine::new(Model::new(vec![layer.clone()])?)?.with_precision(precision))
 }
 
 fn round_f16(v: &mut [f32]) {
@@ -222,7 +223,7 @@ impl SequenceEngine {
                     (frac, bound) = (out, b);
                     StageEngine::Fc(e)
                 }
-                Stage::Fc(l) => StageEngine::Fc(single(l)?),
+                Stage::Fc(l) => StageEngine::Fc(single(l, precision)?),
                 Stage::Recurrent(r) if fixed => {
                     let (bx, bh) = (output_bound(r.ih(), bound)?, output_bound(r.hh(), 1.0)?);
                     let gate_frac = fixed16::frac_for(bx.max(bh) as f32);
@@ -239,8 +240,8 @@ impl SequenceEngine {
                 Stage::Recurrent(r) => StageEngine::Recurrent {
                     kind: r.kind(),
                     hidden: r.hidden(),
-                    ih: single(r.ih())?,
-                    hh: single(r.hh())?,
+                    ih: single(r.ih(), precision)?,
+                    hh: single(r.hh(), precision)?,
                     gate_frac: 0,
                 },
             });
@@ -354,7 +355,7 @@ impl SequenceEngine {
         let mut offset = 0;
         for stage in self.stages.iter() {
             match stage {
-                StageEngine::Fc(e) => cur = e.run(&cur, self.precision)?,
+                StageEngine::Fc(e) => cur = e.run(&cur)?,
                 StageEngine::Recurrent {
                     kind,
                     hidden,
@@ -370,15 +371,14 @@ impl SequenceEngine {
                     let mut out = Vec::with_capacity(steps * h_len);
                     if self.precision == Precision::Fixed16 {
                         let hf = h_float(&h_fixed16(h));
-                        let parts = gate_products(ih, hh, &cur, &hf, steps, self.precision)?;
+                        let parts = gate_products(ih, hh, &cur, &hf, steps)?;
                         fixed16_chain(*kind, *gate_frac, parts, hh, steps, g, h, c, &mut out)?;
                     } else {
-                        let (gx, mut first_gh) =
-                            gate_products(ih, hh, &cur, h, steps, self.precision)?;
+                        let (gx, mut first_gh) = gate_products(ih, hh, &cur, h, steps)?;
                         for t in 0..steps {
                             let gh = match first_gh.take() {
                                 Some(gh) => gh,
-                                None => hh.run(h, self.precision)?,
+                                None => hh.run(h)?,
                             };
                             cell::update(*kind, &gx[t * g..(t + 1) * g], &gh, h, c);
                             if f16 {
@@ -405,14 +405,13 @@ fn gate_products(
     x: &[f32],
     h: &[f32],
     steps: usize,
-    precision: Precision,
 ) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
     let entries = |e: &CpuEngine| e.model().layers()[0].entry_count();
     if steps == 1 && entries(ih) + entries(hh) >= PARALLEL_MIN_ENTRIES {
-        let (gx, gh) = rayon::join(|| ih.run(x, precision), || hh.run(h, precision));
+        let (gx, gh) = rayon::join(|| ih.run(x), || hh.run(h));
         Ok((gx?, Some(gh?)))
     } else {
-        Ok((ih.run(x, precision)?, None))
+        Ok((ih.run(x)?, None))
     }
 }
 
@@ -458,7 +457,7 @@ fn fixed16_chain(
     for t in 0..steps {
         let gh = match first_gh.take() {
             Some(gh) => gh,
-            None => hh.run(&hf, Precision::Fixed16)?,
+            None => hh.run(&hf)?,
         };
         let gh = to_int(&gh, gate_frac);
         cell::update_fixed16(

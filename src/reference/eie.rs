@@ -616,6 +616,7 @@ pub struct CpuEngine {
     model: std::sync::Arc<Model>,
     layers: std::sync::Arc<Vec<Option<LayerWalks>>>,
     walk: CpuWalk,
+    precision: Precision,
 }
 
 /// What the engine keeps per layer besides the layer itself.
@@ -710,6 +711,7 @@ impl CpuEngine {
             model: std::sync::Arc::new(model),
             layers: std::sync::Arc::new(layers),
             walk: CpuWalk::Auto,
+            precision: Precision::F32,
         }
     }
 
@@ -723,6 +725,7 @@ impl CpuEngine {
             model: std::sync::Arc::new(model),
             layers: std::sync::Arc::new(layers),
             walk: CpuWalk::Auto,
+            precision: Precision::F32,
         })
     }
 
@@ -733,6 +736,26 @@ impl CpuEngine {
     pub fn with_walk(mut self, walk: CpuWalk) -> Self {
         self.walk = walk;
         self
+    }
+
+    /// The same engine in `precision` (f32 unless told otherwise). Cheap: the model and its
+    /// walks are shared, so one engine serves every precision (`engine.with_precision(p)`).
+    ///
+    /// The precision is chosen at build on every engine, as with
+    /// [`EngineBuilder::precision`](crate::EngineBuilder::precision) and the GPU's
+    /// `EngineOptions::precision`; [`CpuEngine::run`] runs in it.
+    pub fn with_precision(&self, precision: Precision) -> Self {
+        CpuEngine {
+            precision,
+            ..self.clone()
+        }
+    }
+
+    /// The arithmetic [`CpuEngine::run`] uses.
+    ///
+    /// Set by [`CpuEngine::with_precision`].
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// The model this engine runs (at the engine's PE counts).
@@ -789,16 +812,17 @@ impl CpuEngine {
         }
     }
 
-    /// Runs a batch: `input` holds `batch * input_size` values, the result `batch * output_size`.
+    /// Runs a batch in the engine's [`precision`](CpuEngine::precision), blocking: `input`
+    /// holds `batch * input_size` values, the result `batch * output_size`.
     ///
     /// Buffers are reserved fallibly: a batch whose outputs do not fit in memory is
     /// [`Error::Allocation`], not an abort.
-    pub fn run(&self, input: &[f32], precision: Precision) -> Result<Vec<f32>> {
+    pub fn run(&self, input: &[f32]) -> Result<Vec<f32>> {
         let mut out = self.outputs_for(input)?;
         let batch = out.len() / self.model.output_size();
         let (n_in, n_out) = (self.model.input_size(), self.model.output_size());
-        let f16 = precision == Precision::F16;
-        if precision != Precision::Fixed16 {
+        let f16 = self.precision == Precision::F16;
+        if self.precision != Precision::Fixed16 {
             if batch == 1 {
                 // One input: the PEs (or row groups) of each layer run in parallel.
                 self.forward_one(input, &mut out, f16, true)?;
@@ -922,10 +946,20 @@ impl CpuEngine {
         Ok(())
     }
 
-    /// Runs a batch in fixed16 (as [`Self::run`] with [`Precision::Fixed16`]) and counts the
-    /// saturations over the whole batch: inputs clipped to the model's input format, outputs
-    /// clipped on write-back and accumulator overflows, per layer.
+    /// Runs a batch as [`Self::run`] does in fixed16 and counts the saturations over the whole
+    /// batch: inputs clipped to the model's input format, outputs clipped on write-back and
+    /// accumulator overflows, per layer.
+    ///
+    /// An [`Error::UnsupportedPrecision`] for an engine in another precision (as on the GPU's
+    /// `GpuEngine::run_fixed16`): `engine.with_precision(Precision::Fixed16)` makes one.
     pub fn run_fixed16(&self, input: &[f32]) -> Result<(Vec<f32>, fixed16::Saturations)> {
+        if self.precision != Precision::Fixed16 {
+            return Err(Error::UnsupportedPrecision {
+                backend: "saturation counting".into(),
+                precision: self.precision.name().into(),
+                supported: "fixed16".into(),
+            });
+        }
         let mut out = self.outputs_for(input)?;
         let counts = self.fixed16_batch(input, &mut out)?;
         Ok((out, counts))

@@ -23,6 +23,7 @@ pub mod latency;
 use super::{EieLayerPlan, BATCH_TILE, ROWS_PER_WORKGROUP, WORKGROUP_SIZE};
 use crate::error::{Error, Result};
 use crate::format::EieLayer;
+use crate::kernel_id::{KernelId, KernelKind};
 use crate::precision::Precision;
 use latency::{DeviceProfile, DispatchWork, LatencyWork, PathStats, WorkPath};
 use serde::Serialize;
@@ -391,7 +392,7 @@ pub fn eie(
     }
     let mut c = KernelCost::new(
         layer,
-        format!("gpu-eie/{}", precision.name()),
+        KernelId::gpu(KernelKind::Eie, precision).to_string(),
         batch,
         listed_total,
         bytes,
@@ -529,7 +530,7 @@ pub(crate) fn eie_rows_with(
     };
     Ok(KernelCost::new(
         layer,
-        format!("gpu-eie-rows/{}", precision.name()),
+        KernelId::gpu(KernelKind::EieRows, precision).to_string(),
         batch,
         (layer.cols() * batch) as u64,
         bytes,
@@ -591,7 +592,7 @@ pub fn csr(layer: &EieLayer, input: &[f32]) -> Result<KernelCost> {
     };
     Ok(KernelCost::new(
         layer,
-        "gpu-csr/f32".into(),
+        KernelId::gpu(KernelKind::Csr, Precision::F32).to_string(),
         batch,
         (layer.cols() * batch) as u64,
         bytes,
@@ -648,7 +649,7 @@ pub fn dense(layer: &EieLayer, input: &[f32], tiles: usize) -> Result<KernelCost
     };
     Ok(KernelCost::new(
         layer,
-        "gpu-dense/f32".into(),
+        KernelId::gpu(KernelKind::Dense, Precision::F32).to_string(),
         batch,
         (cols * batch) as u64,
         bytes,
@@ -697,11 +698,11 @@ pub fn model_costs(
                 super::Walk::Columns => eie(&interleaved, &plan, &x, p)?,
                 super::Walk::Rows => rows(p)?,
             };
-            c.kernel = format!("gpu-eie/{}", p.name());
+            c.kernel = KernelId::gpu(KernelKind::Eie, p).to_string();
             out.push(c);
         }
         let mut columns = eie(&interleaved, &plan, &x, Precision::F32)?;
-        columns.kernel = "gpu-eie-columns/f32".into();
+        columns.kernel = KernelId::gpu(KernelKind::EieColumns, Precision::F32).to_string();
         out.push(columns);
         out.push(rows(Precision::F32)?);
         out.push(dense(

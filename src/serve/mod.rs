@@ -7,7 +7,7 @@
 //!   as version `1` on the platform `eie`.
 //! * Requests from every client go through a dynamic [`Batcher`](crate::batching::Batcher) per
 //!   engine; a model may have one engine per GPU ([`Devices`]), and each request goes to the one
-//!   with the fewest inputs in flight. An answer is bit for bit what [`Engine::run_blocking`]
+//!   with the fewest inputs in flight. An answer is bit for bit what [`Engine::run`]
 //!   gives for the same input alone.
 //! * Bad input is the protocol's error (HTTP 400 / 404 / 413, gRPC `INVALID_ARGUMENT` /
 //!   `NOT_FOUND` / `RESOURCE_EXHAUSTED`) and costs no other request; a full queue is HTTP 503 /
@@ -288,7 +288,7 @@ impl Server {
                 shape: (spec.model.input_size(), spec.model.output_size()),
                 engines: engines
                     .iter()
-                    .map(|e| (e.name(), e.device().to_string()))
+                    .map(|e| (e.id().to_string(), e.device().to_string()))
                     .collect(),
             });
             let served = ServedModel::new(&spec.name, engines, config.batch, &metrics)?;

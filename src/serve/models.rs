@@ -69,7 +69,7 @@ impl ServedModel {
                 .get_or_create(&DeviceLabels {
                     model: name.to_string(),
                     replica: i.to_string(),
-                    engine: engine.name(),
+                    engine: engine.id().to_string(),
                     device: engine.device().to_string(),
                 })
                 .set(1);

@@ -300,8 +300,8 @@ struct Prepared<'a> {
 }
 
 /// The precisions the simulator models, EIE's datapath in f32 or fixed16:
-/// [`Error::UnsupportedPrecision`] for f16. [`simulate_model`] and [`simulate_sequence`] check it
-/// before they prepare anything, [`Simulator::run`] on every call.
+/// [`Error::UnsupportedPrecision`] for f16. [`Simulator::new`], [`simulate_model`] and
+/// [`simulate_sequence`] check it before they prepare anything.
 pub(crate) fn check_precision(precision: Precision) -> Result<()> {
     if precision == Precision::F16 {
         return Err(Error::UnsupportedPrecision {
@@ -313,18 +313,22 @@ pub(crate) fn check_precision(precision: Precision) -> Result<()> {
     Ok(())
 }
 
-/// A model prepared for one configuration; [`Simulator::run`] simulates input batches on it.
+/// A model prepared for one configuration and precision; [`Simulator::run`] simulates input
+/// batches on it.
 pub struct Simulator<'a> {
     cfg: SimConfig,
+    precision: Precision,
     layers: Vec<Prepared<'a>>,
 }
 
 impl<'a> Simulator<'a> {
-    /// Prepares `model` for `cfg`: layers encoded for another PE count are re-interleaved
-    /// ([`EieLayer::with_pes`]) and layers with more outputs than a round holds are split into
-    /// row pieces.
-    pub fn new(model: &'a Model, cfg: &SimConfig) -> Result<Self> {
+    /// Prepares `model` for `cfg` in `precision` (chosen at build, as on every engine): layers
+    /// encoded for another PE count are re-interleaved ([`EieLayer::with_pes`]) and layers with
+    /// more outputs than a round holds are split into row pieces.
+    /// [`Error::UnsupportedPrecision`] for f16 (the simulator models f32 and fixed16).
+    pub fn new(model: &'a Model, cfg: &SimConfig, precision: Precision) -> Result<Self> {
         cfg.validate()?;
+        check_precision(precision)?;
         let layers = model
             .layers()
             .iter()
@@ -345,7 +349,11 @@ impl<'a> Simulator<'a> {
                 Ok(Prepared { layer, pieces })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Simulator { cfg: *cfg, layers })
+        Ok(Simulator {
+            cfg: *cfg,
+            precision,
+            layers,
+        })
     }
 
     /// The configuration.
@@ -358,9 +366,8 @@ impl<'a> Simulator<'a> {
     /// Simulates a batch (`input.len()` a multiple of the input size), vector after vector.
     ///
     /// See [`SimResult`]; [`simulate_model`] is this in one call.
-    /// [`Error::UnsupportedPrecision`] for f16 (the simulator models f32 and fixed16).
-    pub fn run(&self, input: &[f32], precision: Precision) -> Result<SimResult> {
-        check_precision(precision)?;
+    pub fn run(&self, input: &[f32]) -> Result<SimResult> {
+        let precision = self.precision;
         let first = &self.layers[0].layer;
         let batch = crate::format::check_batch(first.cols(), input)?;
         let n = self.cfg.pes;
@@ -603,7 +610,5 @@ pub fn simulate_model(
     cfg: &SimConfig,
     precision: Precision,
 ) -> Result<SimResult> {
-    cfg.validate()?;
-    check_precision(precision)?;
-    Simulator::new(model, cfg)?.run(input, precision)
+    Simulator::new(model, cfg, precision)?.run(input)
 }

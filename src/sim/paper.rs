@@ -82,7 +82,7 @@ pub fn simulate_layer(l: &PaperLayer, cfg: &SimConfig, seed: u64) -> Result<SimR
     cfg.validate()?;
     let model = l.model(cfg.pes, seed)?;
     let x = l.input(1, seed);
-    Simulator::new(&model, cfg)?.run(&x, Precision::F32)
+    Simulator::new(&model, cfg, Precision::F32)?.run(&x)
 }
 
 /// Simulates all nine paper layers at `cfg` (in parallel over layers).
@@ -144,7 +144,7 @@ pub fn sweep(cfgs: &[SimConfig], seed: u64) -> Result<Vec<SweepPoint>> {
             let mut base = None;
             cfgs.iter()
                 .map(|cfg| {
-                    let r = Simulator::new(&model, cfg)?.run(&x, Precision::F32)?;
+                    let r = Simulator::new(&model, cfg, Precision::F32)?.run(&x)?;
                     let base = *base.get_or_insert(r.cycles);
                     Ok(SweepPoint {
                         layer: l.name.to_string(),

@@ -127,16 +127,16 @@ struct Part<'a> {
 }
 
 impl<'a> Part<'a> {
-    fn new(model: &'a Model, cfg: &SimConfig) -> Result<Self> {
+    fn new(model: &'a Model, cfg: &SimConfig, precision: Precision) -> Result<Self> {
         Ok(Part {
-            sim: Simulator::new(model, cfg)?,
+            sim: Simulator::new(model, cfg, precision)?,
             stats: None,
         })
     }
 
     /// Simulates one vector; returns its output and cycles.
-    fn run(&mut self, x: &[f32], precision: Precision) -> Result<(Vec<f32>, u64)> {
-        let r = self.sim.run(x, precision)?;
+    fn run(&mut self, x: &[f32]) -> Result<(Vec<f32>, u64)> {
+        let r = self.sim.run(x)?;
         let l = r.layers.into_iter().next().expect("a one-layer model");
         match &mut self.stats {
             None => self.stats = Some(l),
@@ -232,7 +232,7 @@ pub fn simulate_sequence(
         .iter()
         .map(|p| {
             Ok(match p {
-                StageParts::Fc(m) => SimStage::Fc(Part::new(m, cfg)?),
+                StageParts::Fc(m) => SimStage::Fc(Part::new(m, cfg, precision)?),
                 StageParts::Recurrent {
                     kind,
                     hidden,
@@ -243,8 +243,8 @@ pub fn simulate_sequence(
                     kind: *kind,
                     hidden: *hidden,
                     gate_frac: *gate_frac,
-                    ih: Part::new(ih, cfg)?,
-                    hh: Part::new(hh, cfg)?,
+                    ih: Part::new(ih, cfg, precision)?,
+                    hh: Part::new(hh, cfg, precision)?,
                     h: vec![0.0; *hidden],
                     c: vec![0.0; if kind.has_cell_state() { *hidden } else { 0 }],
                     hq: vec![0; *hidden],
@@ -262,7 +262,7 @@ pub fn simulate_sequence(
         for (stage, total) in stages.iter_mut().zip(&mut stage_cycles) {
             let cycles = match stage {
                 SimStage::Fc(p) => {
-                    let (out, cycles) = p.run(&cur, precision)?;
+                    let (out, cycles) = p.run(&cur)?;
                     cur = out;
                     cycles
                 }
@@ -277,8 +277,8 @@ pub fn simulate_sequence(
                     hq,
                     cq,
                 } => {
-                    let (gx, cx) = ih.run(&cur, precision)?;
-                    let (gh, ch) = hh.run(h, precision)?;
+                    let (gx, cx) = ih.run(&cur)?;
+                    let (gh, ch) = hh.run(h)?;
                     if precision == Precision::Fixed16 {
                         let to_int = |v: &[f32]| -> Vec<i32> {
                             v.iter()

@@ -31,7 +31,7 @@ pub fn gap(engine: &Engine) -> Duration {
                 tokio::spawn(async move {
                     for k in 0..8u64 {
                         let x = eie::synth::activations(width, 0.5, 1000 + i * 8 + k);
-                        e.run(x, 1).await.unwrap();
+                        e.run_async(x, 1).await.unwrap();
                     }
                 })
             })

@@ -138,7 +138,7 @@ impl Classifier {
     /// The engine's name (kernel and precision).
     #[wasm_bindgen(getter)]
     pub fn name(&self) -> String {
-        self.engine.name()
+        self.engine.id().to_string()
     }
 
     /// Values per input (784 for MNIST's 28×28 pixels).
@@ -164,7 +164,7 @@ impl Classifier {
     /// (`batch × outputSize` values, a `Float32Array`). A wrong length, a non-finite input or
     /// a device error rejects the promise.
     pub fn run(&self, input: Vec<f32>, batch: usize) -> js_sys::Promise {
-        let run = self.engine.run(input, batch);
+        let run = self.engine.run_async(input, batch);
         wasm_bindgen_futures::future_to_promise(async move {
             let out = run.await.map_err(js_error)?;
             Ok(js_sys::Float32Array::from(out.as_slice()).into())

@@ -104,13 +104,29 @@ impl Program {
     /// Times the model on `input` (at most `max_batch` inputs): GPU time from timestamp
     /// queries around `K` back-to-back runs in one compute pass (and between layers when the
     /// device allows), the wall time of that submission, and end-to-end wall time of `run`.
-    pub(crate) fn time(&self, input: &[f32], opts: &TimingOptions) -> Result<Timing> {
+    ///
+    /// Sample `s` runs `inputs[s % inputs.len()]` (all of one batch size), so that a
+    /// cache-resident input does not flatter a kernel; the one warm-up runs the first.
+    pub(crate) fn time(&self, inputs: &[&[f32]], opts: &TimingOptions) -> Result<Timing> {
+        let Some(&input) = inputs.first() else {
+            return Err(Error::InvalidArgument(
+                "timing needs at least one input".into(),
+            ));
+        };
         let batch = check_batch(self.in_size, input)?;
         if batch > self.max_batch {
             return Err(Error::InvalidArgument(format!(
                 "timing a batch of {batch} on an engine built for at most {}",
                 self.max_batch
             )));
+        }
+        for x in &inputs[1..] {
+            if check_batch(self.in_size, x)? != batch {
+                return Err(Error::Shape(format!(
+                    "timing inputs of different batch sizes: {batch} and {}",
+                    x.len() / self.in_size.max(1)
+                )));
+            }
         }
         let k = opts.reps_per_submit.max(1);
         let samples = opts.samples.max(1);
@@ -160,9 +176,10 @@ impl Program {
             };
             self.ctx.wait(idx)?;
         }
-        for _ in 0..samples {
+        for s in 0..samples {
+            // The call's upload is the input the timed passes below read.
             let start = Instant::now();
-            self.run(input)?;
+            self.run(inputs[s % inputs.len()])?;
             timing.wall_us.push(start.elapsed().as_secs_f64() * 1e6);
 
             let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {

@@ -15,9 +15,15 @@
 use super::history::{eie_gen1, eie_v2, Generation};
 use super::latency::{combine, terms, DeviceProfile, LatencyWork};
 use crate::error::{Error, Result};
+use crate::kernel_id::{KernelId, KernelKind};
 use crate::precision::Precision;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+
+/// A GPU kernel in f32, as the recorded runs name them.
+fn gpu(kind: KernelKind) -> KernelId {
+    KernelId::gpu(kind, Precision::F32)
+}
 
 /// The kernel a measured figure belongs to, as the cost module models it.
 ///
@@ -154,8 +160,8 @@ pub struct Sample {
 pub struct Source {
     /// Folder holding `bench.json`.
     pub dir: String,
-    /// The kernels to take from it: the name `eie bench` gave it, and its family.
-    pub kernels: Vec<(String, Family)>,
+    /// The kernels to take from it: the kernel `eie bench` named, and its family.
+    pub kernels: Vec<(KernelId, Family)>,
 }
 
 /// The recorded H100 runs of 2026-11-27 under `measurements` (docs/measurements): the three
@@ -164,9 +170,9 @@ pub fn h100_sources(measurements: &Path) -> Vec<Source> {
     let d = |s: &str| measurements.join(s).to_string_lossy().into_owned();
     let base = |g: Generation| {
         vec![
-            ("gpu-eie/f32".to_string(), Family::Gen1(g)),
-            ("gpu-dense/f32".to_string(), Family::Dense),
-            ("gpu-csr/f32".to_string(), Family::Csr),
+            (gpu(KernelKind::Eie), Family::Gen1(g)),
+            (gpu(KernelKind::Dense), Family::Dense),
+            (gpu(KernelKind::Csr), Family::Csr),
         ]
     };
     vec![
@@ -221,17 +227,17 @@ pub fn lavapipe_sources(measurements: &Path) -> Vec<Source> {
             Some(Source {
                 dir: d.to_string_lossy().into_owned(),
                 kernels: vec![
-                    ("gpu-eie/f32".to_string(), eie),
+                    (gpu(KernelKind::Eie), eie),
                     (
-                        "gpu-eie-rows/f32".to_string(),
+                        gpu(KernelKind::EieRows),
                         Family::Rows {
                             tile: 1,
                             lanes,
                             wide: false,
                         },
                     ),
-                    ("gpu-dense/f32".to_string(), Family::Dense),
-                    ("gpu-csr/f32".to_string(), Family::Csr),
+                    (gpu(KernelKind::Dense), Family::Dense),
+                    (gpu(KernelKind::Csr), Family::Csr),
                 ],
             })
         })
@@ -277,7 +283,7 @@ pub fn samples(sources: &[Source], profile: &DeviceProfile) -> Result<Vec<Sample
                 .ok_or_else(|| bad("result without a batch"))? as usize;
             for k in r["kernels"].as_array().ok_or_else(|| bad("no kernels"))? {
                 let name = k["kernel"].as_str().unwrap_or_default();
-                let Some((_, fam)) = s.kernels.iter().find(|(n, _)| n == name) else {
+                let Some((_, fam)) = s.kernels.iter().find(|(n, _)| n.to_string() == name) else {
                     continue;
                 };
                 let Some(t) = k["timings"]
