@@ -150,6 +150,8 @@ pub mod batching;
 #[doc(hidden)]
 pub mod bench;
 pub mod calibration;
+#[cfg(feature = "charts")]
+mod chart;
 pub mod classify;
 pub mod compress;
 pub mod dense;

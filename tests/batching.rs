@@ -4,27 +4,21 @@
 #![cfg(feature = "async")]
 
 use eie::batching::{BatchConfig, Batcher};
-use eie::compress::{compress_layer, CompressConfig};
-use eie::{Activation, Device, Engine, Error, Inputs, Model, NonFinite, Precision};
+use eie::{Device, Engine, Error, Inputs, Model, NonFinite, Precision};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
 mod heartbeat;
 
+/// Two seeded random layers, `fc1` (`rows x cols`, ReLU) and `fc2` (`10 x rows`), with biases,
+/// compressed to 30 % with 4-bit codebooks over 4 PEs.
 fn model(rows: usize, cols: usize, seed: u64) -> Model {
-    let config = CompressConfig {
-        density: 0.3,
-        bits: 4,
-        pes: 4,
-        ..CompressConfig::default()
-    };
-    let l1 = eie::synth::dense_layer("fc1", rows, cols, true, seed);
-    let l2 = eie::synth::dense_layer("fc2", 10, rows, true, seed + 1);
-    Model::new(vec![
-        compress_layer(&l1, &config, Activation::Relu).unwrap(),
-        compress_layer(&l2, &config, Activation::Identity).unwrap(),
-    ])
-    .unwrap()
+    common::fixtures::compressed_model(
+        &[("fc1", rows, cols, true), ("fc2", 10, rows, true)],
+        seed,
+        &common::fixtures::config(0.3, 4, 4),
+    )
 }
 
 fn runtime() -> tokio::runtime::Runtime {

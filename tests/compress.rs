@@ -1,19 +1,11 @@
 //! Deep Compression: pruning, weight sharing and the whole pipeline.
 
-use eie::compress::{
-    compress_layer, prune_by_magnitude, share_weights, CompressConfig, DenseLayer,
-};
+use eie::compress::{compress_layer, prune_by_magnitude, share_weights, DenseLayer};
 use eie::{Activation, Error};
 use proptest::prelude::*;
 
-fn config(density: f64, bits: u8, pes: usize) -> CompressConfig {
-    CompressConfig {
-        density,
-        bits,
-        pes,
-        ..CompressConfig::default()
-    }
-}
+mod common;
+use common::fixtures::config;
 
 #[test]
 fn quantised_layer_re_encodes_losslessly() {

@@ -1,20 +1,16 @@
 //! Format version 2: compact slice lengths, the size-chosen interleaving, and version-1
 //! compatibility.
 
-use eie::compress::{compress_layer, CompressConfig};
 use eie::format::file::{from_bytes, to_bytes, to_bytes_v1};
 use eie::{Activation, EieLayer, Model};
 use safetensors::SafeTensors;
 
+mod common;
+
+/// A seeded random layer `w` with a ReLU, compressed over 64 PEs.
 fn layer(rows: usize, cols: usize, density: f64, bits: u8, bias: bool, seed: u64) -> EieLayer {
-    let d = eie::synth::dense_layer("w", rows, cols, bias, seed);
-    let config = CompressConfig {
-        density,
-        bits,
-        pes: 64,
-        ..CompressConfig::default()
-    };
-    compress_layer(&d, &config, Activation::Relu).unwrap()
+    let config = common::fixtures::config(density, bits, 64);
+    common::fixtures::compressed_layer("w", rows, cols, bias, seed, &config, Activation::Relu)
 }
 
 /// Bytes of the tensors of a one-layer model file.
@@ -121,11 +117,7 @@ fn version_1_files_still_load() {
 
 #[test]
 fn the_committed_mnist_model_loads() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/assets/lenet/lenet-300-100.eie.safetensors"
-    );
-    let model = Model::load(path).unwrap();
+    let model = common::fixtures::lenet();
     assert_eq!(model.input_size(), 784);
     assert_eq!(model.output_size(), 10);
     // Storing it again, in either version, gives back the same model.

@@ -8,19 +8,20 @@
 //! in the summary, the reason in one line), except where a GPU is required (`CI=true` or
 //! `EIE_REQUIRE_GPU=1`, set by `.ci/run`): there a missing or non-Vulkan adapter fails them.
 
-use eie::format::{Activation, EieLayer, Model, SparseCodes};
+use eie::format::{Activation, EieLayer, Model};
 use eie::gpu::{
     compact_nonzeros, BaselineEngine, BaselineKind, DeviceOptions, EngineOptions, GpuContext,
     GpuEngine, PePlan, ScheduleOverride, TimingOptions, Walk,
 };
 use eie::{CpuEngine, Precision};
 use proptest::prelude::*;
-use rand::Rng;
 use std::sync::Arc;
 
 mod heartbeat;
 
 mod common;
+// A seeded random layer drawn directly in EIE's format.
+use common::fixtures::random_layer as layer;
 use common::gpu::{gpu, gpu_main};
 
 gpu_main!(
@@ -44,37 +45,6 @@ gpu_main!(
 
 fn ctx() -> Arc<GpuContext> {
     gpu().expect("callers check gpu() first")
-}
-
-/// A seeded random layer: each weight kept with probability `density`, codes uniform over the
-/// non-zero codebook indices, codebook of 2^bits entries in (-1, 1).
-#[allow(clippy::too_many_arguments)]
-fn layer(
-    rows: usize,
-    cols: usize,
-    density: f64,
-    bits: u8,
-    pes: usize,
-    bias: bool,
-    act: Activation,
-    seed: u64,
-) -> EieLayer {
-    let mut r = eie::synth::rng(seed);
-    let n = 1usize << bits;
-    let codes: Vec<u8> = (0..rows * cols)
-        .map(|_| {
-            if r.random_bool(density) {
-                r.random_range(1..n) as u8
-            } else {
-                0
-            }
-        })
-        .collect();
-    let mut codebook: Vec<f32> = (0..n).map(|_| r.random_range(-1.0f32..1.0)).collect();
-    codebook[0] = 0.0;
-    let bias = bias.then(|| (0..rows).map(|_| r.random_range(-0.5f32..0.5)).collect());
-    let sc = SparseCodes::from_dense(rows, cols, &codes).unwrap();
-    EieLayer::encode(&sc, codebook, bits, pes, bias, act).unwrap()
 }
 
 fn one(l: EieLayer) -> Model {

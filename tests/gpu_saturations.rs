@@ -12,10 +12,9 @@
 //! there a missing or non-Vulkan adapter fails them.
 
 use eie::fixed16::Saturations;
-use eie::format::{Activation, EieLayer, Model, SparseCodes};
+use eie::format::{Activation, EieLayer, Model};
 use eie::gpu::{DeviceOptions, EngineOptions, GpuEngine, PePlan, ScheduleOverride};
 use eie::{CpuEngine, Precision};
-use rand::Rng;
 
 mod common;
 use common::gpu::{gpu, gpu_main};
@@ -27,8 +26,9 @@ gpu_main!(
     engine_reports_gpu_saturations_blocking_and_async,
 );
 
-/// A seeded random layer: each weight kept with probability `density`, codes uniform over the
-/// non-zero codebook indices, codebook of 16 entries in (-1, 1), bias in (-0.5, 0.5).
+/// A seeded random layer with 4-bit codes and a bias ([`common::fixtures::random_layer`]):
+/// each weight kept with probability `density`, codes uniform over the non-zero codebook
+/// indices, codebook of 16 entries in (-1, 1), bias in (-0.5, 0.5).
 fn layer(
     rows: usize,
     cols: usize,
@@ -37,21 +37,7 @@ fn layer(
     act: Activation,
     seed: u64,
 ) -> EieLayer {
-    let mut r = eie::synth::rng(seed);
-    let codes: Vec<u8> = (0..rows * cols)
-        .map(|_| {
-            if r.random_bool(density) {
-                r.random_range(1..16) as u8
-            } else {
-                0
-            }
-        })
-        .collect();
-    let mut codebook: Vec<f32> = (0..16).map(|_| r.random_range(-1.0f32..1.0)).collect();
-    codebook[0] = 0.0;
-    let bias = Some((0..rows).map(|_| r.random_range(-0.5f32..0.5)).collect());
-    let sc = SparseCodes::from_dense(rows, cols, &codes).unwrap();
-    EieLayer::encode(&sc, codebook, 4, pes, bias, act).unwrap()
+    common::fixtures::random_layer(rows, cols, density, 4, pes, true, act, seed)
 }
 
 /// Three layers (ReLU, identity, ReLU) and `batch` inputs of 150 values in [0, 1), a few

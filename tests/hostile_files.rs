@@ -26,6 +26,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::fixtures;
+
 type OwnedTensor = (String, Dtype, Vec<usize>, Vec<u8>);
 
 /// Serialises tensors and metadata as a safetensors file, canonically.
@@ -815,33 +818,19 @@ fn mutate_container_header(rng: &mut ChaCha8Rng, seed: &[u8]) -> (String, Vec<u8
 /// (padding entries).
 fn model_seeds() -> Vec<Vec<u8>> {
     let make = |bits: u8, pes: usize, density: f64| {
-        let config = CompressConfig {
-            density,
-            bits,
-            pes,
-            ..CompressConfig::default()
-        };
-        let a = eie::synth::dense_layer("fc1.weight", 24, 10, true, 1);
-        let b = eie::synth::dense_layer("fc2.weight", 5, 24, false, 2);
-        let m = Model::new(vec![
-            compress_layer(&a, &config, Activation::Relu).unwrap(),
-            compress_layer(&b, &config, Activation::Identity).unwrap(),
-        ])
-        .unwrap();
+        let m = fixtures::compressed_model(
+            &[("fc1.weight", 24, 10, true), ("fc2.weight", 5, 24, false)],
+            1,
+            &fixtures::config(density, bits, pes),
+        );
         [
             canonical(&to_bytes(&m).unwrap()),
             canonical(&to_bytes_v1(&m).unwrap()),
         ]
     };
     let sparse = {
-        let d = eie::synth::dense_layer("tall", 80, 3, false, 4);
-        let config = CompressConfig {
-            density: 0.05,
-            bits: 2,
-            pes: 1,
-            ..CompressConfig::default()
-        };
-        let l = compress_layer(&d, &config, Activation::Identity).unwrap();
+        let config = fixtures::config(0.05, 2, 1);
+        let l = fixtures::compressed_layer("tall", 80, 3, false, 4, &config, Activation::Identity);
         assert!(l.padding_count() > 0);
         let m = Model::new(vec![l]).unwrap();
         [

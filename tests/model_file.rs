@@ -1,26 +1,21 @@
 //! The model file: every kind of corruption is a typed error, never a panic or a bad model.
 
-use eie::compress::{compress_layer, CompressConfig};
 use eie::format::file::{from_bytes, to_bytes, to_bytes_v1};
-use eie::{Activation, Error, Model};
+use eie::{Error, Model};
 use safetensors::tensor::TensorView;
 use safetensors::SafeTensors;
 use std::collections::{BTreeMap, HashMap};
 
+mod common;
+
+/// Two seeded random layers, `fc1.weight` (40 x 12, with a bias, ReLU) and `fc2.weight` (5 x 40,
+/// without), compressed to 30 % with `bits`-bit codebooks over 3 PEs.
 fn small_model(bits: u8) -> Model {
-    let config = CompressConfig {
-        density: 0.3,
-        bits,
-        pes: 3,
-        ..CompressConfig::default()
-    };
-    let a = eie::synth::dense_layer("fc1.weight", 40, 12, true, 1);
-    let b = eie::synth::dense_layer("fc2.weight", 5, 40, false, 2);
-    Model::new(vec![
-        compress_layer(&a, &config, Activation::Relu).unwrap(),
-        compress_layer(&b, &config, Activation::Identity).unwrap(),
-    ])
-    .unwrap()
+    common::fixtures::compressed_model(
+        &[("fc1.weight", 40, 12, true), ("fc2.weight", 5, 40, false)],
+        1,
+        &common::fixtures::config(0.3, bits, 3),
+    )
 }
 
 /// Rewrites one tensor of a valid file (and its checksum, so only the validation can object).

@@ -1,7 +1,7 @@
 //! The library's layering, read from its sources: the modules at the bottom (errors,
 //! precision, the file format and its fixed-point formats, dense layers, the CPU model,
-//! calibration, importers and compression, then recurrent layers) use only modules below them,
-//! and nothing the GPU backend builds on reaches up into it.
+//! calibration, importers, the charts' drawing and compression, then recurrent layers) use
+//! only modules below them, and nothing the GPU backend builds on reaches up into it.
 //!
 //! A module's uses are the `crate::<module>` paths in its code (comments left out), including
 //! grouped imports (`use crate::{a, b::c}`).
@@ -23,6 +23,8 @@ const LAYERS: &[&str] = &[
     "calibration",
     "import",
     "classify",
+    // The SVG charts' common drawing (feature `charts`): compress, bench and sim use it.
+    "chart",
     "compress",
     "recurrent",
 ];

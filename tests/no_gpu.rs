@@ -3,7 +3,6 @@
 //! and EGL vendors are hidden, so it holds on any machine, lavapipe or a real GPU included.
 #![cfg(feature = "gpu")]
 
-use eie::compress::{compress_layer, CompressConfig};
 use eie::gpu::{DeviceOptions, EngineOptions, GpuContext};
 use eie::{Activation, Device, Engine, Error, Model, Precision};
 use std::process::Command;
@@ -11,17 +10,13 @@ use std::process::Command;
 const TEST: &str = "without_a_gpu_driver_the_gpu_is_a_typed_error_and_the_cpu_runs";
 const CHILD: &str = "EIE_TEST_NO_GPU_CHILD";
 
+mod common;
+
+/// One seeded random 32 x 48 layer with a bias and a ReLU, compressed to 30 % over 4 PEs.
 fn model() -> Model {
-    let dense = eie::synth::dense_layer("fc", 32, 48, true, 3);
-    let config = CompressConfig {
-        density: 0.3,
-        pes: 4,
-        ..CompressConfig::default()
-    };
-    Model::new(vec![
-        compress_layer(&dense, &config, Activation::Relu).unwrap()
-    ])
-    .unwrap()
+    let config = common::fixtures::config(0.3, 4, 4);
+    let fc = common::fixtures::compressed_layer("fc", 32, 48, true, 3, &config, Activation::Relu);
+    Model::new(vec![fc]).unwrap()
 }
 
 /// What the child checks, with every driver hidden.

@@ -5,31 +5,12 @@ use eie::reference::{layer_f32, CpuWalk, ErrorStats};
 use eie::{Activation, CpuEngine, DenseOracle, Error, Model, Precision};
 use proptest::prelude::*;
 
+mod common;
+
+/// A seeded random model of `shapes`, compressed to `density` with 4-bit codebooks over `pes`
+/// PEs ([`common::fixtures::random_model`]).
 fn model(shapes: &[(usize, usize)], density: f64, pes: usize, seed: u64) -> Model {
-    let config = CompressConfig {
-        density,
-        bits: 4,
-        pes,
-        ..CompressConfig::default()
-    };
-    let n = shapes.len();
-    Model::new(
-        shapes
-            .iter()
-            .enumerate()
-            .map(|(i, &(rows, cols))| {
-                let d =
-                    eie::synth::dense_layer(&format!("l{i}"), rows, cols, true, seed + i as u64);
-                let act = if i + 1 < n {
-                    Activation::Relu
-                } else {
-                    Activation::Identity
-                };
-                compress_layer(&d, &config, act).unwrap()
-            })
-            .collect(),
-    )
-    .unwrap()
+    common::fixtures::random_model(shapes, density, 4, pes, seed)
 }
 
 #[test]

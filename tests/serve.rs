@@ -6,26 +6,16 @@
 use eie::batching::BatchConfig;
 use eie::serve::proto::*;
 use eie::serve::{Backend, ModelSpec, ServeConfig, Server, HEADER_LENGTH};
-use eie::{Device, Engine, Inputs, Model};
+use eie::{Device, Engine, Inputs};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use tonic::codegen::http::uri::PathAndQuery;
 
 mod common;
-
-fn asset(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("assets/lenet")
-        .join(name)
-}
-
-fn lenet() -> Model {
-    Model::load(asset("lenet-300-100.eie.safetensors")).unwrap()
-}
+use common::fixtures::{lenet, lenet_asset as asset};
 
 /// The first `n` committed test images, scaled to 0..=1.
 fn images(n: usize) -> Vec<f32> {

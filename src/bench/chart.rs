@@ -2,6 +2,7 @@
 //! same device, per layer, as grouped bars on a log scale (SVG).
 
 use super::WorkloadResult;
+use crate::chart::{legend, svg};
 use crate::error::{Error, Result};
 use crate::kernel_id::{KernelId, KernelKind};
 use plotters::prelude::*;
@@ -45,68 +46,56 @@ pub fn speedup_chart(results: &[WorkloadResult], batch: usize, path: &Path) -> R
         .min(1.0)
         / 1.5;
     let hi = values.iter().cloned().fold(0.0, f64::max).max(1.0) * 1.5;
-    let draw_err = |e: String| Error::InvalidArgument(format!("drawing {}: {e}", path.display()));
-    let root = SVGBackend::new(path, (1000, 520)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| draw_err(e.to_string()))?;
     let n = rows.len();
     let names: Vec<String> = rows.iter().map(|r| r.name.clone()).collect();
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("Speed-up over the dense f32 kernel of the same device, batch {batch}"),
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(-0.5f64..n as f64 - 0.5, (lo..hi).log_scale())
-        .map_err(|e| draw_err(e.to_string()))?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        // Groups are centred on integers; only integer key points get a layer name.
-        .x_labels(2 * n + 1)
-        .x_label_formatter(&|x| {
-            let i = x.round();
-            if (x - i).abs() < 1e-6 && i >= 0.0 {
-                names.get(i as usize).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
-        .y_desc("speed-up (×, log scale)")
-        .draw()
-        .map_err(|e| draw_err(e.to_string()))?;
-    let width = 0.8 / series.len().max(1) as f64;
-    for (s, kernel) in series.iter().enumerate() {
-        let color = Palette99::pick(s).to_rgba();
-        let bars: Vec<Rectangle<(f64, f64)>> = rows
-            .iter()
-            .enumerate()
-            .filter_map(|(i, r)| {
-                let v = value(r, *kernel)?;
-                let x0 = i as f64 - 0.4 + s as f64 * width;
-                Some(Rectangle::new([(x0, lo), (x0 + width, v)], color.filled()))
-            })
-            .collect();
+    svg(path, (1000, 520), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(
+                format!("Speed-up over the dense f32 kernel of the same device, batch {batch}"),
+                ("sans-serif", 20),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(-0.5f64..n as f64 - 0.5, (lo..hi).log_scale())?;
         chart
-            .draw_series(bars)
-            .map_err(|e| draw_err(e.to_string()))?
-            .label(kernel.to_string())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
-    }
-    chart
-        .draw_series(LineSeries::new(
+            .configure_mesh()
+            .disable_x_mesh()
+            // Groups are centred on integers; only integer key points get a layer name.
+            .x_labels(2 * n + 1)
+            .x_label_formatter(&|x| {
+                let i = x.round();
+                if (x - i).abs() < 1e-6 && i >= 0.0 {
+                    names.get(i as usize).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc("speed-up (×, log scale)")
+            .draw()?;
+        let width = 0.8 / series.len().max(1) as f64;
+        for (s, kernel) in series.iter().enumerate() {
+            let color = Palette99::pick(s).to_rgba();
+            let bars: Vec<Rectangle<(f64, f64)>> = rows
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| {
+                    let v = value(r, *kernel)?;
+                    let x0 = i as f64 - 0.4 + s as f64 * width;
+                    Some(Rectangle::new([(x0, lo), (x0 + width, v)], color.filled()))
+                })
+                .collect();
+            chart
+                .draw_series(bars)?
+                .label(kernel.to_string())
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
+                });
+        }
+        chart.draw_series(LineSeries::new(
             [(-0.5, 1.0), (n as f64 - 0.5, 1.0)],
             BLACK.stroke_width(1),
-        ))
-        .map_err(|e| draw_err(e.to_string()))?;
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| draw_err(e.to_string()))?;
-    root.present().map_err(|e| draw_err(e.to_string()))?;
-    Ok(())
+        ))?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight, 0.8)
+    })
 }

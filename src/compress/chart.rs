@@ -3,6 +3,7 @@
 //! width; the uncompressed network's quality is the dashed line.
 
 use super::LayerSensitivity;
+use crate::chart::{legend, svg};
 use crate::error::{Error, Result};
 use plotters::prelude::*;
 use std::path::Path;
@@ -18,7 +19,6 @@ pub fn sensitivity_chart(
     dense: f64,
     path: &Path,
 ) -> Result<()> {
-    let draw_err = |e: String| Error::InvalidArgument(format!("drawing {}: {e}", path.display()));
     let points = layers.iter().flat_map(|l| &l.points);
     let (mut lo, mut hi) = (dense, dense);
     let (mut dmin, mut dmax) = (1f64, 1f64);
@@ -29,69 +29,59 @@ pub fn sensitivity_chart(
         dmax = dmax.max(p.density);
     }
     if layers.iter().all(|l| l.points.is_empty()) {
-        return Err(draw_err("no sensitivity points".into()));
+        return Err(Error::InvalidArgument(format!(
+            "drawing {}: no sensitivity points",
+            path.display()
+        )));
     }
     let pad = ((hi - lo) * 0.05).max(1e-6);
     let (lo, hi) = (lo - pad, hi + pad);
     let width = 380 * layers.len().clamp(1, 4) as u32;
     let rows = layers.len().div_ceil(4) as u32;
-    let root = SVGBackend::new(path, (width, 360 * rows)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| draw_err(e.to_string()))?;
-    let panels = root.split_evenly((rows as usize, layers.len().min(4)));
-    for (layer, panel) in layers.iter().zip(&panels) {
-        let mut chart = ChartBuilder::on(panel)
-            .caption(&layer.name, ("sans-serif", 18))
-            .margin(10)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
-            .build_cartesian_2d((dmin * 0.9..dmax * 1.1).log_scale(), lo..hi)
-            .map_err(|e| draw_err(e.to_string()))?;
-        chart
-            .configure_mesh()
-            .x_desc("density (log scale)")
-            .y_desc(metric)
-            .x_label_formatter(&|d| format!("{:.0}%", d * 100.0))
-            .draw()
-            .map_err(|e| draw_err(e.to_string()))?;
-        chart
-            .draw_series(DashedLineSeries::new(
-                [(dmin * 0.9, dense), (dmax * 1.1, dense)],
-                4,
-                4,
-                BLACK.stroke_width(1),
-            ))
-            .map_err(|e| draw_err(e.to_string()))?
-            .label("uncompressed")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 14, y)], BLACK));
-        let mut widths: Vec<u8> = layer.points.iter().map(|p| p.bits).collect();
-        widths.sort_unstable();
-        widths.dedup();
-        for (s, &bits) in widths.iter().enumerate() {
-            let color = Palette99::pick(s).to_rgba();
-            let mut line: Vec<(f64, f64)> = layer
-                .points
-                .iter()
-                .filter(|p| p.bits == bits)
-                .map(|p| (p.density, p.metric))
-                .collect();
-            line.sort_by(|a, b| a.0.total_cmp(&b.0));
+    svg(path, (width, 360 * rows), |root| {
+        let panels = root.split_evenly((rows as usize, layers.len().min(4)));
+        for (layer, panel) in layers.iter().zip(&panels) {
+            let mut chart = ChartBuilder::on(panel)
+                .caption(&layer.name, ("sans-serif", 18))
+                .margin(10)
+                .x_label_area_size(36)
+                .y_label_area_size(56)
+                .build_cartesian_2d((dmin * 0.9..dmax * 1.1).log_scale(), lo..hi)?;
             chart
-                .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))
-                .map_err(|e| draw_err(e.to_string()))?
-                .label(format!("{bits} bits"))
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], color));
+                .configure_mesh()
+                .x_desc("density (log scale)")
+                .y_desc(metric)
+                .x_label_formatter(&|d| format!("{:.0}%", d * 100.0))
+                .draw()?;
             chart
-                .draw_series(line.iter().map(|&p| Circle::new(p, 2, color.filled())))
-                .map_err(|e| draw_err(e.to_string()))?;
+                .draw_series(DashedLineSeries::new(
+                    [(dmin * 0.9, dense), (dmax * 1.1, dense)],
+                    4,
+                    4,
+                    BLACK.stroke_width(1),
+                ))?
+                .label("uncompressed")
+                .legend(|(x, y)| PathElement::new([(x, y), (x + 14, y)], BLACK));
+            let mut widths: Vec<u8> = layer.points.iter().map(|p| p.bits).collect();
+            widths.sort_unstable();
+            widths.dedup();
+            for (s, &bits) in widths.iter().enumerate() {
+                let color = Palette99::pick(s).to_rgba();
+                let mut line: Vec<(f64, f64)> = layer
+                    .points
+                    .iter()
+                    .filter(|p| p.bits == bits)
+                    .map(|p| (p.density, p.metric))
+                    .collect();
+                line.sort_by(|a, b| a.0.total_cmp(&b.0));
+                chart
+                    .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))?
+                    .label(format!("{bits} bits"))
+                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], color));
+                chart.draw_series(line.iter().map(|&p| Circle::new(p, 2, color.filled())))?;
+            }
+            legend(&mut chart, SeriesLabelPosition::LowerRight, 0.8)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| draw_err(e.to_string()))?;
-    }
-    root.present().map_err(|e| draw_err(e.to_string()))?;
-    Ok(())
+        Ok(())
+    })
 }

@@ -3,9 +3,9 @@
 //! `charts` (plotters).
 
 use super::paper::SweepPoint;
-use crate::error::{Error, Result};
 #[cfg(feature = "charts")]
-use plotters::coord::Shift;
+use crate::chart::{legend, svg, Drawing, Svg};
+use crate::error::{Error, Result};
 #[cfg(feature = "charts")]
 use plotters::prelude::*;
 use std::io::Write;
@@ -43,16 +43,11 @@ fn by_layer(points: &[SweepPoint]) -> Vec<(&str, Vec<&SweepPoint>)> {
     out
 }
 
-#[cfg(feature = "charts")]
-fn chart_err(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::io(path, std::io::Error::other(e.to_string()))
-}
-
 /// Draws one line per layer of `y(point)` against `x(point)` on log-2 axes.
 #[cfg(feature = "charts")]
 #[allow(clippy::too_many_arguments)]
 fn draw(
-    root: &DrawingArea<SVGBackend<'_>, Shift>,
+    root: &Svg<'_>,
     points: &[SweepPoint],
     title: &str,
     x_desc: &str,
@@ -60,8 +55,7 @@ fn draw(
     x: impl Fn(&SweepPoint) -> f64,
     y: impl Fn(&SweepPoint) -> f64,
     y_log: bool,
-) -> std::result::Result<(), Box<dyn std::error::Error>> {
-    root.fill(&WHITE)?;
+) -> Drawing {
     let x_max = points.iter().map(&x).fold(2.0, f64::max);
     let y_max = points.iter().map(&y).fold(1.0, f64::max);
     let mut builder = ChartBuilder::on(root);
@@ -102,16 +96,12 @@ fn draw(
                     });
                 chart.draw_series(xy.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
             }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .position(if y_log {
-                    SeriesLabelPosition::UpperLeft
-                } else {
-                    SeriesLabelPosition::LowerRight
-                })
-                .draw()?;
+            let position = if y_log {
+                SeriesLabelPosition::UpperLeft
+            } else {
+                SeriesLabelPosition::LowerRight
+            };
+            legend(&mut chart, position, 0.85)?;
         }};
     }
     if y_log {
@@ -120,7 +110,6 @@ fn draw(
     } else {
         body!(builder.build_cartesian_2d((1f64..x_max).log_scale(), 0f64..1.0)?);
     }
-    root.present()?;
     Ok(())
 }
 
@@ -129,18 +118,18 @@ fn draw(
 /// The points come from [`super::paper::fifo_sweep`].
 #[cfg(feature = "charts")]
 pub fn fifo_chart(points: &[SweepPoint], pes: usize, path: &Path) -> Result<()> {
-    let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
-    draw(
-        &root,
-        points,
-        &format!("Load-balance efficiency vs FIFO depth ({pes} PEs)"),
-        "FIFO depth (activations)",
-        "load-balance efficiency",
-        |p| p.fifo_depth as f64,
-        |p| p.load_balance_efficiency,
-        false,
-    )
-    .map_err(|e| chart_err(path, e))
+    svg(path, (900, 600), |root| {
+        draw(
+            root,
+            points,
+            &format!("Load-balance efficiency vs FIFO depth ({pes} PEs)"),
+            "FIFO depth (activations)",
+            "load-balance efficiency",
+            |p| p.fifo_depth as f64,
+            |p| p.load_balance_efficiency,
+            false,
+        )
+    })
 }
 
 /// The scalability chart: speed-up over one PE against PE count, one line per layer.
@@ -148,16 +137,16 @@ pub fn fifo_chart(points: &[SweepPoint], pes: usize, path: &Path) -> Result<()> 
 /// The points come from [`super::paper::pe_sweep`].
 #[cfg(feature = "charts")]
 pub fn pe_chart(points: &[SweepPoint], fifo_depth: usize, path: &Path) -> Result<()> {
-    let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
-    draw(
-        &root,
-        points,
-        &format!("Speed-up over 1 PE vs PE count (FIFO depth {fifo_depth})"),
-        "processing elements",
-        "speed-up over 1 PE",
-        |p| p.pes as f64,
-        |p| p.speedup,
-        true,
-    )
-    .map_err(|e| chart_err(path, e))
+    svg(path, (900, 600), |root| {
+        draw(
+            root,
+            points,
+            &format!("Speed-up over 1 PE vs PE count (FIFO depth {fifo_depth})"),
+            "processing elements",
+            "speed-up over 1 PE",
+            |p| p.pes as f64,
+            |p| p.speedup,
+            true,
+        )
+    })
 }

@@ -1,6 +1,8 @@
-//! Helpers shared by the integration tests that drive the `eie` binary or write weight files.
+//! Helpers shared by the integration tests that drive the `eie` binary or write weight files;
+//! the seeded models they test are in [`fixtures`].
 #![allow(dead_code)] // each test crate uses its own subset
 
+pub mod fixtures;
 #[cfg(feature = "gpu")]
 pub mod gpu;
 
