@@ -215,12 +215,20 @@ fn per_layer_fixed16_formats_are_bit_exact() {
     // ±1) saturates.
     let mut m = base.clone();
     m.set_fixed16_fracs(15, &[3, 12, 15]).unwrap();
-    let (_, sat) = CpuEngine::new(m.clone()).unwrap().run_fixed16(&x).unwrap();
+    let (_, sat) = CpuEngine::new(m.clone())
+        .unwrap()
+        .with_precision(Precision::Fixed16)
+        .run_fixed16(&x)
+        .unwrap();
     assert!(sat.layers[2].write_back > 0, "{sat:?}");
     check_all(&m, &x, PePlan::Auto, 8);
     // The extremes: right by 19 (Q.19 to Q15.0), left by 11 (Q.4 to Q0.15, saturating).
     m.set_fixed16_fracs(15, &[0, 15, 15]).unwrap();
-    let (_, sat) = CpuEngine::new(m.clone()).unwrap().run_fixed16(&x).unwrap();
+    let (_, sat) = CpuEngine::new(m.clone())
+        .unwrap()
+        .with_precision(Precision::Fixed16)
+        .run_fixed16(&x)
+        .unwrap();
     assert!(sat.layers[1].write_back > 0, "{sat:?}");
     check_all(&m, &x, PePlan::Auto, 8);
     // Beyond 15 fraction bits: right by 28 (Q.28 to Q15.0), left by 20 (Q.4 to ), and a

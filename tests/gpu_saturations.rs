@@ -71,7 +71,11 @@ fn saturating() -> Model {
 
 /// The CPU model's counts as the GPU reports them: no accumulator overflows.
 fn cpu_counts(m: &Model, x: &[f32]) -> (Vec<f32>, Saturations) {
-    let (y, mut s) = CpuEngine::new(m.clone()).unwrap().run_fixed16(x).unwrap();
+    let (y, mut s) = CpuEngine::new(m.clone())
+        .unwrap()
+        .with_precision(Precision::Fixed16)
+        .run_fixed16(x)
+        .unwrap();
     for l in &mut s.layers {
         l.accumulator = 0;
     }

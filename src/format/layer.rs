@@ -393,7 +393,7 @@ impl<'a> PeSlice<'a> {
 /// let layer = EieLayer::encode(&codes, codebook, 2, 2, None, Activation::Relu)?;
 /// assert_eq!((layer.rows(), layer.cols(), layer.pes(), layer.nnz()), (2, 3, 2, 3));
 /// let model = eie::Model::new(vec![layer])?;
-/// let y = eie::CpuEngine::new(model)?.run(&[1.0, 1.0, 1.0], eie::Precision::F32)?;
+/// let y = eie::CpuEngine::new(model)?.run(&[1.0, 1.0, 1.0])?;
 /// assert_eq!(y, [0.0, 0.5]); // ReLU(0.5 - 1), 0.5
 /// # Ok(())
 /// # }
