@@ -763,10 +763,11 @@ impl crate::backend::Backend for Engine {
     fn id(&self) -> KernelId {
         Engine::id(self)
     }
-    /// [`Engine::run`] on `input` as one batch of rows of [`Engine::input_size`] values,
-    /// without its report.
+    /// [`Engine::run`] on `input` as a batch of rows of [`Engine::input_size`] values (as
+    /// every [`Backend`](crate::backend::Backend) takes a flat batch; [`Engine::run`] itself
+    /// takes shaped [`Inputs`], where a plain slice is one input), without its report.
     fn run(&self, input: &[f32]) -> Result<Vec<f32>> {
-        let batch = input.len() / self.input_size.max(1);
+        let batch = crate::format::check_batch(self.input_size, input)?;
         Ok(Engine::run(self, Inputs::new(input, batch, self.input_size)?)?.into_vec())
     }
 }

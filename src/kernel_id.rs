@@ -1,8 +1,9 @@
 //! The names of everything that runs a model: a [`KernelId`] is a [`Place`] (CPU or GPU), a
 //! [`KernelKind`] (EIE's walk, or a dense or CSR baseline) and a [`Precision`], and it is the
 //! one place those names are spelled: `cpu-eie/f32`, `gpu-eie-rows/f32`, `gpu-dense/f32`, ...
-//! (its `Display`). Reports, `eie verify`, `eie bench`, the cost model and every runner's
-//! [`Backend::id`](crate::backend::Backend::id) use it.
+//! (its `Display`). Reports, `eie verify`, `eie bench`, the cost model's current kernels and
+//! every runner's [`Backend::id`](crate::backend::Backend::id) use it (the cost model's
+//! earlier kernel generations, which no runner builds, keep their historical names).
 //!
 //! [`KernelId::CPU`] and [`KernelId::GPU`] are the one list of the variants each place builds
 //! ([`crate::backend::cpu_backends`] and `gpu::gpu_backends` build one runner per entry).
@@ -154,14 +155,14 @@ impl KernelId {
 
 impl std::fmt::Display for KernelId {
     /// `<place>-<kernel>/<precision>`: `cpu-eie/f32`, `gpu-eie-rows/f32`, `gpu-dense/f32`.
+    /// Width and alignment apply (`{:<22}` pads it, as tables need).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
+        f.pad(&format!(
             "{}-{}/{}",
             self.place.name(),
             self.kind.name(),
             self.precision.name()
-        )
+        ))
     }
 }
 
@@ -205,5 +206,6 @@ mod tests {
             "\"gpu-eie-rows/f32\""
         );
         assert_eq!(KernelId::GPU[1].dense_of(), KernelId::GPU[5]);
+        assert_eq!(format!("{:<14}|", KernelId::CPU[0]), "cpu-eie/f32   |");
     }
 }

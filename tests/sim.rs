@@ -466,3 +466,20 @@ fn cli_simulates_a_model_file() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("PE count"));
     assert!(!eie(&["sim".into()]).status.success());
 }
+
+#[test]
+fn the_simulator_takes_its_precision_at_build_and_refuses_f16_there() {
+    let m = random_model(11, &[20, 12], 0.5, 4, true);
+    let cfg = SimConfig {
+        pes: 4,
+        ..SimConfig::default()
+    };
+    assert!(matches!(
+        eie::sim::Simulator::new(&m, &cfg, Precision::F16),
+        Err(eie::Error::UnsupportedPrecision { .. })
+    ));
+    let x = eie::synth::activations(20, 0.5, 3);
+    let sim = eie::sim::Simulator::new(&m, &cfg, Precision::Fixed16).unwrap();
+    let want = simulate_model(&m, &x, &cfg, Precision::Fixed16).unwrap();
+    assert_eq!(sim.run(&x).unwrap().output, want.output);
+}

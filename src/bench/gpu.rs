@@ -9,6 +9,7 @@ use super::{BenchConfig, Contender, Stat};
 use crate::error::{Error, Result};
 use crate::format::Model;
 use crate::gpu::{EngineOptions, GpuContext, GpuEngine, TimingOptions};
+use crate::kernel_id::KernelId;
 use crate::reference::{CpuEngine, ErrorStats, Precision};
 use std::sync::Arc;
 
@@ -32,12 +33,14 @@ pub fn gpu_contenders(
     max_batch: usize,
 ) -> Result<Vec<Contender>> {
     let device = gpu_name(ctx);
-    let mut backends = crate::gpu::gpu_backends_on(ctx, model, max_batch)?;
-    backends.sort_by_key(|b| !b.id().kind.is_baseline());
-    Ok(backends
-        .into_iter()
-        .map(|b| Contender::device(b, device.clone()))
-        .collect())
+    let mut ids = KernelId::GPU;
+    ids.sort_by_key(|id| !id.kind.is_baseline());
+    ids.iter()
+        .map(|&id| {
+            let backend = crate::gpu::gpu_backend(ctx, model, id, max_batch)?;
+            Ok(Contender::timed(id, backend, device.clone()))
+        })
+        .collect()
 }
 
 /// AlexNet FC6 → FC7 → FC8 chained on the device at batch 1 with pipelined submissions.

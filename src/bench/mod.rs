@@ -189,9 +189,10 @@ pub struct Timing {
 
 /// A kernel under test: a [`Backend`] with the device it runs on and how it is timed.
 ///
-/// [`cpu_contenders`] and (feature `gpu`) `gpu::gpu_contenders` build them, one per runner of
-/// [`crate::backend::cpu_backends`] and `gpu::gpu_backends_on`; [`run()`] measures them.
+/// [`cpu_contenders`] and (feature `gpu`) `gpu::gpu_contenders` build them, one per entry of
+/// [`CPU_KERNELS`] and of [`KernelId::GPU`]; [`run()`] measures them.
 pub struct Contender {
+    id: KernelId,
     timer: Timer,
     device: String,
     library: Option<String>,
@@ -211,16 +212,20 @@ impl Contender {
     /// its name alone does not say (e.g. the BLAS behind a dense baseline).
     pub fn wall(backend: Box<dyn Backend>, device: String, library: Option<String>) -> Self {
         Contender {
+            id: backend.id(),
             timer: Timer::Wall(backend),
             device,
             library,
         }
     }
 
-    /// A GPU runner timed with timestamp queries (and by wall time per call).
+    /// A GPU runner timed with timestamp queries (and by wall time per call), reported as the
+    /// variant `id` it was built as: a walk forced by `EIE_GPU_SCHEDULE` changes what runs, not
+    /// the column it is reported in (the schedule sweeps of `benches/gpu_measure.sh` rely on it).
     #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
-    pub fn device(backend: Box<dyn crate::gpu::TimedBackend>, device: String) -> Self {
+    pub fn timed(id: KernelId, backend: Box<dyn crate::gpu::TimedBackend>, device: String) -> Self {
         Contender {
+            id,
             timer: Timer::Device(backend),
             device,
             library: None,
@@ -229,16 +234,12 @@ impl Contender {
 
     /// Which kernel variant ([`KernelResult::kernel`]).
     pub fn id(&self) -> KernelId {
-        match &self.timer {
-            Timer::Wall(b) => b.id(),
-            #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
-            Timer::Device(b) => b.id(),
-        }
+        self.id
     }
 
     /// The device it runs on, e.g. the CPU model name ([`cpu_name`]) or the GPU adapter
     /// ([`KernelResult::device`]).
-    pub fn device_name(&self) -> &str {
+    pub fn device(&self) -> &str {
         &self.device
     }
 
@@ -407,7 +408,7 @@ pub fn measure(
 ) -> KernelResult {
     let mut result = KernelResult {
         kernel: c.id(),
-        device: c.device_name().to_string(),
+        device: c.device().to_string(),
         library: c.library().map(str::to_string),
         error: None,
         timings: Vec::new(),

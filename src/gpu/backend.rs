@@ -18,6 +18,9 @@ use std::sync::Arc;
 ///
 /// [`gpu_backends_on`] builds them; `eie bench` times them.
 pub trait TimedBackend: Backend {
+    /// The same runner as a plain [`Backend`].
+    fn into_backend(self: Box<Self>) -> Box<dyn Backend>;
+
     /// Times the model (see [`Timing`] and [`TimingOptions`]): one warm-up, then
     /// `opts.samples` samples, sample `s` on `inputs[s % inputs.len()]` (each one batch, all of
     /// one size), as `GpuEngine::time` does on one input.
@@ -39,6 +42,9 @@ impl Backend for GpuEngine {
 }
 
 impl TimedBackend for GpuEngine {
+    fn into_backend(self: Box<Self>) -> Box<dyn Backend> {
+        self
+    }
     fn time(&self, inputs: &[Vec<f32>], opts: &TimingOptions) -> Result<Timing> {
         self.program().time(&borrowed(inputs), opts)
     }
@@ -54,6 +60,9 @@ impl Backend for BaselineEngine {
 }
 
 impl TimedBackend for BaselineEngine {
+    fn into_backend(self: Box<Self>) -> Box<dyn Backend> {
+        self
+    }
     fn time(&self, inputs: &[Vec<f32>], opts: &TimingOptions) -> Result<Timing> {
         self.program().time(&borrowed(inputs), opts)
     }
@@ -116,8 +125,10 @@ pub fn gpu_backends_on(
 /// batches up to 64 inputs per submission (more are split).
 pub fn gpu_backends(model: &Model) -> Result<Vec<Box<dyn Backend>>> {
     let ctx = GpuContext::new(&DeviceOptions::default())?;
-    Ok(gpu_backends_on(&ctx, model, super::BASELINE_MAX_BATCH)?
-        .into_iter()
-        .map(|b| b as Box<dyn Backend>)
-        .collect())
+    Ok(
+        gpu_backends_on(&ctx, model, EngineOptions::default().max_batch)?
+            .into_iter()
+            .map(TimedBackend::into_backend)
+            .collect(),
+    )
 }

@@ -1,8 +1,8 @@
 //! The CPU model: a dense oracle and EIE's sparse matrix-vector product computed straight from
 //! the compressed format in hardware order, in f32 and in 16-bit fixed point.
 //!
-//! [`CpuEngine`] is the engine behind [`Engine`](crate::Engine)'s CPU device (run it directly
-//! for per-call precision); [`DenseOracle`] is the dense yardstick and [`ErrorStats`] the
+//! [`CpuEngine`] is the engine behind [`Engine`](crate::Engine)'s CPU device (one compressed
+//! model shared by an engine per precision: [`CpuEngine::with_precision`]); [`DenseOracle`] is the dense yardstick and [`ErrorStats`] the
 //! comparison [`crate::verify`] makes with it; [`row_order`] holds the row walk's copy.
 
 mod column_walk;

@@ -101,7 +101,7 @@ impl Program {
         Ok((ticks, wall))
     }
 
-    /// Times the model on `input` (at most `max_batch` inputs): GPU time from timestamp
+    /// Times the model on `inputs` (each at most `max_batch` inputs): GPU time from timestamp
     /// queries around `K` back-to-back runs in one compute pass (and between layers when the
     /// device allows), the wall time of that submission, and end-to-end wall time of `run`.
     ///
@@ -151,7 +151,7 @@ impl Program {
             ..Timing::default()
         };
         // Warm-up (pipelines, caches, and at least 50 ms of work so the GPU leaves its idle
-        // clocks) and the input upload the timed passes reuse.
+        // clocks), on the first input.
         self.run(input)?;
         let warm = Instant::now();
         for _ in 0..1000 {
