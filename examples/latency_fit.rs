@@ -15,8 +15,10 @@
 //! against. Last, what the h100 profile predicts for today's kernels on the nine layers, beside
 //! the CSR kernel and cuBLAS as measured on the H100 (`h100-bench-2026-11-27/`).
 
+use eie::kernel_id::{KernelId, KernelKind};
 use eie::schedule::cost::fit::{self, FitReport, Sample};
 use eie::schedule::cost::latency::DeviceProfile;
+use eie::Precision;
 use std::path::PathBuf;
 
 fn main() -> eie::Result<()> {
@@ -136,13 +138,14 @@ fn predictions(measurements: &std::path::Path, p: &DeviceProfile) -> eie::Result
         path: path.clone(),
         reason: e.to_string(),
     })?;
+    let csr = KernelId::gpu(KernelKind::Csr, Precision::F32);
     let measured_csr = |layer: &str, batch: usize| -> Option<f64> {
         bench["results"].as_array()?.iter().find_map(|r| {
             if r["name"] != layer || r["batch"] != batch {
                 return None;
             }
             r["kernels"].as_array()?.iter().find_map(|k| {
-                (k["kernel"] == "gpu-csr/f32").then(|| {
+                (k["kernel"] == csr.to_string().as_str()).then(|| {
                     k["timings"]
                         .as_array()?
                         .iter()
@@ -167,11 +170,14 @@ fn predictions(measurements: &std::path::Path, p: &DeviceProfile) -> eie::Result
                 eie::schedule::PePlan::Auto,
                 p,
             )?;
-            let get = |k: &str| costs.iter().find(|c| c.kernel == k).expect("planned");
+            let get = |k: KernelId| {
+                let name = k.to_string();
+                costs.iter().find(|c| c.kernel == name).expect("planned")
+            };
             let (e, r, c) = (
-                get("gpu-eie/f32"),
-                get("gpu-eie-rows/f32"),
-                get("gpu-csr/f32"),
+                get(KernelId::gpu(KernelKind::Eie, Precision::F32)),
+                get(KernelId::gpu(KernelKind::EieRows, Precision::F32)),
+                get(csr),
             );
             let (eu, ru, cu) = (
                 e.modelled_us.unwrap_or(f64::NAN),

@@ -71,11 +71,11 @@ pub fn cpu_backend(model: &Model, id: KernelId) -> Result<Box<dyn Backend>> {
             KernelId::CPU.map(|k| k.to_string()).join(", ")
         )));
     }
-    debug_assert_eq!(id.place, Place::Cpu);
-    Ok(match id.kind {
-        KernelKind::Dense => Box::new(crate::baseline::DenseBackend::new(model)),
-        KernelKind::Csr => Box::new(crate::baseline::CsrBackend::new(model)),
-        _ => Box::new(CpuBackend::new(model.clone(), id.precision)?),
+    Ok(match (id.place, id.kind) {
+        (Place::Cpu, KernelKind::Eie) => Box::new(CpuBackend::new(model.clone(), id.precision)?),
+        (Place::Cpu, KernelKind::Dense) => Box::new(crate::baseline::DenseBackend::new(model)),
+        (Place::Cpu, KernelKind::Csr) => Box::new(crate::baseline::CsrBackend::new(model)),
+        _ => unreachable!("`{id}` is one of KernelId::CPU, checked above"),
     })
 }
 

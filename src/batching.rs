@@ -104,7 +104,8 @@ pub struct Batcher {
 impl Batcher {
     /// Starts the worker thread for `engine`.
     ///
-    /// [`Batcher::run_async`] then submits inputs; the [guide](crate#batch-and-serve) has an example.
+    /// [`Batcher::run_async`] then submits inputs; the [guide](crate#batch-and-serve) has an
+    /// example.
     pub fn new(engine: Engine, config: BatchConfig) -> Result<Batcher> {
         Self::observed(engine, config, |_| {})
     }
@@ -182,8 +183,8 @@ impl Batcher {
         }
     }
 
-    /// Like [`run_async`](Self::run_async) but never waits for a slot: [`Error::QueueFull`] at once when
-    /// `queue_capacity` requests are already waiting. On success, the returned future yields
+    /// Like [`run_async`](Self::run_async) but never waits for a slot: [`Error::QueueFull`] at once
+    /// when `queue_capacity` requests are already waiting. On success, the returned future yields
     /// the answer.
     pub fn try_run<T>(
         &self,

@@ -285,6 +285,13 @@ impl SequenceEngine {
         &self.model
     }
 
+    /// Which kernel variant runs the matrix products: `cpu-eie/<precision>`.
+    ///
+    /// See [`crate::kernel_id`].
+    pub fn id(&self) -> crate::kernel_id::KernelId {
+        crate::kernel_id::KernelId::cpu(crate::kernel_id::KernelKind::Eie, self.precision)
+    }
+
     /// The engine's arithmetic.
     ///
     /// See [`Precision`].

@@ -733,9 +733,11 @@ impl CpuEngine {
     /// tests; results do not depend on it).
     ///
     /// See [`CpuWalk`].
-    pub fn with_walk(mut self, walk: CpuWalk) -> Self {
-        self.walk = walk;
-        self
+    pub fn with_walk(&self, walk: CpuWalk) -> Self {
+        CpuEngine {
+            walk,
+            ..self.clone()
+        }
     }
 
     /// The same engine in `precision` (f32 unless told otherwise). Cheap: the model and its
