@@ -22,9 +22,9 @@ pub fn gpu_name(ctx: &GpuContext) -> String {
 }
 
 /// Every GPU kernel for `model` on `ctx` (one per entry of
-/// [`KernelId::GPU`](crate::kernel_id::KernelId::GPU), built by
-/// [`gpu_backends_on`](crate::gpu::gpu_backends_on)), each able to take batches up to
-/// `max_batch`, baselines first as in the report's columns.
+/// [`KernelId::GPU`](crate::kernel_id::KernelId::GPU), each built by
+/// [`gpu_backend`](crate::gpu::gpu_backend) and reported as that id), each able to take
+/// batches up to `max_batch`, baselines first as in the report's columns.
 ///
 /// The GPU counterpart of [`super::cpu_contenders`]; [`super::run()`] measures them.
 pub fn gpu_contenders(
